@@ -1,0 +1,27 @@
+"""The persistent-memory model: device, trace, crash points, crash states and images."""
+
+from .crash import CrashImage, CrashPoint, CrashState, CrashTimeline, GroupOutcome, Strategy, distinct
+from .device import PMem
+from .pages import Pages
+from .persistency import EadrPoints, PointKind
+from .trace import LINE, PAGE, WORD, Domain, Event, EventKind
+
+__all__ = [
+    "LINE",
+    "PAGE",
+    "WORD",
+    "CrashImage",
+    "CrashPoint",
+    "CrashState",
+    "CrashTimeline",
+    "Domain",
+    "EadrPoints",
+    "Event",
+    "EventKind",
+    "GroupOutcome",
+    "PMem",
+    "Pages",
+    "PointKind",
+    "Strategy",
+    "distinct",
+]

@@ -1,0 +1,427 @@
+"""Crash points, crash states and their images.
+
+A state is one choice per in-flight group at one crash point. Its image is the
+media as of that point (shared, copy-on-write) with the chosen lines laid over
+it, so building a state costs what is in flight, not what the device holds.
+Every state has a printable id, `<point>[:<group>=<choice>,...]`, listing only
+the groups that kept less than everything; it parses back to the same state.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import itertools
+import random
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from ..errors import PMemError
+from .groups import Group
+from .pages import Pages
+from .persistency import EadrPoints, Piece, PointKind, PointSpec, compute_points
+from .trace import LINE, Domain, Event
+
+__all__ = [
+    "CrashImage",
+    "CrashPoint",
+    "CrashState",
+    "CrashTimeline",
+    "GroupOutcome",
+    "Strategy",
+    "distinct",
+]
+
+_MOD = 1 << 128
+
+
+class Strategy(enum.StrEnum):
+    """How the states of a crash point are chosen."""
+
+    EXHAUSTIVE = "exhaustive"
+    """Every combination of per-group choices."""
+    BOUNDED = "bounded"
+    """Every one- and two-group deviation from "none persisted" and from "all persisted"."""
+    SAMPLE = "sample"
+    """Seeded random choices."""
+
+
+def _line_hash(line: int, content: bytes) -> int:
+    h = hashlib.blake2b(content, digest_size=16, key=line.to_bytes(8, "little"))
+    return int.from_bytes(h.digest(), "little")
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """The media as of some prefix of the persist log, and its content hash relative to the trace start."""
+
+    pages: Pages
+    delta: int
+
+    def line(self, line: int) -> bytes:
+        return self.pages.read_bytes(line * LINE, LINE)
+
+
+class CrashTimeline:
+    """All crash points of one trace, and the media snapshots they need.
+
+    Snapshots are built by applying the persist log in order; walking the
+    points in order applies each piece once.
+    """
+
+    def __init__(
+        self, events: Sequence[Event], initial: Pages, domain: Domain, eadr_points: EadrPoints = EadrPoints.STORES
+    ) -> None:
+        self.events = tuple(events)
+        self.domain = domain
+        self.eadr_points = eadr_points
+        self.size = initial.size
+        self._initial = initial
+        specs, self._log = compute_points(self.events, domain, eadr_points)
+        self.points: tuple[CrashPoint, ...] = tuple(CrashPoint(self, s) for s in specs)
+        self._by_id = {p.id: p for p in self.points}
+        self._cursor_pages = initial.fork()
+        self._cursor_len = 0
+        self._cursor_delta = 0
+        self._snaps: dict[int, _Snapshot] = {}
+
+    def point(self, point_id: str) -> CrashPoint:
+        try:
+            return self._by_id[point_id]
+        except KeyError:
+            raise PMemError(
+                f"no crash point {point_id!r} in this trace "
+                f"(it has {len(self.points)} points, from {self.points[0].id} to {self.points[-1].id})"
+            ) from None
+
+    def state(self, state_id: str) -> CrashState:
+        """The state a printed id names."""
+        point_id, _, rest = state_id.strip().partition(":")
+        point = self.point(point_id)
+        choices = list(point.full_choices)
+        if rest:
+            names = {g.name: i for i, g in enumerate(point.groups)}
+            seen = set()
+            for item in rest.split(","):
+                name, eq, value = item.partition("=")
+                if not eq or name not in names:
+                    known = ", ".join(g.name for g in point.groups) or "none"
+                    raise PMemError(
+                        f"crash state {state_id!r}: {item!r} names no in-flight group at {point_id} (groups: {known})"
+                    )
+                if name in seen:
+                    raise PMemError(f"crash state {state_id!r}: group {name} given twice")
+                seen.add(name)
+                g = point.groups[names[name]]
+                choice = g.decode(value)
+                if choice is None:
+                    form = f"a count 0..{g.n}" if g.chain else "a down-set mask x<hex> of its units"
+                    raise PMemError(
+                        f"crash state {state_id!r}: {name}={value!r} is not a possible choice (expected {form})"
+                    )
+                choices[names[name]] = choice
+        return CrashState(point, tuple(choices))
+
+    def _snapshot(self, log_len: int) -> _Snapshot:
+        snap = self._snaps.get(log_len)
+        if snap is not None:
+            return snap
+        if log_len < self._cursor_len:
+            self._cursor_pages = self._initial.fork()
+            self._cursor_len = 0
+            self._cursor_delta = 0
+        pieces = self._log[self._cursor_len : log_len]
+        if pieces:
+            self._cursor_delta = (self._cursor_delta + _apply_log(self._cursor_pages, pieces)) % _MOD
+        self._cursor_len = log_len
+        snap = _Snapshot(self._cursor_pages.fork(), self._cursor_delta)
+        if len(self._snaps) >= 8:
+            self._snaps.pop(next(iter(self._snaps)))
+        self._snaps[log_len] = snap
+        return snap
+
+
+def _apply_log(pages: Pages, pieces: Sequence[Piece]) -> int:
+    """Apply persisted pieces in order; return the change of the image hash."""
+    touched = sorted({p.line for p in pieces})
+    old = [_line_hash(line, pages.read_bytes(line * LINE, LINE)) for line in touched]
+    for p in pieces:
+        pages.write(p.addr, p.data)
+    new = [_line_hash(line, pages.read_bytes(line * LINE, LINE)) for line in touched]
+    return sum(new) - sum(old)
+
+
+@dataclass(frozen=True, eq=False)
+class CrashPoint:
+    """A moment a crash may hit: just before a fence, clflush or store, or at the end."""
+
+    timeline: CrashTimeline = field(repr=False)
+    spec: PointSpec = field(repr=False)
+    _memo: dict[tuple[int, int], tuple[tuple[tuple[int, bytes], ...], int]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def kind(self) -> PointKind:
+        return self.spec.kind
+
+    @property
+    def op(self) -> int:
+        """Index of the op in progress (the op that issued the event), -1 if none."""
+        return self.spec.op
+
+    @property
+    def site(self) -> str:
+        return self.spec.site
+
+    @property
+    def event(self) -> Event | None:
+        seq = self.spec.seq
+        return None if seq is None else self.timeline.events[seq]
+
+    @cached_property
+    def groups(self) -> tuple[Group, ...]:
+        return tuple(Group(g) for g in self.spec.groups)
+
+    @cached_property
+    def full_choices(self) -> tuple[int, ...]:
+        return tuple(g.full for g in self.groups)
+
+    @property
+    def inflight_lines(self) -> int:
+        return sum(len(g.lines) for g in self.groups)
+
+    def count(self) -> int:
+        """Number of states `exhaustive` enumerates."""
+        n = 1
+        for g in self.groups:
+            n *= g.count()
+        return n
+
+    def state(self, choices: Sequence[int] | None = None) -> CrashState:
+        return CrashState(self, tuple(self.full_choices if choices is None else choices))
+
+    def states(
+        self, strategy: Strategy | str = Strategy.EXHAUSTIVE, *, seed: int = 0, limit: int | None = None
+    ) -> Iterator[CrashState]:
+        """The states of this point under a strategy, each once, at most `limit` of them."""
+        strategy = _strategy(strategy)
+        if limit is not None and limit <= 0:
+            raise PMemError(f"crash-state limit must be positive, got {limit!r}")
+        return self._states(strategy, seed, limit)
+
+    def _states(self, strategy: Strategy, seed: int, limit: int | None) -> Iterator[CrashState]:
+        if strategy is Strategy.EXHAUSTIVE:
+            gen: Iterable[tuple[int, ...]] = itertools.product(*(list(g.choices()) for g in self.groups))
+        elif strategy is Strategy.BOUNDED:
+            gen = self._bounded()
+        else:
+            n = 64 if limit is None else limit
+            gen = (
+                itertools.product(*(list(g.choices()) for g in self.groups))
+                if self._count_at_most(n)
+                else self._sample(seed, n)
+            )
+        seen: set[tuple[int, ...]] = set()
+        for choices in gen:
+            if choices in seen:
+                continue
+            seen.add(choices)
+            yield CrashState(self, choices)
+            if limit is not None and len(seen) >= limit:
+                return
+
+    def _count_at_most(self, n: int) -> bool:
+        total = 1
+        for g in self.groups:
+            total *= g.count(cap=n + 1)
+            if total > n:
+                return False
+        return True
+
+    def _bounded(self) -> Iterator[tuple[int, ...]]:
+        gs = self.groups
+        edges = [g.edges() for g in gs]
+        for base in (tuple(0 for _ in gs), self.full_choices):
+            yield base
+            for i in range(len(gs)):
+                for v in edges[i]:
+                    if v != base[i]:
+                        yield (*base[:i], v, *base[i + 1 :])
+            for i, j in itertools.combinations(range(len(gs)), 2):
+                for v in edges[i]:
+                    if v == base[i]:
+                        continue
+                    for w in edges[j]:
+                        if w != base[j]:
+                            c = list(base)
+                            c[i], c[j] = v, w
+                            yield tuple(c)
+
+    def _sample(self, seed: int, n: int) -> Iterator[tuple[int, ...]]:
+        rng = random.Random(f"{seed}/{self.id}")
+        for _ in range(8 * n + 16):
+            yield tuple(g.random_choice(rng.random) for g in self.groups)
+
+    def _outcome(self, gi: int, choice: int) -> tuple[tuple[tuple[int, bytes], ...], int]:
+        """Lines that differ from the base media under one group's choice, and the hash change."""
+        key = (gi, choice)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        snap = self.timeline._snapshot(self.spec.log_len)
+        lines = self.groups[gi].apply(choice, snap.line)
+        changed = []
+        delta = 0
+        for line, content in lines.items():
+            base = snap.line(line)
+            if content != base:
+                changed.append((line, content))
+                delta += _line_hash(line, content) - _line_hash(line, base)
+        hit = (tuple(changed), delta)
+        self._memo[key] = hit
+        return hit
+
+    def __repr__(self) -> str:
+        return f"CrashPoint({self.id}, op={self.op}, site={self.site!r}, groups={len(self.spec.groups)})"
+
+
+def _strategy(s: Strategy | str) -> Strategy:
+    try:
+        return Strategy(s)
+    except ValueError:
+        raise PMemError(
+            f"unknown crash-state strategy {s!r} (expected one of: {', '.join(x.value for x in Strategy)})"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupOutcome:
+    """What a crash kept of one in-flight group, for reports."""
+
+    name: str
+    lines: tuple[int, ...]
+    kept: int
+    total: int
+    sites: tuple[str, ...]
+    ops: tuple[int, ...]
+    value: str
+
+    @property
+    def verdict(self) -> str:
+        return "kept" if self.kept == self.total else "dropped" if self.kept == 0 else "partial"
+
+
+@dataclass(frozen=True, eq=False)
+class CrashState:
+    """One possible content of the media after a crash at one point."""
+
+    point: CrashPoint
+    choices: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        gs = self.point.groups
+        if len(self.choices) != len(gs) or not all(g.is_valid(c) for g, c in zip(gs, self.choices, strict=True)):
+            raise PMemError(f"invalid choices {self.choices!r} for crash point {self.point.id}")
+
+    @property
+    def id(self) -> str:
+        parts = [f"{g.name}={g.encode(c)}" for g, c in zip(self.point.groups, self.choices, strict=True) if c != g.full]
+        return self.point.id + (":" + ",".join(parts) if parts else "")
+
+    @cached_property
+    def digest(self) -> int:
+        """Content hash of the image; equal images of one trace have equal digests."""
+        snap = self.point.timeline._snapshot(self.point.spec.log_len)
+        d = snap.delta
+        for gi, c in enumerate(self.choices):
+            d += self.point._outcome(gi, c)[1]
+        return d % _MOD
+
+    @property
+    def deviations(self) -> int:
+        """How many groups kept less than everything."""
+        return sum(1 for g, c in zip(self.point.groups, self.choices, strict=True) if c != g.full)
+
+    def outcomes(self) -> list[GroupOutcome]:
+        """Per in-flight group: how much of it this crash kept, and which code wrote it."""
+        events = self.point.timeline.events
+        out = []
+        for g, c in zip(self.point.groups, self.choices, strict=True):
+            seqs = sorted({p.seq for p in g.spec.pieces})
+            sites = tuple(dict.fromkeys(events[s].site for s in seqs))
+            ops = tuple(sorted({events[s].op for s in seqs}))
+            out.append(GroupOutcome(g.name, g.lines, len(g.kept(c)), g.n, sites, ops, g.encode(c)))
+        return out
+
+    def overlay(self) -> dict[int, bytes]:
+        """Lines whose content differs from the media as of the point."""
+        over: dict[int, bytes] = {}
+        for gi, c in enumerate(self.choices):
+            over.update(self.point._outcome(gi, c)[0])
+        return over
+
+    def image(self) -> CrashImage:
+        snap = self.point.timeline._snapshot(self.point.spec.log_len)
+        return CrashImage(snap.pages, self.overlay(), self.digest)
+
+    def __repr__(self) -> str:
+        return f"CrashState({self.id})"
+
+
+class CrashImage:
+    """The device as it would be found after one crash: shared base pages plus changed lines."""
+
+    __slots__ = ("base", "digest", "lines", "size")
+
+    def __init__(self, base: Pages, lines: dict[int, bytes], digest: int) -> None:
+        self.base = base
+        self.lines = lines
+        self.digest = digest
+        self.size = base.size
+
+    def read(self, addr: int, n: int) -> np.ndarray:
+        if addr < 0 or n <= 0 or addr + n > self.size:
+            raise PMemError(f"image read [{addr:#x}, +{n}) outside the device of {self.size} bytes")
+        out = self.base.read(addr, n)
+        lo, hi = addr // LINE, (addr + n - 1) // LINE
+        if hi - lo + 1 < len(self.lines):
+            todo: Iterable[int] = (ln for ln in range(lo, hi + 1) if ln in self.lines)
+        else:
+            todo = (ln for ln in self.lines if lo <= ln <= hi)
+        for line in todo:
+            content = np.frombuffer(self.lines[line], dtype=np.uint8)
+            a = line * LINE
+            s, e = max(a, addr), min(a + LINE, addr + n)
+            out[s - addr : e - addr] = content[s - a : e - a]
+        return out
+
+    def pages(self) -> Pages:
+        """A private copy-on-write copy of the image, e.g. to mount it."""
+        pages = self.base.fork()
+        for line, content in self.lines.items():
+            pages.write(line * LINE, content)
+        return pages
+
+    def to_array(self) -> np.ndarray:
+        return self.read(0, self.size)
+
+    def to_bytes(self) -> bytes:
+        return self.to_array().tobytes()
+
+
+def distinct(states: Iterable[CrashState]) -> Iterator[CrashState]:
+    """Drop states whose image was already seen (by content hash)."""
+    seen: set[int] = set()
+    for s in states:
+        d = s.digest
+        if d not in seen:
+            seen.add(d)
+            yield s

@@ -1,0 +1,190 @@
+"""The choice space of one in-flight group: which of its units reached the media.
+
+A group's units form a partial order (see `persistency.py`); a crash keeps a
+down-set of it. Where the order is a chain (cached stores, or one word) a
+choice is a count of kept units, printed as a number; otherwise it is a
+bit mask over the group's units in program order, printed as `x<hex>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from .persistency import GroupSpec, Piece
+from .trace import LINE, WORD
+
+__all__ = ["Group", "Unit"]
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One atomic 8-byte (or smaller) part of a piece."""
+
+    piece: Piece
+    addr: int
+    end: int
+
+    @property
+    def word(self) -> int:
+        return self.addr // WORD
+
+
+def _units(piece: Piece) -> list[Unit]:
+    out = []
+    a, end = piece.addr, piece.addr + len(piece.data)
+    while a < end:
+        b = min(end, (a // WORD + 1) * WORD)
+        out.append(Unit(piece, a, b))
+        a = b
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Group:
+    """One in-flight group at one crash point, with its choices and their contents."""
+
+    spec: GroupSpec
+    units: tuple[Unit, ...] = field(init=False)
+    preds: tuple[tuple[int, ...], ...] = field(init=False)
+    chain: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        units: list[Unit] = []
+        for piece in self.spec.pieces:
+            units.extend(_units(piece))
+        preds: list[tuple[int, ...]] = []
+        chain = True
+        for j, u in enumerate(units):
+            if self.spec.tear or not u.piece.nt:
+                ps = tuple(range(j))
+            else:
+                ps = tuple(i for i in range(j) if not units[i].piece.nt or units[i].word == u.word)
+            if j and (j - 1) not in ps:
+                chain = False
+            preds.append(ps)
+        object.__setattr__(self, "units", tuple(units))
+        object.__setattr__(self, "preds", tuple(preds))
+        object.__setattr__(self, "chain", chain)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def n(self) -> int:
+        return len(self.units)
+
+    @property
+    def full(self) -> int:
+        """The choice that keeps every unit: what the CPU saw."""
+        return self.n if self.chain else (1 << self.n) - 1
+
+    @property
+    def none(self) -> int:
+        return 0
+
+    @property
+    def lines(self) -> tuple[int, ...]:
+        return tuple(sorted({p.line for p in self.spec.pieces}))
+
+    def kept(self, choice: int) -> list[int]:
+        """Indices of the units a choice keeps."""
+        if self.chain:
+            return list(range(choice))
+        return [i for i in range(self.n) if choice >> i & 1]
+
+    def mask(self, choice: int) -> int:
+        return (1 << choice) - 1 if self.chain else choice
+
+    def is_valid(self, choice: int) -> bool:
+        if self.chain:
+            return 0 <= choice <= self.n
+        if choice < 0 or choice >> self.n:
+            return False
+        return all(all(choice >> p & 1 for p in self.preds[i]) for i in range(self.n) if choice >> i & 1)
+
+    def choices(self) -> Iterator[int]:
+        """Every valid choice, in a fixed order."""
+        if self.chain:
+            yield from range(self.n + 1)
+            return
+        yield from self._downsets(0, 0)
+
+    def _downsets(self, i: int, mask: int) -> Iterator[int]:
+        if i == self.n:
+            yield mask
+            return
+        yield from self._downsets(i + 1, mask)
+        if all(mask >> p & 1 for p in self.preds[i]):
+            yield from self._downsets(i + 1, mask | 1 << i)
+
+    def count(self, cap: int = 1 << 20) -> int:
+        """Number of valid choices (stops counting at `cap`)."""
+        if self.chain:
+            return self.n + 1
+        c = 0
+        for _ in self._downsets(0, 0):
+            c += 1
+            if c >= cap:
+                break
+        return c
+
+    def edges(self) -> list[int]:
+        """The few choices `bounded` deviates to: none, first unit only, all but the last, all."""
+        if self.chain:
+            vals = [0, 1, self.n - 1, self.n]
+        else:
+            full = (1 << self.n) - 1
+            vals = [0, 1, full & ~(1 << (self.n - 1)), full]
+        out: list[int] = []
+        for v in vals:
+            if v not in out and self.is_valid(v):
+                out.append(v)
+        return out
+
+    def random_choice(self, rnd: Callable[[], float]) -> int:
+        if self.chain:
+            return min(self.n, int(rnd() * (self.n + 1)))
+        mask = 0
+        for i in range(self.n):
+            if all(mask >> p & 1 for p in self.preds[i]) and rnd() < 0.5:
+                mask |= 1 << i
+        return mask
+
+    def encode(self, choice: int) -> str:
+        return str(choice) if self.chain else f"x{choice:x}"
+
+    def decode(self, text: str) -> int | None:
+        """The choice a printed value names, or None if it is not one of this group's."""
+        try:
+            if self.chain:
+                value = int(text, 10) if text.isdigit() else -1
+            else:
+                value = int(text[1:], 16) if text[:1] == "x" and len(text) > 1 else -1
+        except ValueError:
+            return None
+        return value if self.is_valid(value) else None
+
+    def apply(self, choice: int, base_line: Callable[[int], bytes]) -> dict[int, bytes]:
+        """Contents of the lines this group touches when `choice` persisted, over the base media."""
+        bufs = {line: bytearray(base_line(line)) for line in self.lines}
+        mask = self.mask(choice)
+        units = self.units
+        i = 0
+        while mask >> i:
+            if mask >> i & 1:
+                u = units[i]
+                p = u.piece
+                off = p.addr - p.line * LINE
+                buf = bufs[p.line]
+                # Runs of consecutive kept units of one piece are applied as one slice.
+                j = i
+                while j + 1 < len(units) and mask >> (j + 1) & 1 and units[j + 1].piece is p:
+                    j += 1
+                lo, hi = u.addr - p.addr, units[j].end - p.addr
+                buf[off + lo : off + hi] = p.data[lo:hi]
+                i = j + 1
+            else:
+                i += 1
+        return {line: bytes(b) for line, b in bufs.items()}

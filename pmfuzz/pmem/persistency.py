@@ -1,0 +1,244 @@
+"""Px86 persistency: from a trace to crash points and what is in flight at each.
+
+The rules (stated once here; `tests/test_pmem_bruteforce.py` re-derives every
+crash image from them by brute force):
+
+* A store is split into pieces, one per cache line it touches, and each piece
+  into units, one per aligned 8-byte word it touches. A unit is never torn.
+* Cached units of one line reach the media in program order (a line is
+  written back whole, so the media holds a snapshot of it). A line may be
+  written back at any moment, so an unflushed line is always "in flight".
+* `clwb`/`clflushopt` of a line followed by a fence makes the line's stores
+  issued before the flush durable; a fence alone persists nothing cached.
+  `clflush` is ordered on its own: the line's cached stores issued before it
+  are durable once it executes.
+* Non-temporal units bypass the cache and are in flight until the next fence,
+  in any order, except that units to the same word keep program order
+  (coherence), and that within one line a cached unit and a non-temporal unit
+  keep program order (a movnt to a cached line writes the line back first; a
+  cached store to a line snoops the write-combining buffer first).
+* Under eADR a cached store is durable as it executes (in program order, unit
+  by unit); non-temporal units still need a fence, and a cached store first
+  drains pending non-temporal units of the lines it writes.
+
+Crash points (a crash just before the named event takes effect):
+
+* ADR: every fence `F<n>`, every clflush `C<n>`, and the end of the run `E`.
+  Every moment of the run is covered: between two such events nothing becomes
+  durable except by write-back, which the in-flight set already allows.
+* eADR: every cached store `S<n>` (torn anywhere: the `T` group), a drain
+  `D<n>` before a cached store that forces non-temporal units, every fence,
+  and the end; or, restricted, only op boundaries `O<n>`, fences and the end.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .trace import LINE, Domain, Event, EventKind, words_in
+
+__all__ = ["EadrPoints", "GroupSpec", "Piece", "PointKind", "PointSpec", "compute_points", "split_pieces"]
+
+
+class PointKind(enum.StrEnum):
+    """What the crash point sits just before; the value prefixes its id."""
+
+    FENCE = "F"
+    CLFLUSH = "C"
+    STORE = "S"
+    DRAIN = "D"
+    OP = "O"
+    END = "E"
+
+
+class EadrPoints(enum.StrEnum):
+    """Which crash points an eADR run has."""
+
+    STORES = "stores"
+    """Every cached store (torn at every word), drain, fence and the end."""
+    OPS = "ops"
+    """Op boundaries, fences and the end: tractable, but blind to tearing inside an op."""
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """The part of one store that falls in one cache line."""
+
+    seq: int
+    line: int
+    addr: int
+    data: bytes
+    nt: bool
+    units: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSpec:
+    """Pieces in flight that persist together under one choice.
+
+    A line group (`L<line>`) holds one line's in-flight pieces; the tear group
+    (`T`, eADR only) holds the one cached store being executed at the crash.
+    """
+
+    name: str
+    pieces: tuple[Piece, ...]
+    tear: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PointSpec:
+    kind: PointKind
+    ordinal: int
+    seq: int | None
+    op: int
+    site: str
+    log_len: int
+    groups: tuple[GroupSpec, ...]
+
+    @property
+    def id(self) -> str:
+        return "E" if self.kind is PointKind.END else f"{self.kind.value}{self.ordinal}"
+
+
+def split_pieces(ev: Event) -> list[Piece]:
+    """Cut a store event at cache-line boundaries."""
+    assert ev.data is not None
+    nt = ev.kind is EventKind.NTSTORE
+    out = []
+    addr, end, data = ev.addr, ev.addr + ev.size, ev.data
+    pos = 0
+    while addr < end:
+        line = addr // LINE
+        stop = min(end, (line + 1) * LINE)
+        n = stop - addr
+        out.append(Piece(ev.seq, line, addr, data[pos : pos + n], nt, words_in(addr, n)))
+        pos += n
+        addr = stop
+    return out
+
+
+def _line_groups(lines: dict[int, list[Piece]]) -> tuple[GroupSpec, ...]:
+    return tuple(GroupSpec(f"L{line}", tuple(lines[line])) for line in sorted(lines) if lines[line])
+
+
+def compute_points(
+    events: Sequence[Event], domain: Domain, eadr_points: EadrPoints = EadrPoints.STORES
+) -> tuple[list[PointSpec], list[Piece]]:
+    """All crash points of a trace, and the persist log: pieces in the order they became durable.
+
+    The media at a point is the media at the trace's start plus the first
+    `log_len` pieces of the log; the point's groups are what may or may not
+    have reached it.
+    """
+    if domain is Domain.ADR:
+        return _adr(events)
+    return _eadr(events, eadr_points)
+
+
+def _adr(events: Sequence[Event]) -> tuple[list[PointSpec], list[Piece]]:
+    points: list[PointSpec] = []
+    log: list[Piece] = []
+    lines: dict[int, list[Piece]] = {}
+    flushed: dict[int, int] = {}
+    ready: set[int] = set()
+    fences = clflushes = 0
+    last_op, last_site = -1, ""
+
+    def point(kind: PointKind, ordinal: int, ev: Event | None) -> None:
+        seq, op, site = (None, last_op, last_site) if ev is None else (ev.seq, ev.op, ev.site)
+        points.append(PointSpec(kind, ordinal, seq, op, site, len(log), _line_groups(lines)))
+
+    def persist_prefix(line: int, j: int) -> None:
+        pieces = lines[line]
+        log.extend(pieces[: j + 1])
+        rest = pieces[j + 1 :]
+        if rest:
+            lines[line] = rest
+            flushed[line] = max(0, flushed.get(line, 0) - (j + 1))
+        else:
+            del lines[line]
+            flushed.pop(line, None)
+
+    for ev in events:
+        kind = ev.kind
+        last_op, last_site = ev.op, ev.site
+        if kind.is_store:
+            for piece in split_pieces(ev):
+                lines.setdefault(piece.line, []).append(piece)
+                if piece.nt:
+                    ready.add(piece.line)
+        elif kind is EventKind.CLFLUSH:
+            point(PointKind.CLFLUSH, clflushes, ev)
+            clflushes += 1
+            for line in range(ev.addr // LINE, (ev.addr + ev.size - 1) // LINE + 1):
+                pieces = lines.get(line)
+                if not pieces:
+                    continue
+                j = max((i for i, p in enumerate(pieces) if not p.nt), default=-1)
+                if j >= 0:
+                    persist_prefix(line, j)
+        elif kind.is_flush:
+            for line in range(ev.addr // LINE, (ev.addr + ev.size - 1) // LINE + 1):
+                pieces = lines.get(line)
+                if pieces:
+                    flushed[line] = len(pieces)
+                    ready.add(line)
+        elif kind.is_fence:
+            point(PointKind.FENCE, fences, ev)
+            fences += 1
+            for line in sorted(ready):
+                pieces = lines.get(line)
+                if not pieces:
+                    continue
+                last_nt = max((i for i, p in enumerate(pieces) if p.nt), default=-1)
+                j = max(flushed.get(line, 0) - 1, last_nt)
+                if j >= 0:
+                    persist_prefix(line, j)
+            ready.clear()
+    point(PointKind.END, 0, None)
+    return points, log
+
+
+def _eadr(events: Sequence[Event], mode: EadrPoints) -> tuple[list[PointSpec], list[Piece]]:
+    points: list[PointSpec] = []
+    log: list[Piece] = []
+    nt: dict[int, list[Piece]] = {}
+    fences = stores = 0
+    cur_op, last_site = -1, ""
+    every_store = mode is EadrPoints.STORES
+
+    def point(kind: PointKind, ordinal: int, ev: Event | None, extra: tuple[GroupSpec, ...] = ()) -> None:
+        seq, op, site = (None, cur_op, last_site) if ev is None else (ev.seq, ev.op, ev.site)
+        points.append(PointSpec(kind, ordinal, seq, op, site, len(log), extra + _line_groups(nt)))
+
+    for ev in events:
+        kind = ev.kind
+        if not every_store and ev.op != cur_op and ev.op >= 0:
+            points.append(PointSpec(PointKind.OP, ev.op, ev.seq, ev.op, ev.site, len(log), _line_groups(nt)))
+        cur_op, last_site = ev.op, ev.site
+        if kind is EventKind.STORE:
+            pieces = split_pieces(ev)
+            forced = sorted({p.line for p in pieces if p.line in nt})
+            if forced:
+                if every_store:
+                    point(PointKind.DRAIN, stores, ev)
+                for line in forced:
+                    log.extend(nt.pop(line))
+            if every_store:
+                point(PointKind.STORE, stores, ev, (GroupSpec("T", tuple(pieces), tear=True),))
+            log.extend(pieces)
+            stores += 1
+        elif kind is EventKind.NTSTORE:
+            for piece in split_pieces(ev):
+                nt.setdefault(piece.line, []).append(piece)
+            stores += 1
+        elif kind.is_fence:
+            point(PointKind.FENCE, fences, ev)
+            fences += 1
+            for line in sorted(nt):
+                log.extend(nt[line])
+            nt.clear()
+    point(PointKind.END, 0, None)
+    return points, log
