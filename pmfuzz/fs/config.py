@@ -1,0 +1,138 @@
+"""daxfs configuration: the design, the bug switches, and how the log is pushed.
+
+Designs are the alternatives the Linux DAX threads argue about, as options of
+one model; bugs are named deviations of it, each modelling a real failure.
+Every design without bugs is crash-correct; the oracles must stay silent on it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ..errors import PmfuzzError
+
+__all__ = ["Design", "Bug", "CilMode", "Config", "BUG_ORACLE"]
+
+
+class Design(enum.StrEnum):
+    ZERO = "zero"
+    """Into a hole: allocate, zero the new blocks, commit the map, copy the data -- today's
+    XFS/ext4/ext2 DAX (xfs_iomap_write_direct with XFS_BMAPI_ZERO: "Hence we must zero before
+    commit"). Into a shared block: stage a COW extent, copy head/tail and data, remap one extent per
+    transaction (xfs_reflink_end_cow)."""
+    UNWRITTEN = "unwritten"
+    """Into a hole: allocate unwritten and commit, copy the data (zeroing the rest of each new
+    block), persist it, then convert in a second transaction -- the direct-I/O style path
+    (iomap_dio end_io conversion). Into a shared block: as `zero`."""
+    COW_REMAP = "cow-remap"
+    """Into a hole: allocate, copy the data (zeroing the rest of each new block), persist it, then
+    commit the new map -- the transaction is held across the copy, so new blocks are written once.
+    Into a shared block: the same, and the whole remap commits in one transaction."""
+
+
+class Bug(enum.StrEnum):
+    ZERO_AFTER_COMMIT = "zero-after-commit"
+    """The zero design commits the allocation before zeroing the new blocks: if the log is pushed
+    in between (a background CIL push), the map is durable over stale media. The failure the
+    comment in xfs_iomap_write_direct warns of."""
+    NO_ZERO = "no-zero"
+    """New blocks are mapped written with neither zeroing nor unwritten state: stale media shows
+    through every part of a block the write did not cover -- the exposure that XFS_BMAPI_ZERO and
+    EXT4_GET_BLOCKS_CREATE_ZERO exist to prevent."""
+    CONVERT_BEFORE_PERSIST = "convert-before-persist"
+    """The unwritten design converts unwritten->written as soon as it allocates, before the data is
+    copied, flushed and fenced; a log push in between exposes the never-zeroed block."""
+    COW_REMAP_BEFORE_COPY = "cow-remap-before-copy"
+    """The copy-on-write remap (xfs_reflink_end_cow) commits before the copy into the staging
+    extent is written, so a crash can leave the file pointing at a half-filled block."""
+    COW_SKIP_TAIL_COPY = "cow-skip-tail-copy"
+    """COW does not copy the unaligned head and tail of a block from the source extent
+    (dax_iomap_copy_around skipped): the rest of the new block is whatever the staging block held."""
+    COW_IN_PLACE = "cow-in-place"
+    """A write to a shared block writes it in place instead of copying it, changing every file
+    that shares it: reflink isolation broken (imap_needs_cow answering false)."""
+    REFCOUNT_NOT_JOURNALED = "refcount-not-journaled"
+    """Refcount updates are written in place instead of through the transaction, so a crash leaves
+    refcounts that disagree with the extent maps."""
+    JOURNAL_COMMIT_NO_FENCE = "journal-commit-no-fence"
+    """The log writes the commit record without fencing the log records first (a missing
+    REQ_PREFLUSH): recovery can replay a committed transaction whose records never reached media."""
+    FSYNC_NO_FLUSH = "fsync-no-flush"
+    """fsync forces the log but does not write back dirty mapping entries (dax_writeback_mapping_range
+    skipped): data stored through a mapping is not durable after fsync."""
+    MAP_SYNC_NO_COMMIT = "map-sync-no-commit"
+    """A MAP_SYNC write fault installs the writable PTE without forcing the allocation to the log
+    (dax_finish_sync_fault skipped): user data persisted through the mapping is lost with its block."""
+    FAULT_EOF_ROUND_UP = "fault-eof-round-up"
+    """The fault path checks pos >= i_size + PAGE_SIZE - 1 instead of pos >= i_size, so a fault on
+    the page at EOF maps it instead of raising SIGBUS."""
+    TRUNCATE_NO_ZERO_TAIL = "truncate-no-zero-tail"
+    """Truncating down does not zero the partial tail block (dax_truncate_page skipped): a mapping of
+    the last page still shows the cut-off bytes."""
+    COW_EDGES_UNFLUSHED = "cow-edges-unflushed"
+    """The COW head and tail are copied with cached stores that nothing flushes before the remap
+    commits. This is how fs/dax.c dax_iomap_copy_around reads today (copied edges are not
+    dax_flush'ed; only zeroed ones are) -- see docs/kernel-facts.md; unconfirmed on hardware."""
+
+
+BUG_ORACLE: dict[Bug, str] = {
+    Bug.ZERO_AFTER_COMMIT: "stale-exposure",
+    Bug.NO_ZERO: "stale-exposure",
+    Bug.CONVERT_BEFORE_PERSIST: "stale-exposure",
+    Bug.COW_REMAP_BEFORE_COPY: "cow-atomicity",
+    Bug.COW_SKIP_TAIL_COPY: "cow-atomicity",
+    Bug.COW_IN_PLACE: "stale-exposure",
+    Bug.REFCOUNT_NOT_JOURNALED: "mount",
+    Bug.JOURNAL_COMMIT_NO_FENCE: "mount",
+    Bug.FSYNC_NO_FLUSH: "durability",
+    Bug.MAP_SYNC_NO_COMMIT: "durability",
+    Bug.FAULT_EOF_ROUND_UP: "functional",
+    Bug.TRUNCATE_NO_ZERO_TAIL: "functional",
+    Bug.COW_EDGES_UNFLUSHED: "cow-atomicity",
+}
+"""The oracle that must catch each bug."""
+
+
+class CilMode(enum.StrEnum):
+    """When committed transactions reach the on-media log."""
+
+    LAZY = "lazy"
+    """At a log force (fsync, sync, MAP_SYNC write fault, busy-extent flush) or when the CIL is full."""
+    EAGER = "eager"
+    """Right after every commit, as a background CIL push that won the race does."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    design: Design = Design.ZERO
+    bugs: frozenset[Bug] = frozenset()
+    cil: CilMode = CilMode.LAZY
+
+    def has(self, bug: Bug) -> bool:
+        return bug in self.bugs
+
+    @classmethod
+    def parse(cls, design: str = "zero", bugs: str = "", cil: str = "lazy") -> Config:
+        try:
+            d = Design(design)
+        except ValueError:
+            raise PmfuzzError(f"unknown design {design!r} (designs: {', '.join(x.value for x in Design)})") from None
+        bs = set()
+        for name in filter(None, (b.strip() for b in bugs.split(","))):
+            try:
+                bs.add(Bug(name))
+            except ValueError:
+                raise PmfuzzError(f"unknown bug {name!r} (see `pmfuzz bugs`)") from None
+        try:
+            c = CilMode(cil)
+        except ValueError:
+            raise PmfuzzError(f"unknown cil mode {cil!r} (expected lazy or eager)") from None
+        return cls(d, frozenset(bs), c)
+
+    def options(self) -> dict[str, str]:
+        out = {"design": self.design.value}
+        if self.bugs:
+            out["bugs"] = ",".join(sorted(b.value for b in self.bugs))
+        out["cil"] = self.cil.value
+        return out

@@ -1,0 +1,379 @@
+"""fs/dax.c for daxfs: the write actor, COW copy-around, zeroing, faults, writeback.
+
+write(2) copies with flushcache stores (non-temporal, no fence); the fence
+that orders data before metadata is the log write's REQ_PREFLUSH. Faults map
+blocks (or the zero page) into VMAs and tag mapping entries DIRTY; fsync
+write-protects and flushes DIRTY entries.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from ..pmem import LINE
+from ..target import Signal
+from .config import Bug, Design
+from .core import DaxFS
+from .inode import PMD_PAGES, Entry, Inode, Pte, Vma
+from .iomap import Iomap, IomapFlag, IomapType, Req, iomap_begin, iomap_end
+from .layout import BS
+from .locks import LockMode
+from .pmemops import dax_flush, memcpy_cached, memcpy_flushcache, memset_flush
+
+__all__ = [
+    "dax_iomap_rw_write",
+    "dax_zero_range",
+    "dax_iomap_fault",
+    "dax_writeback_mapping_range",
+    "break_layouts",
+    "delete_entries",
+    "invalidate_inode_pages2_range",
+    "Fault",
+]
+
+PAGE = BS
+
+
+class Fault(enum.StrEnum):
+    """What a fault handler returns (VM_FAULT_*)."""
+
+    NOPAGE = "VM_FAULT_NOPAGE"
+    SIGBUS = "VM_FAULT_SIGBUS"
+    FALLBACK = "VM_FAULT_FALLBACK"
+
+
+# -- mapping entries ------------------------------------------------------------------
+
+
+def _unmap_page_ptes(ip: Inode, pgoff: int, npages: int = 1) -> None:
+    """unmap_mapping_pages: drop PTEs of file pages [pgoff, pgoff+npages) in every VMA."""
+    for vma in ip.vmas:
+        lo = max(pgoff, vma.pgoff)
+        hi = min(pgoff + npages, vma.pgoff + vma.npages)
+        for fp in range(lo, hi):
+            vma.ptes.pop(fp - vma.pgoff, None)
+
+
+def invalidate_inode_pages2_range(fs: DaxFS, ip: Inode, pos: int, end: int) -> None:
+    """Drop clean entries over [pos, end) and their PTEs (zero-page PTEs included); dirty ones stay."""
+    p0, p1 = pos // PAGE, (end - 1) // PAGE
+    for idx in list(ip.entries):
+        e = ip.entries[idx]
+        span = PMD_PAGES if e.pmd else 1
+        if idx + span <= p0 or idx > p1 or e.dirty or e.towrite:
+            continue
+        del ip.entries[idx]
+        _unmap_page_ptes(ip, idx, span)
+
+
+def _clear_dirty_range(ip: Inode, pos: int, end: int) -> None:
+    """__dax_clear_dirty_range: the COW replaces these pages, so their old dirt is moot."""
+    p0, p1 = pos // PAGE, (end - 1) // PAGE
+    for idx, e in ip.entries.items():
+        span = PMD_PAGES if e.pmd else 1
+        if idx + span > p0 and idx <= p1:
+            e.dirty = e.towrite = False
+
+
+def delete_entries(ip: Inode, first_page: int, last_page: int | None = None) -> None:
+    """truncate_inode_pages_range for DAX: delete entries (dirty or not) and unmap them."""
+    for idx in list(ip.entries):
+        e = ip.entries[idx]
+        span = PMD_PAGES if e.pmd else 1
+        if idx + span <= first_page or (last_page is not None and idx >= last_page):
+            continue
+        del ip.entries[idx]
+        _unmap_page_ptes(ip, idx, span)
+
+
+def break_layouts(fs: DaxFS, ip: Inode) -> None:
+    """xfs_break_dax_layouts: unmap the whole file from every VMA (no pinned pages in this model)."""
+    fs.preempt("break_layouts")
+    for vma in ip.vmas:
+        vma.ptes.clear()
+
+
+# -- write(2) ---------------------------------------------------------------------------
+
+
+def dax_iomap_rw_write(fs: DaxFS, ip: Inode, pos: int, data: bytes) -> int:
+    """dax_iomap_rw for writes: iomap_begin -> dax_iomap_iter -> iomap_end until done."""
+    done = 0
+    while done < len(data):
+        p = pos + done
+        m = iomap_begin(fs, ip, p, len(data) - done, Req.WRITE)
+        n = min(m.end * BS, pos + len(data)) - p
+        dax_iomap_iter(fs, ip, m, p, data[done : done + n])
+        iomap_end(fs, ip, m)
+        done += n
+    return done
+
+
+def dax_iomap_iter(fs: DaxFS, ip: Inode, m: Iomap, pos: int, data: bytes) -> None:
+    """The write actor: tear down stale mappings, copy around for COW, zero new edges, copy."""
+    fs.preempt("dax_iomap_iter")
+    pm = fs.pm
+    end = pos + len(data)
+    if m.flags & (IomapFlag.NEW | IomapFlag.SHARED):
+        if m.flags & IomapFlag.SHARED:
+            _clear_dirty_range(ip, pos, end)
+        invalidate_inode_pages2_range(fs, ip, pos, end)
+    assert m.pblk is not None
+    base = m.pblk * BS - m.lblk * BS
+    if m.flags & IomapFlag.SHARED:
+        dax_iomap_copy_around(fs, m, pos, end)
+    elif m.flags & IomapFlag.NEW and fs.cfg.design is not Design.ZERO:
+        head0, tail1 = (pos // BS) * BS, -(-end // BS) * BS
+        with pm.site("iomap_dio_zero"):
+            if pos > head0:
+                memcpy_flushcache(pm, base + head0, bytes(pos - head0))
+            if tail1 > end:
+                memcpy_flushcache(pm, base + end, bytes(tail1 - end))
+    with pm.site("dax_copy_from_iter"):
+        memcpy_flushcache(pm, base + pos, data)
+
+
+def dax_iomap_copy_around(fs: DaxFS, m: Iomap, pos: int, end: int) -> None:
+    """Copy the unaligned head and tail of the COW blocks from the source; zero them if it is unwritten."""
+    if fs.cfg.has(Bug.COW_SKIP_TAIL_COPY):
+        return
+    pm = fs.pm
+    src = m.srcmap
+    assert src is not None and src.pblk is not None and m.pblk is not None
+    dst_base = m.pblk * BS - m.lblk * BS
+    src_base = src.pblk * BS - src.lblk * BS
+    head0, tail1 = (pos // BS) * BS, -(-end // BS) * BS
+    with pm.site("dax_iomap_copy_around"):
+        for lo, hi in ((head0, pos), (end, tail1)):
+            if hi <= lo:
+                continue
+            if src.type is IomapType.UNWRITTEN:
+                memset_flush(pm, dst_base + lo, hi - lo)
+                continue
+            memcpy_cached(pm, dst_base + lo, pm.load(src_base + lo, hi - lo))
+            if not fs.cfg.has(Bug.COW_EDGES_UNFLUSHED):
+                dax_flush(pm, dst_base + lo, hi - lo)
+
+
+def dax_zero_range(fs: DaxFS, ip: Inode, start: int, end: int) -> None:
+    """dax_zero_range: zero the written parts of [start, end); holes and unwritten stay; shared COWs."""
+    if end <= start:
+        return
+    pm = fs.pm
+    pos = start
+    while pos < end:
+        m = iomap_begin(fs, ip, pos, end - pos, Req.ZERO)
+        n = min(m.end * BS, end) - pos
+        if m.flags & IomapFlag.SHARED:
+            dax_iomap_iter(fs, ip, m, pos, bytes(n))
+            iomap_end(fs, ip, m)
+        elif m.type is IomapType.MAPPED:
+            assert m.pblk is not None
+            with pm.site("dax_memzero"):
+                memset_flush(pm, m.pblk * BS + (pos - m.lblk * BS), n)
+        pos += n
+
+
+# -- faults ------------------------------------------------------------------------------
+
+
+def _fault_is_synchronous(vma: Vma, write: bool, m: Iomap) -> bool:
+    return write and vma.sync and bool(m.flags & IomapFlag.DIRTY)
+
+
+def dax_iomap_fault(fs: DaxFS, vma: Vma, vpage: int, write: bool, pmd: bool) -> Signal | None:
+    """xfs_dax_fault_locked: take MMAPLOCK, try a PMD fault if asked, fall back to a PTE fault."""
+    ip = vma.inode
+    with ip.mmaplock.hold(fs.sched, LockMode.SHARED):
+        if pmd:
+            r = dax_iomap_pmd_fault(fs, vma, vpage, write)
+            if r is not Fault.FALLBACK:
+                return Signal.SIGBUS if r is Fault.SIGBUS else None
+        r = dax_iomap_pte_fault(fs, vma, vpage, write)
+        return Signal.SIGBUS if r is Fault.SIGBUS else None
+
+
+def _beyond_eof(fs: DaxFS, ip: Inode, pos: int) -> bool:
+    if fs.cfg.has(Bug.FAULT_EOF_ROUND_UP):
+        return pos >= ip.size + PAGE - 1
+    return pos >= ip.size
+
+
+def dax_iomap_pte_fault(fs: DaxFS, vma: Vma, vpage: int, write: bool) -> Fault:
+    pm = fs.pm
+    ip = vma.inode
+    pgoff = vma.pgoff + vpage
+    pos = pgoff * PAGE
+    if _beyond_eof(fs, ip, pos):
+        return Fault.SIGBUS
+    fs.preempt("grab_mapping_entry")
+    cur = ip.entry_at(pgoff)
+    if cur is not None and cur[1].pmd and cur[1].zero:
+        del ip.entries[cur[0]]
+        _unmap_page_ptes(ip, cur[0], PMD_PAGES)
+        cur = None
+    req = Req.WRITE | Req.FAULT if write else Req.FAULT
+    with pm.site("dax_iomap_pte_fault"):
+        m = iomap_begin(fs, ip, pos, PAGE, req)
+    sync = False
+    if not write and (m.type is IomapType.HOLE or (m.type is IomapType.UNWRITTEN and not m.deferred)):
+        if cur is None:
+            ip.entries[pgoff] = Entry(None)
+        vma.ptes[vpage] = Pte(None, writable=False)
+    else:
+        assert m.pblk is not None
+        block = m.pblk + (pgoff - m.lblk)
+        sync = _fault_is_synchronous(vma, write, m)
+        if cur is not None and cur[1].pmd:
+            if cur[1].block is not None and cur[1].block + (pgoff - cur[0]) == block:
+                entry = cur[1]
+            else:
+                del ip.entries[cur[0]]
+                _unmap_page_ptes(ip, cur[0], PMD_PAGES)
+                cur = None
+        if cur is None or not cur[1].pmd:
+            old = ip.entries.get(pgoff)
+            if old is not None and (old.zero or old.block != block):
+                _unmap_page_ptes(ip, pgoff)
+            entry = old if old is not None and old.block == block else Entry(block)
+            ip.entries[pgoff] = entry
+        if write and not sync:
+            entry.dirty = True
+        if write and m.flags & IomapFlag.SHARED:
+            _copy_page_for_cow(fs, m, pgoff)
+        if not sync:
+            vma.ptes[vpage] = Pte(block, writable=write)
+    with pm.site("dax_iomap_pte_fault.iomap_end"):
+        iomap_end(fs, ip, m)
+    fs.preempt("dax_unlock_entry")
+    if sync:
+        dax_finish_sync_fault(fs, vma, vpage, pgoff, 1)
+    return Fault.NOPAGE
+
+
+def _copy_page_for_cow(fs: DaxFS, m: Iomap, pgoff: int) -> None:
+    """dax_iomap_copy_around for a fault: the whole page from the source (or zeroes)."""
+    pm = fs.pm
+    src = m.srcmap
+    assert src is not None and src.pblk is not None and m.pblk is not None
+    dst = (m.pblk + pgoff - m.lblk) * BS
+    with pm.site("dax_iomap_copy_around.fault"):
+        if src.type is IomapType.UNWRITTEN:
+            memset_flush(pm, dst, PAGE)
+            return
+        memcpy_cached(pm, dst, pm.load((src.pblk + pgoff - src.lblk) * BS, PAGE))
+        if not fs.cfg.has(Bug.COW_EDGES_UNFLUSHED):
+            dax_flush(pm, dst, PAGE)
+
+
+def dax_finish_sync_fault(fs: DaxFS, vma: Vma, vpage: int, pgoff: int, npages: int) -> None:
+    """MAP_SYNC: make the block map durable (vfs_fsync_range, datasync), then map it writable."""
+    ip = vma.inode
+    if not fs.cfg.has(Bug.MAP_SYNC_NO_COMMIT):
+        with fs.pm.site("dax_finish_sync_fault"):
+            dax_writeback_mapping_range(fs, ip, pgoff, pgoff + npages)
+            fs.journal.force("dax_finish_sync_fault")
+    fs.preempt("dax_insert_pfn_mkwrite")
+    cur = ip.entry_at(pgoff)
+    assert cur is not None
+    head, entry = cur
+    entry.dirty = True
+    for i in range(npages):
+        block = entry.block + (pgoff + i - head) if entry.block is not None else None
+        vma.ptes[vpage + i] = Pte(block, writable=True, pmd=npages > 1)
+
+
+def dax_iomap_pmd_fault(fs: DaxFS, vma: Vma, vpage: int, write: bool) -> Fault:
+    """dax_iomap_pmd_fault: map 2 MiB at once, or fall back to PTEs where the kernel does."""
+    ip = vma.inode
+    pgoff = vma.pgoff + vpage
+    index = pgoff - pgoff % PMD_PAGES
+    vhead = vpage - (pgoff - index)
+    max_pgoff = -(-ip.size // PAGE)
+    if _beyond_eof(fs, ip, pgoff * PAGE):
+        return Fault.SIGBUS
+    if vma.pgoff % PMD_PAGES or vhead < 0 or vhead + PMD_PAGES > vma.npages:
+        return Fault.FALLBACK
+    if (index | (PMD_PAGES - 1)) >= max_pgoff:
+        return Fault.FALLBACK
+    fs.preempt("grab_mapping_entry.pmd")
+    for idx, e in ip.entries.items():
+        if not e.pmd and index <= idx < index + PMD_PAGES:
+            return Fault.FALLBACK
+    lblk = index
+    segs = ip.extents.segments(lblk, PMD_PAGES)
+    whole_hole = len(segs) == 1 and (segs[0].hole or segs[0].unwritten)
+    if not write and whole_hole:
+        ip.entries[index] = Entry(None, pmd=True)
+        for i in range(PMD_PAGES):
+            vma.ptes[vhead + i] = Pte(None, writable=False, pmd=True)
+        return Fault.NOPAGE
+    pm = fs.pm
+    if write and len(segs) == 1 and segs[0].hole:
+        start = fs.space.alloc_aligned(PMD_PAGES)
+        if start is None:
+            return Fault.FALLBACK
+        with pm.site("dax_iomap_pmd_fault"):
+            from .iomap import _zero_then_commit
+
+            m = _zero_then_commit(fs, ip, lblk, PMD_PAGES, start)
+        block = start
+    else:
+        seg = segs[0]
+        if (
+            len(segs) != 1
+            or seg.hole
+            or seg.unwritten
+            or seg.pblk % PMD_PAGES  # type: ignore[operator]
+            or any(fs.space.shared(seg.pblk + i) for i in range(PMD_PAGES))
+        ):  # type: ignore[operator]
+            return Fault.FALLBACK
+        block = seg.pblk
+        m = Iomap(IomapType.MAPPED, lblk, PMD_PAGES, block, IomapFlag.DIRTY if ip.unpushed else IomapFlag.NONE)
+    assert block is not None
+    sync = _fault_is_synchronous(vma, write, m)
+    old = ip.entries.get(index)
+    if old is None or old.zero:
+        if old is not None:
+            _unmap_page_ptes(ip, index, PMD_PAGES)
+        old = Entry(block, pmd=True)
+        ip.entries[index] = old
+    if write and not sync:
+        old.dirty = True
+    if sync:
+        dax_finish_sync_fault(fs, vma, vhead, index, PMD_PAGES)
+    else:
+        for i in range(PMD_PAGES):
+            vma.ptes[vhead + i] = Pte(block + i, writable=write, pmd=True)
+    return Fault.NOPAGE
+
+
+# -- writeback ---------------------------------------------------------------------------
+
+
+def dax_writeback_mapping_range(fs: DaxFS, ip: Inode, first: int = 0, last: int | None = None) -> None:
+    """fsync's data half: write-protect, flush and clean every DIRTY entry in the page range."""
+    if fs.cfg.has(Bug.FSYNC_NO_FLUSH):
+        return
+    pm = fs.pm
+    todo = []
+    for idx, e in sorted(ip.entries.items()):
+        span = PMD_PAGES if e.pmd else 1
+        if e.dirty and idx + span > first and (last is None or idx < last):
+            e.towrite = True
+            todo.append((idx, e, span))
+    for idx, e, span in todo:
+        fs.preempt("dax_writeback_one")
+        for vma in ip.vmas:
+            for fp in range(max(idx, vma.pgoff), min(idx + span, vma.pgoff + vma.npages)):
+                pte = vma.ptes.get(fp - vma.pgoff)
+                if pte is not None:
+                    pte.writable = False
+        if e.block is not None:
+            with pm.site("dax_writeback_one"):
+                dax_flush(pm, e.block * BS, span * PAGE)
+        e.dirty = e.towrite = False
+
+
+def line_span(addr: int, n: int) -> tuple[int, int]:
+    return addr - addr % LINE, n + addr % LINE

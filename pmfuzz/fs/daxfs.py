@@ -1,0 +1,160 @@
+"""The built-in target `daxfs`: a Linux-style DAX file system on the PMem model."""
+
+from __future__ import annotations
+
+from ..data import poison
+from ..pmem import PMem
+from ..target import Errno, Guarantee, Result, err, register
+from ..workload import (
+    Create,
+    Fallocate,
+    Fault,
+    Fsync,
+    Mmap,
+    Munmap,
+    Op,
+    Persist,
+    Punch,
+    Read,
+    Reflink,
+    Store,
+    Sync,
+    Truncate,
+    Unlink,
+    Write,
+)
+from . import file as F
+from .alloc import NoSpace
+from .config import Config
+from .core import DaxFS, format_device
+from .fsck import fsck
+from .locks import Sched
+
+__all__ = ["DaxfsTarget", "MountedDaxfs"]
+
+
+class MountedDaxfs:
+    """A mounted daxfs, speaking the target protocol."""
+
+    def __init__(self, fs: DaxFS) -> None:
+        self.fs = fs
+
+    def execute(self, index: int, op: Op, payload: bytes | None) -> Result:
+        with self.fs.pm.op(index):
+            try:
+                return self._execute(op, payload)
+            except NoSpace:
+                return err(Errno.ENOSPC)
+
+    def _inode(self, name: str):
+        return self.fs.lookup(name)
+
+    def _execute(self, op: Op, payload: bytes | None) -> Result:
+        fs = self.fs
+        if isinstance(op, Create):
+            return F.create(fs, op.file)
+        if isinstance(op, Unlink):
+            return F.unlink(fs, op.file)
+        if isinstance(op, Sync):
+            return F.sync(fs)
+        if isinstance(op, Munmap):
+            return F.munmap(fs, op.map)
+        if isinstance(op, Fault):
+            return F.fault(fs, op.map, op.pgoff, op.write, op.pmd)
+        if isinstance(op, Store):
+            return F.store(fs, op.map, op.off, payload if payload is not None else bytes(op.len))
+        if isinstance(op, Persist):
+            return F.persist(fs, op.map, op.off, op.len)
+        if isinstance(op, Reflink):
+            src, dst = self._inode(op.src), self._inode(op.dst)
+            if src is None or dst is None:
+                return err(Errno.ENOENT)
+            if op.soff is None:
+                if src is dst:
+                    return err(Errno.EINVAL)
+                if src.size == 0:
+                    return Result(0)
+                return F.reflink(fs, src, dst, 0, 0, src.size)
+            return F.reflink(fs, src, dst, op.soff, op.doff, op.len)  # type: ignore[arg-type]
+        ip = self._inode(op.file)  # type: ignore[attr-defined]
+        if ip is None:
+            return err(Errno.ENOENT)
+        if isinstance(op, Write):
+            assert payload is not None
+            return F.file_dax_write(fs, ip, op.off, payload)
+        if isinstance(op, Read):
+            return F.file_read(fs, ip, op.off, op.len)
+        if isinstance(op, Truncate):
+            return F.setattr_size(fs, ip, op.size)
+        if isinstance(op, Fallocate):
+            return F.fallocate(fs, ip, op.off, op.len)
+        if isinstance(op, Punch):
+            return F.punch(fs, ip, op.off, op.len)
+        if isinstance(op, Fsync):
+            return F.fsync(fs, ip)
+        if isinstance(op, Mmap):
+            return F.mmap(fs, op.map, ip, op.off, op.len, op.sync)
+        raise AssertionError(f"daxfs: unhandled op {op}")
+
+    # -- the read-only view ----------------------------------------------------
+
+    def files(self) -> list[str]:
+        return sorted(ip.name for ip in self.fs.inodes.values() if ip.name is not None)
+
+    def size(self, name: str) -> int | None:
+        ip = self.fs.lookup(name)
+        return None if ip is None else ip.size
+
+    def read(self, name: str, off: int, n: int) -> bytes:
+        ip = self.fs.lookup(name)
+        if ip is None:
+            raise KeyError(name)
+        return self.fs.read_file(ip, off, n)
+
+    def read_mapping(self, name: str, off: int, n: int) -> Result:
+        return F.mapping_view(self.fs, name, off, n)
+
+    def fsck(self) -> list[str]:
+        return fsck(self.fs)
+
+
+class DaxfsTarget:
+    """daxfs with one design, a set of zoo bugs, and a log-push policy."""
+
+    name = "daxfs"
+    guarantees = frozenset(
+        {
+            Guarantee.POSIX,
+            Guarantee.MOUNTABLE,
+            Guarantee.NO_STALE_DATA,
+            Guarantee.COW_ATOMIC,
+            Guarantee.FSYNC_DURABLE,
+        }
+    )
+
+    def __init__(self, design: str = "zero", bugs: str = "", cil: str = "lazy", **unknown: str) -> None:
+        if unknown:
+            k = next(iter(unknown))
+            raise_unknown(k)
+        self.config = Config.parse(design, bugs, cil)
+
+    def format(self, pm: PMem) -> None:
+        format_device(pm, poison)
+
+    def mount(self, pm: PMem, sched: Sched | None = None) -> MountedDaxfs:
+        return MountedDaxfs(DaxFS(pm, self.config, sched))
+
+    def options(self) -> dict[str, str]:
+        return self.config.options()
+
+    def __repr__(self) -> str:
+        return "DaxfsTarget(" + " ".join(f"{k}={v}" for k, v in self.options().items()) + ")"
+
+
+def raise_unknown(key: str) -> None:
+    from ..errors import PmfuzzError
+
+    raise PmfuzzError(f"daxfs has no option {key!r} (options: design, bugs, cil)")
+
+
+register("daxfs", DaxfsTarget)

@@ -1,0 +1,339 @@
+"""xfs_file.c / xfs_iops.c / xfs_bmap_util.c for daxfs: the ops of the workload language.
+
+Each function takes the mounted fs and returns a `Result`; an op that is
+invalid in context returns the errno or signal the op language defines.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+from ..target import OK, Errno, Result, Signal, err, sig
+from ..workload import PAGE_SIZE
+from .config import Bug
+from .core import DaxFS
+from .dax import (
+    break_layouts,
+    dax_iomap_fault,
+    dax_iomap_rw_write,
+    dax_writeback_mapping_range,
+    dax_zero_range,
+    delete_entries,
+)
+from .inode import Inode, Vma
+from .layout import BS, NINODES
+from .locks import LockMode
+from .reflink import remap_range
+
+__all__ = [
+    "create",
+    "unlink",
+    "file_dax_write",
+    "file_read",
+    "setattr_size",
+    "fallocate",
+    "punch",
+    "reflink",
+    "fsync",
+    "sync",
+    "mmap",
+    "munmap",
+    "fault",
+    "store",
+    "persist",
+    "mapping_view",
+]
+
+
+def _round_up(x: int, a: int) -> int:
+    return -(-x // a) * a
+
+
+def create(fs: DaxFS, name: str) -> Result:
+    """xfs_create: allocate an inode and give it the name, in one transaction."""
+    if fs.lookup(name) is not None:
+        return err(Errno.EEXIST)
+    free = [i for i in range(NINODES) if i not in fs.inodes]
+    if not free:
+        return err(Errno.ENOSPC)
+    ino = free[0]
+    ip = Inode(ino, gen=fs.journal.tail + 1, name=name)
+    with fs.pm.site("xfs_create"), fs.journal.trans("xfs_create") as tp:
+        fs.inodes[ino] = ip
+        fs.log_inode(tp, ip)
+    return OK
+
+
+def unlink(fs: DaxFS, name: str) -> Result:
+    """xfs_remove, then xfs_inactive once nothing maps the inode (an orphan until then)."""
+    ip = fs.lookup(name)
+    if ip is None:
+        return err(Errno.ENOENT)
+    with ip.iolock.hold(fs.sched), fs.pm.site("xfs_remove"), fs.journal.trans("xfs_remove") as tp:
+        ip.name = None
+        ip.orphan = True
+        fs.log_inode(tp, ip)
+    if not ip.vmas:
+        fs.inactivate(ip)
+    return OK
+
+
+def file_dax_write(fs: DaxFS, ip: Inode, pos: int, data: bytes) -> Result:
+    """xfs_file_dax_write: zero the gap past EOF, dax_iomap_rw, then log the new size."""
+    with ip.iolock.hold(fs.sched):
+        if pos > ip.size:
+            with ip.mmaplock.hold(fs.sched), fs.pm.site("xfs_file_write_zero_eof"):
+                dax_zero_range(fs, ip, ip.size, pos)
+        written = dax_iomap_rw_write(fs, ip, pos, data)
+        if pos + written > ip.size:
+            ip.size = pos + written
+            with fs.pm.site("xfs_setfilesize"), fs.journal.trans("xfs_setfilesize") as tp:
+                fs.log_inode(tp, ip)
+    return Result(written)
+
+
+def file_read(fs: DaxFS, ip: Inode, pos: int, n: int) -> Result:
+    with ip.iolock.hold(fs.sched, LockMode.SHARED):
+        return Result(fs.read_file(ip, pos, n))
+
+
+def setattr_size(fs: DaxFS, ip: Inode, new: int) -> Result:
+    """xfs_setattr_size: zero, set the size, log it, then free the blocks past it."""
+    pm = fs.pm
+    with ip.iolock.hold(fs.sched), ip.mmaplock.hold(fs.sched):
+        break_layouts(fs, ip)
+        old = ip.size
+        with pm.site("xfs_setattr_size.zero"):
+            if new > old:
+                dax_zero_range(fs, ip, old, new)
+            elif new < old and new % BS and not fs.cfg.has(Bug.TRUNCATE_NO_ZERO_TAIL):
+                dax_zero_range(fs, ip, new, _round_up(new, BS))
+        ip.size = new
+        delete_entries(ip, -(-new // PAGE_SIZE))
+        with pm.site("xfs_setattr_size"), fs.journal.trans("xfs_setattr_size") as tp:
+            fs.log_inode(tp, ip)
+        if new < old:
+            _free_blocks_from(fs, ip, -(-new // BS), "xfs_itruncate_extents")
+    return OK
+
+
+def _free_blocks_from(fs: DaxFS, ip: Inode, first: int, label: str, last: int | None = None) -> None:
+    """Unmap file blocks [first, last) one extent per transaction."""
+    end = ip.extents.last_block() if last is None else last
+    for e in list(ip.extents):
+        lo, hi = max(e.lblk, first), min(e.end, end)
+        if lo >= hi:
+            continue
+        with fs.pm.site(label), fs.journal.trans(label) as tp:
+            fs.unmap_range(tp, ip, lo, hi - lo)
+
+
+def fallocate(fs: DaxFS, ip: Inode, off: int, n: int) -> Result:
+    """xfs_alloc_file_space (XFS_BMAPI_PREALLOC: unwritten), then extend the size."""
+    pm = fs.pm
+    with ip.iolock.hold(fs.sched), ip.mmaplock.hold(fs.sched):
+        break_layouts(fs, ip)
+        b0, b1 = off // BS, -(-(off + n) // BS)
+        for seg in ip.extents.segments(b0, b1 - b0):
+            if not seg.hole:
+                continue
+            pos, left = seg.lblk, seg.len
+            while left:
+                with pm.site("xfs_alloc_file_space"):
+                    pblk, got = fs.alloc(left, hint=0)
+                with pm.site("xfs_alloc_file_space"), fs.journal.trans("xfs_alloc_file_space") as tp:
+                    ip.extents.set_range(pos, got, pblk, unwritten=True)
+                    fs.log_bitmap(tp, pblk, got)
+                    fs.log_inode(tp, ip)
+                pos += got
+                left -= got
+        if off + n > ip.size:
+            with pm.site("xfs_setattr_size.zero"):
+                dax_zero_range(fs, ip, ip.size, off + n)
+            ip.size = off + n
+            with pm.site("xfs_setattr_size"), fs.journal.trans("xfs_setattr_size") as tp:
+                fs.log_inode(tp, ip)
+    return OK
+
+
+def punch(fs: DaxFS, ip: Inode, off: int, n: int) -> Result:
+    """xfs_free_file_space: zero the partial edges in place, free the whole blocks inside."""
+    pm = fs.pm
+    end = off + n
+    with ip.iolock.hold(fs.sched), ip.mmaplock.hold(fs.sched):
+        break_layouts(fs, ip)
+        first, last = -(-off // BS), end // BS
+        with pm.site("xfs_free_file_space.zero"):
+            if first >= last:
+                dax_zero_range(fs, ip, off, end)
+            else:
+                dax_zero_range(fs, ip, off, first * BS)
+                dax_zero_range(fs, ip, last * BS, end)
+        if first < last:
+            delete_entries(ip, first * BS // PAGE_SIZE, last * BS // PAGE_SIZE)
+            _free_blocks_from(fs, ip, first, "xfs_free_file_space", last)
+    return OK
+
+
+def reflink(fs: DaxFS, src: Inode, dst: Inode, soff: int, doff: int, n: int) -> Result:
+    """xfs_reflink_remap_range: flush both, share the blocks, then update the size."""
+    from ..reference import reflink_error
+
+    e = reflink_error(src, dst, soff, doff, n)
+    if e is not None:
+        return err(e)
+    pm = fs.pm
+    with ExitStack() as locks:
+        for ip in sorted({src, dst}, key=lambda i: i.ino):
+            locks.enter_context(ip.iolock.hold(fs.sched))
+            locks.enter_context(ip.mmaplock.hold(fs.sched))
+        for ip in sorted({src, dst}, key=lambda i: i.ino):
+            break_layouts(fs, ip)
+            dax_writeback_mapping_range(fs, ip)
+        if doff > dst.size:
+            with pm.site("xfs_reflink_zero_posteof"):
+                dax_zero_range(fs, dst, dst.size, doff)
+        delete_entries(dst, doff // PAGE_SIZE, -(-(doff + n) // PAGE_SIZE))
+        remap_range(fs, src, dst, soff, doff, n)
+        if doff + n > dst.size:
+            dst.size = doff + n
+            with pm.site("xfs_reflink_update_dest"), fs.journal.trans("xfs_reflink_update_dest") as tp:
+                fs.log_inode(tp, dst)
+    return OK
+
+
+def fsync(fs: DaxFS, ip: Inode) -> Result:
+    """xfs_file_fsync: write back DIRTY mapping entries, then force the log."""
+    with fs.pm.site("xfs_file_fsync"):
+        dax_writeback_mapping_range(fs, ip)
+        fs.journal.force("xfs_file_fsync")
+    return OK
+
+
+def sync(fs: DaxFS) -> Result:
+    """syncfs: every inode's dirty entries, then the log."""
+    with fs.pm.site("sync_filesystem"):
+        for ip in list(fs.inodes.values()):
+            dax_writeback_mapping_range(fs, ip)
+        fs.journal.force("sync_filesystem")
+    return OK
+
+
+def mmap(fs: DaxFS, name: str, ip: Inode, off: int, n: int, sync_flag: bool) -> Result:
+    if name in fs.vmas or off % PAGE_SIZE:
+        return err(Errno.EINVAL)
+    vma = Vma(name, ip, off // PAGE_SIZE, -(-n // PAGE_SIZE), sync_flag)
+    fs.vmas[name] = vma
+    ip.vmas.append(vma)
+    return OK
+
+
+def munmap(fs: DaxFS, name: str) -> Result:
+    vma = fs.vmas.pop(name, None)
+    if vma is None:
+        return err(Errno.EINVAL)
+    ip = vma.inode
+    ip.vmas.remove(vma)
+    if ip.orphan and not ip.vmas and ip.ino in fs.inodes:
+        fs.inactivate(ip)
+    return OK
+
+
+def _check_page(vma: Vma, vpage: int) -> Signal | None:
+    if vpage >= vma.npages:
+        return Signal.SIGSEGV
+    return None
+
+
+def fault(fs: DaxFS, name: str, pgoff: int, write: bool, pmd: bool) -> Result:
+    vma = fs.vmas.get(name)
+    if vma is None:
+        return err(Errno.EINVAL)
+    bad = _check_page(vma, pgoff)
+    if bad is not None:
+        return sig(bad)
+    pte = vma.ptes.get(pgoff)
+    if pte is not None and (pte.writable or not write):
+        return OK
+    with fs.pm.site("dax_iomap_fault"):
+        s = dax_iomap_fault(fs, vma, pgoff, write, pmd)
+    return OK if s is None else sig(s)
+
+
+def _pages(off: int, n: int) -> list[tuple[int, int]]:
+    out = []
+    pos, end = off, off + n
+    while pos < end:
+        k = min(end, (pos // PAGE_SIZE + 1) * PAGE_SIZE) - pos
+        out.append((pos, k))
+        pos += k
+    return out
+
+
+def store(fs: DaxFS, name: str, off: int, data: bytes) -> Result:
+    """User stores through a mapping: a write fault where the PTE is missing or read-only."""
+    vma = fs.vmas.get(name)
+    if vma is None:
+        return err(Errno.EINVAL)
+    for pos, k in _pages(off, len(data)):
+        vpage = pos // PAGE_SIZE
+        bad = _check_page(vma, vpage)
+        if bad is not None:
+            return sig(bad)
+        pte = vma.ptes.get(vpage)
+        if pte is None or not pte.writable:
+            s = dax_iomap_fault(fs, vma, vpage, True, False)
+            if s is not None:
+                return sig(s)
+            pte = vma.ptes[vpage]
+        assert pte.block is not None
+        with fs.pm.site("user_store"):
+            fs.pm.store(pte.block * BS + pos % PAGE_SIZE, data[pos - off : pos - off + k])
+    return OK
+
+
+def persist(fs: DaxFS, name: str, off: int, n: int) -> Result:
+    """pmem_persist on a mapped range: CLWB each line (faulting pages in for read), then SFENCE."""
+    vma = fs.vmas.get(name)
+    if vma is None:
+        return err(Errno.EINVAL)
+    for pos, k in _pages(off, n):
+        vpage = pos // PAGE_SIZE
+        bad = _check_page(vma, vpage)
+        if bad is not None:
+            return sig(bad)
+        pte = vma.ptes.get(vpage)
+        if pte is None:
+            s = dax_iomap_fault(fs, vma, vpage, False, False)
+            if s is not None:
+                return sig(s)
+            pte = vma.ptes[vpage]
+        if pte.block is not None:
+            with fs.pm.site("user_persist"):
+                fs.pm.clwb(pte.block * BS + pos % PAGE_SIZE, k)
+    with fs.pm.site("user_persist"):
+        fs.pm.sfence()
+    return OK
+
+
+def mapping_view(fs: DaxFS, name: str, off: int, n: int) -> Result:
+    """What loads through a mapping would return, without faulting anything in."""
+    vma = fs.vmas.get(name)
+    if vma is None:
+        return err(Errno.EINVAL)
+    ip = vma.inode
+    out = bytearray()
+    for pos, k in _pages(off, n):
+        vpage = pos // PAGE_SIZE
+        bad = _check_page(vma, vpage)
+        if bad is not None:
+            return sig(bad)
+        pte = vma.ptes.get(vpage)
+        if pte is not None:
+            out += bytes(k) if pte.block is None else fs.pm.load(pte.block * BS + pos % PAGE_SIZE, k)
+            continue
+        fpos = (vma.pgoff + vpage) * PAGE_SIZE
+        if fpos >= ip.size:
+            return sig(Signal.SIGBUS)
+        out += fs.read_blocks(ip, fpos + pos % PAGE_SIZE, k).tobytes()
+    return Result(bytes(out))

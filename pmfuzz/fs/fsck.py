@@ -1,0 +1,70 @@
+"""xfs_repair -n for daxfs: every structural invariant of a mounted image."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..workload import FILES, MAX_FILE_SIZE
+from .core import DaxFS
+from .layout import COW_STAGING, LOG_HDR_FMT, LOG_MAGIC, MAX_EXTENTS
+
+__all__ = ["fsck"]
+
+
+def fsck(fs: DaxFS) -> list[str]:
+    """Problems found, one line each (empty when consistent). Reads the in-memory state that mount loaded."""
+    geo = fs.geo
+    out: list[str] = []
+    magic, _, seq, _, _ = LOG_HDR_FMT.unpack(fs.pm.load(geo.log_addr, LOG_HDR_FMT.size))
+    if magic == LOG_MAGIC and seq > fs.journal.tail:
+        out.append(f"log: checkpoint {seq} is newer than the log tail {fs.journal.tail} after mount")
+    owners = np.zeros(geo.nblocks, dtype=np.int64)
+    names: dict[str, int] = {}
+    for ino, ip in sorted(fs.inodes.items()):
+        if ip.orphan:
+            out.append(f"inode {ino}: still an orphan after mount")
+        elif ip.name not in FILES:
+            out.append(f"inode {ino}: bad name {ip.name!r}")
+        elif ip.name in names:
+            out.append(f"inode {ino}: name {ip.name} already used by inode {names[ip.name]}")
+        else:
+            names[ip.name] = ino
+        if not 0 <= ip.size <= MAX_FILE_SIZE:
+            out.append(f"inode {ino}: size {ip.size} out of range")
+        if len(ip.extents) > MAX_EXTENTS:
+            out.append(f"inode {ino}: {len(ip.extents)} extents exceed the extent map")
+        prev_end = -1
+        for e in ip.extents:
+            if e.len <= 0:
+                out.append(f"inode {ino}: empty extent at file block {e.lblk}")
+                continue
+            if e.lblk < prev_end:
+                out.append(f"inode {ino}: extent at file block {e.lblk} overlaps the previous one")
+            prev_end = e.end
+            if e.pblk < geo.data_start or e.pblk + e.len > geo.nblocks:
+                out.append(
+                    f"inode {ino}: extent {e.lblk}+{e.len} maps blocks {e.pblk}..{e.pblk + e.len - 1} "
+                    f"outside the data area"
+                )
+                continue
+            if e.lblk * 4096 >= MAX_FILE_SIZE:
+                out.append(f"inode {ino}: extent at file block {e.lblk} beyond the largest file")
+            owners[e.pblk : e.pblk + e.len] += 1
+    used = fs.space.used.copy()
+    used[: geo.data_start] = False
+    refc = fs.space.refc.astype(np.int64)
+    data = np.arange(geo.nblocks) >= geo.data_start
+    staging = refc == COW_STAGING
+    for b in np.flatnonzero(data & staging).tolist()[:5]:
+        out.append(f"block {b}: CoW staging extent left after mount")
+    bad_free = np.flatnonzero(data & (owners > 0) & ~used)
+    for b in bad_free.tolist()[:5]:
+        out.append(f"block {b}: mapped by {owners[b]} extent(s) but free in the bitmap")
+    leaked = np.flatnonzero(data & (owners == 0) & used & ~staging)
+    for b in leaked.tolist()[:5]:
+        out.append(f"block {b}: used in the bitmap but mapped by no file (leaked)")
+    want = np.where(owners >= 2, owners, 0)
+    bad_rc = np.flatnonzero(data & ~staging & (refc != want))
+    for b in bad_rc.tolist()[:5]:
+        out.append(f"block {b}: refcount {refc[b]} but mapped by {owners[b]} extent(s)")
+    return out

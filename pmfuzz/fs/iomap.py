@@ -1,0 +1,194 @@
+"""xfs_iomap.c for daxfs: what a range of a file maps to, allocating as the design says.
+
+`iomap_begin` returns one mapping for a prefix of the requested range (a hole,
+an extent, or a COW staging extent over a shared one) and may allocate;
+`iomap_end` finishes what the design deferred (unwritten conversion, the COW
+remap, or the held-open allocation of `cow-remap`).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from .config import Bug, Design
+from .core import DaxFS
+from .inode import Inode
+from .layout import BS
+from .pmemops import memcpy_flushcache, nvdimm_flush
+
+__all__ = ["IomapType", "IomapFlag", "Req", "Iomap", "iomap_begin", "iomap_end", "MAX_MAP_BLOCKS"]
+
+MAX_MAP_BLOCKS = 1024
+"""xfs_direct_write_iomap_begin caps an allocation at 1024 pages."""
+
+
+class IomapType(enum.StrEnum):
+    HOLE = "IOMAP_HOLE"
+    MAPPED = "IOMAP_MAPPED"
+    UNWRITTEN = "IOMAP_UNWRITTEN"
+
+
+class IomapFlag(enum.IntFlag):
+    NONE = 0
+    NEW = 1
+    SHARED = 2
+    DIRTY = 4
+
+
+class Req(enum.IntFlag):
+    """Request flags: IOMAP_WRITE, IOMAP_ZERO, IOMAP_FAULT (IOMAP_DAX is implied)."""
+
+    READ = 0
+    WRITE = 1
+    ZERO = 2
+    FAULT = 4
+
+
+@dataclass
+class Iomap:
+    """One mapping: file blocks [lblk, lblk+len) and what backs them."""
+
+    type: IomapType
+    lblk: int
+    len: int
+    pblk: int | None = None
+    flags: IomapFlag = IomapFlag.NONE
+    srcmap: Iomap | None = None
+    """For SHARED (COW): the old extent to copy the unaligned head and tail from."""
+    deferred: list[str] = field(default_factory=list)
+    """Work iomap_end must do: "convert", "commit_alloc", "end_cow"."""
+
+    @property
+    def end(self) -> int:
+        return self.lblk + self.len
+
+
+def _zero_blocks(fs: DaxFS, pblk: int, n: int) -> None:
+    """xfs_zero_extent: blkdev_issue_zeroout on pmem, i.e. flushcache stores of zeroes, no fence."""
+    with fs.pm.site("xfs_zero_extent"):
+        memcpy_flushcache(fs.pm, pblk * BS, bytes(n * BS))
+
+
+def _dirty(fs: DaxFS, ip: Inode, lblk: int, n: int) -> IomapFlag:
+    if ip.unpushed or (lblk + n) * BS > ip.size:
+        return IomapFlag.DIRTY
+    return IomapFlag.NONE
+
+
+def iomap_begin(fs: DaxFS, ip: Inode, pos: int, length: int, req: Req) -> Iomap:
+    """xfs_direct_write_iomap_begin for writes and zeroing; xfs_read_iomap_begin otherwise."""
+    fs.preempt("iomap_begin")
+    lblk = pos // BS
+    nblk = (pos + length - 1) // BS - lblk + 1
+    seg = ip.extents.segments(lblk, min(nblk, MAX_MAP_BLOCKS))[0]
+    if not seg.hole:
+        shared = [fs.space.shared(seg.pblk + i) for i in range(seg.len)]  # type: ignore[operator]
+        if req & (Req.WRITE | Req.ZERO) and shared[0] and not fs.cfg.has(Bug.COW_IN_PLACE):
+            k = shared.index(False) if False in shared else seg.len
+            from .reflink import allocate_cow
+
+            return allocate_cow(fs, ip, seg.lblk, k, seg.pblk, seg.unwritten, req)  # type: ignore[arg-type]
+        if True in shared:
+            k = shared.index(True) if not shared[0] else (shared.index(False) if False in shared else seg.len)
+            seg = type(seg)(seg.lblk, k, seg.pblk, seg.unwritten)
+    flags = _dirty(fs, ip, seg.lblk, seg.len)
+    if not req & Req.WRITE:
+        if seg.hole:
+            return Iomap(IomapType.HOLE, seg.lblk, seg.len, None, flags)
+        t = IomapType.UNWRITTEN if seg.unwritten else IomapType.MAPPED
+        return Iomap(t, seg.lblk, seg.len, seg.pblk, flags)
+    if not seg.hole and not seg.unwritten:
+        return Iomap(IomapType.MAPPED, seg.lblk, seg.len, seg.pblk, flags)
+    return _write_alloc(fs, ip, seg.lblk, seg.len, seg.pblk, req)
+
+
+def _write_alloc(fs: DaxFS, ip: Inode, lblk: int, n: int, pblk: int | None, req: Req) -> Iomap:
+    """A write into a hole or an unwritten extent, the way the design does it."""
+    design = fs.cfg.design
+    pm = fs.pm
+    if pblk is None:
+        with pm.site("xfs_bmapi_allocate"):
+            pblk, n = fs.alloc(n, hint=_hint(ip, lblk))
+        fresh = True
+    else:
+        fresh = False
+    if design is Design.ZERO or (req & Req.FAULT and design is Design.COW_REMAP):
+        return _zero_then_commit(fs, ip, lblk, n, pblk)
+    if design is Design.UNWRITTEN:
+        if fresh:
+            with pm.site("xfs_iomap_write_direct"), fs.journal.trans("xfs_iomap_write_direct") as tp:
+                ip.extents.set_range(lblk, n, pblk, unwritten=True)
+                fs.log_bitmap(tp, pblk, n)
+                fs.log_inode(tp, ip)
+        if fs.cfg.has(Bug.CONVERT_BEFORE_PERSIST):
+            _convert(fs, ip, lblk, n, pblk)
+            m = Iomap(IomapType.MAPPED, lblk, n, pblk, IomapFlag.NEW | _dirty(fs, ip, lblk, n))
+        else:
+            m = Iomap(IomapType.UNWRITTEN, lblk, n, pblk, IomapFlag.NEW | _dirty(fs, ip, lblk, n))
+            m.deferred.append("convert")
+        if req & Req.FAULT:
+            with pm.site("dax_fault.zero_block"):
+                memcpy_flushcache(pm, pblk * BS, bytes(n * BS))
+        return m
+    # cow-remap: write data once into the new blocks, then commit the map with it.
+    if not fresh:
+        m = Iomap(IomapType.UNWRITTEN, lblk, n, pblk, IomapFlag.NEW | _dirty(fs, ip, lblk, n))
+        m.deferred.append("convert")
+        return m
+    m = Iomap(IomapType.MAPPED, lblk, n, pblk, IomapFlag.NEW | IomapFlag.DIRTY)
+    m.deferred.append("commit_alloc")
+    return m
+
+
+def _zero_then_commit(fs: DaxFS, ip: Inode, lblk: int, n: int, pblk: int) -> Iomap:
+    """xfs_iomap_write_direct with XFS_BMAPI_ZERO|XFS_BMAPI_CONVERT: zero, then commit as written."""
+    pm = fs.pm
+    zero = not fs.cfg.has(Bug.NO_ZERO)
+    late = fs.cfg.has(Bug.ZERO_AFTER_COMMIT)
+    if zero and not late:
+        _zero_blocks(fs, pblk, n)
+    with pm.site("xfs_iomap_write_direct"), fs.journal.trans("xfs_iomap_write_direct") as tp:
+        ip.extents.set_range(lblk, n, pblk, unwritten=False)
+        fs.log_bitmap(tp, pblk, n)
+        fs.log_inode(tp, ip)
+    if zero and late:
+        _zero_blocks(fs, pblk, n)
+    return Iomap(IomapType.MAPPED, lblk, n, pblk, IomapFlag.NEW | _dirty(fs, ip, lblk, n))
+
+
+def _convert(fs: DaxFS, ip: Inode, lblk: int, n: int, pblk: int) -> None:
+    """xfs_iomap_write_unwritten: unwritten -> written in its own transaction."""
+    with fs.pm.site("xfs_iomap_write_unwritten"), fs.journal.trans("xfs_iomap_write_unwritten") as tp:
+        ip.extents.set_range(lblk, n, pblk, unwritten=False)
+        fs.log_inode(tp, ip)
+
+
+def _hint(ip: Inode, lblk: int) -> int:
+    seg = None
+    for e in ip.extents:
+        if e.end <= lblk:
+            seg = e
+    return 0 if seg is None else seg.pblk + seg.len + (lblk - seg.end)
+
+
+def iomap_end(fs: DaxFS, ip: Inode, m: Iomap) -> None:
+    """xfs_dax_write_iomap_end, plus what the unwritten and cow-remap designs defer to it."""
+    fs.preempt("iomap_end")
+    pm = fs.pm
+    for work in m.deferred:
+        if work == "convert":
+            with pm.site("iomap_end.persist"):
+                nvdimm_flush(pm)
+            _convert(fs, ip, m.lblk, m.len, m.pblk)  # type: ignore[arg-type]
+        elif work == "commit_alloc":
+            with pm.site("iomap_end.persist"):
+                nvdimm_flush(pm)
+            with pm.site("iomap_end.commit_alloc"), fs.journal.trans("xfs_iomap_write_direct") as tp:
+                ip.extents.set_range(m.lblk, m.len, m.pblk, unwritten=False)
+                fs.log_bitmap(tp, m.pblk, m.len)  # type: ignore[arg-type]
+                fs.log_inode(tp, ip)
+        elif work == "end_cow":
+            from .reflink import end_cow
+
+            end_cow(fs, ip, m)

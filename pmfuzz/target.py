@@ -1,0 +1,206 @@
+"""The target protocol: what pmfuzz needs from a file system (or any PMem program) under test.
+
+A target formats a fresh `PMem` device, mounts a device (running its
+recovery), executes ops one at a time and offers a read-only view of its files
+plus an fsck. It declares the guarantees it makes; the engine runs exactly the
+oracles those guarantees select. See `docs/targets.md` for a tutorial.
+
+Errors of the target are findings: an exception raised by `mount` or
+`execute` is reported by the `mount` oracle (or as a target error), never
+swallowed and never confused with pmfuzz's own errors.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from .errors import PmfuzzError
+from .pmem import PMem
+from .workload import Op
+
+__all__ = [
+    "Errno",
+    "Signal",
+    "Result",
+    "Guarantee",
+    "Target",
+    "MountedFS",
+    "TargetSpec",
+    "register",
+    "targets",
+    "make_target",
+    "parse_target_spec",
+]
+
+
+class Errno(enum.StrEnum):
+    ENOENT = "ENOENT"
+    EEXIST = "EEXIST"
+    EINVAL = "EINVAL"
+    ENOSPC = "ENOSPC"
+    EIO = "EIO"
+    EBUSY = "EBUSY"
+    EDEADLK = "EDEADLK"
+
+
+class Signal(enum.StrEnum):
+    SIGBUS = "SIGBUS"
+    SIGSEGV = "SIGSEGV"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What one op returned: a value (int, or bytes for read), an errno, or a signal."""
+
+    value: int | bytes = 0
+    errno: Errno | None = None
+    signal: Signal | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.errno is None and self.signal is None
+
+    def __str__(self) -> str:
+        if self.errno is not None:
+            return self.errno.value
+        if self.signal is not None:
+            return self.signal.value
+        if isinstance(self.value, bytes):
+            return f"{len(self.value)} bytes"
+        return str(self.value)
+
+
+OK = Result()
+
+
+def err(e: Errno) -> Result:
+    return Result(errno=e)
+
+
+def sig(s: Signal) -> Result:
+    return Result(signal=s)
+
+
+class Guarantee(enum.StrEnum):
+    """What a target promises; each selects the oracles that check it."""
+
+    POSIX = "posix"
+    """Crash-free, every op behaves as the POSIX reference model (oracle `functional`)."""
+    MOUNTABLE = "mountable"
+    """Every crash image mounts and passes fsck (oracle `mount`)."""
+    NO_STALE_DATA = "no-stale-data"
+    """A file never shows data it did not hold: no stale media, no other file's data (`stale-exposure`)."""
+    COW_ATOMIC = "cow-atomic"
+    """A write to shared blocks leaves each block old or new, and never changes the source (`cow-atomicity`)."""
+    FSYNC_DURABLE = "fsync-durable"
+    """fsync, sync and persist on MAP_SYNC mappings make data and metadata durable (`durability`)."""
+    ATOMIC_OPS = "atomic-ops"
+    """Every op is atomic and synchronous: a crash shows the state before or after it (`atomic-ops`)."""
+
+
+@runtime_checkable
+class MountedFS(Protocol):
+    """A mounted target: executes ops, and offers the read-only view oracles use."""
+
+    def execute(self, index: int, op: Op, payload: bytes | None) -> Result:
+        """Run op number `index`; `payload` is the bytes a write or store puts (self-describing data)."""
+        ...
+
+    def files(self) -> list[str]:
+        """Names of the files that exist, sorted."""
+        ...
+
+    def size(self, name: str) -> int | None:
+        """Size of a file, or None if it does not exist."""
+        ...
+
+    def read(self, name: str, off: int, n: int) -> bytes:
+        """read(2): at most n bytes from off, short at EOF."""
+        ...
+
+    def read_mapping(self, name: str, off: int, n: int) -> Result:
+        """What loads through live mapping `name` would see, page by page, without changing anything."""
+        ...
+
+    def fsck(self) -> list[str]:
+        """Structural problems found on the device, one line each; empty if consistent."""
+        ...
+
+
+@runtime_checkable
+class Target(Protocol):
+    """A file system (or PMem program) under test, with its configuration fixed."""
+
+    name: str
+    guarantees: frozenset[Guarantee]
+
+    def format(self, pm: PMem) -> None:
+        """Make a fresh device ready to mount (mkfs)."""
+        ...
+
+    def mount(self, pm: PMem) -> MountedFS:
+        """Mount a device, running recovery; raise if it cannot be mounted."""
+        ...
+
+    def options(self) -> dict[str, str]:
+        """The configuration, as `key=value` pairs a reproducer header records."""
+        ...
+
+
+TargetFactory = Callable[..., Target]
+_REGISTRY: dict[str, TargetFactory] = {}
+
+
+def register(name: str, factory: TargetFactory) -> None:
+    """Make a target available by name (`pmfuzz run --target NAME`)."""
+    _REGISTRY[name] = factory
+
+
+def targets() -> dict[str, TargetFactory]:
+    _load_builtin()
+    return dict(_REGISTRY)
+
+
+def _load_builtin() -> None:
+    if "daxfs" not in _REGISTRY:
+        from .fs import daxfs  # noqa: F401  (registers itself)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSpec:
+    """A target name and its options, as written in a reproducer: `daxfs design=zero bugs=no-zero`."""
+
+    name: str
+    options: tuple[tuple[str, str], ...] = ()
+
+    def __str__(self) -> str:
+        return " ".join([self.name, *(f"{k}={v}" for k, v in self.options)])
+
+
+def parse_target_spec(text: str) -> TargetSpec:
+    parts = text.split()
+    if not parts:
+        raise PmfuzzError("empty target specification")
+    opts = []
+    for p in parts[1:]:
+        k, eq, v = p.partition("=")
+        if not eq or not k:
+            raise PmfuzzError(f"target option {p!r} is not of the form key=value")
+        opts.append((k, v))
+    return TargetSpec(parts[0], tuple(opts))
+
+
+def make_target(spec: TargetSpec | str, **overrides: str) -> Target:
+    """Build a target from its spec; unknown names and options are one clear error."""
+    if isinstance(spec, str):
+        spec = parse_target_spec(spec)
+    reg = targets()
+    factory = reg.get(spec.name)
+    if factory is None:
+        raise PmfuzzError(f"unknown target {spec.name!r} (known: {', '.join(sorted(reg))})")
+    opts = dict(spec.options)
+    opts.update(overrides)
+    return factory(**opts)

@@ -1,0 +1,386 @@
+"""The op language: typed ops over small symbolic names, and their one text form.
+
+A workload is an immutable sequence of ops over files `f0..f7` and mappings
+`m0..m7`, one op a line, `#` comments allowed. `format_workload(parse(t))`
+is canonical and `parse(format_workload(w)) == w` always.
+
+Semantics every target must follow (the reference model implements them):
+
+* An op naming a file that does not exist gives ENOENT; `create` of an
+  existing name EEXIST; an op naming a mapping that is not mapped EINVAL;
+  `mmap` of a name already mapped EINVAL; `mmap` at an offset that is not
+  page-aligned EINVAL.
+* `write` returns the bytes written, `read` the bytes read (short at EOF),
+  every other op 0.
+* `reflink SRC DST [SOFF DOFF LEN]`: offsets block-aligned, the source range
+  inside the source, LEN block-aligned unless it ends at the source's EOF
+  and reaches the destination's EOF, and no overlap within one file; else
+  EINVAL. The short form clones [0, size(SRC)) to offset 0.
+* Mapping ops walk the range page by page: a page outside the mapping is
+  SIGSEGV, a page at or beyond EOF is SIGBUS; what was done before the
+  faulting page stays done.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields
+
+from .errors import ParseError
+
+__all__ = [
+    "OpKind",
+    "Op",
+    "Create",
+    "Unlink",
+    "Write",
+    "Read",
+    "Truncate",
+    "Fallocate",
+    "Punch",
+    "Reflink",
+    "Fsync",
+    "Sync",
+    "Mmap",
+    "Munmap",
+    "Fault",
+    "Store",
+    "Persist",
+    "Workload",
+    "parse",
+    "parse_op",
+    "format_workload",
+    "FILES",
+    "MAPPINGS",
+    "PAGE_SIZE",
+    "BLOCK_SIZE",
+    "PMD_SIZE",
+    "MAX_FILE_SIZE",
+    "MAX_OPS",
+]
+
+PAGE_SIZE = 4096
+BLOCK_SIZE = 4096
+PMD_SIZE = 2 << 20
+MAX_FILE_SIZE = 1 << 30
+"""Largest offset + length an op may name; keeps self-describing data unambiguous."""
+MAX_OPS = 4000
+FILES = tuple(f"f{i}" for i in range(8))
+MAPPINGS = tuple(f"m{i}" for i in range(8))
+
+
+class OpKind(enum.StrEnum):
+    CREATE = "create"
+    UNLINK = "unlink"
+    WRITE = "write"
+    READ = "read"
+    TRUNCATE = "truncate"
+    FALLOCATE = "fallocate"
+    PUNCH = "punch"
+    REFLINK = "reflink"
+    FSYNC = "fsync"
+    SYNC = "sync"
+    MMAP = "mmap"
+    MUNMAP = "munmap"
+    FAULT = "fault"
+    STORE = "store"
+    PERSIST = "persist"
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """Base of all ops; `kind` names the op in the text form."""
+
+    kind = None  # type: ignore[assignment]
+
+    def args(self) -> list[str]:
+        return [str(getattr(self, f.name)) for f in fields(self)]
+
+    def __str__(self) -> str:
+        return " ".join([self.kind.value, *self.args()])  # type: ignore[attr-defined]
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """File names this op refers to."""
+        return tuple(getattr(self, f.name) for f in fields(self) if f.name in ("file", "src", "dst"))
+
+
+@dataclass(frozen=True, slots=True)
+class Create(Op):
+    file: str
+    kind = OpKind.CREATE
+
+
+@dataclass(frozen=True, slots=True)
+class Unlink(Op):
+    file: str
+    kind = OpKind.UNLINK
+
+
+@dataclass(frozen=True, slots=True)
+class Write(Op):
+    file: str
+    off: int
+    len: int
+    kind = OpKind.WRITE
+
+
+@dataclass(frozen=True, slots=True)
+class Read(Op):
+    file: str
+    off: int
+    len: int
+    kind = OpKind.READ
+
+
+@dataclass(frozen=True, slots=True)
+class Truncate(Op):
+    file: str
+    size: int
+    kind = OpKind.TRUNCATE
+
+
+@dataclass(frozen=True, slots=True)
+class Fallocate(Op):
+    file: str
+    off: int
+    len: int
+    kind = OpKind.FALLOCATE
+
+
+@dataclass(frozen=True, slots=True)
+class Punch(Op):
+    file: str
+    off: int
+    len: int
+    kind = OpKind.PUNCH
+
+
+@dataclass(frozen=True, slots=True)
+class Reflink(Op):
+    """FICLONE (`range is None`) or FICLONERANGE (soff, doff, len)."""
+
+    src: str
+    dst: str
+    soff: int | None = None
+    doff: int | None = None
+    len: int | None = None
+    kind = OpKind.REFLINK
+
+    def args(self) -> list[str]:
+        out = [self.src, self.dst]
+        if self.soff is not None:
+            out += [str(self.soff), str(self.doff), str(self.len)]
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Fsync(Op):
+    file: str
+    kind = OpKind.FSYNC
+
+
+@dataclass(frozen=True, slots=True)
+class Sync(Op):
+    kind = OpKind.SYNC
+
+
+@dataclass(frozen=True, slots=True)
+class Mmap(Op):
+    map: str
+    file: str
+    off: int
+    len: int
+    sync: bool = False
+    kind = OpKind.MMAP
+
+    def args(self) -> list[str]:
+        return [self.map, self.file, str(self.off), str(self.len)] + (["sync"] if self.sync else [])
+
+
+@dataclass(frozen=True, slots=True)
+class Munmap(Op):
+    map: str
+    kind = OpKind.MUNMAP
+
+
+@dataclass(frozen=True, slots=True)
+class Fault(Op):
+    map: str
+    pgoff: int
+    write: bool
+    pmd: bool = False
+    kind = OpKind.FAULT
+
+    def args(self) -> list[str]:
+        return [self.map, str(self.pgoff), "write" if self.write else "read"] + (["pmd"] if self.pmd else [])
+
+
+@dataclass(frozen=True, slots=True)
+class Store(Op):
+    map: str
+    off: int
+    len: int
+    kind = OpKind.STORE
+
+
+@dataclass(frozen=True, slots=True)
+class Persist(Op):
+    map: str
+    off: int
+    len: int
+    kind = OpKind.PERSIST
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """An immutable sequence of ops."""
+
+    ops: tuple[Op, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def __iter__(self) -> Iterator[Op]:
+        return iter(self.ops)
+
+    def __getitem__(self, i: int) -> Op:
+        return self.ops[i]
+
+    def __str__(self) -> str:
+        return format_workload(self)
+
+    @classmethod
+    def of(cls, ops: Iterable[Op]) -> Workload:
+        return cls(tuple(ops))
+
+
+def format_workload(w: Workload | Sequence[Op]) -> str:
+    ops = w.ops if isinstance(w, Workload) else w
+    return "".join(f"{op}\n" for op in ops)
+
+
+_NUM = re.compile(r"^(0x[0-9a-fA-F]+|\d+)([KMG]?)$")
+_SCALE = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+class _Line:
+    """Tokens of one line with their columns, for errors that point at the value."""
+
+    def __init__(self, text: str, lineno: int, source: str | None) -> None:
+        self.text, self.lineno, self.source = text, lineno, source
+        self.tokens = [(m.group(), m.start() + 1) for m in re.finditer(r"\S+", text)]
+
+    def fail(self, msg: str, col: int | None = None) -> ParseError:
+        return ParseError(msg, line=self.lineno, column=col, source=self.source)
+
+    def arity(self, lo: int, hi: int, usage: str) -> None:
+        n = len(self.tokens) - 1
+        if not lo <= n <= hi:
+            col = self.tokens[hi + 1][1] if n > hi else None
+            raise self.fail(f"{self.tokens[0][0]} takes {usage}, got {n} argument(s)", col)
+
+    def name(self, i: int, allowed: tuple[str, ...], what: str) -> str:
+        tok, col = self.tokens[i]
+        if tok not in allowed:
+            raise self.fail(f"expected a {what} ({allowed[0]}..{allowed[-1]}), got {tok!r}", col)
+        return tok
+
+    def num(self, i: int, what: str, *, positive: bool = False, limit: int = MAX_FILE_SIZE) -> int:
+        tok, col = self.tokens[i]
+        m = _NUM.match(tok)
+        if not m:
+            raise self.fail(f"expected a number for {what}, got {tok!r}", col)
+        v = int(m.group(1), 0) * _SCALE[m.group(2)]
+        if positive and v == 0:
+            raise self.fail(f"{what} must be at least 1, got {tok!r}", col)
+        if v > limit:
+            raise self.fail(f"{what} {tok!r} is beyond the limit of {limit}", col)
+        return v
+
+    def word(self, i: int, allowed: tuple[str, ...], what: str) -> str:
+        tok, col = self.tokens[i]
+        if tok not in allowed:
+            raise self.fail(f"expected {what} ({' or '.join(allowed)}), got {tok!r}", col)
+        return tok
+
+
+def _range(ln: _Line, i: int) -> tuple[int, int]:
+    off = ln.num(i, "offset")
+    length = ln.num(i + 1, "length", positive=True)
+    if off + length > MAX_FILE_SIZE:
+        raise ln.fail(f"range {off}+{length} ends beyond the limit of {MAX_FILE_SIZE}", ln.tokens[i][1])
+    return off, length
+
+
+def _parse_line(ln: _Line) -> Op:
+    kw, col = ln.tokens[0]
+    try:
+        kind = OpKind(kw)
+    except ValueError:
+        raise ln.fail(f"unknown op {kw!r} (expected one of: {', '.join(k.value for k in OpKind)})", col) from None
+    f = lambda i: ln.name(i, FILES, "file name")
+    m = lambda i: ln.name(i, MAPPINGS, "mapping name")
+    if kind in (OpKind.CREATE, OpKind.UNLINK, OpKind.FSYNC):
+        ln.arity(1, 1, "FILE")
+        return {OpKind.CREATE: Create, OpKind.UNLINK: Unlink, OpKind.FSYNC: Fsync}[kind](f(1))
+    if kind in (OpKind.WRITE, OpKind.READ, OpKind.FALLOCATE, OpKind.PUNCH):
+        ln.arity(3, 3, "FILE OFF LEN")
+        cls = {OpKind.WRITE: Write, OpKind.READ: Read, OpKind.FALLOCATE: Fallocate, OpKind.PUNCH: Punch}[kind]
+        return cls(f(1), *_range(ln, 2))
+    if kind is OpKind.TRUNCATE:
+        ln.arity(2, 2, "FILE SIZE")
+        return Truncate(f(1), ln.num(2, "size"))
+    if kind is OpKind.REFLINK:
+        if len(ln.tokens) - 1 not in (2, 5):
+            ln.arity(2, 2 if len(ln.tokens) - 1 < 2 else 5, "SRC DST [SOFF DOFF LEN]")
+            raise ln.fail("reflink takes SRC DST or SRC DST SOFF DOFF LEN", ln.tokens[-1][1])
+        if len(ln.tokens) == 3:
+            return Reflink(f(1), f(2))
+        soff = ln.num(3, "source offset")
+        doff, length = _range(ln, 4)
+        if soff + length > MAX_FILE_SIZE:
+            raise ln.fail(f"source range {soff}+{length} ends beyond the limit", ln.tokens[3][1])
+        return Reflink(f(1), f(2), soff, doff, length)
+    if kind is OpKind.SYNC:
+        ln.arity(0, 0, "no arguments")
+        return Sync()
+    if kind is OpKind.MMAP:
+        ln.arity(4, 5, "MAP FILE OFF LEN [sync]")
+        sync = len(ln.tokens) == 6 and ln.word(5, ("sync",), "the flag") == "sync"
+        return Mmap(m(1), f(2), *_range(ln, 3), sync)
+    if kind is OpKind.MUNMAP:
+        ln.arity(1, 1, "MAP")
+        return Munmap(m(1))
+    if kind is OpKind.FAULT:
+        ln.arity(3, 4, "MAP PGOFF read|write [pmd]")
+        pgoff = ln.num(2, "page offset", limit=MAX_FILE_SIZE // PAGE_SIZE - 1)
+        write = ln.word(3, ("read", "write"), "the access") == "write"
+        pmd = len(ln.tokens) == 5 and ln.word(4, ("pmd",), "the size flag") == "pmd"
+        return Fault(m(1), pgoff, write, pmd)
+    ln.arity(3, 3, "MAP OFF LEN")
+    return (Store if kind is OpKind.STORE else Persist)(m(1), *_range(ln, 2))
+
+
+def parse_op(text: str) -> Op:
+    """One op from one line of text."""
+    ln = _Line(text, 1, None)
+    if not ln.tokens:
+        raise ln.fail("empty op")
+    return _parse_line(ln)
+
+
+def parse(text: str, *, source: str | None = None) -> Workload:
+    """A workload from its text form; `#` starts a comment. Errors name the line and column."""
+    ops: list[Op] = []
+    for i, raw in enumerate(text.splitlines(), 1):
+        body = raw.split("#", 1)[0]
+        ln = _Line(body, i, source)
+        if not ln.tokens:
+            continue
+        ops.append(_parse_line(ln))
+        if len(ops) > MAX_OPS:
+            raise ln.fail(f"more than {MAX_OPS} ops")
+    return Workload(tuple(ops))
