@@ -1,3 +1,132 @@
-"""Oracles that judge a recovered crash image: one module per oracle, behind one protocol."""
+"""Oracles: each judges one guarantee, behind one small protocol.
 
-__all__: list[str] = []
+An oracle has a name, the guarantee it checks, and the phase it runs in:
+`RUN` oracles see the live target after every op (crash-free); `CRASH`
+oracles see a recovered image and the reference model's expectation for that
+crash. They return `Violation`s with evidence. To add an oracle, implement
+the protocol and pass it to the engine (or `register` it).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from pmfuzz.reference import Expectation, Reference
+from pmfuzz.target import Guarantee, MountedFS, Result
+from pmfuzz.workload import Op
+
+__all__ = [
+    "OracleName",
+    "Phase",
+    "Evidence",
+    "Violation",
+    "RunContext",
+    "CrashContext",
+    "Oracle",
+    "register",
+    "default_oracles",
+]
+
+
+class OracleName(enum.StrEnum):
+    FUNCTIONAL = "functional"
+    MOUNT = "mount"
+    STALE_EXPOSURE = "stale-exposure"
+    COW_ATOMICITY = "cow-atomicity"
+    DURABILITY = "durability"
+    ATOMIC_OPS = "atomic-ops"
+    TARGET_ERROR = "target-error"
+    """The target raised an exception while executing an op (a finding, with its traceback)."""
+
+
+class Phase(enum.StrEnum):
+    RUN = "run"
+    CRASH = "crash"
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Where an oracle saw something wrong: a file range, what was allowed, what was found."""
+
+    file: str
+    start: int
+    end: int
+    found: str
+    allowed: str = ""
+
+    def __str__(self) -> str:
+        s = f"{self.file}[{self.start}:{self.end}]: {self.found}"
+        return s + (f" (allowed: {self.allowed})" if self.allowed else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    oracle: OracleName
+    message: str
+    evidence: tuple[Evidence, ...] = ()
+
+
+@dataclass
+class RunContext:
+    """After op `index` ran on both the target and the reference, crash-free."""
+
+    index: int
+    op: Op
+    got: Result
+    want: Result
+    target: MountedFS
+    ref: Reference
+
+
+@dataclass
+class CrashContext:
+    """A recovered image, and what the reference allows for a crash at this point."""
+
+    fs: MountedFS
+    expect: Expectation
+    cache: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def words(self, name: str) -> np.ndarray:
+        """The recovered file's bytes as uint64 words (zero-padded), read once per context."""
+        hit = self.cache.get(name)
+        if hit is None:
+            size = self.fs.size(name) or 0
+            raw = self.fs.read(name, 0, size)
+            buf = np.zeros(-(-len(raw) // 8) * 8, dtype=np.uint8)
+            buf[: len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+            hit = buf.view("<u8")
+            self.cache[name] = hit
+        return hit
+
+
+@runtime_checkable
+class Oracle(Protocol):
+    name: OracleName
+    guarantee: Guarantee
+    phase: Phase
+
+    def check(self, ctx: RunContext | CrashContext) -> list[Violation]: ...
+
+
+_EXTRA: list[Oracle] = []
+
+
+def register(oracle: Oracle) -> None:
+    """Add an oracle to every run from now on."""
+    _EXTRA.append(oracle)
+
+
+def default_oracles() -> Sequence[Oracle]:
+    from .atomic_ops import AtomicOps
+    from .cow_atomicity import CowAtomicity
+    from .durability import Durability
+    from .functional import Functional
+    from .mount import Mount
+    from .stale_exposure import StaleExposure
+
+    return [Functional(), Mount(), StaleExposure(), CowAtomicity(), Durability(), AtomicOps(), *_EXTRA]

@@ -74,7 +74,7 @@ def decode(word: int) -> Decoded:
         return Decoded(WordKind.ZERO)
     if word >> 52 == _DATA_MAGIC:
         return Decoded(WordKind.DATA, (word >> 40) & 0xFFF, (word >> 28) & 0xFFF, (word & ((1 << 28) - 1)) * 8)
-    if word >> 48 == _POISON_MAGIC:
+    if word >> 48 == _POISON_MAGIC and not word & 7:
         return Decoded(WordKind.POISON, offset=word & ((1 << 48) - 1))
     return Decoded(WordKind.UNKNOWN)
 
@@ -84,7 +84,7 @@ def decode_words(words: np.ndarray) -> np.ndarray:
     words = words.astype(np.uint64, copy=False)
     out = np.full(words.shape, 3, dtype=np.uint8)
     out[words >> np.uint64(52) == _DATA_MAGIC] = 1
-    out[words >> np.uint64(48) == _POISON_MAGIC] = 2
+    out[(words >> np.uint64(48) == _POISON_MAGIC) & (words & np.uint64(7) == 0)] = 2
     out[words == 0] = 0
     return out
 

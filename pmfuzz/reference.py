@@ -1,13 +1,34 @@
-"""The POSIX reference model: what every op must do, crash-free.
+"""The POSIX reference model: what every op must do, and what a crash may leave.
 
-Files live as byte arrays that also hold the bytes between EOF and the end of
-the EOF block (what a mapping of the last page shows); those bytes are zeroed
-whenever the size grows over them, as the kernel's EOF zeroing does, so read(2)
-never sees them. The oracles compare targets against this model.
+Crash-free, `Reference` executes ops with plain POSIX semantics. Files live as
+byte arrays that also hold the bytes between EOF and the end of the EOF block
+(what a mapping of the last page shows); those bytes are zeroed whenever the
+size grows over them, as the kernel's EOF zeroing does.
+
+For crashes, `History` keeps every file's version at every op boundary, the
+durability points (fsync, sync, persist on a MAP_SYNC mapping after a write
+fault), the blocks each op copied on write, and the ranges a truncate removed.
+`Expectation` turns that into what a recovered file system may show after a
+crash in a given op. These are the rules of DESIGN.md section 4, kept here so
+every oracle reads them the same way:
+
+* A word's window runs from its last durability point to the crash. It may
+  hold any value it had at an op boundary in the window while inside the
+  file's size, any value an op in the window wrote to it (an in-place write
+  tears per word, so old and new are both boundary values), or zero if a
+  truncate in the window removed it (the tail is zeroed before the new size
+  is durable).
+* A file's size is one of its sizes at the window's boundaries; a name exists
+  only if it existed at some boundary of its window, and must if at all.
+* A write to a block that is shared (cloned by reflink and not since
+  rewritten) leaves that block, as a whole, as it was before the write or
+  after it.
 """
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,6 +39,7 @@ from .target import OK, Errno, Result, Signal, err, sig
 from .workload import (
     BLOCK_SIZE,
     PAGE_SIZE,
+    PMD_SIZE,
     Create,
     Fallocate,
     Fault,
@@ -36,20 +58,42 @@ from .workload import (
     Write,
 )
 
-__all__ = ["Reference", "RefFile", "RefMapping", "reflink_error"]
+__all__ = [
+    "Reference",
+    "RefFile",
+    "RefMapping",
+    "History",
+    "Expectation",
+    "FileVersion",
+    "CowEvent",
+    "reflink_error",
+]
+
+_WPB = BLOCK_SIZE // 8
 
 
 def _round_up(x: int, a: int) -> int:
     return -(-x // a) * a
 
 
-@dataclass
+class Backing(enum.Enum):
+    """Whether a file block has storage behind it (a hole has none)."""
+
+    YES = 1
+    UNKNOWN = 2
+    """Maybe: a PMD write fault may or may not have allocated the whole 2 MiB."""
+
+
+@dataclass(eq=False)
 class RefFile:
     """One incarnation of a file: created by op `ino`."""
 
     ino: int
     size: int = 0
     data: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
+    backed: dict[int, Backing] = field(default_factory=dict)
+    version: int = 0
+    mappings: int = 0
 
     def ensure(self, n: int) -> None:
         if len(self.data) < n:
@@ -67,30 +111,36 @@ class RefFile:
     def put(self, off: int, b: bytes | np.ndarray) -> None:
         self.ensure(off + len(b))
         self.data[off : off + len(b)] = np.frombuffer(b, dtype=np.uint8) if isinstance(b, bytes) else b
+        self.version += 1
 
     def zero(self, off: int, end: int) -> None:
         end = min(end, len(self.data))
         if off < end:
             self.data[off:end] = 0
+            self.version += 1
 
     def grow_to(self, new: int) -> None:
         """Extend the size; bytes beyond the old EOF read as zero (EOF zeroing)."""
         if new > self.size:
             self.zero(self.size, new)
             self.size = new
+            self.version += 1
 
     def shrink_to(self, new: int) -> None:
         """Truncate down: the tail of the new EOF block is zeroed and the rest freed."""
         self.zero(new, len(self.data))
         self.size = new
+        self.version += 1
 
 
-@dataclass
+@dataclass(eq=False)
 class RefMapping:
     file: RefFile
     off: int
     length: int
     sync: bool
+    faulted: set[int] = field(default_factory=set)
+    """Pages write-faulted through this MAP_SYNC mapping since the file's layout last changed."""
 
 
 class _HasSize(Protocol):
@@ -110,12 +160,39 @@ def reflink_error(src: _HasSize, dst: _HasSize, soff: int, doff: int, n: int) ->
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class CowEvent:
+    """Op `op` wrote (copied on write) block `block` of the file named `name`."""
+
+    op: int
+    name: str
+    ino: int
+    block: int
+
+
+@dataclass
+class OpEffects:
+    """What one op did that the crash rules need."""
+
+    durable_names: frozenset[str] | None = frozenset()
+    """Names whose content, size and existence the op made durable; None means every name (sync)."""
+    durable_ranges: list[tuple[str, int, int, int]] = field(default_factory=list)
+    """(name, incarnation, start, end) byte ranges made durable (persist on MAP_SYNC)."""
+    cow: list[CowEvent] = field(default_factory=list)
+    removed: list[tuple[str, int, int, int]] = field(default_factory=list)
+    """(name, incarnation, start, end) ranges a truncate removed: they may read zero in the window."""
+
+
 class Reference:
     """Executes ops with plain POSIX semantics; names map to file incarnations."""
 
     def __init__(self) -> None:
         self.names: dict[str, RefFile] = {}
         self.maps: dict[str, RefMapping] = {}
+        self._group_of: dict[tuple[int, int], int] = {}
+        self._members: dict[int, set[tuple[int, int]]] = {}
+        self._next_group = 0
+        self.fx = OpEffects()
 
     # -- views -------------------------------------------------------------
 
@@ -153,9 +230,82 @@ class Reference:
             return None if m is None else payload(m.file.ino, index, m.off + op.off, op.len)
         return None
 
+    # -- sharing and backing (what copy-on-write applies to) ---------------------
+
+    def _name_of(self, f: RefFile) -> str:
+        return next((n for n, g in self.names.items() if g is f), "")
+
+    def _shared(self, f: RefFile, b: int) -> bool:
+        g = self._group_of.get((f.ino, b))
+        return g is not None and len(self._members[g]) >= 2
+
+    def _certain(self, f: RefFile, b: int) -> bool:
+        g = self._group_of.get((f.ino, b))
+        return g is not None and f.backed.get(b) is Backing.YES and all(self._backed_of(m) for m in self._members[g])
+
+    def _backed_of(self, member: tuple[int, int]) -> bool:
+        ino, b = member
+        for f in self._live():
+            if f.ino == ino:
+                return f.backed.get(b) is Backing.YES
+        return False
+
+    def _live(self) -> Iterable[RefFile]:
+        seen = {id(f): f for f in self.names.values()}
+        for m in self.maps.values():
+            seen.setdefault(id(m.file), m.file)
+        return seen.values()
+
+    def _leave(self, f: RefFile, b: int) -> None:
+        g = self._group_of.pop((f.ino, b), None)
+        if g is not None:
+            self._members[g].discard((f.ino, b))
+            if len(self._members[g]) == 1:
+                (last,) = self._members.pop(g)
+                del self._group_of[last]
+            elif not self._members[g]:
+                del self._members[g]
+
+    def _write_blocks(self, index: int, f: RefFile, start: int, end: int, allocate: bool = True) -> None:
+        """An op wrote [start, end) of f: shared blocks are copied on write; holes get storage."""
+        if end <= start:
+            return
+        for b in range(start // BLOCK_SIZE, (end - 1) // BLOCK_SIZE + 1):
+            if self._shared(f, b):
+                if self._certain(f, b):
+                    self.fx.cow.append(CowEvent(index, self._name_of(f), f.ino, b))
+                self._leave(f, b)
+            if allocate:
+                f.backed[b] = Backing.YES
+
+    def _zero_written(self, index: int, f: RefFile, start: int, end: int) -> None:
+        """dax_zero_range semantics: zero [start, end); only blocks with storage are touched."""
+        if end <= start:
+            return
+        for b in range(start // BLOCK_SIZE, (end - 1) // BLOCK_SIZE + 1):
+            if b in f.backed:
+                lo, hi = max(start, b * BLOCK_SIZE), min(end, (b + 1) * BLOCK_SIZE)
+                self._write_blocks(index, f, lo, hi, allocate=False)
+
+    def _unback(self, f: RefFile, first_block: int, last_block: int | None = None) -> None:
+        for b in [b for b in f.backed if b >= first_block and (last_block is None or b < last_block)]:
+            self._leave(f, b)
+            del f.backed[b]
+
+    def _drop(self, f: RefFile) -> None:
+        for b in list(f.backed):
+            self._leave(f, b)
+
+    def _layout_changed(self, f: RefFile) -> None:
+        """break_layouts: mappings of f lose their PTEs, so MAP_SYNC pages must fault again."""
+        for m in self.maps.values():
+            if m.file is f:
+                m.faulted.clear()
+
     # -- execution -----------------------------------------------------------
 
     def apply(self, index: int, op: Op) -> Result:
+        self.fx = OpEffects()
         method = getattr(self, "_" + op.kind.value)
         return method(index, op)
 
@@ -169,15 +319,22 @@ class Reference:
         return OK
 
     def _unlink(self, index: int, op: Unlink) -> Result:
-        if self.names.pop(op.file, None) is None:
+        f = self.names.pop(op.file, None)
+        if f is None:
             return err(Errno.ENOENT)
+        if not f.mappings:
+            self._drop(f)
         return OK
 
     def _write(self, index: int, op: Write) -> Result:
         f = self._file(op.file)
         if f is None:
             return err(Errno.ENOENT)
+        self._layout_changed(f)
+        if op.off > f.size:
+            self._zero_written(index, f, f.size, op.off)
         f.grow_to(op.off)
+        self._write_blocks(index, f, op.off, op.off + op.len)
         f.put(op.off, payload(f.ino, index, op.off, op.len))
         f.size = max(f.size, op.off + op.len)
         return Result(op.len)
@@ -192,9 +349,15 @@ class Reference:
         f = self._file(op.file)
         if f is None:
             return err(Errno.ENOENT)
+        self._layout_changed(f)
         if op.size < f.size:
+            self.fx.removed.append((op.file, f.ino, op.size, f.size))
+            if op.size % BLOCK_SIZE:
+                self._zero_written(index, f, op.size, _round_up(op.size, BLOCK_SIZE))
+            self._unback(f, -(-op.size // BLOCK_SIZE))
             f.shrink_to(op.size)
         else:
+            self._zero_written(index, f, f.size, op.size)
             f.grow_to(op.size)
         return OK
 
@@ -202,6 +365,11 @@ class Reference:
         f = self._file(op.file)
         if f is None:
             return err(Errno.ENOENT)
+        self._layout_changed(f)
+        for b in range(op.off // BLOCK_SIZE, -(-(op.off + op.len) // BLOCK_SIZE)):
+            f.backed.setdefault(b, Backing.YES)
+        if op.off + op.len > f.size:
+            self._zero_written(index, f, f.size, op.off + op.len)
         f.grow_to(op.off + op.len)
         return OK
 
@@ -209,7 +377,16 @@ class Reference:
         f = self._file(op.file)
         if f is None:
             return err(Errno.ENOENT)
-        f.zero(op.off, op.off + op.len)
+        self._layout_changed(f)
+        start, end = op.off, op.off + op.len
+        first, last = -(-start // BLOCK_SIZE), end // BLOCK_SIZE
+        if first >= last:
+            self._zero_written(index, f, start, end)
+        else:
+            self._zero_written(index, f, start, first * BLOCK_SIZE)
+            self._zero_written(index, f, last * BLOCK_SIZE, end)
+            self._unback(f, first, last)
+        f.zero(start, end)
         return OK
 
     def _reflink(self, index: int, op: Reflink) -> Result:
@@ -227,18 +404,42 @@ class Reference:
         e = reflink_error(src, dst, soff, doff, n)
         if e is not None:
             return err(e)
+        self._layout_changed(src)
+        self._layout_changed(dst)
         span = _round_up(n, BLOCK_SIZE)
         src.ensure(soff + span)
         chunk = src.data[soff : soff + span].copy()
+        if doff > dst.size:
+            self._zero_written(index, dst, dst.size, doff)
         dst.grow_to(doff)
+        for i in range(span // BLOCK_SIZE):
+            sb, db = soff // BLOCK_SIZE + i, doff // BLOCK_SIZE + i
+            self._leave(dst, db)
+            dst.backed.pop(db, None)
+            state = src.backed.get(sb)
+            if state is None:
+                continue
+            dst.backed[db] = state
+            g = self._group_of.get((src.ino, sb))
+            if g is None:
+                g = self._next_group
+                self._next_group += 1
+                self._members[g] = {(src.ino, sb)}
+                self._group_of[(src.ino, sb)] = g
+            self._members[g].add((dst.ino, db))
+            self._group_of[(dst.ino, db)] = g
         dst.put(doff, chunk)
         dst.size = max(dst.size, doff + n)
         return OK
 
     def _fsync(self, index: int, op: Fsync) -> Result:
-        return OK if op.file in self.names else err(Errno.ENOENT)
+        if op.file not in self.names:
+            return err(Errno.ENOENT)
+        self.fx.durable_names = frozenset({op.file})
+        return OK
 
     def _sync(self, index: int, op: Sync) -> Result:
+        self.fx.durable_names = None
         return OK
 
     def _mmap(self, index: int, op: Mmap) -> Result:
@@ -248,11 +449,16 @@ class Reference:
         if op.map in self.maps or op.off % PAGE_SIZE:
             return err(Errno.EINVAL)
         self.maps[op.map] = RefMapping(f, op.off, op.len, op.sync)
+        f.mappings += 1
         return OK
 
     def _munmap(self, index: int, op: Munmap) -> Result:
-        if self.maps.pop(op.map, None) is None:
+        m = self.maps.pop(op.map, None)
+        if m is None:
             return err(Errno.EINVAL)
+        m.file.mappings -= 1
+        if not m.file.mappings and m.file not in self.names.values():
+            self._drop(m.file)
         return OK
 
     def _page_fault(self, m: RefMapping, pos: int) -> Result | None:
@@ -267,7 +473,19 @@ class Reference:
         m = self.maps.get(op.map)
         if m is None:
             return err(Errno.EINVAL)
-        return self._page_fault(m, op.pgoff * PAGE_SIZE) or OK
+        bad = self._page_fault(m, op.pgoff * PAGE_SIZE)
+        if bad is not None:
+            return bad
+        if op.write:
+            fpos = m.off + op.pgoff * PAGE_SIZE
+            if op.pmd:
+                head = fpos - fpos % PMD_SIZE
+                for b in range(head // BLOCK_SIZE, (head + PMD_SIZE) // BLOCK_SIZE):
+                    m.file.backed.setdefault(b, Backing.UNKNOWN)
+            self._write_blocks(index, m.file, fpos, fpos + PAGE_SIZE)
+            if m.sync:
+                m.faulted.add(op.pgoff)
+        return OK
 
     def _store(self, index: int, op: Store) -> Result:
         m = self.maps.get(op.map)
@@ -278,6 +496,10 @@ class Reference:
             bad = self._page_fault(m, pos)
             if bad is not None:
                 return bad
+            page = pos // PAGE_SIZE
+            self._write_blocks(index, m.file, m.off + page * PAGE_SIZE, m.off + (page + 1) * PAGE_SIZE)
+            if m.sync:
+                m.faulted.add(page)
             m.file.put(m.off + pos, data[pos - op.off : pos - op.off + k])
         return OK
 
@@ -285,10 +507,16 @@ class Reference:
         m = self.maps.get(op.map)
         if m is None:
             return err(Errno.EINVAL)
-        for pos, _ in _pages(op.off, op.len):
+        pages = _pages(op.off, op.len)
+        for pos, _ in pages:
             bad = self._page_fault(m, pos)
             if bad is not None:
                 return bad
+        name = self._name_of(m.file)
+        if m.sync and name:
+            for pos, k in pages:
+                if pos // PAGE_SIZE in m.faulted:
+                    self.fx.durable_ranges.append((name, m.file.ino, m.off + pos, m.off + pos + k))
         return OK
 
 
@@ -301,3 +529,221 @@ def _pages(off: int, n: int) -> list[tuple[int, int]]:
         out.append((pos, k))
         pos += k
     return out
+
+
+# -- history and what a crash may leave ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FileVersion:
+    """A file as it was at one op boundary."""
+
+    ino: int
+    size: int
+    words: np.ndarray
+    """The file's bytes up to the end of its last block, as little-endian uint64 words (read-only)."""
+
+
+def _words(f: RefFile) -> np.ndarray:
+    n = _round_up(max(f.size, 1), BLOCK_SIZE)
+    f.ensure(n)
+    w = f.data[:n].view("<u8").copy()
+    w.flags.writeable = False
+    return w
+
+
+class History:
+    """Every name's file at every op boundary, and what each op did for crash recovery."""
+
+    def __init__(self, ref: Reference) -> None:
+        self.ref = ref
+        self.boundaries: list[dict[str, FileVersion]] = [{}]
+        self.effects: list[OpEffects] = []
+        self._cache: dict[int, tuple[int, FileVersion]] = {}
+
+    def record(self) -> None:
+        """Call after each op: snapshot the boundary after it."""
+        state: dict[str, FileVersion] = {}
+        for name, f in self.ref.names.items():
+            hit = self._cache.get(id(f))
+            if hit is None or hit[0] != f.version or hit[1].ino != f.ino:
+                hit = (f.version, FileVersion(f.ino, f.size, _words(f)))
+                self._cache[id(f)] = hit
+            state[name] = hit[1]
+        self.boundaries.append(state)
+        self.effects.append(self.ref.fx)
+
+    @property
+    def ops(self) -> int:
+        return len(self.effects)
+
+    def expect(self, completed: int, upper: int, *, durable: bool = True, synchronous: bool = False) -> Expectation:
+        """What a crash may leave when ops [0, completed) finished and op `completed` may be under way.
+
+        `upper` is the last boundary the crash can reach (completed+1 inside an op).
+        With `durable=False` there are no durability points (only stale data is judged);
+        with `synchronous=True` every finished op is a durability point.
+        """
+        return Expectation(self, completed, upper, durable, synchronous)
+
+
+@dataclass
+class WordVerdict:
+    """Per-word classification of a found file against its window."""
+
+    ok: np.ndarray
+    older: np.ndarray
+    """Values the file held at this offset before its last durability point (durability)."""
+    stale: np.ndarray
+    """Values the file never held at this offset (stale exposure)."""
+
+
+class Expectation:
+    """The allowed recovered states for one crash, derived from the history."""
+
+    def __init__(self, h: History, completed: int, upper: int, durable: bool, synchronous: bool) -> None:
+        self.h = h
+        self.completed = completed
+        self.upper = upper
+        self.durable = durable
+        self.synchronous = synchronous
+        self._start: dict[str, int] = {}
+
+    # -- windows -----------------------------------------------------------------
+
+    def start(self, name: str) -> int:
+        """The boundary where `name`'s window starts (its last durability point)."""
+        hit = self._start.get(name)
+        if hit is not None:
+            return hit
+        d = 0
+        if self.synchronous:
+            d = self.completed
+        elif self.durable:
+            for j in range(self.completed):
+                dn = self.h.effects[j].durable_names
+                if dn is None or name in dn:
+                    d = j + 1
+        self._start[name] = d
+        return d
+
+    def window(self, name: str) -> range:
+        return range(self.start(name), self.upper + 1)
+
+    def names(self) -> list[str]:
+        out: set[str] = set()
+        for b in range(self.upper + 1):
+            out.update(self.h.boundaries[b])
+        return sorted(out)
+
+    def must_exist(self, name: str) -> bool:
+        return all(name in self.h.boundaries[b] for b in self.window(name))
+
+    def may_exist(self, name: str) -> bool:
+        return any(name in self.h.boundaries[b] for b in self.window(name))
+
+    def existed_before(self, name: str) -> bool:
+        return any(name in self.h.boundaries[b] for b in range(self.start(name)))
+
+    def sizes(self, name: str) -> set[int]:
+        return {self.h.boundaries[b][name].size for b in self.window(name) if name in self.h.boundaries[b]}
+
+    def held_sizes(self, name: str) -> set[int]:
+        return {self.h.boundaries[b][name].size for b in range(self.upper + 1) if name in self.h.boundaries[b]}
+
+    def versions(self, name: str, bs: Iterable[int]) -> list[FileVersion]:
+        return [self.h.boundaries[b][name] for b in bs if name in self.h.boundaries[b]]
+
+    # -- words ---------------------------------------------------------------------
+
+    def _word_start(self, name: str, idx: np.ndarray) -> np.ndarray:
+        """Per word: the boundary its window starts at (a MAP_SYNC persist can move it later)."""
+        d = np.full(len(idx), self.start(name), dtype=np.int64)
+        if not self.durable or self.synchronous:
+            return d
+        inos = {self.h.boundaries[b][name].ino for b in self.window(name) if name in self.h.boundaries[b]}
+        for j in range(self.completed):
+            for nm, ino, s, e in self.h.effects[j].durable_ranges:
+                if nm != name or inos != {ino}:
+                    continue
+                inside = (idx * 8 >= s - 7) & (idx * 8 < e)
+                full = (idx * 8 >= s) & (idx * 8 + 8 <= e)
+                d = np.where(inside & full, np.maximum(d, j + 1), d)
+        return d
+
+    def classify(self, name: str, idx: np.ndarray, found: np.ndarray, size: int | None = None) -> WordVerdict:
+        """Judge the words `found` (uint64) at word indices `idx` of the recovered file `name`.
+
+        `size` is the recovered size: in the word it cuts, only the bytes before it count.
+        """
+        idx = np.asarray(idx, dtype=np.int64)
+        found = np.asarray(found, dtype=np.uint64)
+        mask = _eof_mask(idx, size)
+        found = found & mask
+        dword = self._word_start(name, idx)
+        ok = np.zeros(len(idx), dtype=bool)
+        held = found == 0
+        for b in range(self.upper + 1):
+            v = self.h.boundaries[b].get(name)
+            if v is None:
+                continue
+            inside = idx * 8 < v.size
+            vals = np.zeros(len(idx), dtype=np.uint64)
+            cap = idx < len(v.words)
+            vals[cap] = v.words[idx[cap]]
+            eq = ((vals & mask) == found) & inside
+            held |= eq
+            ok |= eq & (b >= dword)
+        for j in range(min(self.upper, self.h.ops)):
+            for nm, _ino, s, e in self.h.effects[j].removed:
+                if nm == name:
+                    ok |= (found == 0) & (idx * 8 >= s - 7) & (idx * 8 < e) & (j >= dword)
+        return WordVerdict(ok, held & ~ok, ~held & ~ok)
+
+    def cow_events(self, name: str) -> list[CowEvent]:
+        lo = self.start(name)
+        inos = {v.ino for v in self.versions(name, self.window(name))}
+        out = []
+        for j in range(lo, min(self.upper, self.h.ops)):
+            for ev in self.h.effects[j].cow:
+                if ev.name == name and inos == {ev.ino}:
+                    out.append(ev)
+        return out
+
+    def block_side(
+        self, name: str, ev: CowEvent, idx: np.ndarray, found: np.ndarray, size: int | None = None
+    ) -> tuple[bool, bool]:
+        """Do the words of one COW block all match a version from before the write, or all one from after?"""
+        mask = _eof_mask(idx, size)
+        found = np.asarray(found, dtype=np.uint64) & mask
+        lo = self.start(name)
+        sides = []
+        for bs in (range(lo, ev.op + 1), range(ev.op + 1, self.upper + 1)):
+            ok = np.zeros(len(idx), dtype=bool)
+            for v in self.versions(name, bs):
+                inside = idx * 8 < v.size
+                cap = idx < len(v.words)
+                vals = np.zeros(len(idx), dtype=np.uint64)
+                vals[cap] = v.words[idx[cap]]
+                ok |= ((vals & mask) == found) & inside
+            if bs.start > ev.op:
+                for j in range(bs.start, min(self.upper, self.h.ops)):
+                    for nm, _ino, s, e in self.h.effects[j].removed:
+                        if nm == name:
+                            ok |= (found == 0) & (idx * 8 >= s - 7) & (idx * 8 < e)
+            sides.append(bool(ok.all()))
+        return sides[0], sides[1]
+
+    def state_at(self, b: int) -> dict[str, FileVersion]:
+        return self.h.boundaries[b]
+
+
+WORDS_PER_BLOCK = _WPB
+
+
+def _eof_mask(idx: np.ndarray, size: int | None) -> np.ndarray:
+    """Per word, the bytes that lie inside a file of `size` bytes (all ones except the word EOF cuts)."""
+    mask = np.full(len(idx), np.uint64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64)
+    if size is not None and size % 8:
+        mask[idx == size // 8] = np.uint64((1 << (8 * (size % 8))) - 1)
+    return mask

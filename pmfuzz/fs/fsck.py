@@ -6,7 +6,8 @@ import numpy as np
 
 from ..workload import FILES, MAX_FILE_SIZE
 from .core import DaxFS
-from .layout import COW_STAGING, LOG_HDR_FMT, LOG_MAGIC, MAX_EXTENTS
+from .journal import LogCorrupt, find_checkpoint
+from .layout import COW_STAGING, MAX_EXTENTS
 
 __all__ = ["fsck"]
 
@@ -15,9 +16,13 @@ def fsck(fs: DaxFS) -> list[str]:
     """Problems found, one line each (empty when consistent). Reads the in-memory state that mount loaded."""
     geo = fs.geo
     out: list[str] = []
-    magic, _, seq, _, _ = LOG_HDR_FMT.unpack(fs.pm.load(geo.log_addr, LOG_HDR_FMT.size))
-    if magic == LOG_MAGIC and seq > fs.journal.tail:
-        out.append(f"log: checkpoint {seq} is newer than the log tail {fs.journal.tail} after mount")
+    try:
+        left = find_checkpoint(fs.pm, geo, fs.journal.tail)
+    except LogCorrupt as e:
+        left = None
+        out.append(f"log: {e}")
+    if left is not None:
+        out.append(f"log: committed checkpoint {left[0]} was not replayed by mount")
     owners = np.zeros(geo.nblocks, dtype=np.int64)
     names: dict[str, int] = {}
     for ino, ip in sorted(fs.inodes.items()):

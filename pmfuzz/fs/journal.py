@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 from ..pmem import LINE, PMem
 from .config import Bug, CilMode, Config
-from .layout import COMMIT_FMT, LOG_HDR_FMT, LOG_MAGIC, LOG_REC_FMT, SB_FMT, Geometry
+from .layout import COMMIT_FMT, LOG_HDR_FMT, LOG_MAGIC, LOG_REC_FMT, Geometry
 from .pmemops import memcpy_flushcache, nvdimm_flush
 
-__all__ = ["Journal", "Trans", "LogCorrupt", "recover_log"]
+__all__ = ["Journal", "Trans", "LogCorrupt", "recover_log", "find_checkpoint"]
 
 _COMMIT_MAGIC = 0x54494D43
 
@@ -139,20 +139,20 @@ class Journal:
         self.on_push(busy, inodes)
 
 
-def recover_log(pm: PMem, geo: Geometry, tail: int) -> int:
-    """xlog_recover: replay the checkpoint after `tail` if its commit record is valid; return the new tail."""
+def find_checkpoint(pm: PMem, geo: Geometry, tail: int) -> tuple[int, list[tuple[int, bytes]]] | None:
+    """The committed checkpoint after `tail` that recovery must replay, if the log holds one."""
     head = pm.load(geo.log_addr, LOG_HDR_FMT.size)
     magic, _, seq, nrec, nbytes = LOG_HDR_FMT.unpack(head)
     if magic != LOG_MAGIC or seq != tail + 1:
-        return tail
+        return None
     if nbytes > geo.log_bytes:
         raise LogCorrupt(f"log header {seq} claims {nbytes} record bytes")
     commit_at = geo.log_addr + -(-(LINE + nbytes) // LINE) * LINE
     if commit_at + LINE > geo.log_addr + geo.log_bytes:
-        return tail
+        return None
     cmagic, _, cseq, cnrec, cbytes = COMMIT_FMT.unpack(pm.load(commit_at, COMMIT_FMT.size))
     if cmagic != _COMMIT_MAGIC or cseq != seq or cnrec != nrec or cbytes != nbytes:
-        return tail
+        return None
     body = pm.load(geo.log_addr + LINE, nbytes) if nbytes else b""
     pos = 0
     recs = []
@@ -165,6 +165,15 @@ def recover_log(pm: PMem, geo: Geometry, tail: int) -> int:
             raise LogCorrupt(f"checkpoint {seq}: record {i} has bad home {home:#x}+{ln}")
         recs.append((home, body[pos : pos + ln]))
         pos += ln
+    return seq, recs
+
+
+def recover_log(pm: PMem, geo: Geometry, tail: int) -> int:
+    """xlog_recover: replay the checkpoint after `tail` if its commit record is valid; return the new tail."""
+    found = find_checkpoint(pm, geo, tail)
+    if found is None:
+        return tail
+    seq, recs = found
     with pm.site("xlog_recover.replay"):
         for home, d in recs:
             memcpy_flushcache(pm, home, d)
@@ -172,5 +181,4 @@ def recover_log(pm: PMem, geo: Geometry, tail: int) -> int:
     with pm.site("xlog_recover.log_tail"):
         memcpy_flushcache(pm, 0, geo.pack_sb(seq)[:LINE])
         nvdimm_flush(pm)
-    assert SB_FMT.size <= LINE
     return seq

@@ -247,15 +247,21 @@ class CrashPoint:
         return True
 
     def _bounded(self) -> Iterator[tuple[int, ...]]:
+        """Both bases, then every one-group deviation, then every two-group deviation, from each base.
+
+        Most valuable first, so that a limit keeps the single deviations.
+        """
         gs = self.groups
         edges = [g.edges() for g in gs]
-        for base in (tuple(0 for _ in gs), self.full_choices):
-            yield base
-            for i in range(len(gs)):
+        bases = (tuple(0 for _ in gs), self.full_choices)
+        yield from bases
+        for i in range(len(gs)):
+            for base in bases:
                 for v in edges[i]:
                     if v != base[i]:
                         yield (*base[:i], v, *base[i + 1 :])
-            for i, j in itertools.combinations(range(len(gs)), 2):
+        for i, j in itertools.combinations(range(len(gs)), 2):
+            for base in bases:
                 for v in edges[i]:
                     if v == base[i]:
                         continue

@@ -42,7 +42,9 @@ class PMem:
     b'hello'
     """
 
-    def __init__(self, size: int, domain: Domain | str = Domain.ADR, *, _pages: Pages | None = None) -> None:
+    def __init__(
+        self, size: int, domain: Domain | str = Domain.ADR, *, record: bool = True, _pages: Pages | None = None
+    ) -> None:
         if not isinstance(size, int) or isinstance(size, bool) or size <= 0 or size % LINE:
             raise PMemError(f"device size must be a positive multiple of {LINE} bytes, got {size!r}")
         self.size = size
@@ -54,16 +56,25 @@ class PMem:
         self._op = -1
         self._timeline: CrashTimeline | None = None
         self._timeline_key: tuple[int, EadrPoints] | None = None
+        self._recording = record
 
     @classmethod
-    def from_image(cls, image: CrashImage | Pages, domain: Domain | str = Domain.ADR) -> PMem:
-        """A device whose media holds a crash image (or a snapshot), ready to be mounted."""
-        pages = image.pages() if isinstance(image, CrashImage) else image.fork()
-        return cls(pages.size, domain, _pages=pages)
+    def from_image(cls, image: CrashImage | Pages, domain: Domain | str = Domain.ADR, *, record: bool = True) -> PMem:
+        """A device whose media holds a crash image (or a snapshot), ready to be mounted.
 
-    def clone(self) -> PMem:
+        With `record=False` nothing is traced: for mounting an image only to judge it.
+        """
+        pages = image.pages() if isinstance(image, CrashImage) else image.fork()
+        return cls(pages.size, domain, record=record, _pages=pages)
+
+    @property
+    def pages(self) -> Pages:
+        """The device's current content (copy-on-write; fork it to keep it)."""
+        return self._pages
+
+    def clone(self, domain: Domain | str | None = None) -> PMem:
         """A new device whose media is this one's current content (as after a clean shutdown), no trace."""
-        return PMem(self.size, self.domain, _pages=self._pages.fork())
+        return PMem(self.size, self.domain if domain is None else domain, _pages=self._pages.fork())
 
     # -- checks -----------------------------------------------------------
 
@@ -88,6 +99,8 @@ class PMem:
     # -- the trace --------------------------------------------------------
 
     def _record(self, kind: EventKind, addr: int = 0, size: int = 0, data: bytes | None = None) -> None:
+        if not self._recording:
+            return
         if self._initial is None:
             self._initial = self._pages.fork()
         site = self._sites[-1] if self._sites else ""

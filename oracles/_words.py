@@ -1,0 +1,39 @@
+"""Turning per-word verdicts into readable evidence runs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pmfuzz.data import decode, describe
+from pmfuzz.reference import Expectation
+
+from . import Evidence
+
+MAX_EVIDENCE = 4
+
+
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) word index runs where mask is set."""
+    if not mask.any():
+        return []
+    m = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    d = np.diff(m)
+    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
+
+
+def allowed_text(expect: Expectation, name: str, word: int) -> str:
+    vals = []
+    for v in expect.versions(name, expect.window(name)):
+        if word * 8 < v.size and word < len(v.words):
+            vals.append(int(v.words[word]))
+    kinds = sorted({str(decode(x)) for x in vals} | {"zero"})
+    return " or ".join(kinds[:4]) + (" ..." if len(kinds) > 4 else "")
+
+
+def evidence(expect: Expectation, name: str, words: np.ndarray, mask: np.ndarray, size: int) -> tuple[Evidence, ...]:
+    out = []
+    for a, b in runs(mask)[:MAX_EVIDENCE]:
+        start, end = a * 8, min(b * 8, size)
+        raw = words[a:b].astype("<u8").tobytes()[: end - start]
+        out.append(Evidence(name, start, end, describe(raw, base=start), allowed_text(expect, name, a)))
+    return tuple(out)

@@ -1,0 +1,53 @@
+"""`durability`: what was made durable before the crash holds its durable value or a later one."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pmfuzz.target import Guarantee
+
+from . import CrashContext, OracleName, Phase, Violation
+from ._words import evidence
+
+
+class Durability:
+    name = OracleName.DURABILITY
+    guarantee = Guarantee.FSYNC_DURABLE
+    phase = Phase.CRASH
+
+    def check(self, ctx: CrashContext) -> list[Violation]:  # type: ignore[override]
+        out = []
+        ex = ctx.expect
+        present = set(ctx.fs.files())
+        for name in ex.names():
+            if name not in present and ex.must_exist(name):
+                out.append(
+                    Violation(
+                        self.name,
+                        f"{name} is missing after recovery, but it was made durable at op boundary {ex.start(name)}",
+                    )
+                )
+        for name in sorted(present):
+            if not ex.may_exist(name):
+                if ex.existed_before(name):
+                    out.append(Violation(self.name, f"{name} exists after recovery, but its removal was durable"))
+                continue
+            size = ctx.fs.size(name)
+            sizes = ex.sizes(name)
+            if size not in sizes and size in ex.held_sizes(name):
+                out.append(
+                    Violation(
+                        self.name, f"{name} recovered with size {size}, older than durable (allowed: {sorted(sizes)})"
+                    )
+                )
+            words = ctx.words(name)
+            v = ex.classify(name, np.arange(len(words)), words, size)
+            if v.older.any():
+                out.append(
+                    Violation(
+                        self.name,
+                        f"{name} holds data older than what was made durable",
+                        evidence(ex, name, words, v.older, size or 0),
+                    )
+                )
+        return out

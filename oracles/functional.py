@@ -1,0 +1,66 @@
+"""`functional`: crash-free, every op's result and the whole visible state equal the reference's."""
+
+from __future__ import annotations
+
+from pmfuzz.target import Guarantee
+from pmfuzz.workload import PAGE_SIZE
+
+from . import Evidence, OracleName, Phase, RunContext, Violation
+
+
+class Functional:
+    name = OracleName.FUNCTIONAL
+    guarantee = Guarantee.POSIX
+    phase = Phase.RUN
+
+    def check(self, ctx: RunContext) -> list[Violation]:  # type: ignore[override]
+        out: list[Violation] = []
+        if ctx.got != ctx.want:
+            out.append(Violation(self.name, f"op {ctx.index} `{ctx.op}` returned {ctx.got}, POSIX says {ctx.want}"))
+        fs, ref = ctx.target, ctx.ref
+        got_files, want_files = fs.files(), ref.files()
+        if got_files != want_files:
+            out.append(Violation(self.name, f"after op {ctx.index} the files are {got_files}, POSIX says {want_files}"))
+        for f in set(got_files) & set(want_files):
+            gs, ws = fs.size(f), ref.size(f)
+            if gs != ws:
+                out.append(Violation(self.name, f"after op {ctx.index} {f} has size {gs}, POSIX says {ws}"))
+                continue
+            a, b = fs.read(f, 0, ws or 0), ref.read(f, 0, ws or 0)
+            if a != b:
+                i = next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y) if len(a) == len(b) else 0
+                out.append(
+                    Violation(
+                        self.name,
+                        f"after op {ctx.index} read(2) of {f} differs from POSIX",
+                        (Evidence(f, i, min(len(a), i + 64), _describe(a[i : i + 64], i)),),
+                    )
+                )
+        for m, mp in sorted(ref.maps.items()):
+            for pg in range(-(-mp.length // PAGE_SIZE)):
+                want = ref.read_mapping(m, pg * PAGE_SIZE, PAGE_SIZE)
+                got = fs.read_mapping(m, pg * PAGE_SIZE, PAGE_SIZE)
+                if got != want:
+                    out.append(
+                        Violation(
+                            self.name,
+                            f"after op {ctx.index} loads through {m} page {pg} "
+                            f"see {_short(got)}, POSIX says {_short(want)}",
+                        )
+                    )
+                    break
+        return out
+
+
+def _short(r) -> str:
+    if r.ok and isinstance(r.value, bytes):
+        from pmfuzz.data import describe
+
+        return describe(r.value)[:160]
+    return str(r)
+
+
+def _describe(b: bytes, base: int) -> str:
+    from pmfuzz.data import describe
+
+    return describe(b, base=base)

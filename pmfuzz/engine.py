@@ -1,0 +1,333 @@
+"""Run one workload on a target, crash it at every crash point, recover every state, judge it.
+
+    verdict = check(target, workload, Options(domain="adr"))
+
+Execution runs the target and the reference side by side (the `functional`
+oracle judges every op crash-free); then every crash point's states are
+built, mounted and judged by the oracles the target's guarantees select.
+Exceptions raised by the target's code are findings (`target-error` while
+running an op, `mount` while recovering), kept with their traceback;
+exceptions of pmfuzz itself propagate.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from oracles import CrashContext, Oracle, OracleName, Phase, RunContext, Violation, default_oracles
+
+from .errors import PMemError, PmfuzzError
+from .pmem import CrashPoint, CrashState, Domain, EadrPoints, GroupOutcome, Pages, PMem, PointKind, Strategy
+from .reference import History, Reference
+from .target import Errno, Guarantee, MountedFS, Target
+from .workload import Workload
+
+__all__ = ["Options", "Finding", "CrashSite", "Verdict", "Stats", "check", "StateChoice", "formatted"]
+
+MiB = 1 << 20
+
+
+class StateChoice(enum.StrEnum):
+    """How the engine picks the states of a crash point."""
+
+    AUTO = "auto"
+    """Exhaustive where a point has at most `exhaustive_upto` states, else bounded."""
+    EXHAUSTIVE = "exhaustive"
+    BOUNDED = "bounded"
+    SAMPLE = "sample"
+
+
+@dataclass(frozen=True)
+class Options:
+    domain: Domain = Domain.ADR
+    device_size: int = 8 * MiB
+    strategy: StateChoice = StateChoice.AUTO
+    exhaustive_upto: int = 256
+    max_states: int | None = 2048
+    """At most this many states per crash point (None: no limit)."""
+    eadr_points: EadrPoints = EadrPoints.STORES
+    crash: str | None = None
+    """Judge only this crash state (a state id), as a reproducer names it."""
+    seed: int = 0
+    oracles: tuple[Oracle, ...] | None = None
+    first_per_signature: bool = True
+
+
+@dataclass(frozen=True)
+class CrashSite:
+    """Where a crash struck and what it kept."""
+
+    point: str
+    state: str
+    op: int
+    op_text: str
+    event: str
+    site: str
+    outcomes: tuple[GroupOutcome, ...]
+    deviations: int
+
+
+@dataclass(frozen=True)
+class Finding:
+    oracle: OracleName
+    message: str
+    evidence: tuple = ()
+    op: int = -1
+    op_text: str = ""
+    op_kind: str = ""
+    site: str = ""
+    crash: CrashSite | None = None
+    traceback: str | None = None
+
+    @property
+    def signature(self) -> tuple[str, str, str]:
+        """What deduplicates findings: (oracle, op kind at the crash, site label)."""
+        return (self.oracle.value, self.op_kind, self.site)
+
+    @property
+    def signature_text(self) -> str:
+        return ":".join(x or "-" for x in self.signature)
+
+
+@dataclass
+class Stats:
+    ops: int = 0
+    points: int = 0
+    states: int = 0
+    distinct: int = 0
+    mounts: int = 0
+    t_exec: float = 0.0
+    t_image: float = 0.0
+    t_mount: float = 0.0
+    t_oracles: float = 0.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    findings: tuple[Finding, ...]
+    stats: Stats
+    notes: tuple[str, ...] = ()
+
+    @property
+    def clean(self) -> bool:
+        return not self.findings
+
+    def oracles(self) -> set[str]:
+        return {f.oracle.value for f in self.findings}
+
+
+_FORMATTED: dict[tuple[str, tuple[tuple[str, str], ...], int], Pages] = {}
+
+
+def formatted(target: Target, size: int) -> Pages:
+    """A formatted device for this target configuration, made once and shared copy-on-write."""
+    key = (target.name, tuple(sorted(target.options().items())), size)
+    hit = _FORMATTED.get(key)
+    if hit is None:
+        pm = PMem(size)
+        target.format(pm)
+        pm.quiesce()
+        hit = pm.pages.fork()
+        _FORMATTED[key] = hit
+    return hit
+
+
+def _pmfuzz_fault(exc: BaseException) -> bool:
+    """Was this exception raised by pmfuzz's own code (a bug) rather than the target's?"""
+    if isinstance(exc, PMemError):
+        return False
+    if isinstance(exc, PmfuzzError):
+        return True
+    tb = traceback.extract_tb(exc.__traceback__)
+    if not tb:
+        return False
+    here = Path(__file__).resolve().parent
+    last = Path(tb[-1].filename).resolve()
+    inside = here in last.parents
+    return inside and (here / "fs") not in last.parents
+
+
+def _guard(exc: BaseException) -> str:
+    if _pmfuzz_fault(exc):
+        raise exc
+    return "".join(traceback.format_exception(exc))
+
+
+def _window(point: CrashPoint, nops: int) -> tuple[int, int]:
+    """(ops finished, last boundary reachable) for a crash at this point."""
+    if point.kind is PointKind.END:
+        return nops, nops
+    k = point.op
+    if k < 0:
+        return 0, 0
+    if point.kind is PointKind.OP:
+        return k, k
+    return k, min(k + 1, nops)
+
+
+def check(target: Target, workload: Workload | Sequence, opts: Options = Options()) -> Verdict:
+    """Execute a workload on a fresh device, then judge every crash state; return the verdict."""
+    ops = workload.ops if isinstance(workload, Workload) else tuple(workload)
+    oracles = default_oracles() if opts.oracles is None else opts.oracles
+    guarantees = target.guarantees
+    run_oracles = [o for o in oracles if o.phase is Phase.RUN and o.guarantee in guarantees]
+    crash_oracles = [o for o in oracles if o.phase is Phase.CRASH and o.guarantee in guarantees]
+    stats = Stats()
+    findings: dict[tuple[str, str, str], Finding] = {}
+    notes: list[str] = []
+
+    def add(f: Finding) -> None:
+        old = findings.get(f.signature)
+        if (
+            old is None
+            or (opts.first_per_signature is False)
+            or (f.crash is not None and old.crash is not None and f.crash.deviations < old.crash.deviations)
+        ):
+            findings[f.signature] = f
+
+    t0 = time.perf_counter()
+    pm = PMem.from_image(formatted(target, opts.device_size), opts.domain)
+    try:
+        fs = target.mount(pm)
+    except Exception as e:
+        tb = _guard(e)
+        add(Finding(OracleName.MOUNT, f"the freshly formatted device does not mount: {e}", traceback=tb))
+        return Verdict(tuple(findings.values()), stats)
+    pm.quiesce()
+    ref = Reference()
+    hist = History(ref)
+    executed = 0
+    for i, op in enumerate(ops):
+        payload = ref.payload(i, op)
+        want = ref.apply(i, op)
+        try:
+            got = fs.execute(i, op, payload)
+        except Exception as e:
+            tb = _guard(e)
+            add(
+                Finding(
+                    OracleName.TARGET_ERROR,
+                    f"op {i} `{op}` raised {type(e).__name__}: {e}",
+                    op=i,
+                    op_text=str(op),
+                    op_kind=op.kind.value,
+                    traceback=tb,
+                )
+            )
+            hist.record()
+            executed = i
+            notes.append(f"stopped at op {i}: the target raised")
+            break
+        hist.record()
+        executed = i + 1
+        if got.errno is Errno.ENOSPC and want.errno is not Errno.ENOSPC:
+            notes.append(f"stopped at op {i}: the target ran out of space (ENOSPC); later ops not run")
+            executed = i
+            break
+        ctx = RunContext(i, op, got, want, fs, ref)
+        for o in run_oracles:
+            for v in o.check(ctx):
+                add(Finding(v.oracle, v.message, v.evidence, i, str(op), op.kind.value, ""))
+    stats.ops = executed
+    stats.t_exec = time.perf_counter() - t0
+
+    points = pm.crash_points(opts.eadr_points)
+    if opts.crash is not None:
+        state = pm.crash_state(opts.crash, opts.eadr_points)
+        todo: list[tuple[CrashPoint, list[CrashState]]] = [(state.point, [state])]
+    else:
+        todo = [(p, []) for p in points]
+    seen: set[tuple[int, int, int]] = set()
+    durable = Guarantee.FSYNC_DURABLE in guarantees
+    synchronous = Guarantee.ATOMIC_OPS in guarantees
+    for point, fixed in todo:
+        if point.op >= executed and point.kind is not PointKind.END and opts.crash is None:
+            continue
+        stats.points += 1
+        completed, upper = _window(point, executed)
+        expect = hist.expect(completed, upper, durable=durable, synchronous=synchronous)
+        states = fixed or _states(point, opts)
+        op_text = str(ops[point.op]) if 0 <= point.op < len(ops) else ""
+        op_kind = ops[point.op].kind.value if 0 <= point.op < len(ops) else ""
+        ev = point.event
+        for state in states:
+            stats.states += 1
+            t1 = time.perf_counter()
+            key = (state.digest, completed, upper)
+            if key in seen:
+                continue
+            seen.add(key)
+            stats.distinct += 1
+            img = state.image()
+            mpm = PMem.from_image(img, opts.domain, record=False)
+            t2 = time.perf_counter()
+            stats.t_image += t2 - t1
+            site = CrashSite(
+                point.id,
+                state.id,
+                point.op,
+                op_text,
+                ev.kind.value if ev else "end",
+                point.site,
+                tuple(state.outcomes()),
+                state.deviations,
+            )
+            try:
+                rfs: MountedFS = target.mount(mpm)
+            except Exception as e:
+                tb = _guard(e)
+                stats.t_mount += time.perf_counter() - t2
+                add(
+                    Finding(
+                        OracleName.MOUNT,
+                        f"recovery failed: {type(e).__name__}: {e}",
+                        (),
+                        point.op,
+                        op_text,
+                        op_kind,
+                        point.site,
+                        site,
+                        tb,
+                    )
+                )
+                continue
+            t3 = time.perf_counter()
+            stats.mounts += 1
+            stats.t_mount += t3 - t2
+            cctx = CrashContext(rfs, expect)
+            for o in crash_oracles:
+                try:
+                    vs: list[Violation] = o.check(cctx)
+                except Exception as e:
+                    tb = _guard(e)
+                    vs = [Violation(OracleName.MOUNT, f"reading the recovered image raised {type(e).__name__}: {e}")]
+                    add(Finding(vs[0].oracle, vs[0].message, (), point.op, op_text, op_kind, point.site, site, tb))
+                    break
+                for v in vs:
+                    add(Finding(v.oracle, v.message, v.evidence, point.op, op_text, op_kind, point.site, site))
+            stats.t_oracles += time.perf_counter() - t3
+    return Verdict(tuple(findings.values()), stats, tuple(notes))
+
+
+def _states(point: CrashPoint, opts: Options):
+    s = opts.strategy
+    if s is StateChoice.AUTO:
+        n = 1
+        for g in point.groups:
+            n *= g.count(cap=opts.exhaustive_upto + 1)
+            if n > opts.exhaustive_upto:
+                break
+        s = StateChoice.EXHAUSTIVE if n <= opts.exhaustive_upto else StateChoice.BOUNDED
+    return point.states(Strategy(s.value), seed=opts.seed, limit=opts.max_states)
+
+
+def default_options(**kw) -> Options:
+    return Options(**kw)
+
+
+field  # noqa: B018  (dataclasses.field kept for callers building Options)

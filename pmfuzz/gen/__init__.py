@@ -1,0 +1,1 @@
+"""Workload generators: systematic enumeration, hypothesis strategies, mutation, and the atheris target."""

@@ -1,0 +1,196 @@
+"""Hypothesis strategies for ops and workloads, for fuzzing and for users' own property tests.
+
+    from hypothesis import given
+    from pmfuzz.gen.strategies import workloads
+
+    @given(workloads(max_ops=12))
+    def test_my_target(w): ...
+
+Generation is context-aware: it tracks which files exist, their sizes, and
+which mappings are live, so most ops name things that exist and ranges that
+straddle the interesting boundaries (blocks, EOF, 2 MiB), while a few ops
+stay invalid on purpose to exercise error paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import hypothesis.strategies as st
+
+from ..workload import (
+    BLOCK_SIZE,
+    FILES,
+    MAPPINGS,
+    PMD_SIZE,
+    Create,
+    Fallocate,
+    Fault,
+    Fsync,
+    Mmap,
+    Munmap,
+    Op,
+    Persist,
+    Punch,
+    Read,
+    Reflink,
+    Store,
+    Sync,
+    Truncate,
+    Unlink,
+    Workload,
+    Write,
+)
+
+__all__ = ["workloads", "ops", "Shape", "DEFAULT_SHAPE"]
+
+K = BLOCK_SIZE
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Knobs for generated workloads."""
+
+    files: int = 3
+    mappings: int = 2
+    max_file: int = 16 * K
+    pmd: bool = False
+    """Allow 2 MiB files and PMD faults (bigger devices, slower crash checking)."""
+    weights: dict[str, int] = field(
+        default_factory=lambda: {
+            "create": 3,
+            "write": 8,
+            "truncate": 3,
+            "fallocate": 2,
+            "punch": 2,
+            "reflink": 3,
+            "fsync": 3,
+            "sync": 1,
+            "mmap": 3,
+            "munmap": 1,
+            "fault": 3,
+            "store": 4,
+            "persist": 3,
+            "unlink": 1,
+            "read": 1,
+        }
+    )
+
+
+DEFAULT_SHAPE = Shape()
+
+
+@dataclass
+class _Ctx:
+    sizes: dict[str, int] = field(default_factory=dict)
+    maps: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+
+
+def _offsets(ctx: _Ctx, name: str | None, shape: Shape) -> st.SearchStrategy[int]:
+    size = ctx.sizes.get(name or "", 0)
+    around = [0, size, max(0, size - 1), size + 1, size // 2, (size // K) * K, (size // K) * K + 100]
+    return st.one_of(
+        st.sampled_from(sorted(set(around))),
+        st.sampled_from([0, 1, 100, K - 8, K, K + 1, 2 * K, 3 * K + 17, 4 * K]),
+        st.integers(0, shape.max_file),
+    )
+
+
+_LENGTHS = st.one_of(st.sampled_from([1, 8, 64, 100, K - 1, K, K + 1, 2 * K, 3 * K]), st.integers(1, 4 * K))
+
+
+@st.composite
+def _op(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> Op:
+    names = list(FILES[: shape.files])
+    live = sorted(ctx.sizes)
+    w = dict(shape.weights)
+    if not live:
+        w = {"create": 1}
+    kind = draw(st.sampled_from([k for k, n in w.items() for _ in range(n)]))
+    pick = st.sampled_from(live) if live else st.sampled_from(names)
+    file = draw(st.one_of(pick, pick, pick, st.sampled_from(names)))
+    if kind == "create":
+        free = [n for n in names if n not in ctx.sizes]
+        f = draw(st.sampled_from(free)) if free and draw(st.integers(0, 9)) else draw(st.sampled_from(names))
+        return Create(f)
+    if kind == "unlink":
+        return Unlink(file)
+    if kind in ("write", "punch", "fallocate", "read"):
+        off = draw(_offsets(ctx, file, shape))
+        n = draw(_LENGTHS)
+        return {"write": Write, "punch": Punch, "fallocate": Fallocate, "read": Read}[kind](file, off, n)
+    if kind == "truncate":
+        return Truncate(file, draw(_offsets(ctx, file, shape)))
+    if kind == "reflink":
+        dst = draw(st.one_of(pick, st.sampled_from(names)))
+        if draw(st.booleans()):
+            return Reflink(file, dst)
+        soff = draw(st.sampled_from([0, K, 2 * K]))
+        doff = draw(st.sampled_from([0, K, 2 * K, 4 * K]))
+        size = ctx.sizes.get(file, 0)
+        n = draw(st.sampled_from([K, 2 * K, max(1, size - soff)]))
+        return Reflink(file, dst, soff, doff, n)
+    if kind == "fsync":
+        return Fsync(file)
+    if kind == "sync":
+        return Sync()
+    live_maps = sorted(ctx.maps)
+    if kind == "mmap":
+        free = [m for m in MAPPINGS[: shape.mappings] if m not in ctx.maps] or list(MAPPINGS[: shape.mappings])
+        m = draw(st.sampled_from(free))
+        length = draw(st.sampled_from([K, 2 * K, 4 * K, 8 * K] + ([PMD_SIZE * 2] if shape.pmd else [])))
+        off = draw(st.sampled_from([0, 0, K, 2 * K]))
+        return Mmap(m, file, off, length, draw(st.booleans()))
+    m = (
+        draw(st.sampled_from(live_maps))
+        if live_maps and draw(st.integers(0, 9))
+        else draw(st.sampled_from(MAPPINGS[: shape.mappings]))
+    )
+    span = ctx.maps.get(m, ("", 0, 4 * K))[2]
+    if kind == "munmap":
+        return Munmap(m)
+    if kind == "fault":
+        pmd = shape.pmd and draw(st.integers(0, 3)) == 0
+        return Fault(m, draw(st.integers(0, max(0, span // K))), draw(st.booleans()), pmd)
+    off = draw(st.integers(0, max(0, span - 1)))
+    n = draw(st.sampled_from([8, 64, 100, K, K + 8]))
+    return (Store if kind == "store" else Persist)(m, off, n)
+
+
+def _advance(ctx: _Ctx, op: Op) -> None:
+    """Track (roughly) what exists after an op, so later ops can name it."""
+    if isinstance(op, Create):
+        ctx.sizes.setdefault(op.file, 0)
+    elif isinstance(op, Unlink):
+        ctx.sizes.pop(op.file, None)
+    elif (isinstance(op, Write) and op.file in ctx.sizes) or (isinstance(op, Fallocate) and op.file in ctx.sizes):
+        ctx.sizes[op.file] = max(ctx.sizes[op.file], op.off + op.len)
+    elif isinstance(op, Truncate) and op.file in ctx.sizes:
+        ctx.sizes[op.file] = op.size
+    elif isinstance(op, Reflink) and op.src in ctx.sizes and op.dst in ctx.sizes:
+        if op.soff is None:
+            ctx.sizes[op.dst] = max(ctx.sizes[op.dst], ctx.sizes[op.src])
+        else:
+            ctx.sizes[op.dst] = max(ctx.sizes[op.dst], (op.doff or 0) + (op.len or 0))
+    elif isinstance(op, Mmap) and op.file in ctx.sizes and op.map not in ctx.maps:
+        ctx.maps[op.map] = (op.file, op.off, op.len)
+    elif isinstance(op, Munmap):
+        ctx.maps.pop(op.map, None)
+
+
+@st.composite
+def workloads(draw: st.DrawFn, min_ops: int = 1, max_ops: int = 12, shape: Shape = DEFAULT_SHAPE) -> Workload:
+    """Workloads of min_ops..max_ops ops, mostly valid in context."""
+    n = draw(st.integers(min_ops, max_ops))
+    ctx = _Ctx()
+    out: list[Op] = []
+    for _ in range(n):
+        op = draw(_op(ctx, shape))
+        _advance(ctx, op)
+        out.append(op)
+    return Workload(tuple(out))
+
+
+def ops(shape: Shape = DEFAULT_SHAPE) -> st.SearchStrategy[Op]:
+    """Single ops, context-free (any names, any ranges)."""
+    return _op(_Ctx(), shape)
