@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from pmfuzz.reference import Expectation, Reference
+from pmfuzz.reference import Expectation, Reference, WordVerdict
 from pmfuzz.target import Guarantee, MountedFS, Result
 from pmfuzz.workload import Op
 
@@ -27,6 +27,7 @@ __all__ = [
     "Violation",
     "RunContext",
     "CrashContext",
+    "VerdictCache",
     "Oracle",
     "register",
     "default_oracles",
@@ -83,6 +84,17 @@ class RunContext:
     ref: Reference
 
 
+class VerdictCache:
+    """Per mounted metadata state: each file's words and verdict as first seen.
+
+    Crash states that share metadata differ only in data lines, so a file's
+    verdict is recomputed only for the words that differ from the first one.
+    """
+
+    def __init__(self) -> None:
+        self.base: dict[str, tuple[np.ndarray, int, WordVerdict]] = {}
+
+
 @dataclass
 class CrashContext:
     """A recovered image, and what the reference allows for a crash at this point."""
@@ -90,6 +102,33 @@ class CrashContext:
     fs: MountedFS
     expect: Expectation
     cache: dict[str, np.ndarray] = field(default_factory=dict)
+    verdicts: VerdictCache | None = None
+    _v: dict[str, WordVerdict] = field(default_factory=dict)
+
+    def verdict(self, name: str) -> WordVerdict:
+        """Every word of the recovered file `name`, judged against its window (see Expectation.classify)."""
+        hit = self._v.get(name)
+        if hit is not None:
+            return hit
+        words = self.words(name)
+        size = self.fs.size(name) or 0
+        base = self.verdicts.base.get(name) if self.verdicts is not None else None
+        if base is not None and base[1] == size and len(base[0]) == len(words):
+            changed = np.flatnonzero(base[0] != words)
+            if len(changed) == 0:
+                hit = base[2]
+            else:
+                part = self.expect.classify(name, changed, words[changed], size)
+                b = base[2]
+                ok, older, stale, lost = b.ok.copy(), b.older.copy(), b.stale.copy(), b.lost.copy()
+                ok[changed], older[changed], stale[changed], lost[changed] = part.ok, part.older, part.stale, part.lost
+                hit = WordVerdict(ok, older, stale, lost)
+        else:
+            hit = self.expect.classify(name, np.arange(len(words)), words, size)
+            if self.verdicts is not None:
+                self.verdicts.base[name] = (words.copy(), size, hit)
+        self._v[name] = hit
+        return hit
 
     def words(self, name: str) -> np.ndarray:
         """The recovered file's bytes as uint64 words (zero-padded), read once per context."""

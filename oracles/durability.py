@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from pmfuzz.target import Guarantee
 
 from . import CrashContext, OracleName, Phase, Violation
@@ -41,13 +39,22 @@ class Durability:
                     )
                 )
             words = ctx.words(name)
-            v = ex.classify(name, np.arange(len(words)), words, size)
+            v = ctx.verdict(name)
             if v.older.any():
                 out.append(
                     Violation(
                         self.name,
                         f"{name} holds data older than what was made durable",
                         evidence(ex, name, words, v.older, size or 0),
+                    )
+                )
+            if v.lost.any():
+                out.append(
+                    Violation(
+                        self.name,
+                        f"{name} reads zero where it holds data in every state it may recover to "
+                        f"(data lost, or its size reached the media before its data)",
+                        evidence(ex, name, words, v.lost, size or 0),
                     )
                 )
         return out

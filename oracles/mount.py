@@ -11,6 +11,8 @@ class Mount:
     name = OracleName.MOUNT
     guarantee = Guarantee.MOUNTABLE
     phase = Phase.CRASH
+    metadata_only = True
+    """Reads only what mount reads (fsck, names, sizes): the engine runs it once per metadata state."""
 
     def check(self, ctx: CrashContext) -> list[Violation]:  # type: ignore[override]
         out = [Violation(self.name, f"fsck: {p}") for p in ctx.fs.fsck()]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from pmfuzz.target import Guarantee
 
 from . import CrashContext, OracleName, Phase, Violation
@@ -23,7 +21,7 @@ class StaleExposure:
                 continue
             words = ctx.words(name)
             size = ctx.fs.size(name) or 0
-            v = ex.classify(name, np.arange(len(words)), words, size)
+            v = ctx.verdict(name)
             if v.stale.any():
                 out.append(
                     Violation(self.name, f"{name} shows data it never held", evidence(ex, name, words, v.stale, size))

@@ -59,10 +59,12 @@ def _enum_doc(member: object) -> str:
 
 
 def _load(path: str):
+    import pathlib
+
     from .repro import parse_reproducer
 
     try:
-        text = open(path, encoding="utf-8").read()
+        text = pathlib.Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise PmfuzzError(f"cannot read {path}: {e.strerror}") from None
     except UnicodeDecodeError:

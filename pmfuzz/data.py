@@ -10,6 +10,7 @@ another offset's data, or stale media that nobody wrote.
 from __future__ import annotations
 
 import enum
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,23 +96,22 @@ def describe(data: bytes | np.ndarray, base: int = 0) -> str:
     if len(arr) % 8:
         arr = np.concatenate([arr, np.zeros(8 - len(arr) % 8, dtype=np.uint8)])
     words = arr.view("<u8")
-    parts: list[str] = []
-    i = 0
-    while i < len(words):
-        d = decode(int(words[i]))
-        j = i + 1
-        while j < len(words):
-            e = decode(int(words[j]))
-            step = (j - i) * 8
-            same = (
-                e.kind == d.kind
-                and e.file == d.file
-                and e.op == d.op
-                and (d.kind in (WordKind.ZERO, WordKind.UNKNOWN) or e.offset == d.offset + step)
-            )
-            if not same:
-                break
-            j += 1
-        parts.append(f"[{base + i * 8}:{base + j * 8}] {d}")
-        i = j
+    if len(words) == 0:
+        return ""
+    kind = decode_words(words)
+    mask = np.uint64((1 << 28) - 1)
+    ident = np.where(kind == 1, words >> np.uint64(28), np.uint64(0))
+    pos = np.arange(len(words), dtype=np.uint64)
+    off = np.where(
+        kind == 1, words & mask, np.where(kind == 2, (words & np.uint64((1 << 48) - 1)) >> np.uint64(3), np.uint64(0))
+    )
+    step = off - pos
+    brk = np.ones(len(words), dtype=bool)
+    brk[1:] = (
+        (kind[1:] != kind[:-1])
+        | (ident[1:] != ident[:-1])
+        | ((kind[1:] == 1) | (kind[1:] == 2)) & (step[1:] != step[:-1])
+    )
+    starts = [*np.flatnonzero(brk).tolist(), len(words)]
+    parts = [f"[{base + a * 8}:{base + b * 8}] {decode(int(words[a]))}" for a, b in itertools.pairwise(starts)]
     return "; ".join(parts)

@@ -19,12 +19,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from oracles import CrashContext, Oracle, OracleName, Phase, RunContext, Violation, default_oracles
+from oracles import CrashContext, Oracle, OracleName, Phase, RunContext, VerdictCache, Violation, default_oracles
 
 from .errors import PMemError, PmfuzzError
-from .pmem import CrashPoint, CrashState, Domain, EadrPoints, GroupOutcome, Pages, PMem, PointKind, Strategy
+from .pmem import (
+    LINE,
+    CrashImage,
+    CrashPoint,
+    CrashState,
+    Domain,
+    EadrPoints,
+    GroupOutcome,
+    Pages,
+    PMem,
+    PointKind,
+    Strategy,
+)
 from .reference import History, Reference
-from .target import Errno, Guarantee, MountedFS, Target
+from .target import Errno, Guarantee, MountedFS, Target, metadata_ranges
 from .workload import Workload
 
 __all__ = ["Options", "Finding", "CrashSite", "Verdict", "Stats", "check", "StateChoice", "formatted"]
@@ -56,6 +68,10 @@ class Options:
     seed: int = 0
     oracles: tuple[Oracle, ...] | None = None
     first_per_signature: bool = True
+    group_by_metadata: bool = True
+    log_states: bool = False
+    """Record every judged state's violations in `Verdict.state_log` (for tests and debugging)."""
+    """Mount once per distinct metadata state when the target declares its metadata ranges (same verdicts)."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +128,8 @@ class Verdict:
     findings: tuple[Finding, ...]
     stats: Stats
     notes: tuple[str, ...] = ()
+    state_log: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(state id, sorted messages of its violations) per judged state, with `Options.log_states`."""
 
     @property
     def clean(self) -> bool:
@@ -190,6 +208,23 @@ def check(target: Target, workload: Workload | Sequence, opts: Options = Options
         ):
             findings[f.signature] = f
 
+    state_log: list[tuple[str, list[str]]] = []
+
+    def add_crash(here: _Here, v: _V) -> None:
+        """A crash finding; its crash site (the costly part) is built only if it will be kept."""
+        oracle, message, evidence, tb = v
+        if opts.log_states:
+            state_log[-1][1].append(f"{oracle.value}: {message} {' '.join(map(str, evidence))}")
+        old = findings.get((oracle.value, here.op_kind, here.point.site))
+        if (
+            old is not None
+            and opts.first_per_signature
+            and old.crash is not None
+            and (old.crash.deviations <= here.state.deviations)
+        ):
+            return
+        add(here.finding(oracle, message, evidence, tb))
+
     t0 = time.perf_counter()
     pm = PMem.from_image(formatted(target, opts.device_size), opts.domain)
     try:
@@ -245,6 +280,9 @@ def check(target: Target, workload: Workload | Sequence, opts: Options = Options
     seen: set[tuple[int, int, int]] = set()
     durable = Guarantee.FSYNC_DURABLE in guarantees
     synchronous = Guarantee.ATOMIC_OPS in guarantees
+    meta = metadata_ranges(target, opts.device_size) if opts.group_by_metadata else None
+    meta_oracles = [o for o in crash_oracles if getattr(o, "metadata_only", False)]
+    data_oracles = [o for o in crash_oracles if not getattr(o, "metadata_only", False)]
     for point, fixed in todo:
         if point.op >= executed and point.kind is not PointKind.END and opts.crash is None:
             continue
@@ -254,7 +292,13 @@ def check(target: Target, workload: Workload | Sequence, opts: Options = Options
         states = fixed or _states(point, opts)
         op_text = str(ops[point.op]) if 0 <= point.op < len(ops) else ""
         op_kind = ops[point.op].kind.value if 0 <= point.op < len(ops) else ""
-        ev = point.event
+        mounts: dict[tuple, _Mounted | str] = {}
+        if meta is not None:
+            meta_g = [gi for gi, g in enumerate(point.groups) if all(_inside(ln, meta) for ln in g.lines)]
+        else:
+            meta_g = list(range(len(point.groups)))
+        meta_set = set(meta_g)
+        data_g = [gi for gi in range(len(point.groups)) if gi not in meta_set]
         for state in states:
             stats.states += 1
             t1 = time.perf_counter()
@@ -263,55 +307,119 @@ def check(target: Target, workload: Workload | Sequence, opts: Options = Options
                 continue
             seen.add(key)
             stats.distinct += 1
-            img = state.image()
-            mpm = PMem.from_image(img, opts.domain, record=False)
+            ch = state.choices
+            mkey = tuple(ch[gi] for gi in meta_g)
             t2 = time.perf_counter()
             stats.t_image += t2 - t1
-            site = CrashSite(
-                point.id,
-                state.id,
-                point.op,
-                op_text,
-                ev.kind.value if ev else "end",
-                point.site,
-                tuple(state.outcomes()),
-                state.deviations,
-            )
-            try:
-                rfs: MountedFS = target.mount(mpm)
-            except Exception as e:
-                tb = _guard(e)
-                stats.t_mount += time.perf_counter() - t2
-                add(
-                    Finding(
-                        OracleName.MOUNT,
-                        f"recovery failed: {type(e).__name__}: {e}",
-                        (),
-                        point.op,
-                        op_text,
-                        op_kind,
-                        point.site,
-                        site,
-                        tb,
-                    )
-                )
-                continue
-            t3 = time.perf_counter()
-            stats.mounts += 1
-            stats.t_mount += t3 - t2
-            cctx = CrashContext(rfs, expect)
-            for o in crash_oracles:
+            here = _Here(point, state, op_text, op_kind)
+            if opts.log_states:
+                state_log.append((f"{point.id}/{state.id}", []))
+            hit = mounts.get(mkey)
+            if hit is None:
+                snap = point.timeline._snapshot(point.spec.log_len)
+                m_over = {ln: b for gi in meta_g for ln, b in point.group_lines(gi, ch[gi])}
+                mpm = PMem.from_image(CrashImage(snap.pages, m_over, 0), opts.domain, record=False)
                 try:
-                    vs: list[Violation] = o.check(cctx)
+                    rfs: MountedFS = target.mount(mpm)
                 except Exception as e:
-                    tb = _guard(e)
-                    vs = [Violation(OracleName.MOUNT, f"reading the recovered image raised {type(e).__name__}: {e}")]
-                    add(Finding(vs[0].oracle, vs[0].message, (), point.op, op_text, op_kind, point.site, site, tb))
-                    break
-                for v in vs:
-                    add(Finding(v.oracle, v.message, v.evidence, point.op, op_text, op_kind, point.site, site))
+                    hit = f"recovery failed: {type(e).__name__}: {e}\n{_guard(e)}"
+                else:
+                    stats.mounts += 1
+                    hit = _Mounted(rfs, mpm, point, data_g)
+                    meta_ctx = CrashContext(rfs, expect)
+                    for o in meta_oracles:
+                        hit.meta_findings += _run_oracle(o, meta_ctx)
+                if meta is not None:
+                    if len(mounts) >= 64:
+                        mounts.pop(next(iter(mounts)))
+                    mounts[mkey] = hit
+            t3 = time.perf_counter()
+            stats.t_mount += t3 - t2
+            if isinstance(hit, str):
+                msg, _, tb = hit.partition("\n")
+                add_crash(here, (OracleName.MOUNT, msg, (), tb))
+                continue
+            for v in hit.meta_findings:
+                add_crash(here, v)
+            hit.patch(ch)
+            cctx = CrashContext(hit.fs, expect, verdicts=hit.verdicts)
+            for o in data_oracles:
+                for v in _run_oracle(o, cctx):
+                    add_crash(here, v)
             stats.t_oracles += time.perf_counter() - t3
-    return Verdict(tuple(findings.values()), stats, tuple(notes))
+    log = tuple((sid, tuple(sorted(msgs))) for sid, msgs in state_log)
+    return Verdict(tuple(findings.values()), stats, tuple(notes), log)
+
+
+class _Mounted:
+    """A recovered image mounted once per metadata state; data groups are swapped in per crash state.
+
+    The device starts with every data group at "nothing kept"; `patch` rewrites only the groups
+    whose choice differs from the previous state's.
+    """
+
+    def __init__(self, fs: MountedFS, pm: PMem, point: CrashPoint, data_groups: list[int]) -> None:
+        self.fs = fs
+        self.pm = pm
+        self.point = point
+        self.data_groups = data_groups
+        self.meta_findings: list[_V] = []
+        self.verdicts = VerdictCache()
+        self._cur: dict[int, int] = dict.fromkeys(data_groups, 0)
+        for gi in data_groups:
+            for ln, b in point.group_lines(gi, 0):
+                pm.pages.write(ln * LINE, b)
+
+    def patch(self, choices: tuple[int, ...]) -> None:
+        pages, point, cur = self.pm.pages, self.point, self._cur
+        for gi in self.data_groups:
+            c = choices[gi]
+            if cur[gi] == c:
+                continue
+            new = dict(point.group_lines(gi, c))
+            for ln in point.groups[gi].lines:
+                b = new.get(ln)
+                pages.write(ln * LINE, b if b is not None else point.base_line(ln))
+            cur[gi] = c
+
+
+@dataclass
+class _Here:
+    """Where the engine is: builds findings with their crash site (outcomes computed only when needed)."""
+
+    point: CrashPoint
+    state: CrashState
+    op_text: str
+    op_kind: str
+
+    def site(self) -> CrashSite:
+        p, s = self.point, self.state
+        ev = p.event
+        return CrashSite(
+            p.id, s.id, p.op, self.op_text, ev.kind.value if ev else "end", p.site, tuple(s.outcomes()), s.deviations
+        )
+
+    def finding(self, oracle: OracleName, message: str, evidence: tuple = (), tb: str | None = None) -> Finding:
+        return Finding(
+            oracle, message, evidence, self.point.op, self.op_text, self.op_kind, self.point.site, self.site(), tb
+        )
+
+
+_V = tuple  # (oracle, message, evidence, traceback): a violation before it becomes a finding
+
+
+def _run_oracle(o: Oracle, ctx: CrashContext) -> list[_V]:
+    try:
+        vs: list[Violation] = o.check(ctx)
+    except Exception as e:
+        tb = _guard(e)
+        return [(OracleName.MOUNT, f"reading the recovered image raised {type(e).__name__}: {e}", (), tb)]
+    return [(v.oracle, v.message, v.evidence, None) for v in vs]
+
+
+def _inside(line: int, ranges: list[tuple[int, int]]) -> bool:
+    a = line * LINE
+    return any(lo <= a < hi for lo, hi in ranges)
 
 
 def _states(point: CrashPoint, opts: Options):

@@ -266,13 +266,19 @@ class Reference:
             elif not self._members[g]:
                 del self._members[g]
 
-    def _write_blocks(self, index: int, f: RefFile, start: int, end: int, allocate: bool = True) -> None:
-        """An op wrote [start, end) of f: shared blocks are copied on write; holes get storage."""
+    def _write_blocks(
+        self, index: int, f: RefFile, start: int, end: int, allocate: bool = True, atomic: bool = True
+    ) -> None:
+        """An op wrote [start, end) of f: shared blocks are copied on write; holes get storage.
+
+        `atomic=False` for a write fault: the copy holds the old content and the stores that
+        follow land in it word by word, so there is no all-or-nothing write to check.
+        """
         if end <= start:
             return
         for b in range(start // BLOCK_SIZE, (end - 1) // BLOCK_SIZE + 1):
             if self._shared(f, b):
-                if self._certain(f, b):
+                if atomic and self._certain(f, b):
                     self.fx.cow.append(CowEvent(index, self._name_of(f), f.ino, b))
                 self._leave(f, b)
             if allocate:
@@ -482,7 +488,7 @@ class Reference:
                 head = fpos - fpos % PMD_SIZE
                 for b in range(head // BLOCK_SIZE, (head + PMD_SIZE) // BLOCK_SIZE):
                     m.file.backed.setdefault(b, Backing.UNKNOWN)
-            self._write_blocks(index, m.file, fpos, fpos + PAGE_SIZE)
+            self._write_blocks(index, m.file, fpos, fpos + PAGE_SIZE, atomic=False)
             if m.sync:
                 m.faulted.add(op.pgoff)
         return OK
@@ -497,7 +503,7 @@ class Reference:
             if bad is not None:
                 return bad
             page = pos // PAGE_SIZE
-            self._write_blocks(index, m.file, m.off + page * PAGE_SIZE, m.off + (page + 1) * PAGE_SIZE)
+            self._write_blocks(index, m.file, m.off + page * PAGE_SIZE, m.off + (page + 1) * PAGE_SIZE, atomic=False)
             if m.sync:
                 m.faulted.add(page)
             m.file.put(m.off + pos, data[pos - op.off : pos - op.off + k])
@@ -558,19 +564,27 @@ class History:
     def __init__(self, ref: Reference) -> None:
         self.ref = ref
         self.boundaries: list[dict[str, FileVersion]] = [{}]
+        self.by_ino: list[dict[int, FileVersion]] = [{}]
+        """Every live incarnation at each boundary, unlinked-but-mapped ones (orphans) included."""
         self.effects: list[OpEffects] = []
         self._cache: dict[int, tuple[int, FileVersion]] = {}
 
+    def _version(self, f: RefFile) -> FileVersion:
+        hit = self._cache.get(id(f))
+        if hit is None or hit[0] != f.version or hit[1].ino != f.ino:
+            hit = (f.version, FileVersion(f.ino, f.size, _words(f)))
+            self._cache[id(f)] = hit
+        return hit[1]
+
     def record(self) -> None:
         """Call after each op: snapshot the boundary after it."""
-        state: dict[str, FileVersion] = {}
-        for name, f in self.ref.names.items():
-            hit = self._cache.get(id(f))
-            if hit is None or hit[0] != f.version or hit[1].ino != f.ino:
-                hit = (f.version, FileVersion(f.ino, f.size, _words(f)))
-                self._cache[id(f)] = hit
-            state[name] = hit[1]
+        state = {name: self._version(f) for name, f in self.ref.names.items()}
+        live = {v.ino: v for v in state.values()}
+        for m in self.ref.maps.values():
+            if m.file.ino not in live:
+                live[m.file.ino] = self._version(m.file)
         self.boundaries.append(state)
+        self.by_ino.append(live)
         self.effects.append(self.ref.fx)
 
     @property
@@ -595,7 +609,9 @@ class WordVerdict:
     older: np.ndarray
     """Values the file held at this offset before its last durability point (durability)."""
     stale: np.ndarray
-    """Values the file never held at this offset (stale exposure)."""
+    """Non-zero values the file never held at this offset (stale exposure)."""
+    lost: np.ndarray
+    """Zero where the file never read zero in the window: its size reached the media before its data."""
 
 
 class Expectation:
@@ -654,6 +670,19 @@ class Expectation:
     def versions(self, name: str, bs: Iterable[int]) -> list[FileVersion]:
         return [self.h.boundaries[b][name] for b in bs if name in self.h.boundaries[b]]
 
+    def incarnations(self, name: str) -> set[int]:
+        """Incarnations that carried `name` at some boundary of its window."""
+        return {self.h.boundaries[b][name].ino for b in self.window(name) if name in self.h.boundaries[b]}
+
+    def candidates(self, name: str, b: int) -> list[FileVersion]:
+        """What `name` may be recovered as, as of boundary b: any of its window's incarnations, named or not.
+
+        An incarnation written after its unlink (through a mapping) comes back with those writes
+        when the crash loses the unlink.
+        """
+        live = self.h.by_ino[b]
+        return [live[i] for i in sorted(self.incarnations(name)) if i in live]
+
     # -- words ---------------------------------------------------------------------
 
     def _word_start(self, name: str, idx: np.ndarray) -> np.ndarray:
@@ -682,23 +711,22 @@ class Expectation:
         found = found & mask
         dword = self._word_start(name, idx)
         ok = np.zeros(len(idx), dtype=bool)
-        held = found == 0
+        held = np.zeros(len(idx), dtype=bool)
         for b in range(self.upper + 1):
-            v = self.h.boundaries[b].get(name)
-            if v is None:
-                continue
-            inside = idx * 8 < v.size
-            vals = np.zeros(len(idx), dtype=np.uint64)
-            cap = idx < len(v.words)
-            vals[cap] = v.words[idx[cap]]
-            eq = ((vals & mask) == found) & inside
-            held |= eq
-            ok |= eq & (b >= dword)
+            for v in self.candidates(name, b):
+                inside = idx * 8 < v.size
+                vals = np.zeros(len(idx), dtype=np.uint64)
+                cap = idx < len(v.words)
+                vals[cap] = v.words[idx[cap]]
+                eq = ((vals & mask) == found) & inside
+                held |= eq
+                ok |= eq & (b >= dword)
         for j in range(min(self.upper, self.h.ops)):
             for nm, _ino, s, e in self.h.effects[j].removed:
                 if nm == name:
-                    ok |= (found == 0) & (idx * 8 >= s - 7) & (idx * 8 < e) & (j >= dword)
-        return WordVerdict(ok, held & ~ok, ~held & ~ok)
+                    ok |= (found == 0) & (idx * 8 >= s) & (idx * 8 < e) & (j >= dword)
+        zero = found == 0
+        return WordVerdict(ok, held & ~ok, ~held & ~ok & ~zero, ~held & ~ok & zero)
 
     def cow_events(self, name: str) -> list[CowEvent]:
         lo = self.start(name)
@@ -718,7 +746,10 @@ class Expectation:
         found = np.asarray(found, dtype=np.uint64) & mask
         lo = self.start(name)
         sides = []
-        for bs in (range(lo, ev.op + 1), range(ev.op + 1, self.upper + 1)):
+        for bs, ops in (
+            (range(lo, ev.op + 1), range(lo, ev.op)),
+            (range(ev.op + 1, self.upper + 1), range(ev.op, min(self.upper, self.h.ops))),
+        ):
             ok = np.zeros(len(idx), dtype=bool)
             for v in self.versions(name, bs):
                 inside = idx * 8 < v.size
@@ -726,11 +757,10 @@ class Expectation:
                 vals = np.zeros(len(idx), dtype=np.uint64)
                 vals[cap] = v.words[idx[cap]]
                 ok |= ((vals & mask) == found) & inside
-            if bs.start > ev.op:
-                for j in range(bs.start, min(self.upper, self.h.ops)):
-                    for nm, _ino, s, e in self.h.effects[j].removed:
-                        if nm == name:
-                            ok |= (found == 0) & (idx * 8 >= s - 7) & (idx * 8 < e)
+            for j in ops:
+                for nm, _ino, s, e in self.h.effects[j].removed:
+                    if nm == name:
+                        ok |= (found == 0) & (idx * 8 >= s) & (idx * 8 < e)
             sides.append(bool(ok.all()))
         return sides[0], sides[1]
 

@@ -39,7 +39,7 @@ _SIZE = re.compile(r"^(\d+)([KMG]?)$")
 @dataclass(frozen=True)
 class Reproducer:
     workload: Workload
-    target: TargetSpec = TargetSpec("daxfs")
+    target: TargetSpec = field(default_factory=lambda: TargetSpec("daxfs"))
     domain: Domain = Domain.ADR
     device_size: int = 8 << 20
     crash: str | None = None

@@ -33,6 +33,7 @@ __all__ = [
     "targets",
     "make_target",
     "parse_target_spec",
+    "metadata_ranges",
 ]
 
 
@@ -148,6 +149,18 @@ class Target(Protocol):
     def options(self) -> dict[str, str]:
         """The configuration, as `key=value` pairs a reproducer header records."""
         ...
+
+
+def metadata_ranges(target: Target, size: int) -> list[tuple[int, int]] | None:
+    """The byte ranges a target's recovery and fsck read, if it declares them.
+
+    A target that defines `metadata_ranges(size)` promises that mount and fsck
+    read nothing outside them and that its view reads file data from the device
+    on every access. The engine then mounts once per distinct metadata state and
+    swaps only data lines between states. Without it, every state is mounted.
+    """
+    fn = getattr(target, "metadata_ranges", None)
+    return None if fn is None else list(fn(size))
 
 
 TargetFactory = Callable[..., Target]

@@ -26,6 +26,8 @@ class Space:
         self.used = used.astype(bool)
         self.used[: geo.data_start] = True
         self.busy = np.zeros(geo.nblocks, dtype=bool)
+        self.busy_shared = np.zeros(geo.nblocks, dtype=bool)
+        """Blocks that stopped being shared in a transaction not yet on the log: still shared on media."""
         self.refc = refc.astype(np.uint32)
 
     def free_count(self) -> int:
@@ -64,10 +66,18 @@ class Space:
         """Give back blocks that no transaction ever recorded as used."""
         self.used[start : start + n] = False
 
-    def clear_busy(self, runs: list[tuple[int, int]]) -> None:
+    def clear_busy(self, runs: list[tuple[int, int]], unshared: list[tuple[int, int]]) -> None:
         for s, n in runs:
             self.busy[s : s + n] = False
+        for s, n in unshared:
+            self.busy_shared[s : s + n] = False
 
     def shared(self, b: int) -> bool:
+        """Must a write to b copy it? Yes if it is shared, or was until a transaction not yet durable.
+
+        Dropping the other reference to a block is like freeing it: until that drop is on the
+        log, a crash brings the other owner back, so overwriting the block in place would show
+        it data it never held.
+        """
         v = int(self.refc[b])
-        return v >= 2 and v != COW_STAGING
+        return (v >= 2 and v != COW_STAGING) or bool(self.busy_shared[b])

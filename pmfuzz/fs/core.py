@@ -120,8 +120,8 @@ class DaxFS:
                 self.log_refc(tp, b, 1)
                 self.free_blocks(tp, b, 1)
 
-    def _pushed(self, busy: list[tuple[int, int]], inodes: set[int]) -> None:
-        self.space.clear_busy(busy)
+    def _pushed(self, busy: list[tuple[int, int]], unshared: list[tuple[int, int]], inodes: set[int]) -> None:
+        self.space.clear_busy(busy, unshared)
         for ino in inodes:
             ip = self.inodes.get(ino)
             if ip is not None:
@@ -198,6 +198,10 @@ class DaxFS:
         shared = np.flatnonzero((refc[pblk : pblk + n] >= 2) & (refc[pblk : pblk + n] != COW_STAGING))
         if len(shared):
             idx = shared + pblk
+            last = idx[refc[idx] == 2]
+            if len(last):
+                self.space.busy_shared[last] = True
+                tp.unshared += [(int(b), 1) for b in last]
             refc[idx] = np.where(refc[idx] == 2, 0, refc[idx] - 1)
             lo, hi = int(idx[0]), int(idx[-1]) + 1
             self.log_refc(tp, lo, hi - lo)

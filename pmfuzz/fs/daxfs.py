@@ -147,6 +147,12 @@ class DaxfsTarget:
     def options(self) -> dict[str, str]:
         return self.config.options()
 
+    def metadata_ranges(self, size: int) -> list[tuple[int, int]]:
+        """Everything below the data area: superblock, log, inodes, extent maps, refcounts, bitmap."""
+        from .layout import Geometry
+
+        return [(0, Geometry.for_size(size).meta_bytes)]
+
     def __repr__(self) -> str:
         return "DaxfsTarget(" + " ".join(f"{k}={v}" for k, v in self.options().items()) + ")"
 

@@ -40,6 +40,7 @@ class Trans:
     label: str
     items: list[Callable[[], tuple[int, bytes]]] = field(default_factory=list)
     freed: list[tuple[int, int]] = field(default_factory=list)
+    unshared: list[tuple[int, int]] = field(default_factory=list)
     inodes: set[int] = field(default_factory=set)
 
     def log(self, fmt: Callable[[], tuple[int, bytes]]) -> None:
@@ -63,6 +64,7 @@ class Journal:
         self.tail = tail
         self.dirty: set[int] = set()
         self.busy: list[tuple[int, int]] = []
+        self.unshared: list[tuple[int, int]] = []
         self.inodes: set[int] = set()
         self.on_push = on_push
         self.open: Trans | None = None
@@ -86,6 +88,7 @@ class Journal:
             self.shadow[addr : addr + len(data)] = data
             self.dirty.update(range(addr // LINE, (addr + len(data) - 1) // LINE + 1))
         self.busy.extend(tp.freed)
+        self.unshared.extend(tp.unshared)
         self.inodes |= tp.inodes
         if self.cfg.cil is CilMode.EAGER or len(self.dirty) * LINE > self.geo.log_bytes // 4:
             self.push(f"{tp.label}.cil_push")
@@ -135,8 +138,9 @@ class Journal:
         self.tail = seq
         self.dirty.clear()
         busy, self.busy = self.busy, []
+        unshared, self.unshared = self.unshared, []
         inodes, self.inodes = self.inodes, set()
-        self.on_push(busy, inodes)
+        self.on_push(busy, unshared, inodes)
 
 
 def find_checkpoint(pm: PMem, geo: Geometry, tail: int) -> tuple[int, list[tuple[int, bytes]]] | None:

@@ -234,7 +234,7 @@ class CrashPoint:
             if choices in seen:
                 continue
             seen.add(choices)
-            yield CrashState(self, choices)
+            yield CrashState._trusted(self, choices)
             if limit is not None and len(seen) >= limit:
                 return
 
@@ -247,21 +247,24 @@ class CrashPoint:
         return True
 
     def _bounded(self) -> Iterator[tuple[int, ...]]:
-        """Both bases, then every one-group deviation, then every two-group deviation, from each base.
+        """Both bases, then every one-group deviation, then every two-group deviation.
 
-        Most valuable first, so that a limit keeps the single deviations.
+        Deviations from "all kept" come before those from "none kept", and one-group before
+        two-group ones, so that a limit keeps the most telling states; states from one base
+        are consecutive, so neighbours differ in few groups.
         """
         gs = self.groups
         edges = [g.edges() for g in gs]
-        bases = (tuple(0 for _ in gs), self.full_choices)
-        yield from bases
-        for i in range(len(gs)):
-            for base in bases:
+        full, none = self.full_choices, tuple(0 for _ in gs)
+        yield full
+        yield none
+        for base in (full, none):
+            for i in range(len(gs)):
                 for v in edges[i]:
                     if v != base[i]:
                         yield (*base[:i], v, *base[i + 1 :])
-        for i, j in itertools.combinations(range(len(gs)), 2):
-            for base in bases:
+        for base in (full, none):
+            for i, j in itertools.combinations(range(len(gs)), 2):
                 for v in edges[i]:
                     if v == base[i]:
                         continue
@@ -275,6 +278,38 @@ class CrashPoint:
         rng = random.Random(f"{seed}/{self.id}")
         for _ in range(8 * n + 16):
             yield tuple(g.random_choice(rng.random) for g in self.groups)
+
+    @cached_property
+    def none_choices(self) -> tuple[int, ...]:
+        return tuple(0 for _ in self.groups)
+
+    @cached_property
+    def _base_digests(self) -> tuple[int, int]:
+        snap = self.timeline._snapshot(self.spec.log_len)
+        full = none = snap.delta
+        for gi, g in enumerate(self.groups):
+            full += self._outcome(gi, g.full)[1]
+            none += self._outcome(gi, 0)[1]
+        return full, none
+
+    def _nearest_base(self, choices: tuple[int, ...]) -> tuple[tuple[int, ...], int, list[int]]:
+        """The base (all kept, or none kept) a state deviates least from, its digest, and the deviations."""
+        full = self.full_choices
+        dev_full = [i for i, (c, f) in enumerate(zip(choices, full, strict=True)) if c != f]
+        if len(dev_full) * 2 <= len(choices):
+            return full, self._base_digests[0], dev_full
+        dev_none = [i for i, c in enumerate(choices) if c != 0]
+        if len(dev_none) < len(dev_full):
+            return self.none_choices, self._base_digests[1], dev_none
+        return full, self._base_digests[0], dev_full
+
+    def group_lines(self, gi: int, choice: int) -> tuple[tuple[int, bytes], ...]:
+        """Lines of group gi that differ from the media as of the point, when it keeps `choice`."""
+        return self._outcome(gi, choice)[0]
+
+    def base_line(self, line: int) -> bytes:
+        """A line of the media as of the point (before anything in flight)."""
+        return self.timeline._snapshot(self.spec.log_len).line(line)
 
     def _outcome(self, gi: int, choice: int) -> tuple[tuple[tuple[int, bytes], ...], int]:
         """Lines that differ from the base media under one group's choice, and the hash change."""
@@ -337,6 +372,14 @@ class CrashState:
         if len(self.choices) != len(gs) or not all(g.is_valid(c) for g, c in zip(gs, self.choices, strict=True)):
             raise PMemError(f"invalid choices {self.choices!r} for crash point {self.point.id}")
 
+    @classmethod
+    def _trusted(cls, point: CrashPoint, choices: tuple[int, ...]) -> CrashState:
+        """A state whose choices come from the enumerators themselves (already valid)."""
+        self = object.__new__(cls)
+        object.__setattr__(self, "point", point)
+        object.__setattr__(self, "choices", choices)
+        return self
+
     @property
     def id(self) -> str:
         parts = [f"{g.name}={g.encode(c)}" for g, c in zip(self.point.groups, self.choices, strict=True) if c != g.full]
@@ -345,16 +388,23 @@ class CrashState:
     @cached_property
     def digest(self) -> int:
         """Content hash of the image; equal images of one trace have equal digests."""
-        snap = self.point.timeline._snapshot(self.point.spec.log_len)
-        d = snap.delta
-        for gi, c in enumerate(self.choices):
-            d += self.point._outcome(gi, c)[1]
+        p = self.point
+        base, base_digest, devs = p._nearest_base(self.choices)
+        d = base_digest
+        for gi in devs:
+            d += p._outcome(gi, self.choices[gi])[1] - p._outcome(gi, base[gi])[1]
         return d % _MOD
+
+    @cached_property
+    def deviation_groups(self) -> tuple[int, ...]:
+        """Indices of the groups that kept less than everything."""
+        full = self.point.full_choices
+        return tuple(i for i, (c, f) in enumerate(zip(self.choices, full, strict=True)) if c != f)
 
     @property
     def deviations(self) -> int:
         """How many groups kept less than everything."""
-        return sum(1 for g, c in zip(self.point.groups, self.choices, strict=True) if c != g.full)
+        return len(self.deviation_groups)
 
     def outcomes(self) -> list[GroupOutcome]:
         """Per in-flight group: how much of it this crash kept, and which code wrote it."""
@@ -364,7 +414,7 @@ class CrashState:
             seqs = sorted({p.seq for p in g.spec.pieces})
             sites = tuple(dict.fromkeys(events[s].site for s in seqs))
             ops = tuple(sorted({events[s].op for s in seqs}))
-            out.append(GroupOutcome(g.name, g.lines, len(g.kept(c)), g.n, sites, ops, g.encode(c)))
+            out.append(GroupOutcome(g.name, g.lines, g.kept_count(c), g.n, sites, ops, g.encode(c)))
         return out
 
     def overlay(self) -> dict[int, bytes]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .persistency import GroupSpec, Piece
 from .trace import LINE, WORD
@@ -71,11 +72,11 @@ class Group:
     def name(self) -> str:
         return self.spec.name
 
-    @property
+    @cached_property
     def n(self) -> int:
         return len(self.units)
 
-    @property
+    @cached_property
     def full(self) -> int:
         """The choice that keeps every unit: what the CPU saw."""
         return self.n if self.chain else (1 << self.n) - 1
@@ -84,9 +85,12 @@ class Group:
     def none(self) -> int:
         return 0
 
-    @property
+    @cached_property
     def lines(self) -> tuple[int, ...]:
         return tuple(sorted({p.line for p in self.spec.pieces}))
+
+    def kept_count(self, choice: int) -> int:
+        return choice if self.chain else bin(choice).count("1")
 
     def kept(self, choice: int) -> list[int]:
         """Indices of the units a choice keeps."""

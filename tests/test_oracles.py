@@ -1,0 +1,188 @@
+"""Each oracle flags a hand-made violation and passes the matching correct case."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from oracles import CrashContext, OracleName, RunContext
+from oracles.atomic_ops import AtomicOps
+from oracles.cow_atomicity import CowAtomicity
+from oracles.durability import Durability
+from oracles.functional import Functional
+from oracles.mount import Mount
+from oracles.stale_exposure import StaleExposure
+from pmfuzz.data import poison
+from pmfuzz.reference import History, Reference
+from pmfuzz.target import OK, Errno, Result, err
+from pmfuzz.workload import parse
+
+
+class View:
+    """A recovered file system as plain data: the scaffolding the oracles read through."""
+
+    def __init__(self, files: dict[str, bytes], problems: list[str] | None = None) -> None:
+        self._files = files
+        self._problems = problems or []
+
+    def files(self) -> list[str]:
+        return sorted(self._files)
+
+    def size(self, name: str) -> int | None:
+        return len(self._files[name]) if name in self._files else None
+
+    def read(self, name: str, off: int, n: int) -> bytes:
+        return self._files[name][off : off + n]
+
+    def read_mapping(self, name: str, off: int, n: int) -> Result:
+        return err(Errno.EINVAL)
+
+    def fsck(self) -> list[str]:
+        return list(self._problems)
+
+    def execute(self, index, op, payload) -> Result:
+        raise AssertionError("a view does not execute")
+
+
+def run(text: str) -> tuple[Reference, History]:
+    ref = Reference()
+    hist = History(ref)
+    for i, op in enumerate(parse(text)):
+        ref.apply(i, op)
+        hist.record()
+    return ref, hist
+
+
+def state(hist: History, b: int) -> dict[str, bytes]:
+    return {n: v.words.tobytes()[: v.size] for n, v in hist.boundaries[b].items()}
+
+
+def judge(oracle, hist: History, files: dict[str, bytes], completed: int, upper: int, **kw):
+    return oracle.check(CrashContext(View(files, kw.pop("problems", None)), hist.expect(completed, upper, **kw)))
+
+
+W = "create f0\nwrite f0 0 4096\nfsync f0\nwrite f0 0 100\n"
+
+
+def test_stale_exposure_flags_poison_and_passes_old_or_new_words() -> None:
+    _, h = run(W)
+    good = state(h, 4)
+    assert judge(StaleExposure(), h, good, 3, 4) == []
+    mixed = bytearray(state(h, 3)["f0"])
+    mixed[:8] = good["f0"][:8]
+    assert judge(StaleExposure(), h, {"f0": bytes(mixed)}, 3, 4) == []
+    bad = bytearray(good["f0"])
+    bad[512:576] = poison(1 << 20, 64).tobytes()
+    [v] = judge(StaleExposure(), h, {"f0": bytes(bad)}, 3, 4)
+    assert v.oracle is OracleName.STALE_EXPOSURE
+    assert v.evidence[0].start == 512 and "poison" in v.evidence[0].found
+
+
+def test_stale_exposure_flags_another_files_data() -> None:
+    _, h = run("create f0\ncreate f1\nwrite f1 0 64\nwrite f0 0 64\n")
+    s = state(h, 4)
+    [v] = judge(StaleExposure(), h, {"f0": s["f1"], "f1": s["f1"]}, 4, 4)
+    assert "file#1" in v.evidence[0].found
+
+
+def test_durability_flags_lost_fsynced_data_missing_files_and_old_sizes() -> None:
+    _, h = run(W)
+    assert judge(Durability(), h, state(h, 3), 3, 4) == []
+    assert judge(Durability(), h, state(h, 4), 3, 4) == []
+    [v] = judge(Durability(), h, {"f0": bytes(4096)}, 3, 4)
+    assert "reads zero" in v.message
+    _, h2 = run("create f0\nwrite f0 0 4096\nwrite f0 0 4096\nfsync f0\n")
+    assert judge(Durability(), h2, state(h2, 3), 4, 4) == []
+    [v] = judge(Durability(), h2, state(h2, 2), 4, 4)
+    assert "older than what was made durable" in v.message
+    assert judge(Durability(), h2, state(h2, 2), 3, 4) == []
+    [v] = judge(Durability(), h, {}, 3, 4)
+    assert "missing" in v.message
+    [v] = judge(Durability(), h, {"f0": b""}, 3, 4)
+    assert "size 0" in v.message
+
+
+def test_before_any_sync_anything_recoverable_is_fine_but_size_without_data_is_not() -> None:
+    _, h = run("create f0\nwrite f0 0 4096\n")
+    assert judge(Durability(), h, {}, 2, 2) == []
+    assert judge(Durability(), h, {"f0": b""}, 2, 2) == []
+    assert judge(Durability(), h, state(h, 2), 2, 2) == []
+    [v] = judge(Durability(), h, {"f0": bytes(4096)}, 2, 2)
+    assert "reads zero" in v.message
+    assert judge(StaleExposure(), h, {"f0": bytes(4096)}, 2, 2) == []
+
+
+def test_durability_of_a_map_sync_persist() -> None:
+    text = "create f0\ntruncate f0 4096\nfsync f0\nmmap m0 f0 0 4096 sync\nstore m0 0 64\npersist m0 0 64\n"
+    _, h = run(text)
+    assert judge(Durability(), h, state(h, 6), 6, 6) == []
+    [v] = judge(Durability(), h, state(h, 4), 6, 6)
+    assert v.evidence[0].start == 0 and v.evidence[0].end == 64
+    assert judge(Durability(), h, state(h, 4), 5, 6) == []
+
+
+def test_cow_atomicity_flags_a_block_half_old_half_new() -> None:
+    text = "create f0\nwrite f0 0 4096\ncreate f1\nreflink f0 f1\nwrite f1 0 100\n"
+    _, h = run(text)
+    before, after = state(h, 4), state(h, 5)
+    assert judge(CowAtomicity(), h, before, 4, 5) == []
+    assert judge(CowAtomicity(), h, after, 4, 5) == []
+    mixed = bytearray(after["f1"])
+    mixed[8:16] = before["f1"][8:16]
+    files = {"f0": after["f0"], "f1": bytes(mixed)}
+    [v] = judge(CowAtomicity(), h, files, 4, 5)
+    assert v.oracle is OracleName.COW_ATOMICITY and "block 0 of f1" in v.message
+    assert judge(StaleExposure(), h, files, 4, 5) == []
+
+
+def test_cow_atomicity_ignores_writes_to_unshared_blocks() -> None:
+    _, h = run("create f0\nwrite f0 0 4096\nwrite f0 0 100\n")
+    mixed = bytearray(state(h, 3)["f0"])
+    mixed[8:16] = state(h, 2)["f0"][8:16]
+    assert judge(CowAtomicity(), h, {"f0": bytes(mixed)}, 2, 3) == []
+
+
+def test_mount_reports_fsck_problems_and_sizes_never_held() -> None:
+    _, h = run(W)
+    assert judge(Mount(), h, state(h, 4), 3, 4) == []
+    [v] = judge(Mount(), h, state(h, 4), 3, 4, problems=["block 9: leaked"])
+    assert "block 9" in v.message
+    [v] = judge(Mount(), h, {"f0": bytes(5000)}, 3, 4)
+    assert "never had" in v.message
+    [v] = judge(Mount(), h, {**state(h, 4), "f5": b""}, 3, 4)
+    assert "never created" in v.message
+
+
+def test_atomic_ops_accepts_before_or_after_only() -> None:
+    _, h = run(W)
+    kw = {"synchronous": True}
+    assert judge(AtomicOps(), h, state(h, 3), 3, 4, **kw) == []
+    assert judge(AtomicOps(), h, state(h, 4), 3, 4, **kw) == []
+    mixed = bytearray(state(h, 4)["f0"])
+    mixed[50:100] = state(h, 3)["f0"][50:100]
+    [v] = judge(AtomicOps(), h, {"f0": bytes(mixed)}, 3, 4, **kw)
+    assert v.oracle is OracleName.ATOMIC_OPS
+
+
+def test_functional_compares_results_and_state() -> None:
+    ref, _ = run("create f0\nwrite f0 0 10\n")
+    from pmfuzz.workload import Write
+
+    same = View({"f0": ref.read("f0", 0, 10)})
+    ok = Functional().check(RunContext(1, Write("f0", 0, 10), Result(10), Result(10), same, ref))
+    assert ok == []
+    bad = Functional().check(RunContext(1, Write("f0", 0, 10), OK, Result(10), same, ref))
+    assert bad and "returned 0" in bad[0].message
+    wrong = View({"f0": bytes(10)})
+    [v] = Functional().check(RunContext(1, Write("f0", 0, 10), Result(10), Result(10), wrong, ref))
+    assert "differs" in v.message
+
+
+def test_removed_words_may_read_zero_within_the_old_size() -> None:
+    _, h = run("create f0\nwrite f0 0 8192\nfsync f0\ntruncate f0 100\n")
+    old = bytearray(state(h, 3)["f0"])
+    old[100:4096] = bytes(3996)
+    assert judge(StaleExposure(), h, {"f0": bytes(old)}, 3, 4) == []
+    assert judge(Durability(), h, {"f0": bytes(old)}, 3, 4) == []
+    words = np.frombuffer(bytes(old), dtype="<u8")
+    v = h.expect(3, 4).classify("f0", np.arange(len(words)), words, len(old))
+    assert v.ok.all()

@@ -1,0 +1,128 @@
+"""Text forms round-trip, bad text fails with the line, and reproducers and reports are pinned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hypothesis.strategies as st
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+from pmfuzz.data import WordKind, decode, decode_words, describe, payload, poison
+from pmfuzz.errors import ParseError
+from pmfuzz.gen.strategies import Shape, ops, workloads
+from pmfuzz.repro import Reproducer, format_reproducer, parse_reproducer
+from pmfuzz.target import TargetSpec
+from pmfuzz.workload import Workload, format_workload, parse, parse_op
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@settings(max_examples=300)
+@given(workloads(max_ops=20, shape=Shape(files=8, mappings=8, pmd=True)))
+def test_workload_text_round_trips(w: Workload) -> None:
+    text = format_workload(w)
+    assert parse(text) == w
+    assert format_workload(parse(text)) == text
+
+
+@settings(max_examples=300)
+@given(ops())
+def test_op_text_round_trips(op) -> None:
+    assert parse_op(str(op)) == op
+
+
+@settings(max_examples=100)
+@given(
+    workloads(max_ops=8),
+    st.sampled_from([None, "F3", "E:L5=0", "F12:L0=x5,L9=2"]),
+    st.sampled_from([None, ("clean",), ("stale-exposure",), ("durability", "mount")]),
+)
+def test_reproducer_round_trips(w: Workload, crash, expect) -> None:
+    r = Reproducer(w, TargetSpec("daxfs", (("design", "unwritten"), ("cil", "eager"))), crash=crash, expect=expect)
+    assert parse_reproducer(format_reproducer(r)) == r
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "col", "what"),
+    [
+        ("create f0\nwrite f0 0\n", 2, None, "FILE OFF LEN"),
+        ("create f0\n\nwrite f9 0 1\n", 3, 7, "file name"),
+        ("fault m0 1 sideways\n", 1, 12, "read or write"),
+        ("create f0\nsnapshot f0\n", 2, 1, "unknown op"),
+        ("write f0 -1 5\n", 1, 10, "number"),
+        ("mmap m0 f0 0 4096 nosync\n", 1, 19, "sync"),
+    ],
+)
+def test_parse_errors_name_line_and_column(text: str, line: int, col, what: str) -> None:
+    with pytest.raises(ParseError) as e:
+        parse(text, source="w.txt")
+    assert e.value.line == line and e.value.column == col
+    assert what in str(e.value) and str(e.value).startswith(f"w.txt:{line}:")
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("header", "what"),
+    [
+        ("# domain: pmem", "domain must be adr or eadr"),
+        ("# expect: stale", "expect must be"),
+        ("# expect: clean, mount", "cannot be combined"),
+        ("# device: 8 MiB", "device size"),
+        ("# crash: somewhere", "crash must be"),
+        ("# exepct: clean", "unknown header key"),
+        ("# target: daxfs design", "key=value"),
+    ],
+)
+def test_bad_reproducer_headers(header: str, what: str) -> None:
+    text = f"# pmfuzz reproducer v1\n# target: daxfs\n{header}\ncreate f0\n"
+    with pytest.raises(ParseError) as e:
+        parse_reproducer(text, source="r.pmfuzz")
+    assert what in str(e.value) and "r.pmfuzz:3:" in str(e.value)
+
+
+def test_unsupported_version() -> None:
+    with pytest.raises(ParseError, match="v2"):
+        parse_reproducer("# pmfuzz reproducer v2\ncreate f0\n")
+
+
+def test_reproducer_golden_text() -> None:
+    text = (GOLDEN / "cow-remap-before-copy.pmfuzz").read_text()
+    assert format_reproducer(parse_reproducer(text)) == text
+
+
+def test_report_golden_text() -> None:
+    from pmfuzz.cli import run_reproducer
+    from pmfuzz.report import format_report
+
+    r = parse_reproducer((Path(__file__).parents[1] / "corpora/regression/refcount-not-journaled.pmfuzz").read_text())
+    assert format_report(run_reproducer(r), r) == (GOLDEN / "refcount-not-journaled.report").read_text()
+
+
+@settings(max_examples=200)
+@given(st.integers(0, 4095), st.integers(0, 4095), st.integers(0, (1 << 30) - 64), st.integers(1, 64))
+def test_payload_words_decode_to_what_wrote_them(file: int, op: int, off: int, n: int) -> None:
+    data = payload(file, op, off - off % 8, 64)
+    words = np.frombuffer(data, dtype="<u8")
+    for i, w in enumerate(words.tolist()):
+        d = decode(w)
+        assert (d.kind, d.file, d.op, d.offset) == (WordKind.DATA, file, op, off - off % 8 + 8 * i)
+    assert payload(file, op, off, n) == payload(file, op, off - off % 8, n + off % 8)[off % 8 :]
+
+
+@settings(max_examples=100)
+@given(st.integers(0, (1 << 40) // 8).map(lambda x: x * 8))
+def test_poison_decodes_to_its_address(addr: int) -> None:
+    [w] = poison(addr, 8).view("<u8").tolist()
+    d = decode(w)
+    assert d.kind is WordKind.POISON and d.offset == addr
+    assert decode(w | 3).kind is WordKind.UNKNOWN
+
+
+def test_decode_words_matches_decode() -> None:
+    vals = [0, *np.frombuffer(payload(1, 2, 0, 24), "<u8").tolist(), *poison(4096, 16).view("<u8").tolist(), 12345]
+    kinds = decode_words(np.array(vals, dtype=np.uint64)).tolist()
+    names = {0: WordKind.ZERO, 1: WordKind.DATA, 2: WordKind.POISON, 3: WordKind.UNKNOWN}
+    assert [names[k] for k in kinds] == [decode(v).kind for v in vals]
+    assert describe(bytes(16)) == "[0:16] zero"
