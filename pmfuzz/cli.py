@@ -136,6 +136,182 @@ def regress(directory: str) -> None:
     sys.exit(2 if bad else 1 if failed else 0)
 
 
+def _size(text: str) -> int:
+    import re
+
+    m = re.match(r"^(\d+)([KMG]?)$", text.strip())
+    if not m:
+        raise click.BadParameter(f"{text!r} is not a size like 8M")
+    return int(m.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[m.group(2)]
+
+
+@cli.command()
+@click.option("--hours", type=float, help="Run for this long.")
+@click.option("--minutes", type=float)
+@click.option("--seconds", type=float)
+@click.option("--max-execs", type=click.IntRange(min=1), help="Stop after this many workloads (deterministic).")
+@click.option(
+    "--target",
+    "target_spec",
+    default="daxfs",
+    show_default=True,
+    help='A target name or module:Class, optionally with options: "daxfs design=zero".',
+)
+@click.option("--design", help="daxfs design (zero, unwritten, cow-remap).")
+@click.option("--bugs", help="daxfs zoo bugs to switch on, comma-separated (see `pmfuzz bugs`).")
+@click.option("--cil", type=click.Choice(["lazy", "eager"]), help="daxfs log pushes (default: both, alternating).")
+@click.option("--domain", type=click.Choice(["adr", "eadr"]), default="adr", show_default=True)
+@click.option("--device", "device", default="8M", show_default=True, help="Device size.")
+@click.option(
+    "--strategy",
+    type=click.IntRange(min=1),
+    default=48,
+    show_default=True,
+    help="Crash states judged per crash point (exhaustive up to this many, else bounded).",
+)
+@click.option(
+    "--eadr-points",
+    type=click.Choice(["ops", "stores"]),
+    default="ops",
+    show_default=True,
+    help="eADR crash points: op boundaries and fences, or every store.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@click.option(
+    "--corpus",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Workloads to start from [default: corpora/seeds when it exists]; new ones go to CRASHES/corpus.",
+)
+@click.option("--no-corpus", is_flag=True, help="Start from an empty corpus.")
+@click.option("--crashes", type=click.Path(file_okay=False), default="crashes", show_default=True)
+@click.option("--engine", type=click.Choice(["native", "atheris"]), default="native", show_default=True)
+@click.option(
+    "--max-ops", type=click.IntRange(min=1, max=200), default=10, show_default=True, help="Longest generated workload."
+)
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def run(
+    hours,
+    minutes,
+    seconds,
+    max_execs,
+    target_spec,
+    design,
+    bugs,
+    cil,
+    domain,
+    device,
+    strategy,
+    eadr_points,
+    seed,
+    workers,
+    corpus,
+    no_corpus,
+    crashes,
+    engine,
+    max_ops,
+    quiet,
+) -> None:
+    """Fuzz a target: minimized, deduplicated reproducers land in the crashes directory."""
+    import pathlib
+
+    from .campaign import CampaignConfig, run_campaign, summary_text
+    from .pmem import Domain, EadrPoints
+    from .target import parse_target_spec
+
+    spec = parse_target_spec(target_spec)
+    extra = {k: v for k, v in (("design", design), ("bugs", bugs), ("cil", cil)) if v is not None}
+    if extra:
+        spec = type(spec)(spec.name, tuple({**dict(spec.options), **extra}.items()))
+    duration = sum(x * k for x, k in ((hours, 3600), (minutes, 60), (seconds, 1)) if x is not None)
+    if not duration and max_execs is None:
+        raise click.UsageError("give a budget: --hours, --minutes, --seconds or --max-execs")
+    if corpus is None:
+        corpus = "corpora/seeds" if pathlib.Path("corpora/seeds").is_dir() else None
+    elif not no_corpus and not pathlib.Path(corpus).is_dir():
+        raise PmfuzzError(f"corpus directory {corpus} does not exist (use --no-corpus to start empty)")
+    cfg = CampaignConfig(
+        target=spec,
+        domain=Domain(domain),
+        device_size=_size(device),
+        eadr_points=EadrPoints(eadr_points),
+        seed=seed,
+        seconds=duration or None,
+        max_execs=max_execs,
+        workers=workers,
+        corpus=None if no_corpus or corpus is None else pathlib.Path(corpus),
+        crashes=pathlib.Path(crashes),
+        max_states=strategy,
+        max_ops=max_ops,
+        quiet=quiet,
+    )
+    if engine == "atheris":
+        from .gen.atheris_engine import run_atheris
+
+        summary = run_atheris(cfg)
+    else:
+        summary = run_campaign(cfg)
+    click.echo(summary_text(summary, pathlib.Path(crashes)))
+
+
+@cli.command("minimize")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Where to write (default: FILE with .min).")
+@click.option("--checks", type=click.IntRange(min=1), default=500, show_default=True, help="Budget of runs.")
+@click.option("--seconds", type=float, default=300, show_default=True, help="Budget of time.")
+def minimize_cmd(file: str, output: str | None, checks: int, seconds: float) -> None:
+    """Shrink a reproducer's ops, arguments and crash state while its finding (signature) holds."""
+    import pathlib
+    from dataclasses import replace
+
+    from .engine import Options, check
+    from .minimize import MinimizeBudget, minimize
+    from .report import format_report
+    from .repro import format_reproducer
+    from .target import make_target
+
+    r = _load(file)
+    target = make_target(r.target)
+    opts = Options(domain=r.domain, device_size=r.device_size, eadr_points=r.eadr_points)
+    v = check(target, r.workload, opts)
+    if v.clean:
+        raise PmfuzzError(f"{file} gives no finding: nothing to minimize")
+    wanted = next((f for f in v.findings if f.signature_text == r.signature), None) or next(
+        (f for f in v.findings if r.expect and f.oracle.value in r.expect), v.findings[0]
+    )
+    m = minimize(lambda: make_target(r.target), r.workload, wanted.signature, opts, MinimizeBudget(checks, seconds))
+    note = f"minimized from {m.before_ops} to {len(m.workload)} ops in {m.checks} checks" + (
+        "" if m.complete else " (budget spent: stopped early)"
+    )
+    out = replace(
+        r,
+        workload=m.workload,
+        crash=m.crash,
+        signature=wanted.signature_text,
+        expect=r.expect or (wanted.oracle.value,),
+        notes=(note,),
+    )
+    dest = pathlib.Path(output) if output else pathlib.Path(file).with_suffix(".min.pmfuzz")
+    from .corpus import atomic_write
+
+    atomic_write(dest, format_reproducer(out))
+    dev = (
+        ""
+        if m.before_deviations is None
+        else f", crash state {m.before_deviations} -> "
+        + str(m.finding.crash.deviations if m.finding.crash else 0)
+        + " deviating lines"
+    )
+    click.echo(
+        f"{wanted.signature_text}: {m.before_ops} -> {len(m.workload)} ops{dev}; "
+        f"{m.checks} checks in {m.seconds:.1f} s" + ("" if m.complete else " (budget spent: stopped early)")
+    )
+    click.echo(f"written {dest}")
+    v2 = check(make_target(out.target), out.workload, replace(opts, crash=out.crash))
+    click.echo(format_report(v2, out), nl=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: pmfuzz's own user errors become one line and exit status 2."""
     try:

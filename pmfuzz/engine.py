@@ -36,7 +36,7 @@ from .pmem import (
     Strategy,
 )
 from .reference import History, Reference
-from .target import Errno, Guarantee, MountedFS, Target, metadata_ranges
+from .target import Errno, Guarantee, MountedFS, Target, check_supported, metadata_ranges
 from .workload import Workload
 
 __all__ = ["Options", "Finding", "CrashSite", "Verdict", "Stats", "check", "StateChoice", "formatted"]
@@ -70,6 +70,10 @@ class Options:
     first_per_signature: bool = True
     group_by_metadata: bool = True
     log_states: bool = False
+    focus: tuple[str, str, str] | None = None
+    """(oracle, op kind, site): judge only crash points that could give this signature (for minimizing)."""
+    features: bool = False
+    """Collect coverage features of the run in `Verdict.features` (for the fuzzer)."""
     """Record every judged state's violations in `Verdict.state_log` (for tests and debugging)."""
     """Mount once per distinct metadata state when the target declares its metadata ranges (same verdicts)."""
 
@@ -102,8 +106,12 @@ class Finding:
 
     @property
     def signature(self) -> tuple[str, str, str]:
-        """What deduplicates findings: (oracle, op kind at the crash, site label)."""
-        return (self.oracle.value, self.op_kind, self.site)
+        """What deduplicates findings: (oracle, op kind at the crash, code site).
+
+        The site is the top-level label of the crash point ("xfs_file_fsync" for
+        "xfs_file_fsync.commit_record"): one code path, whichever phase of its log push.
+        """
+        return (self.oracle.value, self.op_kind, self.site.split(".", 1)[0])
 
     @property
     def signature_text(self) -> str:
@@ -130,6 +138,8 @@ class Verdict:
     notes: tuple[str, ...] = ()
     state_log: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """(state id, sorted messages of its violations) per judged state, with `Options.log_states`."""
+    features: frozenset[str] = frozenset()
+    """What the run exercised (op results, code-site transitions, crash-point sites), with `Options.features`."""
 
     @property
     def clean(self) -> bool:
@@ -191,6 +201,7 @@ def _window(point: CrashPoint, nops: int) -> tuple[int, int]:
 def check(target: Target, workload: Workload | Sequence, opts: Options = Options()) -> Verdict:
     """Execute a workload on a fresh device, then judge every crash state; return the verdict."""
     ops = workload.ops if isinstance(workload, Workload) else tuple(workload)
+    check_supported(target, ops)
     oracles = default_oracles() if opts.oracles is None else opts.oracles
     guarantees = target.guarantees
     run_oracles = [o for o in oracles if o.phase is Phase.RUN and o.guarantee in guarantees]
@@ -215,7 +226,7 @@ def check(target: Target, workload: Workload | Sequence, opts: Options = Options
         oracle, message, evidence, tb = v
         if opts.log_states:
             state_log[-1][1].append(f"{oracle.value}: {message} {' '.join(map(str, evidence))}")
-        old = findings.get((oracle.value, here.op_kind, here.point.site))
+        old = findings.get((oracle.value, here.op_kind, here.point.site.split(".", 1)[0]))
         if (
             old is not None
             and opts.first_per_signature
@@ -237,6 +248,7 @@ def check(target: Target, workload: Workload | Sequence, opts: Options = Options
     ref = Reference()
     hist = History(ref)
     executed = 0
+    results: list[str] = []
     for i, op in enumerate(ops):
         payload = ref.payload(i, op)
         want = ref.apply(i, op)
@@ -260,6 +272,8 @@ def check(target: Target, workload: Workload | Sequence, opts: Options = Options
             break
         hist.record()
         executed = i + 1
+        if opts.features:
+            results.append(f"{op.kind.value}:{got}" if not got.ok else f"{op.kind.value}:ok")
         if got.errno is Errno.ENOSPC and want.errno is not Errno.ENOSPC:
             notes.append(f"stopped at op {i}: the target ran out of space (ENOSPC); later ops not run")
             executed = i
@@ -270,6 +284,14 @@ def check(target: Target, workload: Workload | Sequence, opts: Options = Options
                 add(Finding(v.oracle, v.message, v.evidence, i, str(op), op.kind.value, ""))
     stats.ops = executed
     stats.t_exec = time.perf_counter() - t0
+    feats: set[str] = set()
+    if opts.features:
+        feats.update(results)
+        prev = ""
+        for e in pm.trace:
+            if e.site != prev:
+                feats.add(f"{prev}>{e.site}")
+                prev = e.site
 
     points = pm.crash_points(opts.eadr_points)
     if opts.crash is not None:
@@ -283,9 +305,18 @@ def check(target: Target, workload: Workload | Sequence, opts: Options = Options
     meta = metadata_ranges(target, opts.device_size) if opts.group_by_metadata else None
     meta_oracles = [o for o in crash_oracles if getattr(o, "metadata_only", False)]
     data_oracles = [o for o in crash_oracles if not getattr(o, "metadata_only", False)]
+    skip_crashes = opts.focus is not None and opts.focus[0] in (OracleName.FUNCTIONAL, OracleName.TARGET_ERROR)
     for point, fixed in todo:
+        if skip_crashes:
+            break
         if point.op >= executed and point.kind is not PointKind.END and opts.crash is None:
             continue
+        if opts.focus is not None and opts.crash is None:
+            fk = ops[point.op].kind.value if 0 <= point.op < len(ops) else ""
+            if (fk, point.site.split(".", 1)[0]) != opts.focus[1:]:
+                continue
+        if opts.features:
+            feats.add(f"point:{point.kind.value}:{point.site}")
         stats.points += 1
         completed, upper = _window(point, executed)
         expect = hist.expect(completed, upper, durable=durable, synchronous=synchronous)
@@ -348,7 +379,9 @@ def check(target: Target, workload: Workload | Sequence, opts: Options = Options
                     add_crash(here, v)
             stats.t_oracles += time.perf_counter() - t3
     log = tuple((sid, tuple(sorted(msgs))) for sid, msgs in state_log)
-    return Verdict(tuple(findings.values()), stats, tuple(notes), log)
+    if opts.features:
+        feats.update(f"finding:{f.signature_text}" for f in findings.values())
+    return Verdict(tuple(findings.values()), stats, tuple(notes), log, frozenset(feats))
 
 
 class _Mounted:

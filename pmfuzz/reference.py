@@ -568,6 +568,7 @@ class History:
         """Every live incarnation at each boundary, unlinked-but-mapped ones (orphans) included."""
         self.effects: list[OpEffects] = []
         self._cache: dict[int, tuple[int, FileVersion]] = {}
+        self._expects: dict[tuple, Expectation] = {}
 
     def _version(self, f: RefFile) -> FileVersion:
         hit = self._cache.get(id(f))
@@ -598,7 +599,11 @@ class History:
         With `durable=False` there are no durability points (only stale data is judged);
         with `synchronous=True` every finished op is a durability point.
         """
-        return Expectation(self, completed, upper, durable, synchronous)
+        key = (completed, upper, durable, synchronous, len(self.effects))
+        hit = self._expects.get(key)
+        if hit is None:
+            hit = self._expects[key] = Expectation(self, completed, upper, durable, synchronous)
+        return hit
 
 
 @dataclass
@@ -624,6 +629,7 @@ class Expectation:
         self.durable = durable
         self.synchronous = synchronous
         self._start: dict[str, int] = {}
+        self._stacks: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     # -- windows -----------------------------------------------------------------
 
@@ -710,23 +716,51 @@ class Expectation:
         mask = _eof_mask(idx, size)
         found = found & mask
         dword = self._word_start(name, idx)
-        ok = np.zeros(len(idx), dtype=bool)
-        held = np.zeros(len(idx), dtype=bool)
-        for b in range(self.upper + 1):
-            for v in self.candidates(name, b):
-                inside = idx * 8 < v.size
-                vals = np.zeros(len(idx), dtype=np.uint64)
-                cap = idx < len(v.words)
-                vals[cap] = v.words[idx[cap]]
-                eq = ((vals & mask) == found) & inside
-                held |= eq
-                ok |= eq & (b >= dword)
+        vals, sizes, bidx = self._stack(name)
+        if len(vals):
+            cap = idx < vals.shape[1]
+            cols = np.where(cap, idx, 0)
+            got = vals[:, cols] & mask
+            eq = (got == found) & cap & (idx * 8 < sizes[:, None])
+            held = eq.any(axis=0)
+            ok = (eq & (bidx[:, None] >= dword)).any(axis=0)
+        else:
+            held = np.zeros(len(idx), dtype=bool)
+            ok = np.zeros(len(idx), dtype=bool)
         for j in range(min(self.upper, self.h.ops)):
             for nm, _ino, s, e in self.h.effects[j].removed:
                 if nm == name:
                     ok |= (found == 0) & (idx * 8 >= s) & (idx * 8 < e) & (j >= dword)
         zero = found == 0
         return WordVerdict(ok, held & ~ok, ~held & ~ok & ~zero, ~held & ~ok & zero)
+
+    def _stack(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every candidate version of `name` up to the crash, as one 2-D array: (words, sizes, boundary)."""
+        hit = self._stacks.get(name)
+        if hit is not None:
+            return hit
+        rows: list[FileVersion] = []
+        bs: list[int] = []
+        seen: dict[int, int] = {}
+        for b in range(self.upper + 1):
+            for v in self.candidates(name, b):
+                key = id(v)
+                if key in seen:
+                    bs[seen[key]] = max(bs[seen[key]], b)
+                    continue
+                seen[key] = len(rows)
+                rows.append(v)
+                bs.append(b)
+        if not rows:
+            hit = (np.zeros((0, 0), dtype=np.uint64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        else:
+            width = max(len(v.words) for v in rows)
+            vals = np.zeros((len(rows), width), dtype=np.uint64)
+            for i, v in enumerate(rows):
+                vals[i, : len(v.words)] = v.words
+            hit = (vals, np.array([v.size for v in rows], dtype=np.int64), np.array(bs, dtype=np.int64))
+        self._stacks[name] = hit
+        return hit
 
     def cow_events(self, name: str) -> list[CowEvent]:
         lo = self.start(name)

@@ -13,13 +13,13 @@ swallowed and never confused with pmfuzz's own errors.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from .errors import PmfuzzError
 from .pmem import PMem
-from .workload import Op
+from .workload import Op, OpKind
 
 __all__ = [
     "Errno",
@@ -34,6 +34,8 @@ __all__ = [
     "make_target",
     "parse_target_spec",
     "metadata_ranges",
+    "supported_ops",
+    "check_supported",
 ]
 
 
@@ -151,6 +153,23 @@ class Target(Protocol):
         ...
 
 
+def supported_ops(target: Target) -> frozenset[OpKind]:
+    """The op kinds a target handles: its `ops` attribute, or every op of the language."""
+    ops = getattr(target, "ops", None)
+    return frozenset(OpKind) if ops is None else frozenset(ops)
+
+
+def check_supported(target: Target, ops: Sequence[Op]) -> None:
+    """One clear error if a workload uses an op the target does not declare."""
+    ok = supported_ops(target)
+    for i, op in enumerate(ops):
+        if op.kind not in ok:
+            raise PmfuzzError(
+                f"target {target.name!r} does not support op {op.kind.value!r} (op {i}: `{op}`); "
+                f"it supports: {', '.join(sorted(k.value for k in ok))}"
+            )
+
+
 def metadata_ranges(target: Target, size: int) -> list[tuple[int, int]] | None:
     """The byte ranges a target's recovery and fsck read, if it declares them.
 
@@ -173,8 +192,50 @@ def register(name: str, factory: TargetFactory) -> None:
 
 
 def targets() -> dict[str, TargetFactory]:
+    """Targets known by name: the built-in ones and those installed under the `pmfuzz.targets` entry points."""
     _load_builtin()
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="pmfuzz.targets"):
+        if ep.name not in _REGISTRY:
+            _REGISTRY[ep.name] = _Lazy(ep)
     return dict(_REGISTRY)
+
+
+class _Lazy:
+    """An entry point loaded only when the target is used."""
+
+    def __init__(self, ep) -> None:
+        self.ep = ep
+
+    def __call__(self, **opts: str) -> Target:
+        try:
+            factory = self.ep.load()
+        except Exception as e:
+            raise PmfuzzError(f"target {self.ep.name!r} (entry point {self.ep.value}) cannot be loaded: {e}") from None
+        return factory(**opts)
+
+
+def _import_factory(path: str) -> TargetFactory:
+    """`module:Class` -> the class (or factory function) it names."""
+    import importlib
+    import sys
+
+    mod, _, attr = path.partition(":")
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        module = importlib.import_module(mod)
+    except Exception as e:
+        raise PmfuzzError(f"cannot import target module {mod!r}: {type(e).__name__}: {e}") from None
+    obj = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise PmfuzzError(f"module {mod!r} has no {attr!r} (target given as {path!r})")
+    if not callable(obj):
+        raise PmfuzzError(f"target {path!r} is not a class or factory")
+    return obj  # type: ignore[return-value]
 
 
 def _load_builtin() -> None:
@@ -210,10 +271,20 @@ def make_target(spec: TargetSpec | str, **overrides: str) -> Target:
     """Build a target from its spec; unknown names and options are one clear error."""
     if isinstance(spec, str):
         spec = parse_target_spec(spec)
-    reg = targets()
-    factory = reg.get(spec.name)
-    if factory is None:
-        raise PmfuzzError(f"unknown target {spec.name!r} (known: {', '.join(sorted(reg))})")
+    if ":" in spec.name:
+        factory = _import_factory(spec.name)
+    else:
+        reg = targets()
+        factory = reg.get(spec.name)
+        if factory is None:
+            raise PmfuzzError(f"unknown target {spec.name!r} (known: {', '.join(sorted(reg))}; or give module:Class)")
     opts = dict(spec.options)
     opts.update(overrides)
-    return factory(**opts)
+    try:
+        target = factory(**opts)
+    except TypeError as e:
+        raise PmfuzzError(f"target {spec.name!r} rejects its options {opts}: {e}") from None
+    for attr in ("name", "guarantees", "format", "mount", "options"):
+        if not hasattr(target, attr):
+            raise PmfuzzError(f"target {spec.name!r} does not implement the target protocol (no {attr!r})")
+    return target

@@ -30,6 +30,9 @@ from .layout import (
     X_UNWRITTEN,
     Geometry,
 )
+from .layout import (
+    INODE_SIZE as INODE_FMT_STRIDE,
+)
 from .locks import Sched
 from .pmemops import memcpy_flushcache, nvdimm_flush
 
@@ -82,24 +85,23 @@ class DaxFS:
             tail = recover_log(pm, geo, sb[12])
         except Exception as e:
             raise MountError(f"log recovery failed: {e}") from e
-        shadow = bytearray(pm.load(0, geo.meta_bytes))
-        self.journal = Journal(pm, geo, self.cfg, shadow, tail, self._pushed)
-        used = np.unpackbits(
-            np.frombuffer(shadow, dtype=np.uint8, count=-(-geo.nblocks // 8), offset=geo.bitmap_start * BS),
-            bitorder="little",
-        )[: geo.nblocks].astype(bool)
-        refc = np.frombuffer(shadow, dtype="<u4", count=geo.nblocks, offset=geo.refc_start * BS).copy()
+        self.journal = Journal(pm, geo, self.cfg, None, tail, self._pushed)
+        bits = pm.load_array(geo.bitmap_start * BS, -(-geo.nblocks // 8))
+        used = np.unpackbits(bits, bitorder="little")[: geo.nblocks].astype(bool)
+        refc = pm.load_array(geo.refc_start * BS, geo.nblocks * 4).view("<u4").copy()
         self.space = Space(geo, used, refc)
+        table = pm.load(geo.inode_addr(0), NINODES * INODE_FMT_STRIDE)
         for ino in range(NINODES):
-            flags, gen, name, size, next_ = INODE_FMT.unpack_from(shadow, geo.inode_addr(ino))
+            flags, gen, name, size, next_ = INODE_FMT.unpack_from(table, ino * INODE_FMT_STRIDE)
             if not flags & I_INUSE:
                 continue
             if next_ > MAX_EXTENTS:
                 raise MountError(f"inode {ino} claims {next_} extents")
-            exts = []
-            for i in range(next_):
-                lblk, pblk, ln, xf = EXTENT_FMT.unpack_from(shadow, geo.extent_addr(ino, i))
-                exts.append(Extent(lblk, pblk, ln, bool(xf & X_UNWRITTEN)))
+            raw = pm.load(geo.extent_addr(ino), max(1, next_) * EXTENT_FMT.size)
+            exts = [
+                Extent(lblk, pblk, ln, bool(xf & X_UNWRITTEN))
+                for lblk, pblk, ln, xf in EXTENT_FMT.iter_unpack(raw[: next_ * EXTENT_FMT.size])
+            ]
             nm = name.rstrip(b"\0").decode("ascii", "replace")
             self.inodes[ino] = Inode(
                 ino, gen, None if flags & I_ORPHAN else nm, size, bool(flags & I_ORPHAN), ExtentMap(exts)

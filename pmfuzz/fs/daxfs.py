@@ -147,6 +147,10 @@ class DaxfsTarget:
     def options(self) -> dict[str, str]:
         return self.config.options()
 
+    def variants(self) -> list[dict[str, str]]:
+        """Configurations a campaign alternates between when the user fixes none: both log-push modes."""
+        return [{"cil": "lazy"}, {"cil": "eager"}]
+
     def metadata_ranges(self, size: int) -> list[tuple[int, int]]:
         """Everything below the data area: superblock, log, inodes, extent maps, refcounts, bitmap."""
         from .layout import Geometry

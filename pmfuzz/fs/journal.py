@@ -60,7 +60,7 @@ class Journal:
         self.pm = pm
         self.geo = geo
         self.cfg = cfg
-        self.shadow = shadow
+        self._shadow = shadow
         self.tail = tail
         self.dirty: set[int] = set()
         self.busy: list[tuple[int, int]] = []
@@ -68,6 +68,16 @@ class Journal:
         self.inodes: set[int] = set()
         self.on_push = on_push
         self.open: Trans | None = None
+
+    @property
+    def shadow(self) -> bytearray:
+        """The committed metadata, as the log will write it: loaded from the device on first use.
+
+        Mount reads only what it parses; a mounted image that never commits never loads this.
+        """
+        if self._shadow is None:
+            self._shadow = bytearray(self.pm.load(0, self.geo.meta_bytes))
+        return self._shadow
 
     @contextmanager
     def trans(self, label: str) -> Iterator[Trans]:

@@ -14,7 +14,7 @@ stay invalid on purpose to exercise error paths.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import hypothesis.strategies as st
 
@@ -30,6 +30,7 @@ from ..workload import (
     Mmap,
     Munmap,
     Op,
+    OpKind,
     Persist,
     Punch,
     Read,
@@ -76,6 +77,13 @@ class Shape:
         }
     )
 
+    def only(self, kinds: frozenset[OpKind] | set[OpKind]) -> Shape:
+        """The same shape restricted to the op kinds a target supports."""
+        names = {k.value for k in kinds}
+        return replace(
+            self, weights={k: w for k, w in self.weights.items() if k in names}, pmd=self.pmd and OpKind.FAULT in kinds
+        )
+
 
 DEFAULT_SHAPE = Shape()
 
@@ -104,9 +112,9 @@ def _op(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> Op:
     names = list(FILES[: shape.files])
     live = sorted(ctx.sizes)
     w = dict(shape.weights)
-    if not live:
+    if not live and "create" in w:
         w = {"create": 1}
-    kind = draw(st.sampled_from([k for k, n in w.items() for _ in range(n)]))
+    kind = draw(st.sampled_from([k for k, n in w.items() for _ in range(n)] or ["create"]))
     pick = st.sampled_from(live) if live else st.sampled_from(names)
     file = draw(st.one_of(pick, pick, pick, st.sampled_from(names)))
     if kind == "create":

@@ -9,7 +9,7 @@ bit mask over the group's units in program order, printed as `x<hex>`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 from .persistency import GroupSpec, Piece
@@ -46,27 +46,33 @@ class Group:
     """One in-flight group at one crash point, with its choices and their contents."""
 
     spec: GroupSpec
-    units: tuple[Unit, ...] = field(init=False)
-    preds: tuple[tuple[int, ...], ...] = field(init=False)
-    chain: bool = field(init=False)
 
-    def __post_init__(self) -> None:
+    @cached_property
+    def chain(self) -> bool:
+        """Do the units form a total order? Always for cached stores (and a tear); nt stores may not."""
+        if self.spec.tear or not any(p.nt for p in self.spec.pieces):
+            return True
+        preds = self.preds
+        return all((j - 1) in preds[j] for j in range(1, len(preds)))
+
+    @cached_property
+    def units(self) -> tuple[Unit, ...]:
         units: list[Unit] = []
         for piece in self.spec.pieces:
             units.extend(_units(piece))
-        preds: list[tuple[int, ...]] = []
-        chain = True
+        return tuple(units)
+
+    @cached_property
+    def preds(self) -> tuple[tuple[int, ...], ...]:
+        """For each unit, the earlier units that must reach the media before it."""
+        units = self.units
+        out: list[tuple[int, ...]] = []
         for j, u in enumerate(units):
             if self.spec.tear or not u.piece.nt:
-                ps = tuple(range(j))
+                out.append(tuple(range(j)))
             else:
-                ps = tuple(i for i in range(j) if not units[i].piece.nt or units[i].word == u.word)
-            if j and (j - 1) not in ps:
-                chain = False
-            preds.append(ps)
-        object.__setattr__(self, "units", tuple(units))
-        object.__setattr__(self, "preds", tuple(preds))
-        object.__setattr__(self, "chain", chain)
+                out.append(tuple(i for i in range(j) if not units[i].piece.nt or units[i].word == u.word))
+        return tuple(out)
 
     @property
     def name(self) -> str:
@@ -74,7 +80,7 @@ class Group:
 
     @cached_property
     def n(self) -> int:
-        return len(self.units)
+        return sum(p.units for p in self.spec.pieces)
 
     @cached_property
     def full(self) -> int:
@@ -173,6 +179,20 @@ class Group:
     def apply(self, choice: int, base_line: Callable[[int], bytes]) -> dict[int, bytes]:
         """Contents of the lines this group touches when `choice` persisted, over the base media."""
         bufs = {line: bytearray(base_line(line)) for line in self.lines}
+        if self.chain:
+            left = choice
+            for p in self.spec.pieces:
+                if left <= 0:
+                    break
+                off = p.addr - p.line * LINE
+                if left >= p.units:
+                    bufs[p.line][off : off + len(p.data)] = p.data
+                    left -= p.units
+                    continue
+                hi = min(len(p.data), (p.addr // WORD + left) * WORD - p.addr)
+                bufs[p.line][off : off + hi] = p.data[:hi]
+                break
+            return {line: bytes(b) for line, b in bufs.items()}
         mask = self.mask(choice)
         units = self.units
         i = 0

@@ -1,0 +1,81 @@
+"""Time to the first detection of each zoo bug from an empty corpus, and silence on correct designs.
+
+For every bug: a native campaign on one core, no seed corpus, stopped at the first
+finding whose oracle is the bug's intended one; median and max seconds over 5 seeds,
+and the ops of the minimized reproducer. Then every correct design runs for the same
+wall time and must find nothing. (FuzzBench/Magma convention: median of seeds.)
+
+    python benchmarks/time_to_bug.py                   # all bugs, 5 seeds, 300 s cap each
+    python benchmarks/time_to_bug.py --bugs no-zero --seeds 3 --cap 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from pmfuzz.campaign import CampaignConfig, run_campaign
+from pmfuzz.fs import BUG_ORACLE, Bug
+from pmfuzz.repro import parse_reproducer
+from pmfuzz.target import TargetSpec
+
+DESIGN_OF = {Bug.CONVERT_BEFORE_PERSIST: "unwritten"}
+
+
+def one(bug: Bug | None, design: str, seed: int, cap: float) -> tuple[float | None, int | None, int]:
+    opts = (("design", design),) + ((("bugs", bug.value),) if bug else ())
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = CampaignConfig(
+            target=TargetSpec("daxfs", opts),
+            seed=seed,
+            seconds=cap,
+            corpus=None,
+            crashes=Path(tmp),
+            quiet=True,
+            stop_on=BUG_ORACLE[bug] if bug else None,
+        )
+        s = run_campaign(cfg)
+        if bug is None:
+            return None, None, len(s.findings)
+        if s.first_hit is None:
+            return None, None, len(s.findings)
+        sig = next(k for k in s.findings if k.startswith(BUG_ORACLE[bug] + ":"))
+        ops = len(parse_reproducer((Path(tmp) / s.findings[sig]["file"]).read_text()).workload)
+        return s.first_hit, ops, len(s.findings)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bugs", default=",".join(b.value for b in Bug))
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--cap", type=float, default=300.0, help="seconds per campaign before giving up")
+    args = ap.parse_args()
+    bugs = [Bug(b) for b in args.bugs.split(",") if b]
+    print(f"{'bug':24} {'oracle':15} {'found':>5} {'median s':>9} {'max s':>8} {'min ops':>7}")
+    longest = 0.0
+    for bug in bugs:
+        times, opsn = [], []
+        for seed in range(1, args.seeds + 1):
+            t, n, _ = one(bug, DESIGN_OF.get(bug, "zero"), seed, args.cap)
+            if t is not None:
+                times.append(t)
+                opsn.append(n)
+        found = f"{len(times)}/{args.seeds}"
+        med = f"{statistics.median(times):9.1f}" if len(times) * 2 > args.seeds else f"{'>' + str(int(args.cap)):>9}"
+        mx = f"{max(times):8.1f}" if len(times) == args.seeds else f"{'>' + str(int(args.cap)):>8}"
+        mops = f"{max(opsn):7d}" if opsn else f"{'-':>7}"
+        longest = max([longest, *times])
+        print(f"{bug.value:24} {BUG_ORACLE[bug]:15} {found:>5} {med} {mx} {mops}", flush=True)
+    wall = max(30.0, longest)
+    print(f"\ncorrect designs, {wall:.0f} s each (the longest time to a bug above):")
+    for design in ("zero", "unwritten", "cow-remap"):
+        t0 = time.time()
+        _, _, n = one(None, design, 1, wall)
+        print(f"  {design:10} {n} findings in {time.time() - t0:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

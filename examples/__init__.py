@@ -1,0 +1,1 @@
+"""Example targets for pmfuzz (see docs/targets.md)."""

@@ -1,0 +1,93 @@
+"""Mutation of corpus workloads: insert, delete, splice, duplicate, swap, change arguments.
+
+Every mutation returns a syntactically valid workload (ops may still be invalid
+in context: that exercises error paths). Deterministic for a given `random.Random`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import fields, replace
+
+from ..workload import BLOCK_SIZE, MAX_FILE_SIZE, MAX_OPS, PMD_SIZE, Op, Workload
+
+__all__ = ["mutate", "INTERESTING"]
+
+K = BLOCK_SIZE
+INTERESTING = (
+    0,
+    1,
+    7,
+    8,
+    63,
+    64,
+    100,
+    K - 1,
+    K,
+    K + 1,
+    2 * K,
+    3 * K + 100,
+    4 * K,
+    8 * K,
+    PMD_SIZE - K,
+    PMD_SIZE,
+    PMD_SIZE + K,
+)
+_NUMERIC = ("off", "len", "size", "soff", "doff", "pgoff")
+
+
+def _tweak(rng: random.Random, v: int, name: str) -> int:
+    choice = rng.randrange(6)
+    if choice == 0:
+        v = rng.choice(INTERESTING)
+    elif choice == 1:
+        v = v + rng.choice((-1, 1)) * rng.choice((1, 8, 64, 100, K))
+    elif choice == 2:
+        v = (v // K) * K
+    elif choice == 3:
+        v = (v // K) * K + rng.choice((1, 100, K - 1))
+    elif choice == 4:
+        v = v * 2 if v else K
+    else:
+        v = v // 2
+    if name == "pgoff":
+        return max(0, min(v, 1023))
+    lo = 1 if name == "len" else 0
+    return max(lo, min(v, MAX_FILE_SIZE // 2))
+
+
+def change_args(rng: random.Random, op: Op) -> Op:
+    nums = [f.name for f in fields(op) if f.name in _NUMERIC and getattr(op, f.name) is not None]
+    if not nums:
+        return op
+    name = rng.choice(nums)
+    new = replace(op, **{name: _tweak(rng, getattr(op, name), name)})  # type: ignore[type-var]
+    if hasattr(new, "off") and hasattr(new, "len") and new.off + new.len > MAX_FILE_SIZE:  # type: ignore[attr-defined]
+        return op
+    return new
+
+
+def mutate(rng: random.Random, w: Workload, donors: Sequence[Workload] = (), fresh: Sequence[Op] = ()) -> Workload:
+    """One to three mutations of `w`, using ops of other corpus entries (`donors`) and freshly drawn ops."""
+    ops = list(w.ops)
+    for _ in range(rng.choice((1, 1, 2, 3))):
+        kind = rng.randrange(7)
+        if kind == 0 and (fresh or donors):
+            pool = list(fresh) or [op for d in donors for op in d.ops]
+            ops.insert(rng.randint(0, len(ops)), rng.choice(pool))
+        elif kind == 1 and len(ops) > 1:
+            del ops[rng.randrange(len(ops))]
+        elif kind == 2 and donors:
+            d = rng.choice(donors).ops
+            ops = ops[: rng.randint(0, len(ops))] + list(d[rng.randint(0, len(d)) :])
+        elif kind == 3 and ops:
+            i = rng.randrange(len(ops))
+            ops.insert(i, ops[i])
+        elif kind == 4 and len(ops) > 1:
+            i = rng.randrange(len(ops) - 1)
+            ops[i], ops[i + 1] = ops[i + 1], ops[i]
+        elif ops:
+            i = rng.randrange(len(ops))
+            ops[i] = change_args(rng, ops[i])
+    return Workload(tuple(ops[:MAX_OPS]) or w.ops)
