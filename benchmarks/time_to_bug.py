@@ -54,7 +54,7 @@ def main() -> None:
     ap.add_argument("--cap", type=float, default=300.0, help="seconds per campaign before giving up")
     args = ap.parse_args()
     bugs = [Bug(b) for b in args.bugs.split(",") if b]
-    print(f"{'bug':24} {'oracle':15} {'found':>5} {'median s':>9} {'max s':>8} {'min ops':>7}")
+    print(f"{'bug':24} {'oracle':15} {'found':>5} {'median s':>9} {'max s':>8} {'ops':>7}")
     longest = 0.0
     for bug in bugs:
         times, opsn = [], []

@@ -74,16 +74,29 @@ class Shape:
             "persist": 3,
             "unlink": 1,
             "read": 1,
+            "share": 4,
+            "mapsync": 2,
+            "mapstore": 2,
         }
     )
+    """Per-kind weights; `share`, `mapsync` and `mapstore` are scenarios (see `_SCENARIOS`)."""
 
     def only(self, kinds: frozenset[OpKind] | set[OpKind]) -> Shape:
         """The same shape restricted to the op kinds a target supports."""
         names = {k.value for k in kinds}
-        return replace(
-            self, weights={k: w for k, w in self.weights.items() if k in names}, pmd=self.pmd and OpKind.FAULT in kinds
-        )
+        keep = {k: w for k, w in self.weights.items() if k in names or _SCENARIOS.get(k, {"?"}) <= names}
+        return replace(self, weights=keep, pmd=self.pmd and OpKind.FAULT in kinds)
 
+
+_SCENARIOS: dict[str, set[str]] = {
+    "share": {"create", "write", "reflink"},
+    "mapsync": {"mmap", "store", "persist"},
+    "mapstore": {"mmap", "store", "fsync"},
+}
+"""Multi-op steps and the op kinds they need. Crash bugs of COW and MAP_SYNC paths need
+a few ops in a row (data, then sharing, then a write into the shared range; or a
+sync mapping, a store, a persist); drawn op by op they are rare, drawn as one step
+they are as common as any single op, which is what ACE's workload skeletons do."""
 
 DEFAULT_SHAPE = Shape()
 
@@ -111,7 +124,7 @@ _LENGTHS = st.one_of(st.sampled_from([1, 8, 64, 100, K - 1, K, K + 1, 2 * K, 3 *
 def _op(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> Op:
     names = list(FILES[: shape.files])
     live = sorted(ctx.sizes)
-    w = dict(shape.weights)
+    w = {k: v for k, v in shape.weights.items() if k not in _SCENARIOS}
     if not live and "create" in w:
         w = {"create": 1}
     kind = draw(st.sampled_from([k for k, n in w.items() for _ in range(n)] or ["create"]))
@@ -165,6 +178,70 @@ def _op(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> Op:
     return (Store if kind == "store" else Persist)(m, off, n)
 
 
+@st.composite
+def _scenario(draw: st.DrawFn, ctx: _Ctx, shape: Shape, kind: str) -> list[Op]:
+    names = list(FILES[: shape.files])
+    out: list[Op] = []
+    if kind == "share":
+        with_data = [f for f in sorted(ctx.sizes) if ctx.sizes[f] > 0]
+        if with_data and draw(st.booleans()):
+            src = draw(st.sampled_from(with_data))
+        else:
+            src = draw(st.sampled_from(names))
+            if src not in ctx.sizes:
+                out.append(Create(src))
+            out.append(Write(src, 0, draw(st.sampled_from([K, 2 * K, 3 * K]))))
+        if draw(st.booleans()):
+            out.append(Fsync(src))
+        others = [f for f in names if f != src]
+        dst = draw(st.sampled_from(others or names))
+        if dst not in ctx.sizes:
+            out.append(Create(dst))
+        out.append(Reflink(src, dst))
+        size = max([ctx.sizes.get(src, 0), K] + [o.off + o.len for o in out if isinstance(o, Write)])
+        target = draw(st.sampled_from([dst, dst, dst, src]))
+        how = draw(st.sampled_from(["write", "write", "write", "truncate", "punch", "store"]))
+        off = draw(st.sampled_from([0, 1, 100, K - 8, K, K + 100, size - 100]) | st.integers(0, max(0, size - 1)))
+        off = max(0, min(off, size - 1))
+        n = draw(st.sampled_from([8, 64, 100, 200, K - 100, K, K + 8]))
+        if how == "write":
+            out.append(Write(target, off, n))
+        elif how == "truncate":
+            out.append(Truncate(target, off))
+        elif how == "punch":
+            out.append(Punch(target, off, n))
+        else:
+            m = draw(st.sampled_from(MAPPINGS[: shape.mappings]))
+            out += [Mmap(m, target, 0, max(K, -(-size // K) * K), draw(st.booleans())), Store(m, off, min(n, 64))]
+            if draw(st.booleans()):
+                out.append(Persist(m, off, min(n, 64)))
+        if draw(st.booleans()):
+            out.append(Fsync(target))
+        return out
+    live = [f for f in sorted(ctx.sizes) if f not in {m[0] for m in ctx.maps.values()}] or sorted(ctx.sizes)
+    f = draw(st.sampled_from(live or names))
+    if f not in ctx.sizes:
+        out.append(Create(f))
+    size = ctx.sizes.get(f, 0)
+    if size < K:
+        size = draw(st.sampled_from([K, 2 * K]))
+        out.append(draw(st.sampled_from([Truncate(f, size), Write(f, 0, size)])))
+        if draw(st.booleans()):
+            out.append(Fsync(f))
+    m = draw(st.sampled_from(MAPPINGS[: shape.mappings]))
+    span = -(-size // K) * K
+    sync = kind == "mapsync"
+    out.append(Mmap(m, f, 0, span, sync))
+    if draw(st.booleans()):
+        out.append(Fault(m, draw(st.integers(0, span // K - 1)), True))
+    off = draw(st.sampled_from([0, 8, 100, K - 64]) | st.integers(0, span - 1))
+    n = draw(st.sampled_from([8, 64, 100]))
+    n = max(1, min(n, span - off))
+    out.append(Store(m, off, n))
+    out.append(Persist(m, off, n) if sync else Fsync(f))
+    return out
+
+
 def _advance(ctx: _Ctx, op: Op) -> None:
     """Track (roughly) what exists after an op, so later ops can name it."""
     if isinstance(op, Create):
@@ -192,10 +269,16 @@ def workloads(draw: st.DrawFn, min_ops: int = 1, max_ops: int = 12, shape: Shape
     n = draw(st.integers(min_ops, max_ops))
     ctx = _Ctx()
     out: list[Op] = []
-    for _ in range(n):
-        op = draw(_op(ctx, shape))
-        _advance(ctx, op)
-        out.append(op)
+    scenarios = [k for k, w in shape.weights.items() if k in _SCENARIOS for _ in range(w)]
+    singles = sum(w for k, w in shape.weights.items() if k not in _SCENARIOS)
+    while len(out) < n:
+        if scenarios and draw(st.integers(0, singles + len(scenarios) - 1)) >= singles:
+            step = draw(_scenario(ctx, shape, draw(st.sampled_from(scenarios))))
+        else:
+            step = [draw(_op(ctx, shape))]
+        for op in step[: n - len(out)]:
+            _advance(ctx, op)
+            out.append(op)
     return Workload(tuple(out))
 
 
