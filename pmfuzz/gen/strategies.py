@@ -77,9 +77,10 @@ class Shape:
             "share": 4,
             "mapsync": 2,
             "mapstore": 2,
+            "mapeof": 2,
         }
     )
-    """Per-kind weights; `share`, `mapsync` and `mapstore` are scenarios (see `_SCENARIOS`)."""
+    """Per-kind weights; `share`, `mapsync`, `mapstore` and `mapeof` are scenarios (see `_SCENARIOS`)."""
 
     def only(self, kinds: frozenset[OpKind] | set[OpKind]) -> Shape:
         """The same shape restricted to the op kinds a target supports."""
@@ -92,10 +93,12 @@ _SCENARIOS: dict[str, set[str]] = {
     "share": {"create", "write", "reflink"},
     "mapsync": {"mmap", "store", "persist"},
     "mapstore": {"mmap", "store", "fsync"},
+    "mapeof": {"create", "write", "mmap", "truncate", "fault"},
 }
 """Multi-op steps and the op kinds they need. Crash bugs of COW and MAP_SYNC paths need
-a few ops in a row (data, then sharing, then a write into the shared range; or a
-sync mapping, a store, a persist); drawn op by op they are rare, drawn as one step
+a few ops in a row (data, then sharing, then a write into the shared range; a
+sync mapping, a store, a persist; a mapping across EOF, then a truncate or a
+fault at the EOF page); drawn op by op they are rare, drawn as one step
 they are as common as any single op, which is what ACE's workload skeletons do."""
 
 DEFAULT_SHAPE = Shape()
@@ -218,23 +221,50 @@ def _scenario(draw: st.DrawFn, ctx: _Ctx, shape: Shape, kind: str) -> list[Op]:
         if draw(st.booleans()):
             out.append(Fsync(target))
         return out
+    if kind == "mapeof":
+        f = draw(st.sampled_from(names))
+        size = ctx.sizes.get(f, 0)
+        if f not in ctx.sizes:
+            out.append(Create(f))
+        if size == 0 or draw(st.booleans()):
+            size = max(size, draw(st.sampled_from([K, 2 * K, K + 100, 3 * K])))
+            out.append(Write(f, 0, size))
+        m = draw(st.sampled_from(MAPPINGS[: shape.mappings]))
+        span = -(-size // K) * K + draw(st.sampled_from([0, K]))
+        out.append(Mmap(m, f, 0, span, draw(st.booleans())))
+        eof_page = size // K
+        how = draw(st.sampled_from(["truncate", "fault", "store"]))
+        if how == "truncate":
+            new = draw(st.sampled_from([100, K + 100, size - 100, size // 2]))
+            out.append(Truncate(f, max(1, min(new, size - 1))))
+            if draw(st.booleans()):
+                out.append(Truncate(f, size))
+        elif how == "fault":
+            out.append(
+                Fault(m, draw(st.sampled_from([eof_page, max(0, eof_page - 1), eof_page + 1])), draw(st.booleans()))
+            )
+        else:
+            out.append(Store(m, draw(st.sampled_from([size, size - 8, eof_page * K])), 8))
+        return out
     live = [f for f in sorted(ctx.sizes) if f not in {m[0] for m in ctx.maps.values()}] or sorted(ctx.sizes)
     f = draw(st.sampled_from(live or names))
     if f not in ctx.sizes:
         out.append(Create(f))
     size = ctx.sizes.get(f, 0)
-    if size < K:
-        size = draw(st.sampled_from([K, 2 * K]))
-        out.append(draw(st.sampled_from([Truncate(f, size), Write(f, 0, size)])))
-        if draw(st.booleans()):
+    hole = 0
+    if size < K or draw(st.booleans()):
+        hole = -(-size // K) * K
+        size = hole + draw(st.sampled_from([K, 2 * K]))
+        out.append(draw(st.sampled_from([Truncate(f, size)] * 3 + [Write(f, hole, size - hole)])))
+        if kind == "mapsync" or draw(st.booleans()):
             out.append(Fsync(f))
     m = draw(st.sampled_from(MAPPINGS[: shape.mappings]))
     span = -(-size // K) * K
     sync = kind == "mapsync"
     out.append(Mmap(m, f, 0, span, sync))
-    if draw(st.booleans()):
+    if not draw(st.integers(0, 3)):
         out.append(Fault(m, draw(st.integers(0, span // K - 1)), True))
-    off = draw(st.sampled_from([0, 8, 100, K - 64]) | st.integers(0, span - 1))
+    off = draw(st.sampled_from([hole, hole + 8, hole + 100, 0, K - 64]) | st.integers(0, span - 1))
     n = draw(st.sampled_from([8, 64, 100]))
     n = max(1, min(n, span - off))
     out.append(Store(m, off, n))
