@@ -43,6 +43,10 @@ class OracleName(enum.StrEnum):
     ATOMIC_OPS = "atomic-ops"
     TARGET_ERROR = "target-error"
     """The target raised an exception while executing an op (a finding, with its traceback)."""
+    MMAP_COHERENCY = "mmap-coherency"
+    LAYOUT = "layout"
+    DEADLOCK = "deadlock"
+    """Every thread of a parallel group blocked on a lock (a finding, with the wait-for cycle)."""
 
 
 class Phase(enum.StrEnum):
@@ -82,6 +86,8 @@ class RunContext:
     want: Result
     target: MountedFS
     ref: Reference
+    first: int | None = None
+    """The first op index this quiescent point follows (a parallel group's first op); None: `index`."""
 
 
 class VerdictCache:
@@ -165,7 +171,19 @@ def default_oracles() -> Sequence[Oracle]:
     from .cow_atomicity import CowAtomicity
     from .durability import Durability
     from .functional import Functional
+    from .layout import Layout
+    from .mmap_coherency import MmapCoherency
     from .mount import Mount
     from .stale_exposure import StaleExposure
 
-    return [Functional(), Mount(), StaleExposure(), CowAtomicity(), Durability(), AtomicOps(), *_EXTRA]
+    return [
+        Functional(),
+        MmapCoherency(),
+        Layout(),
+        Mount(),
+        StaleExposure(),
+        CowAtomicity(),
+        Durability(),
+        AtomicOps(),
+        *_EXTRA,
+    ]

@@ -7,6 +7,13 @@ and minimizes every finding whose signature is new. The main process owns the
 crashes directory: it writes each new finding at once (then its minimized
 form), counts repeats, prints progress and appends statistics. The same seed
 and settings with `--max-execs` give the same findings.
+
+A single-process run and a run on a cluster (`pmfuzz.distributed`) share one
+driver: work goes out in batches, and a batch is a pure function of the seed,
+its index and the corpus the driver held `window` batches earlier
+(`run_batch`), so the findings do not depend on where or when a batch ran, and
+a batch lost with its worker is simply run again. The driver merges results in
+batch order and alone deduplicates, grows the corpus and minimizes.
 """
 
 from __future__ import annotations
@@ -18,24 +25,36 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .corpus import CorpusDir, CrashDir
 from .engine import Finding, Options, check
+from .errors import PmfuzzError
 from .gen.drawing import Drawer
 from .gen.mutate import mutate
 from .gen.strategies import DEFAULT_SHAPE, Shape, ops, workloads
-from .minimize import MinimizeBudget, minimize
+from .minimize import MinimizeBudget, NotReproduced, minimize
 from .pmem import Domain, EadrPoints
 from .report import format_report
 from .repro import Reproducer, format_reproducer
 from .target import Target, TargetSpec, make_target, supported_ops
-from .workload import Workload, format_workload
+from .workload import Workload, format_workload, parse
 
-__all__ = ["CampaignConfig", "run_campaign", "Summary"]
+__all__ = [
+    "BatchResult",
+    "BatchRunner",
+    "CampaignConfig",
+    "ExecResult",
+    "Summary",
+    "batch_workloads",
+    "run_batch",
+    "run_campaign",
+]
 
 
 @dataclass(frozen=True)
@@ -55,8 +74,16 @@ class CampaignConfig:
     minimize_checks: int = 300
     minimize_seconds: float = 120.0
     quiet: bool = False
+    pictures: bool = True
+    """Draw each minimized finding beside its reproducer (when matplotlib is installed)."""
     stop_on: str | None = None
     """Stop after the first finding of this oracle is minimized (for time-to-bug measurements)."""
+    batch: int = 8
+    """Workloads per batch: big enough that shipping a batch costs little next to running it."""
+    window: int = 8
+    """Batches in flight; a batch mutates the corpus as it stood `window - 1` batches before it.
+
+    Part of what decides the findings (like the seed), so it must not follow the number of workers."""
 
 
 @dataclass
@@ -108,14 +135,7 @@ class _Worker:
         features: set[str] = set()
         quota = None if cfg.max_execs is None else (cfg.max_execs + cfg.workers - 1 - self.index) // cfg.workers
         execs = 0
-        opts = Options(
-            domain=cfg.domain,
-            device_size=cfg.device_size,
-            max_states=cfg.max_states,
-            exhaustive_upto=cfg.max_states,
-            eadr_points=cfg.eadr_points,
-            features=True,
-        )
+        opts = _options(cfg)
         while not self.stop() and (quota is None or execs < quota):
             if todo:
                 w: Workload | None = todo.pop(0)
@@ -131,12 +151,8 @@ class _Worker:
             target = make_target(cfg.target, **variant)
             try:
                 v = check(target, w, opts)
-            except Exception as e:  # only pmfuzz errors reach here: a bug of pmfuzz, reported loudly
-                from .errors import PmfuzzError
-
-                if isinstance(e, PmfuzzError):
-                    continue
-                raise
+            except PmfuzzError:  # other exceptions reaching here are bugs of pmfuzz: they propagate
+                continue
             execs += 1
             new = v.features - features
             if new:
@@ -160,42 +176,74 @@ class _Worker:
             self.emit("repeat", sig)
             return
         self.known[sig] = True
-        cfg = self.cfg
-        target = make_target(cfg.target, **variant)
-        spec = TargetSpec(cfg.target.name, tuple(target.options().items()))
-        raw = Reproducer(
-            w,
-            spec,
-            cfg.domain,
-            cfg.device_size,
-            f.crash.state if f.crash else None,
-            cfg.eadr_points,
-            (f.oracle.value,),
-            sig,
-            ("not minimized yet",),
-        )
-        self.emit("finding", (sig, format_reproducer(raw), f"{f.oracle.value}: {f.message}\n", False))
+        _report_finding(self.cfg, f, w, variant, opts, self.emit, self.stop)
+
+
+def _options(cfg: CampaignConfig) -> Options:
+    return Options(
+        domain=cfg.domain,
+        device_size=cfg.device_size,
+        max_states=cfg.max_states,
+        exhaustive_upto=cfg.max_states,
+        eadr_points=cfg.eadr_points,
+        features=True,
+    )
+
+
+def _report_finding(
+    cfg: CampaignConfig,
+    f: Finding,
+    w: Workload,
+    variant: dict[str, str],
+    opts: Options,
+    emit: Callable[[str, Any], None],
+    stop: Callable[[], bool],
+) -> None:
+    """Emit a new finding at once as found, then minimized: a kill during minimizing still leaves a reproducer."""
+    sig = f.signature_text
+    target = make_target(cfg.target, **variant)
+    spec = TargetSpec(cfg.target.name, tuple(target.options().items()))
+    raw = Reproducer(
+        w,
+        target=spec,
+        domain=cfg.domain,
+        device_size=cfg.device_size,
+        crash=f.crash.state if f.crash else None,
+        schedule=f.schedule,
+        eadr_points=cfg.eadr_points,
+        expect=(f.oracle.value,),
+        signature=sig,
+        notes=("not minimized yet",),
+    )
+    emit("finding", (sig, format_reproducer(raw), f"{f.oracle.value}: {f.message}\n", False))
+    try:
         m = minimize(
             lambda: make_target(cfg.target, **variant),
             w,
             f.signature,
             opts,
-            MinimizeBudget(cfg.minimize_checks, cfg.minimize_seconds, self.stop),
+            MinimizeBudget(cfg.minimize_checks, cfg.minimize_seconds, stop),
         )
-        note = f"minimized from {m.before_ops} to {len(m.workload)} ops in {m.checks} checks" + (
-            "" if m.complete else " (budget spent: stopped early)"
-        )
-        r = Reproducer(
-            m.workload, spec, cfg.domain, cfg.device_size, m.crash, cfg.eadr_points, (f.oracle.value,), sig, (note,)
-        )
-        v = check(make_target(cfg.target, **variant), m.workload, replace(opts, crash=m.crash, features=False))
-        self.emit("finding", (sig, format_reproducer(r), format_report(v, r), True))
+    except NotReproduced as e:
+        emit("warning", f"{sig}: {e}; kept unminimized")
+        r = replace(raw, notes=(f"not minimized: {e}",))
+        v = check(make_target(cfg.target, **variant), w, replace(opts, crash=raw.crash, schedule=raw.schedule))
+        emit("finding", (sig, format_reproducer(r), format_report(v, r), True))
+        return
+    note = f"minimized from {m.before_ops} to {len(m.workload)} ops in {m.checks} checks" + (
+        "" if m.complete else " (budget spent: stopped early)"
+    )
+    r = replace(raw, workload=m.workload, crash=m.crash, schedule=m.finding.schedule, notes=(note,))
+    v = check(
+        make_target(cfg.target, **variant),
+        m.workload,
+        replace(opts, crash=m.crash, schedule=m.finding.schedule, features=False),
+    )
+    emit("finding", (sig, format_reproducer(r), format_report(v, r), True))
 
 
 def _worker_main(cfg: CampaignConfig, index: int, q: Any, known: Any, stop_ev: Any, initial: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from .workload import parse
-
     ws = [parse(t) for t in initial]
     try:
         _Worker(cfg, index, lambda k, v: q.put((k, v)), known, stop_ev.is_set, ws).run()
@@ -205,6 +253,115 @@ def _worker_main(cfg: CampaignConfig, index: int, q: Any, known: Any, stop_ev: A
         q.put(("error", "".join(traceback.format_exception(e))))
     finally:
         q.put(("done", index))
+
+
+# -- batches: the unit of work a scheduler ships ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """One workload of a batch, as much as the driver needs to grow the corpus, count and minimize."""
+
+    workload: str
+    variant: tuple[tuple[str, str], ...]
+    rejected: bool = False
+    """The target refused the workload (a `PmfuzzError`): not an exec, not counted."""
+    distinct: int = 0
+    features: frozenset[str] = frozenset()
+    """Features of this run not already reached earlier in the batch (the driver has those by then)."""
+    signatures: tuple[str, ...] = ()
+    """Every finding's signature, in the engine's order."""
+    firsts: tuple[Finding, ...] = ()
+    """The findings whose signature is new to the batch: all a driver needs to minimize."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    index: int
+    execs: tuple[ExecResult, ...]
+
+
+class BatchRunner(Protocol):
+    """Where batches run: in this process, or a cluster (`pmfuzz.distributed`); any `concurrent.futures.Executor`."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future: ...
+
+
+class _Inline:
+    """Runs a batch at once in this process; its exceptions propagate as in a plain loop."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future:
+        fut: Future = Future()
+        fut.set_result(fn(*args))
+        return fut
+
+
+@cache
+def _generators(spec: TargetSpec, max_ops: int) -> tuple[list[dict[str, str]], Drawer, Drawer]:
+    """Once per process: building the strategies costs more than drawing a batch."""
+    base = make_target(spec)
+    shape: Shape = DEFAULT_SHAPE.only(supported_ops(base))
+    return _variants(base, spec), Drawer(workloads(max_ops=max_ops, shape=shape)), Drawer(ops(shape))
+
+
+def batch_workloads(
+    cfg: CampaignConfig, index: int, corpus: Sequence[str], todo: Sequence[str] = ()
+) -> list[tuple[Workload, dict[str, str]]]:
+    """The workloads (and target variants) of batch `index`: `todo` first, then mutants of `corpus` and fresh draws.
+
+    A pure function of its arguments, whichever process calls it and whatever it ran before.
+    """
+    rng = random.Random(f"{cfg.seed}/batch/{index}")
+    variants, draw_w, draw_op = _generators(cfg.target, cfg.max_ops)
+    queue = [parse(t) for t in todo]
+    out: list[tuple[Workload, dict[str, str]]] = []
+    misses = 0
+    while len(out) < cfg.batch and misses < 100 * cfg.batch:
+        if queue:
+            w: Workload | None = queue.pop(0)
+        elif corpus and rng.random() < 0.7:
+            donors = [parse(t) for t in rng.sample(list(corpus), min(3, len(corpus)))]
+            fresh = [o for o in (draw_op(rng.randbytes(64)) for _ in range(2)) if o is not None]
+            w = mutate(rng, parse(rng.choice(corpus)), donors, fresh)
+        else:
+            w = draw_w(rng.randbytes(rng.choice((512, 2048, 8192))))
+        if w is None or not w.ops:
+            misses += 1
+            continue
+        out.append((w, rng.choice(variants)))
+    return out
+
+
+def run_batch(cfg: CampaignConfig, index: int, corpus: Sequence[str], todo: Sequence[str] = ()) -> BatchResult:
+    """Generate batch `index` and judge every workload: what a worker of any scheduler runs (pure)."""
+    opts = _options(cfg)
+    seen_features: set[str] = set()
+    seen_sigs: set[str] = set()
+    execs = []
+    for w, variant in batch_workloads(cfg, index, corpus, todo):
+        text, var = format_workload(w), tuple(sorted(variant.items()))
+        try:
+            v = check(make_target(cfg.target, **variant), w, opts)
+        except PmfuzzError:
+            execs.append(ExecResult(text, var, rejected=True))
+            continue
+        firsts = []
+        for f in v.findings:
+            if f.signature_text not in seen_sigs:
+                seen_sigs.add(f.signature_text)
+                firsts.append(f)
+        execs.append(
+            ExecResult(
+                text,
+                var,
+                distinct=v.stats.distinct,
+                features=frozenset(v.features - seen_features),
+                signatures=tuple(f.signature_text for f in v.findings),
+                firsts=tuple(firsts),
+            )
+        )
+        seen_features |= v.features
+    return BatchResult(index, tuple(execs))
 
 
 # -- the main process ----------------------------------------------------------------------------
@@ -234,8 +391,6 @@ class _Progress:
             s.states += value
         elif kind == "corpus":
             text, feats = value
-            from .workload import parse
-
             self.corpus.add(parse(text))
             self.features.update(feats)
         elif kind == "repeat":
@@ -254,7 +409,20 @@ class _Progress:
                 self._line(f"new finding: {sig}  -> {path}")
             elif final:
                 self._line(f"  minimized: {path.name} ({report.splitlines()[0] if report else ''})")
+            if final and self.cfg.pictures:
+                self._picture(path)
+        elif kind == "warning":
+            self._line(f"warning: {value}")
         self.tick()
+
+    def _picture(self, path: Path) -> None:
+        """A picture is a convenience: if drawing it fails, say so and keep fuzzing."""
+        from .sight.cli import picture_beside
+
+        try:
+            picture_beside(path)
+        except Exception as e:  # a bug in pmfuzz's drawing, reported, not allowed to end the campaign
+            self._line(f"warning: no picture for {path.name}: {type(e).__name__}: {e}")
 
     def tick(self, force: bool = False) -> None:
         now = self.elapsed()
@@ -308,8 +476,11 @@ class _Progress:
             f.write(json.dumps(rec) + "\n")
 
 
-def run_campaign(cfg: CampaignConfig, *, out=sys.stderr) -> Summary:
-    """Run until the time or exec budget is spent or SIGINT/SIGTERM; return the summary."""
+def run_campaign(cfg: CampaignConfig, *, out=sys.stderr, runner: BatchRunner | None = None) -> Summary:
+    """Run until the time or exec budget is spent or SIGINT/SIGTERM; return the summary.
+
+    With a `runner` (or one worker) batches run there and this process drives; else `cfg.workers` processes fuzz.
+    """
     make_target(cfg.target)  # bad target or options: one clear error before anything starts
     crashes = CrashDir.open(cfg.crashes)
     sources = [p for p in (cfg.corpus,) if p is not None]
@@ -332,9 +503,8 @@ def run_campaign(cfg: CampaignConfig, *, out=sys.stderr) -> Summary:
         return bool(stop["why"])
 
     try:
-        if cfg.workers <= 1:
-            known = dict.fromkeys(crashes.counts, True)
-            _Worker(cfg, 0, prog.handle, known, should_stop, initial).run()
+        if runner is not None or cfg.workers <= 1:
+            _run_batched(cfg, prog, crashes, corpus, should_stop, runner or _Inline())
         else:
             _run_workers(cfg, prog, crashes, initial, should_stop)
     finally:
@@ -351,6 +521,79 @@ def run_campaign(cfg: CampaignConfig, *, out=sys.stderr) -> Summary:
     s.coverage = len(prog.features)
     s.findings = dict(crashes.counts)
     return s
+
+
+def _run_batched(
+    cfg: CampaignConfig,
+    prog: _Progress,
+    crashes: CrashDir,
+    corpus: CorpusDir,
+    should_stop: Callable[[], bool],
+    runner: BatchRunner,
+) -> None:
+    """Keep up to `cfg.window` batches in flight and merge their results strictly in batch order."""
+    size, window = cfg.batch, cfg.window
+    initial = [format_workload(w) for w in corpus.entries]
+    texts = list(initial)
+    sizes = [len(texts)]  # corpus length after k merged batches: batch b mutates texts[: sizes[b - window + 1]]
+    known = set(crashes.counts)
+    opts = _options(cfg)
+    pending: dict[int, Future] = {}
+    results: dict[int, BatchResult] = {}
+    submitted = merged = execs = 0
+
+    def merge(res: BatchResult) -> bool:
+        nonlocal execs
+        for ex in res.execs:
+            if should_stop() or (cfg.max_execs is not None and execs >= cfg.max_execs):
+                return False
+            if ex.rejected:
+                continue
+            execs += 1
+            new = ex.features - prog.features
+            if new:
+                prog.handle("corpus", (ex.workload, sorted(new)))
+                texts.extend(format_workload(w) for w in corpus.entries[len(texts) :])
+            prog.handle("exec", ex.distinct)
+            firsts = {f.signature_text: f for f in ex.firsts}
+            for sig in ex.signatures:
+                if sig in known:
+                    prog.handle("repeat", sig)
+                else:
+                    known.add(sig)
+                    w, variant = parse(ex.workload), dict(ex.variant)
+                    _report_finding(cfg, firsts[sig], w, variant, opts, prog.handle, should_stop)
+        return cfg.max_execs is None or execs < cfg.max_execs
+
+    try:
+        while not should_stop():
+            for b in [b for b, fut in pending.items() if fut.done()]:
+                fut = pending.pop(b)
+                if fut.exception() is not None:
+                    if should_stop():
+                        return
+                    raise RuntimeError(f"batch {b} failed (a bug in pmfuzz, or the cluster is gone)") from (
+                        fut.exception()
+                    )
+                results[b] = fut.result()
+            if merged in results:
+                if not merge(results.pop(merged)):
+                    return
+                merged += 1
+                sizes.append(len(texts))
+                continue
+            left = None if cfg.max_execs is None else cfg.max_execs - execs
+            if submitted - merged < window and (left is None or (submitted - merged) * size < left):
+                todo = tuple(initial[submitted * size : (submitted + 1) * size])
+                snapshot = tuple(texts[: sizes[max(0, submitted - window + 1)]])
+                pending[submitted] = runner.submit(run_batch, cfg, submitted, snapshot, todo)
+                submitted += 1
+                continue
+            wait(list(pending.values()), timeout=0.5, return_when=FIRST_COMPLETED)
+            prog.tick()
+    finally:
+        for fut in pending.values():
+            fut.cancel()
 
 
 def _run_workers(

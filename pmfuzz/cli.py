@@ -73,13 +73,17 @@ def _load(path: str):
 
 
 def run_reproducer(r, *, all_points: bool = False):
-    """Re-run a reproducer exactly: its target, domain, device and crash state."""
+    """Re-run a reproducer exactly: its target, domain, device, schedule and crash state."""
     from .engine import Options, check
     from .target import make_target
 
     target = make_target(r.target)
     opts = Options(
-        domain=r.domain, device_size=r.device_size, crash=None if all_points else r.crash, eadr_points=r.eadr_points
+        domain=r.domain,
+        device_size=r.device_size,
+        crash=None if all_points else r.crash,
+        eadr_points=r.eadr_points,
+        schedule=r.schedule,
     )
     return check(target, r.workload, opts)
 
@@ -87,13 +91,22 @@ def run_reproducer(r, *, all_points: bool = False):
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--all-points", is_flag=True, help="Check every crash point, not only the one the file names.")
-def replay(file: str, all_points: bool) -> None:
+@click.option("--picture", type=click.Path(dir_okay=False), help="Also draw the finding to this PNG (matplotlib).")
+def replay(file: str, all_points: bool, picture: str | None) -> None:
     """Re-run a reproducer and print the report (exit 1: violation reproduces, 0: clean, 2: bad input)."""
     from .report import format_report
 
+    if picture:
+        from .sight.cli import require_matplotlib
+
+        require_matplotlib()
     r = _load(file)
     v = run_reproducer(r, all_points=all_points)
     click.echo(format_report(v, r), nl=False)
+    if picture and not v.clean:
+        from .sight.cli import write_picture
+
+        click.echo(f"picture: {write_picture(r, v, picture)}")
     sys.exit(0 if v.clean else 1)
 
 
@@ -107,31 +120,46 @@ def expectation_met(r, v) -> bool:
 
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
-def regress(directory: str) -> None:
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS|local:N",
+    help="Replay on a Dask cluster (tcp://HOST:8786), or on N local worker processes (local:N).",
+)
+def regress(directory: str, scheduler: str | None) -> None:
     """Replay every reproducer in DIRECTORY and check its `expect:` line (exit 1 on any mismatch)."""
+    import contextlib
     import pathlib
+
+    from .distributed import open_scheduler, parse_scheduler, replay_outcome, replay_outcomes
 
     files = sorted(pathlib.Path(directory).glob("*.pmfuzz"))
     if not files:
         raise PmfuzzError(f"no reproducers (*.pmfuzz) in {directory}")
-    failed = bad = 0
+    loaded: list = []
     for path in files:
         try:
             r = _load(str(path))
             if r.expect is None:
                 raise PmfuzzError(f"{path}: no `# expect:` line")
+            loaded.append(r)
         except PmfuzzError as e:
-            bad += 1
-            click.echo(f"ERROR {path.name}: {e}")
-            continue
-        v = run_reproducer(r)
-        got = "clean" if v.clean else ",".join(sorted(v.oracles()))
-        want = ",".join(r.expect)
-        if expectation_met(r, v):
-            click.echo(f"ok    {path.name}  (expect {want}; got {got})")
-        else:
-            failed += 1
-            click.echo(f"FAIL  {path.name}  (expect {want}; got {got})")
+            loaded.append(e)
+    good = [r for r in loaded if not isinstance(r, PmfuzzError)]
+    failed = bad = 0
+    with open_scheduler(parse_scheduler(scheduler)) if scheduler else contextlib.nullcontext() as runner:
+        outcomes = replay_outcomes(runner, good) if runner else map(replay_outcome, good)
+        for path, r in zip(files, loaded, strict=True):
+            if isinstance(r, PmfuzzError):
+                bad += 1
+                click.echo(f"ERROR {path.name}: {r}")
+                continue
+            got, met = next(outcomes)
+            want = ",".join(r.expect)
+            if met:
+                click.echo(f"ok    {path.name}  (expect {want}; got {got})")
+            else:
+                failed += 1
+                click.echo(f"FAIL  {path.name}  (expect {want}; got {got})")
     click.echo(f"{len(files) - failed - bad} passed, {failed} failed, {bad} unreadable, of {len(files)}")
     sys.exit(2 if bad else 1 if failed else 0)
 
@@ -191,6 +219,25 @@ def _size(text: str) -> int:
     "--max-ops", type=click.IntRange(min=1, max=200), default=10, show_default=True, help="Longest generated workload."
 )
 @click.option("--quiet", is_flag=True, help="No progress lines.")
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS|local:N",
+    help="Run the workloads on a Dask cluster (tcp://HOST:8786), or on N local worker processes (local:N).",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Workloads shipped as one unit of work (part of what the seed decides).",
+)
+@click.option(
+    "--window",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Batches in flight; give at least the cluster's worker count (part of what the seed decides).",
+)
 def run(
     hours,
     minutes,
@@ -212,6 +259,9 @@ def run(
     engine,
     max_ops,
     quiet,
+    scheduler,
+    batch,
+    window,
 ) -> None:
     """Fuzz a target: minimized, deduplicated reproducers land in the crashes directory."""
     import pathlib
@@ -245,8 +295,19 @@ def run(
         max_states=strategy,
         max_ops=max_ops,
         quiet=quiet,
+        batch=batch,
+        window=window,
     )
-    if engine == "atheris":
+    if scheduler is not None:
+        from .distributed import open_scheduler, parse_scheduler
+
+        if engine == "atheris":
+            raise PmfuzzError("--engine atheris drives one process: --scheduler runs the native engine only")
+        if workers > 1:
+            raise PmfuzzError(f"--workers {workers} asks for local processes; with --scheduler the cluster works")
+        with open_scheduler(parse_scheduler(scheduler)) as runner:
+            summary = run_campaign(cfg, runner=runner)
+    elif engine == "atheris":
         from .gen.atheris_engine import run_atheris
 
         summary = run_atheris(cfg)
@@ -266,7 +327,7 @@ def minimize_cmd(file: str, output: str | None, checks: int, seconds: float) -> 
     from dataclasses import replace
 
     from .engine import Options, check
-    from .minimize import MinimizeBudget, minimize
+    from .minimize import MinimizeBudget, NotReproduced, minimize
     from .report import format_report
     from .repro import format_reproducer
     from .target import make_target
@@ -274,13 +335,16 @@ def minimize_cmd(file: str, output: str | None, checks: int, seconds: float) -> 
     r = _load(file)
     target = make_target(r.target)
     opts = Options(domain=r.domain, device_size=r.device_size, eadr_points=r.eadr_points)
-    v = check(target, r.workload, opts)
+    v = check(target, r.workload, replace(opts, schedule=r.schedule))
     if v.clean:
         raise PmfuzzError(f"{file} gives no finding: nothing to minimize")
     wanted = next((f for f in v.findings if f.signature_text == r.signature), None) or next(
         (f for f in v.findings if r.expect and f.oracle.value in r.expect), v.findings[0]
     )
-    m = minimize(lambda: make_target(r.target), r.workload, wanted.signature, opts, MinimizeBudget(checks, seconds))
+    try:
+        m = minimize(lambda: make_target(r.target), r.workload, wanted.signature, opts, MinimizeBudget(checks, seconds))
+    except NotReproduced as e:
+        raise PmfuzzError(f"{file}: {e}") from None
     note = f"minimized from {m.before_ops} to {len(m.workload)} ops in {m.checks} checks" + (
         "" if m.complete else " (budget spent: stopped early)"
     )
@@ -288,6 +352,7 @@ def minimize_cmd(file: str, output: str | None, checks: int, seconds: float) -> 
         r,
         workload=m.workload,
         crash=m.crash,
+        schedule=m.finding.schedule,
         signature=wanted.signature_text,
         expect=r.expect or (wanted.oracle.value,),
         notes=(note,),
@@ -308,7 +373,7 @@ def minimize_cmd(file: str, output: str | None, checks: int, seconds: float) -> 
         f"{m.checks} checks in {m.seconds:.1f} s" + ("" if m.complete else " (budget spent: stopped early)")
     )
     click.echo(f"written {dest}")
-    v2 = check(make_target(out.target), out.workload, replace(opts, crash=out.crash))
+    v2 = check(make_target(out.target), out.workload, replace(opts, crash=out.crash, schedule=out.schedule))
     click.echo(format_report(v2, out), nl=False)
 
 
@@ -325,3 +390,12 @@ def main(argv: list[str] | None = None) -> None:
     except PmfuzzError as e:
         click.echo(f"pmfuzz: error: {e}", err=True)
         sys.exit(2)
+
+
+from .traces.cli import trace as _trace  # noqa: E402
+
+cli.add_command(_trace)
+
+from .sight.cli import plot as _plot  # noqa: E402
+
+cli.add_command(_plot)

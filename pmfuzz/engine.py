@@ -12,12 +12,17 @@ exceptions of pmfuzz itself propagate.
 
 from __future__ import annotations
 
+import copy
 import enum
+import hashlib
+import itertools
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import numpy as np
 
 from oracles import CrashContext, Oracle, OracleName, Phase, RunContext, VerdictCache, Violation, default_oracles
 
@@ -37,7 +42,7 @@ from .pmem import (
 )
 from .reference import History, Reference
 from .target import Errno, Guarantee, MountedFS, Target, check_supported, metadata_ranges
-from .workload import Workload
+from .workload import Fsync, Op, Parallel, Persist, Sync, Workload, flatten, groups
 
 __all__ = ["Options", "Finding", "CrashSite", "Verdict", "Stats", "check", "StateChoice", "formatted"]
 
@@ -74,6 +79,12 @@ class Options:
     """(oracle, op kind, site): judge only crash points that could give this signature (for minimizing)."""
     features: bool = False
     """Collect coverage features of the run in `Verdict.features` (for the fuzzer)."""
+    schedule: str | None = None
+    """Run parallel groups under this schedule id only (as a reproducer's `schedule:` names it)."""
+    preemption_bound: int = 2
+    """Explore every schedule of the parallel groups with at most this many preemptions."""
+    max_schedules: int | None = 2000
+    """Stop exploring after this many schedules (a note says so); None: no limit."""
     """Record every judged state's violations in `Verdict.state_log` (for tests and debugging)."""
     """Mount once per distinct metadata state when the target declares its metadata ranges (same verdicts)."""
 
@@ -103,6 +114,8 @@ class Finding:
     site: str = ""
     crash: CrashSite | None = None
     traceback: str | None = None
+    schedule: str | None = None
+    """The schedule id of the parallel groups this finding ran under (None: no groups)."""
 
     @property
     def signature(self) -> tuple[str, str, str]:
@@ -110,7 +123,11 @@ class Finding:
 
         The site is the top-level label of the crash point ("xfs_file_fsync" for
         "xfs_file_fsync.commit_record"): one code path, whichever phase of its log push.
+        A crash at the end of the run is `end` whatever op came last, so that the
+        minimizer may drop trailing ops that played no part.
         """
+        if self.crash is not None and self.crash.point == "E":
+            return (self.oracle.value, "end", "")
         return (self.oracle.value, self.op_kind, self.site.split(".", 1)[0])
 
     @property
@@ -186,21 +203,203 @@ def _guard(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))
 
 
-def _window(point: CrashPoint, nops: int) -> tuple[int, int]:
-    """(ops finished, last boundary reachable) for a crash at this point."""
+def _window(point: CrashPoint, nops: int, spans: dict[int, tuple[int, int]] | None = None) -> tuple[int, int]:
+    """(ops finished, last boundary reachable) for a crash at this point.
+
+    Inside a parallel group (`spans` maps each of its op indices to the group's [start, end)),
+    any of the group's ops may be under way or done: the window covers the whole group.
+    """
     if point.kind is PointKind.END:
         return nops, nops
     k = point.op
     if k < 0:
         return 0, 0
+    span = spans.get(k) if spans else None
+    if span is not None:
+        return span[0], min(span[1], nops)
     if point.kind is PointKind.OP:
         return k, k
     return k, min(k + 1, nops)
 
 
 def check(target: Target, workload: Workload | Sequence, opts: Options = Options()) -> Verdict:
-    """Execute a workload on a fresh device, then judge every crash state; return the verdict."""
-    ops = workload.ops if isinstance(workload, Workload) else tuple(workload)
+    """Execute a workload on a fresh device, then judge every crash state; return the verdict.
+
+    A workload with parallel groups is run once per schedule the explorer enumerates (or
+    under `opts.schedule` only); findings carry the schedule they ran under.
+    """
+    top = workload.ops if isinstance(workload, Workload) else tuple(workload)
+    grps = groups(top)
+    if not grps:
+        return _check_once(target, top, opts)
+    return _explore(target, top, grps, opts)
+
+
+def _explore(target: Target, top: tuple[Op, ...], grps: tuple[tuple[int, int, int], ...], opts: Options) -> Verdict:
+    from .interleave import Chooser, Schedule, explore
+
+    flat = flatten(top)
+    if opts.schedule is not None:
+        return _check_once(target, flat, opts, grps, Chooser(Schedule.parse(opts.schedule)))
+    findings: dict[tuple[str, str, str], Finding] = {}
+    stats = Stats()
+    notes: list[str] = []
+    log: list[tuple[str, tuple[str, ...]]] = []
+    feats: set[str] = set()
+    seen: set[bytes] = set()
+    runs = distinct = 0
+    for chooser in explore(opts.preemption_bound):
+        if opts.max_schedules is not None and runs >= opts.max_schedules:
+            notes.append(f"stopped exploring after {runs} schedules (max_schedules)")
+            break
+        runs += 1
+        v = _check_once(target, flat, opts, grps, chooser, seen)
+        if v is None:
+            continue
+        distinct += 1
+        for f in v.findings:
+            old = findings.get(f.signature)
+            if old is None or (
+                f.crash is not None and old.crash is not None and f.crash.deviations < old.crash.deviations
+            ):
+                findings[f.signature] = f
+        for k in ("ops", "points", "states", "distinct", "mounts"):
+            setattr(stats, k, getattr(stats, k) + getattr(v.stats, k))
+        for k in ("t_exec", "t_image", "t_mount", "t_oracles"):
+            setattr(stats, k, getattr(stats, k) + getattr(v.stats, k))
+        notes += [n for n in v.notes if n not in notes]
+        log += v.state_log
+        feats |= v.features
+    notes.insert(
+        0,
+        f"explored {runs} schedule(s) of {len(grps)} parallel group(s) with at most "
+        f"{opts.preemption_bound} preemption(s); {distinct} gave distinct executions",
+    )
+    return Verdict(tuple(findings.values()), stats, tuple(notes), tuple(log), frozenset(feats))
+
+
+def _pm_context(pm: PMem):
+    """Save/restore/fresh of the PMem's per-thread labels (current op, site stack) for the scheduler."""
+
+    def save():
+        return (pm._op, pm._sites)
+
+    def restore(ctx) -> None:
+        pm._op, pm._sites = ctx
+
+    return save, restore, lambda: (-1, [])
+
+
+def _serial_order(
+    ref: Reference,
+    hist: History,
+    ops: Sequence[Op],
+    start: int,
+    n: int,
+    got: dict,
+    fs: MountedFS,
+    prefer: tuple[int, ...],
+) -> tuple[tuple[int, ...], dict[str, bytes]] | None:
+    """A serial order of the group's ops that explains what the target did, and the byte mixes it leaves.
+
+    Results, files and sizes must equal those of one serial order. Contents may mix orders byte by
+    byte (write(2) and stores through a mapping are not atomic against each other, block by block):
+    every byte must equal that byte after some serial order with the same results. The second item
+    holds the files whose content is such a mix (what the reference must take over), or is empty.
+    Every serial order's intermediate states are recorded in `hist` as alternatives of the group's
+    boundaries: a crash inside or after the group may show what any of them held.
+    """
+    idx = list(range(start, start + n))
+    finish = {start + t: k for k, t in enumerate(prefer)}
+    durable = (Fsync, Sync, Persist)
+
+    def rank(order: tuple[int, ...]) -> tuple:
+        # The ops that change files in the order they really did (a COW is attributed to the op
+        # that made it); durability ops as early as the results then allow, so that a serial order
+        # never credits an fsync or persist with data that may have arrived after it flushed.
+        changing = tuple(finish.get(j, n) for j in order if not isinstance(ops[j], durable))
+        early = tuple(p for p, j in enumerate(order) if isinstance(ops[j], durable))
+        return changing, early
+
+    fitting: list[tuple[tuple[int, ...], Reference]] = []
+    for order in sorted(itertools.permutations(idx), key=rank):
+        r2 = copy.deepcopy(ref)
+        want = {}
+        for k, j in enumerate(order):
+            want[j] = r2.apply(j, ops[j])
+            hist.add_alternative(start + k + 1, r2)
+        if any(want[j] != got[j] for j in idx) or r2.files() != fs.files():
+            continue
+        if any(fs.size(f) != r2.size(f) for f in r2.files()):
+            continue
+        fitting.append((order, r2))
+    actual = {f: fs.read(f, 0, fs.size(f) or 0) for f in fs.files()}
+    for order, r2 in fitting:
+        if all(actual[f] == r2.read(f, 0, r2.size(f) or 0) for f in actual):
+            return order, {}
+    if not fitting:
+        return None
+    mixed: dict[str, bytes] = {}
+    for f, data in actual.items():
+        if data == fitting[0][1].read(f, 0, len(data)):
+            continue
+        mine = np.frombuffer(data, dtype=np.uint8)
+        explained = np.zeros(len(mine), dtype=bool)
+        for _order, r2 in fitting:
+            explained |= np.frombuffer(r2.read(f, 0, len(data)), dtype=np.uint8) == mine
+        if not explained.all():
+            return None
+        mixed[f] = data
+    return fitting[0][0], mixed
+
+
+def _run_digest(pm: PMem, results: list[str], orders: list[tuple[int, ...]], fs: MountedFS, ref: Reference) -> bytes:
+    """What decides every later verdict of a run: its trace, results, serial orders and mapping views."""
+    h = hashlib.blake2b(digest_size=16)
+    for e in pm.trace:
+        h.update(repr((e.kind, e.addr, e.size, e.op, e.site)).encode())
+        if e.data is not None:
+            h.update(bytes(e.data))
+    h.update(repr((results, orders)).encode())
+    for m, mp in sorted(ref.maps.items()):
+        h.update(repr(fs.read_mapping(m, 0, mp.length)).encode())
+    return h.digest()
+
+
+@dataclass(frozen=True)
+class ScheduleStep:
+    """One slice of a schedule in a report: a thread, its op, and the points it passed, in order."""
+
+    thread: int
+    op_text: str
+    labels: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"  t{self.thread} `{self.op_text}`: " + " > ".join(self.labels)
+
+
+def _slices(texts: list[str], steps: tuple[tuple[int, str], ...]) -> list[ScheduleStep]:
+    out: list[ScheduleStep] = []
+    for t, label in steps:
+        if out and out[-1].thread == t:
+            out[-1] = ScheduleStep(t, texts[t], (*out[-1].labels, label))
+        else:
+            out.append(ScheduleStep(t, texts[t], (label,)))
+    return out
+
+
+def _check_once(
+    target: Target,
+    ops: Sequence[Op],
+    opts: Options,
+    grps: tuple[tuple[int, int, int], ...] = (),
+    chooser=None,
+    seen_runs: set[bytes] | None = None,
+) -> Verdict:
+    """One execution (one schedule of the parallel groups, if any) and its crash states.
+
+    Returns None instead when `seen_runs` already holds an execution identical to this one.
+    """
     check_supported(target, ops)
     oracles = default_oracles() if opts.oracles is None else opts.oracles
     guarantees = target.guarantees
@@ -226,7 +425,7 @@ def check(target: Target, workload: Workload | Sequence, opts: Options = Options
         oracle, message, evidence, tb = v
         if opts.log_states:
             state_log[-1][1].append(f"{oracle.value}: {message} {' '.join(map(str, evidence))}")
-        old = findings.get((oracle.value, here.op_kind, here.point.site.split(".", 1)[0]))
+        old = findings.get(_signature(oracle, here))
         if (
             old is not None
             and opts.first_per_signature
@@ -249,7 +448,27 @@ def check(target: Target, workload: Workload | Sequence, opts: Options = Options
     hist = History(ref)
     executed = 0
     results: list[str] = []
+    starts = {start: (g, n) for g, start, n in grps}
+    spans = {start + k: (start, start + n) for _g, start, n in grps for k in range(n)}
+    orders: list[tuple[int, ...]] = []
+    steps: list[ScheduleStep] = []
+    crashes_sound = True
+    skip_to = 0
     for i, op in enumerate(ops):
+        if i < skip_to:
+            continue
+        if i in starts:
+            g, n = starts[i]
+            skip_to = i + n
+            gr = _run_group(target, fs, pm, ref, hist, ops, i, g, n, chooser, run_oracles, add, notes, orders, steps)
+            if opts.features:
+                results += [f"parallel:{r}" for r in gr[1]]
+            if gr[0] is None:
+                executed = i
+                crashes_sound = False
+                break
+            executed = gr[0]
+            continue
         payload = ref.payload(i, op)
         want = ref.apply(i, op)
         try:
@@ -284,6 +503,13 @@ def check(target: Target, workload: Workload | Sequence, opts: Options = Options
                 add(Finding(v.oracle, v.message, v.evidence, i, str(op), op.kind.value, ""))
     stats.ops = executed
     stats.t_exec = time.perf_counter() - t0
+    if chooser is not None and seen_runs is not None:
+        key = _run_digest(pm, results, orders, fs, ref)
+        if key in seen_runs:
+            return None  # type: ignore[return-value]
+        seen_runs.add(key)
+    if not crashes_sound:
+        notes.append("crash states not judged: the parallel group did not finish")
     feats: set[str] = set()
     if opts.features:
         feats.update(results)
@@ -307,18 +533,22 @@ def check(target: Target, workload: Workload | Sequence, opts: Options = Options
     data_oracles = [o for o in crash_oracles if not getattr(o, "metadata_only", False)]
     skip_crashes = opts.focus is not None and opts.focus[0] in (OracleName.FUNCTIONAL, OracleName.TARGET_ERROR)
     for point, fixed in todo:
-        if skip_crashes:
+        if skip_crashes or not crashes_sound:
             break
         if point.op >= executed and point.kind is not PointKind.END and opts.crash is None:
             continue
         if opts.focus is not None and opts.crash is None:
-            fk = ops[point.op].kind.value if 0 <= point.op < len(ops) else ""
-            if (fk, point.site.split(".", 1)[0]) != opts.focus[1:]:
+            if point.kind is PointKind.END:
+                where = ("end", "")
+            else:
+                fk = ops[point.op].kind.value if 0 <= point.op < len(ops) else ""
+                where = (fk, point.site.split(".", 1)[0])
+            if where != opts.focus[1:]:
                 continue
         if opts.features:
             feats.add(f"point:{point.kind.value}:{point.site}")
         stats.points += 1
-        completed, upper = _window(point, executed)
+        completed, upper = _window(point, executed, spans)
         expect = hist.expect(completed, upper, durable=durable, synchronous=synchronous)
         states = fixed or _states(point, opts)
         op_text = str(ops[point.op]) if 0 <= point.op < len(ops) else ""
@@ -381,7 +611,143 @@ def check(target: Target, workload: Workload | Sequence, opts: Options = Options
     log = tuple((sid, tuple(sorted(msgs))) for sid, msgs in state_log)
     if opts.features:
         feats.update(f"finding:{f.signature_text}" for f in findings.values())
-    return Verdict(tuple(findings.values()), stats, tuple(notes), log, frozenset(feats))
+    out = tuple(findings.values())
+    if chooser is not None:
+        sid = str(chooser.schedule())
+        out = tuple(replace(f, schedule=sid, evidence=(*f.evidence, *_schedule_lines(sid, steps))) for f in out)
+        log = tuple((f"{sid}/{s}", m) for s, m in log)
+    return Verdict(out, stats, tuple(notes), log, frozenset(feats))
+
+
+@dataclass(frozen=True)
+class _ScheduleHead:
+    sid: str
+
+    def __str__(self) -> str:
+        return f"schedule: {self.sid} (replay with `# schedule: {self.sid}`)"
+
+
+def _schedule_lines(sid: str, steps: list[ScheduleStep]) -> tuple:
+    return (_ScheduleHead(sid), *steps)
+
+
+def _run_group(
+    target: Target,
+    fs: MountedFS,
+    pm: PMem,
+    ref: Reference,
+    hist: History,
+    ops: Sequence[Op],
+    start: int,
+    g: int,
+    n: int,
+    chooser,
+    run_oracles: list[Oracle],
+    add,
+    notes: list[str],
+    orders: list[tuple[int, ...]],
+    steps: list[ScheduleStep],
+) -> tuple[int | None, list[str]]:
+    """Run one parallel group under the chooser; apply it to the reference in a serial order that explains it.
+
+    Returns (ops executed after it, or None if the run cannot go on; result texts).
+    """
+    from .interleave import Scheduler
+
+    hook = getattr(fs, "set_scheduler", None)
+    if hook is None:
+        raise PmfuzzError(f"target {target.name!r} cannot run parallel groups (its mounted fs has no set_scheduler)")
+    idx = list(range(start, start + n))
+    texts = [str(ops[j]) for j in idx]
+    group_text = str(Parallel(tuple(ops[j] for j in idx)))
+    payloads = {j: ref.payload(j, ops[j]) for j in idx}
+    sched = Scheduler(chooser, _pm_context(pm))
+    hook(sched)
+    try:
+        run = sched.run_group(g, [lambda j=j: fs.execute(j, ops[j], payloads[j]) for j in idx], texts)
+    finally:
+        hook(None)
+    steps += _slices(texts, run.steps)
+    if run.deadlock is not None and not run.deadlock.cycle:
+        notes.append(
+            f"stopped at op {start}: the parallel group hangs without a lock cycle "
+            f"(the workload never releases what it waits for: {run.deadlock})"
+        )
+        return None, []
+    if run.deadlock is not None:
+        add(
+            Finding(
+                OracleName.DEADLOCK,
+                f"the parallel group at op {start} deadlocks: {run.deadlock}",
+                (),
+                start,
+                group_text,
+                "parallel",
+                "+".join(sorted({w[2].split("[", 1)[0] for w in run.deadlock.waits})),
+            )
+        )
+        notes.append(f"stopped at op {start}: the parallel group deadlocked")
+        return None, []
+    for k, e in enumerate(run.errors):
+        if e is not None:
+            tb = _guard(e)
+            add(
+                Finding(
+                    OracleName.TARGET_ERROR,
+                    f"op {idx[k]} `{texts[k]}` (thread t{k} of a parallel group) raised {type(e).__name__}: {e}",
+                    op=idx[k],
+                    op_text=texts[k],
+                    op_kind=ops[idx[k]].kind.value,
+                    traceback=tb,
+                )
+            )
+            notes.append(f"stopped at op {start}: the target raised in a parallel group")
+            return None, []
+    got = {j: run.results[j - start] for j in idx}
+    out = [f"{ops[j].kind.value}:{got[j]}" if not got[j].ok else f"{ops[j].kind.value}:ok" for j in idx]
+    if any(got[j].errno is Errno.ENOSPC for j in idx):
+        notes.append(f"stopped at op {start}: the target ran out of space (ENOSPC) in a parallel group")
+        return None, out
+    first: dict[int, int] = {}
+    for e in pm.trace:
+        if start <= e.op < start + n and e.op not in first:
+            first[e.op] = e.seq
+    finished = {t: k for k, t in enumerate(run.finish_order)}
+    # The order the ops first changed the device in is the order lock-serialized ops really ran in.
+    prefer = tuple(sorted(range(n), key=lambda t: (first.get(start + t, 1 << 62), finished.get(t, n))))
+    found = _serial_order(ref, hist, ops, start, n, got, fs, prefer)
+    mixed: dict[str, bytes] = {}
+    if found is not None:
+        order, mixed = found
+    else:
+        add(
+            Finding(
+                OracleName.FUNCTIONAL,
+                f"no serial order of the parallel group at op {start} explains what it did: results "
+                + ", ".join(f"t{j - start} {got[j]}" for j in idx),
+                (),
+                start,
+                group_text,
+                "parallel",
+            )
+        )
+        order = tuple(start + t for t in run.finish_order)
+    orders.append(order)
+    for k, j in enumerate(order):
+        want = ref.apply(j, ops[j])
+        if k == len(order) - 1:
+            for f, data in mixed.items():
+                ref.names[f].put(0, data)
+        hist.record()
+        last = (j, want)
+    j, want = last
+    ctx = RunContext(start + n - 1, Parallel(tuple(ops[k] for k in idx)), got[j], want, fs, ref, first=start)
+    for o in run_oracles:
+        if o.name is OracleName.FUNCTIONAL:
+            continue
+        for v in o.check(ctx):
+            add(Finding(v.oracle, v.message, v.evidence, start, group_text, "parallel", ""))
+    return start + n, out
 
 
 class _Mounted:
@@ -436,6 +802,12 @@ class _Here:
         return Finding(
             oracle, message, evidence, self.point.op, self.op_text, self.op_kind, self.point.site, self.site(), tb
         )
+
+
+def _signature(oracle: OracleName, here: _Here) -> tuple[str, str, str]:
+    if here.point.kind is PointKind.END:
+        return (oracle.value, "end", "")
+    return (oracle.value, here.op_kind, here.point.site.split(".", 1)[0])
 
 
 _V = tuple  # (oracle, message, evidence, traceback): a violation before it becomes a finding

@@ -2,7 +2,8 @@
 
 Delta debugging in the order that pays off first: cut the ops after the one
 the finding happened in; drop every op outside the dependency closure of the
-files it touched; drop single ops from the end; move arguments toward small,
+files it touched; drop single ops from the end, then single ops out of
+parallel groups; move arguments toward small,
 block-aligned values; and last, keep in flight only the lines the violation
 needs. Every candidate is judged by the engine (focused on crash points that
 could give the signature), memoized by its text. A budget bounds the work;
@@ -17,9 +18,21 @@ from dataclasses import dataclass, fields, replace
 
 from .engine import Finding, Options, check
 from .target import Target
-from .workload import BLOCK_SIZE, Fault, Mmap, Op, Persist, Reflink, Store, Workload, format_workload
+from .workload import (
+    BLOCK_SIZE,
+    Fault,
+    Mmap,
+    Op,
+    Parallel,
+    Persist,
+    Reflink,
+    Store,
+    Workload,
+    flatten,
+    format_workload,
+)
 
-__all__ = ["Minimized", "minimize", "MinimizeBudget"]
+__all__ = ["Minimized", "MinimizeBudget", "NotReproduced", "minimize"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,10 @@ class Minimized:
     """False if the budget ran out before a fixpoint."""
     before_ops: int
     before_deviations: int | None
+
+
+class NotReproduced(Exception):
+    """The finding to minimize did not come back when its workload ran again (a nondeterministic target)."""
 
 
 class _Out(Exception):
@@ -86,7 +103,7 @@ def minimize(
 
     first = judge(workload, first=True)
     if first is None:
-        raise ValueError(f"the workload does not give signature {':'.join(signature)}")
+        raise NotReproduced(f"the workload does not give signature {':'.join(signature)} when re-run")
     best, best_f = workload, first
     before_dev = first.crash.deviations if first.crash else None
     complete = True
@@ -114,9 +131,10 @@ def _shrink_ops(w: Workload, f: Finding, judge) -> tuple[Workload, Finding]:
     changed = True
     while changed:
         changed = False
-        if 0 <= f.op < len(w.ops) - 1:
-            changed |= attempt(list(w.ops[: f.op + 1]))
-        keep = _closure(w, f.op)
+        at = _top(w, f.op)
+        if 0 <= at < len(w.ops) - 1:
+            changed |= attempt(list(w.ops[: at + 1]))
+        keep = _closure(w, _top(w, f.op))
         if len(keep) < len(w.ops):
             changed |= attempt([op for i, op in enumerate(w.ops) if i in keep])
         i = len(w.ops) - 1
@@ -125,6 +143,11 @@ def _shrink_ops(w: Workload, f: Finding, judge) -> tuple[Workload, Finding]:
                 changed = True
             i -= 1
         for i in range(len(w.ops)):
+            for smaller in _ungrouped(w.ops[i]):
+                if attempt([*w.ops[:i], *smaller, *w.ops[i + 1 :]]):
+                    changed = True
+                    break
+        for i in range(len(w.ops)):
             for simpler in _simpler(w.ops[i]):
                 if attempt([simpler if j == i else op for j, op in enumerate(w.ops)]):
                     changed = True
@@ -132,19 +155,47 @@ def _shrink_ops(w: Workload, f: Finding, judge) -> tuple[Workload, Finding]:
     return w, f
 
 
+def _top(w: Workload, flat: int) -> int:
+    """The top-level op that holds flat op index `flat` (findings count ops with groups inlined)."""
+    if flat < 0:
+        return flat
+    seen = 0
+    for top, op in enumerate(w.ops):
+        seen += len(op.ops) if isinstance(op, Parallel) else 1
+        if flat < seen:
+            return top
+    return len(w.ops)
+
+
+def _ungrouped(op: Op) -> list[list[Op]]:
+    """A parallel group with one op fewer (a group of two becomes its other op alone)."""
+    if not isinstance(op, Parallel):
+        return []
+    out: list[list[Op]] = []
+    for j in range(len(op.ops)):
+        rest = op.ops[:j] + op.ops[j + 1 :]
+        out.append([Parallel(rest)] if len(rest) > 1 else list(rest))
+    return out
+
+
+def _maps(op: Op) -> set[str]:
+    inner = op.ops if isinstance(op, Parallel) else (op,)
+    return {m for o in inner if (m := getattr(o, "map", None)) is not None}
+
+
 def _closure(w: Workload, at: int) -> set[int]:
     """Ops that touch the files (and mappings) the op at `at` depends on, transitively."""
     if not 0 <= at < len(w.ops):
         return set(range(len(w.ops)))
     files: set[str] = set(w.ops[at].files)
-    maps: set[str] = {getattr(w.ops[at], "map", "")} - {""}
+    maps: set[str] = _maps(w.ops[at])
     for op in w.ops:
         if isinstance(op, Mmap) and op.map in maps:
             files.add(op.file)
     grew = True
     while grew:
         grew = False
-        for op in w.ops:
+        for op in flatten(w.ops):
             if isinstance(op, Reflink) and ({op.src, op.dst} & files) and not {op.src, op.dst} <= files:
                 files |= {op.src, op.dst}
                 grew = True
@@ -153,14 +204,20 @@ def _closure(w: Workload, at: int) -> set[int]:
                 grew = True
     keep = set()
     for i, op in enumerate(w.ops):
-        m = getattr(op, "map", None)
-        if set(op.files) & files or (m is not None and m in maps) or (not op.files and m is None):
+        ms = _maps(op)
+        if set(op.files) & files or ms & maps or (not op.files and not ms):
             keep.add(i)
     return keep
 
 
 def _simpler(op: Op) -> list[Op]:
     """Candidate replacements with smaller or more aligned arguments, most drastic first."""
+    if isinstance(op, Parallel):
+        return [
+            Parallel((*op.ops[:j], simpler, *op.ops[j + 1 :]))
+            for j, inner in enumerate(op.ops)
+            for simpler in _simpler(inner)
+        ]
     out: list[Op] = []
     for fld in fields(op):
         v = getattr(op, fld.name)

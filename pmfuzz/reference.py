@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -41,13 +41,16 @@ from .workload import (
     PAGE_SIZE,
     PMD_SIZE,
     Create,
+    Dma,
     Fallocate,
     Fault,
     Fsync,
+    Madvise,
     Mmap,
     Munmap,
     Op,
     Persist,
+    Pin,
     Punch,
     Read,
     Reflink,
@@ -55,6 +58,7 @@ from .workload import (
     Sync,
     Truncate,
     Unlink,
+    Unpin,
     Write,
 )
 
@@ -141,6 +145,8 @@ class RefMapping:
     sync: bool
     faulted: set[int] = field(default_factory=set)
     """Pages write-faulted through this MAP_SYNC mapping since the file's layout last changed."""
+    pins: dict[int, int] = field(default_factory=dict)
+    """Pinned pages of the mapping and their pin counts."""
 
 
 class _HasSize(Protocol):
@@ -168,6 +174,12 @@ class CowEvent:
     name: str
     ino: int
     block: int
+    at: int = -1
+    """The boundary before the write, when it differs from `op` (an op of a parallel group applied out of order)."""
+
+    @property
+    def boundary(self) -> int:
+        return self.op if self.at < 0 else self.at
 
 
 @dataclass
@@ -225,7 +237,7 @@ class Reference:
         if isinstance(op, Write):
             f = self.names.get(op.file)
             return None if f is None else payload(f.ino, index, op.off, op.len)
-        if isinstance(op, Store):
+        if isinstance(op, (Store, Dma)):
             m = self.maps.get(op.map)
             return None if m is None else payload(m.file.ino, index, m.off + op.off, op.len)
         return None
@@ -312,8 +324,27 @@ class Reference:
 
     def apply(self, index: int, op: Op) -> Result:
         self.fx = OpEffects()
+        busy = self._waits_for_pins(op)
+        if busy:
+            return err(Errno.EBUSY)
         method = getattr(self, "_" + op.kind.value)
         return method(index, op)
+
+    def pinned(self, f: RefFile) -> bool:
+        return any(m.file is f and m.pins for m in self.maps.values())
+
+    def _waits_for_pins(self, op: Op) -> bool:
+        """Ops that break layouts wait for pinned pages; run alone that wait never ends (EBUSY)."""
+        if isinstance(op, (Truncate, Punch, Fallocate)):
+            f = self.names.get(op.file)
+            return f is not None and self.pinned(f)
+        if isinstance(op, Reflink):
+            fs = [self.names.get(op.src), self.names.get(op.dst)]
+            return all(f is not None for f in fs) and any(self.pinned(f) for f in fs)  # type: ignore[arg-type]
+        if isinstance(op, Munmap):
+            m = self.maps.get(op.map)
+            return m is not None and bool(m.pins)
+        return False
 
     def _file(self, name: str) -> RefFile | None:
         return self.names.get(name)
@@ -413,11 +444,13 @@ class Reference:
         self._layout_changed(src)
         self._layout_changed(dst)
         span = _round_up(n, BLOCK_SIZE)
-        src.ensure(soff + span)
-        chunk = src.data[soff : soff + span].copy()
         if doff > dst.size:
             self._zero_written(index, dst, dst.size, doff)
         dst.grow_to(doff)
+        # The gap past the destination's EOF is zeroed before the blocks are shared
+        # (xfs_reflink_zero_posteof), which matters when the source is the same file.
+        src.ensure(soff + span)
+        chunk = src.data[soff : soff + span].copy()
         for i in range(span // BLOCK_SIZE):
             sb, db = soff // BLOCK_SIZE + i, doff // BLOCK_SIZE + i
             self._leave(dst, db)
@@ -525,6 +558,35 @@ class Reference:
                     self.fx.durable_ranges.append((name, m.file.ino, m.off + pos, m.off + pos + k))
         return OK
 
+    def _madvise(self, index: int, op: Madvise) -> Result:
+        m = self.maps.get(op.map)
+        if m is None:
+            return err(Errno.EINVAL)
+        return OK
+
+    def _pin(self, index: int, op: Pin) -> Result:
+        r = self._fault(index, Fault(op.map, op.pgoff, True))
+        if r.ok:
+            m = self.maps[op.map]
+            m.pins[op.pgoff] = m.pins.get(op.pgoff, 0) + 1
+        return r
+
+    def _unpin(self, index: int, op: Unpin) -> Result:
+        m = self.maps.get(op.map)
+        if m is None or op.pgoff not in m.pins:
+            return err(Errno.EINVAL)
+        m.pins[op.pgoff] -= 1
+        if not m.pins[op.pgoff]:
+            del m.pins[op.pgoff]
+        return OK
+
+    def _dma(self, index: int, op: Dma) -> Result:
+        m = self.maps.get(op.map)
+        if m is None or any(pos // PAGE_SIZE not in m.pins for pos, _ in _pages(op.off, op.len)):
+            return err(Errno.EINVAL)
+        m.file.put(m.off + op.off, payload(m.file.ino, index, m.off + op.off, op.len))
+        return OK
+
 
 def _pages(off: int, n: int) -> list[tuple[int, int]]:
     """Split [off, off+n) at page boundaries: (position, length) pieces."""
@@ -569,6 +631,18 @@ class History:
         self.effects: list[OpEffects] = []
         self._cache: dict[int, tuple[int, FileVersion]] = {}
         self._expects: dict[tuple, Expectation] = {}
+        self.alternatives: dict[int, list[dict[int, tuple[str | None, FileVersion]]]] = {}
+        """Boundary -> other states it may stand for: inside a parallel group, the states after the
+        same number of ops in every other serial order (values and sizes that existed transiently)."""
+
+    def add_alternative(self, b: int, other: Reference) -> None:
+        """Record `other` (a copy of the reference run in another serial order) as a state at boundary b."""
+        names = {id(f): n for n, f in other.names.items()}
+        live: dict[int, tuple[str | None, FileVersion]] = {}
+        for f in [*other.names.values(), *(m.file for m in other.maps.values())]:
+            live[f.ino] = (names.get(id(f)), FileVersion(f.ino, f.size, _words(f)))
+        self.alternatives.setdefault(b, []).append(live)
+        self._expects.clear()
 
     def _version(self, f: RefFile) -> FileVersion:
         hit = self._cache.get(id(f))
@@ -586,7 +660,12 @@ class History:
                 live[m.file.ino] = self._version(m.file)
         self.boundaries.append(state)
         self.by_ino.append(live)
-        self.effects.append(self.ref.fx)
+        fx = self.ref.fx
+        pos = len(self.effects)
+        if any(ev.op != pos for ev in fx.cow):
+            # An op of a parallel group applied out of index order: its COW happened at this boundary.
+            fx = OpEffects(fx.durable_names, fx.durable_ranges, [replace(ev, at=pos) for ev in fx.cow], fx.removed)
+        self.effects.append(fx)
 
     @property
     def ops(self) -> int:
@@ -667,11 +746,16 @@ class Expectation:
     def existed_before(self, name: str) -> bool:
         return any(name in self.h.boundaries[b] for b in range(self.start(name)))
 
+    def _alt_sizes(self, name: str, bs: Iterable[int]) -> set[int]:
+        return {v.size for b in bs for alt in self.h.alternatives.get(b, ()) for nm, v in alt.values() if nm == name}
+
     def sizes(self, name: str) -> set[int]:
-        return {self.h.boundaries[b][name].size for b in self.window(name) if name in self.h.boundaries[b]}
+        own = {self.h.boundaries[b][name].size for b in self.window(name) if name in self.h.boundaries[b]}
+        return own | self._alt_sizes(name, self.window(name))
 
     def held_sizes(self, name: str) -> set[int]:
-        return {self.h.boundaries[b][name].size for b in range(self.upper + 1) if name in self.h.boundaries[b]}
+        own = {self.h.boundaries[b][name].size for b in range(self.upper + 1) if name in self.h.boundaries[b]}
+        return own | self._alt_sizes(name, range(self.upper + 1))
 
     def versions(self, name: str, bs: Iterable[int]) -> list[FileVersion]:
         return [self.h.boundaries[b][name] for b in bs if name in self.h.boundaries[b]]
@@ -687,7 +771,11 @@ class Expectation:
         when the crash loses the unlink.
         """
         live = self.h.by_ino[b]
-        return [live[i] for i in sorted(self.incarnations(name)) if i in live]
+        incs = sorted(self.incarnations(name))
+        out = [live[i] for i in incs if i in live]
+        for alt in self.h.alternatives.get(b, ()):
+            out += [alt[i][1] for i in incs if i in alt]
+        return out
 
     # -- words ---------------------------------------------------------------------
 
@@ -781,8 +869,8 @@ class Expectation:
         lo = self.start(name)
         sides = []
         for bs, ops in (
-            (range(lo, ev.op + 1), range(lo, ev.op)),
-            (range(ev.op + 1, self.upper + 1), range(ev.op, min(self.upper, self.h.ops))),
+            (range(lo, ev.boundary + 1), range(lo, ev.boundary)),
+            (range(ev.boundary + 1, self.upper + 1), range(ev.boundary, min(self.upper, self.h.ops))),
         ):
             ok = np.zeros(len(idx), dtype=bool)
             for v in self.versions(name, bs):

@@ -5,13 +5,14 @@
     # domain: adr
     # device: 8M
     # crash: F14:L3=1,L7=0
+    # schedule: 3=1x3,0
     # expect: stale-exposure
     create f0
     ...
 
 Header lines are `# key: value` comments before the first op. A file without
 the version line is a plain workload, replayed with the defaults. Keys:
-target, domain, device, crash, eadr-points, expect (`clean` or oracle names,
+target, domain, device, crash, schedule (of the parallel groups), eadr-points, expect (`clean` or oracle names,
 comma-separated), signature and note (informational).
 """
 
@@ -22,7 +23,8 @@ from dataclasses import dataclass, field, replace
 
 from oracles import OracleName
 
-from .errors import ParseError
+from .errors import ParseError, PmfuzzError
+from .interleave import Schedule
 from .pmem import Domain, EadrPoints
 from .target import TargetSpec, parse_target_spec
 from .workload import Workload, format_workload, parse
@@ -31,7 +33,7 @@ __all__ = ["Reproducer", "parse_reproducer", "format_reproducer", "VERSION_LINE"
 
 VERSION_LINE = "# pmfuzz reproducer v1"
 CLEAN = "clean"
-_KEYS = ("target", "domain", "device", "crash", "eadr-points", "expect", "signature", "note")
+_KEYS = ("target", "domain", "device", "crash", "schedule", "eadr-points", "expect", "signature", "note")
 _HEADER = re.compile(r"^#\s*([A-Za-z][\w-]*)\s*:\s*(.*?)\s*$")
 _SIZE = re.compile(r"^(\d+)([KMG]?)$")
 
@@ -43,6 +45,8 @@ class Reproducer:
     domain: Domain = Domain.ADR
     device_size: int = 8 << 20
     crash: str | None = None
+    schedule: str | None = None
+    """The schedule id of the parallel groups (`3=1x3,0`); None: explore every schedule."""
     eadr_points: EadrPoints = EadrPoints.STORES
     expect: tuple[str, ...] | None = None
     """None: no expectation; ("clean",) or oracle names."""
@@ -71,6 +75,8 @@ def format_reproducer(r: Reproducer) -> str:
         lines.append(f"# eadr-points: {r.eadr_points.value}")
     if r.crash is not None:
         lines.append(f"# crash: {r.crash}")
+    if r.schedule is not None:
+        lines.append(f"# schedule: {r.schedule}")
     if r.expect is not None:
         lines.append(f"# expect: {', '.join(r.expect)}")
     if r.signature:
@@ -124,6 +130,11 @@ def parse_reproducer(text: str, *, source: str | None = None) -> Reproducer:
             if not re.match(r"^[FCSDOE]\d*(:.+)?$", value):
                 raise fail(f"crash must be a crash state id like F3:L0=1, got {value!r}")
             kw["crash"] = value
+        elif key == "schedule":
+            try:
+                kw["schedule"] = str(Schedule.parse(value))
+            except PmfuzzError as e:
+                raise fail(str(e)) from None
         elif key == "eadr-points":
             try:
                 kw["eadr_points"] = EadrPoints(value)

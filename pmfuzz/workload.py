@@ -16,6 +16,15 @@ Semantics every target must follow (the reference model implements them):
   inside the source, LEN block-aligned unless it ends at the source's EOF
   and reaches the destination's EOF, and no overlap within one file; else
   EINVAL. The short form clones [0, size(SRC)) to offset 0.
+* `pin M PGOFF` write-faults one page in and pins it (SIGSEGV/SIGBUS as a
+  fault); `unpin M PGOFF` drops one pin (EINVAL if none); `dma M OFF LEN`
+  writes through pinned pages only (EINVAL unless every page of the range is
+  pinned). While any page of a file is pinned, the ops that break layouts
+  (truncate, punch, fallocate, reflink of it) and munmap of a pinned mapping
+  wait for the unpin: inside a parallel group they block; run sequentially,
+  where the wait could never end, they return EBUSY.
+* `madvise M dontneed` drops the mapping's page-table entries (EINVAL if
+  unmapped); the data and any pins stay.
 * Mapping ops walk the range page by page: a page outside the mapping is
   SIGSEGV, a page at or beyond EOF is SIGBUS; what was done before the
   faulting page stays done.
@@ -48,7 +57,14 @@ __all__ = [
     "Fault",
     "Store",
     "Persist",
+    "Pin",
+    "Unpin",
+    "Dma",
+    "Madvise",
+    "Parallel",
     "Workload",
+    "flatten",
+    "groups",
     "parse",
     "parse_op",
     "format_workload",
@@ -59,6 +75,7 @@ __all__ = [
     "PMD_SIZE",
     "MAX_FILE_SIZE",
     "MAX_OPS",
+    "MAX_PARALLEL",
 ]
 
 PAGE_SIZE = 4096
@@ -67,6 +84,8 @@ PMD_SIZE = 2 << 20
 MAX_FILE_SIZE = 1 << 30
 """Largest offset + length an op may name; keeps self-describing data unambiguous."""
 MAX_OPS = 4000
+MAX_PARALLEL = 3
+"""Most ops one `parallel { ... }` group may hold: the explorer's cost grows fast with threads."""
 FILES = tuple(f"f{i}" for i in range(8))
 MAPPINGS = tuple(f"m{i}" for i in range(8))
 
@@ -87,6 +106,11 @@ class OpKind(enum.StrEnum):
     FAULT = "fault"
     STORE = "store"
     PERSIST = "persist"
+    PIN = "pin"
+    UNPIN = "unpin"
+    DMA = "dma"
+    MADVISE = "madvise"
+    PARALLEL = "parallel"
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +259,86 @@ class Persist(Op):
 
 
 @dataclass(frozen=True, slots=True)
+class Pin(Op):
+    """pin_user_pages(FOLL_WRITE|FOLL_LONGTERM) on one page of a mapping, as O_DIRECT into a DAX buffer does."""
+
+    map: str
+    pgoff: int
+    kind = OpKind.PIN
+
+
+@dataclass(frozen=True, slots=True)
+class Unpin(Op):
+    map: str
+    pgoff: int
+    kind = OpKind.UNPIN
+
+
+@dataclass(frozen=True, slots=True)
+class Dma(Op):
+    """A device writes [OFF, OFF+LEN) of a mapping through the pages pinned there (every page must be)."""
+
+    map: str
+    off: int
+    len: int
+    kind = OpKind.DMA
+
+
+@dataclass(frozen=True, slots=True)
+class Madvise(Op):
+    """madvise(MADV_DONTNEED) on a whole mapping: its page-table entries go, the file stays.
+
+    The next access faults again, which is how a workload reaches a PTE fault under a range that
+    a PMD entry used to map (and the other way round).
+    """
+
+    map: str
+    advice: str = "dontneed"
+    kind = OpKind.MADVISE
+
+
+@dataclass(frozen=True, slots=True)
+class Parallel(Op):
+    """Two or three ops run as threads of the target, interleaved at its preemption points.
+
+    The ops keep their own op indices (a group occupies consecutive indices, as if it were
+    inlined), so data they write stays self-describing; which interleaving ran is named by the
+    reproducer's `schedule:` header, not by the workload.
+    """
+
+    ops: tuple[Op, ...]
+    kind = OpKind.PARALLEL
+
+    def args(self) -> list[str]:
+        return ["{", " ; ".join(str(op) for op in self.ops), "}"]
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return tuple(f for op in self.ops for f in op.files)
+
+
+def flatten(ops: Iterable[Op]) -> tuple[Op, ...]:
+    """The ops with every parallel group inlined: index i of this tuple is op index i."""
+    out: list[Op] = []
+    for op in ops:
+        out.extend(op.ops if isinstance(op, Parallel) else (op,))
+    return tuple(out)
+
+
+def groups(ops: Iterable[Op]) -> tuple[tuple[int, int, int], ...]:
+    """Each parallel group as (index among the top-level ops, first flat op index, op count)."""
+    out = []
+    flat = 0
+    for i, op in enumerate(ops):
+        if isinstance(op, Parallel):
+            out.append((i, flat, len(op.ops)))
+            flat += len(op.ops)
+        else:
+            flat += 1
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
 class Workload:
     """An immutable sequence of ops."""
 
@@ -315,8 +419,37 @@ def _range(ln: _Line, i: int) -> tuple[int, int]:
     return off, length
 
 
+def _parse_parallel(ln: _Line) -> Parallel:
+    """`parallel { OP ; OP [; OP] }` on one line; each op is parsed with its own columns."""
+    text = ln.text
+    kw_end = ln.tokens[0][1] - 1 + len("parallel")
+    open_at = text.find("{", kw_end)
+    if open_at < 0 or text[kw_end:open_at].strip():
+        raise ln.fail("parallel takes { OP ; OP [; OP] }: expected '{'", kw_end + 1)
+    close_at = text.rfind("}")
+    if close_at < open_at:
+        raise ln.fail("parallel group is not closed with '}'", len(text.rstrip()) + 1)
+    if text[close_at + 1 :].strip():
+        raise ln.fail("text after the closing '}' of a parallel group", close_at + 2)
+    ops: list[Op] = []
+    start = open_at + 1
+    for part in text[open_at + 1 : close_at].split(";"):
+        sub = _Line(" " * start + part, ln.lineno, ln.source)
+        if not sub.tokens:
+            raise ln.fail("empty op in a parallel group", start + 1)
+        if sub.tokens[0][0] == OpKind.PARALLEL.value:
+            raise sub.fail("parallel groups do not nest", sub.tokens[0][1])
+        ops.append(_parse_line(sub))
+        start += len(part) + 1
+    if not 2 <= len(ops) <= MAX_PARALLEL:
+        raise ln.fail(f"a parallel group holds 2 to {MAX_PARALLEL} ops, got {len(ops)}", open_at + 1)
+    return Parallel(tuple(ops))
+
+
 def _parse_line(ln: _Line) -> Op:
     kw, col = ln.tokens[0]
+    if kw == OpKind.PARALLEL.value:
+        return _parse_parallel(ln)
     try:
         kind = OpKind(kw)
     except ValueError:
@@ -354,6 +487,16 @@ def _parse_line(ln: _Line) -> Op:
     if kind is OpKind.MUNMAP:
         ln.arity(1, 1, "MAP")
         return Munmap(m(1))
+    if kind in (OpKind.PIN, OpKind.UNPIN):
+        ln.arity(2, 2, "MAP PGOFF")
+        pg = ln.num(2, "page offset", limit=MAX_FILE_SIZE // PAGE_SIZE - 1)
+        return (Pin if kind is OpKind.PIN else Unpin)(m(1), pg)
+    if kind is OpKind.MADVISE:
+        ln.arity(2, 2, "MAP dontneed")
+        return Madvise(m(1), ln.word(2, ("dontneed",), "the advice"))
+    if kind is OpKind.DMA:
+        ln.arity(3, 3, "MAP OFF LEN")
+        return Dma(m(1), *_range(ln, 2))
     if kind is OpKind.FAULT:
         ln.arity(3, 4, "MAP PGOFF read|write [pmd]")
         pgoff = ln.num(2, "page offset", limit=MAX_FILE_SIZE // PAGE_SIZE - 1)
@@ -375,12 +518,15 @@ def parse_op(text: str) -> Op:
 def parse(text: str, *, source: str | None = None) -> Workload:
     """A workload from its text form; `#` starts a comment. Errors name the line and column."""
     ops: list[Op] = []
+    count = 0
     for i, raw in enumerate(text.splitlines(), 1):
         body = raw.split("#", 1)[0]
         ln = _Line(body, i, source)
         if not ln.tokens:
             continue
-        ops.append(_parse_line(ln))
-        if len(ops) > MAX_OPS:
+        op = _parse_line(ln)
+        ops.append(op)
+        count += len(op.ops) if isinstance(op, Parallel) else 1
+        if count > MAX_OPS:
             raise ln.fail(f"more than {MAX_OPS} ops")
     return Workload(tuple(ops))

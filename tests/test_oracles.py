@@ -186,3 +186,56 @@ def test_removed_words_may_read_zero_within_the_old_size() -> None:
     words = np.frombuffer(bytes(old), dtype="<u8")
     v = h.expect(3, 4).classify("f0", np.arange(len(words)), words, len(old))
     assert v.ok.all()
+
+
+class MappedView(View):
+    """A live file system as plain data, with mappings: what loads through each would see, and its PTEs."""
+
+    def __init__(self, files: dict[str, bytes], maps: dict[str, bytes], ptes: dict | None = None) -> None:
+        super().__init__(files)
+        self._maps = maps
+        self._ptes = ptes or {}
+
+    def read_mapping(self, name: str, off: int, n: int) -> Result:
+        return Result(self._maps[name][off : off + n])
+
+    def mapping_blocks(self, name: str) -> dict:
+        return self._ptes.get(name, {})
+
+
+def _coherency(view: View, ref: Reference) -> list:
+    from oracles.mmap_coherency import MmapCoherency
+
+    return MmapCoherency().check(RunContext(0, parse("sync\n")[0], OK, OK, view, ref))
+
+
+def test_mmap_coherency_flags_a_mapping_that_disagrees_with_read() -> None:
+    ref = Reference()
+    for i, op in enumerate(parse("create f0\nwrite f0 0 8192\nmmap m0 f0 0 8192\n")):
+        ref.apply(i, op)
+    data = ref.read("f0", 0, 8192)
+    assert _coherency(MappedView({"f0": data}, {"m0": data}), ref) == []
+    stale = data[:4096] + bytes(4096)
+    vs = _coherency(MappedView({"f0": data}, {"m0": stale}), ref)
+    assert [v.oracle for v in vs] == [OracleName.MMAP_COHERENCY]
+    assert "page 1" in vs[0].message and "from offset 4096" in vs[0].message
+
+
+def test_mmap_coherency_judges_only_bytes_inside_the_size() -> None:
+    ref = Reference()
+    for i, op in enumerate(parse("create f0\nwrite f0 0 100\nmmap m0 f0 0 4096\n")):
+        ref.apply(i, op)
+    data = ref.read("f0", 0, 100)
+    assert _coherency(MappedView({"f0": data}, {"m0": data + b"\xff" * 3996}), ref) == []
+
+
+def test_mmap_coherency_flags_a_pte_to_a_block_the_file_no_longer_owns() -> None:
+    ref = Reference()
+    for i, op in enumerate(parse("create f0\nwrite f0 0 8192\nmmap m0 f0 0 8192\n")):
+        ref.apply(i, op)
+    data = ref.read("f0", 0, 8192)
+    fine = {"m0": {0: (40, 40), 1: (None, 41)}}
+    assert _coherency(MappedView({"f0": data}, {"m0": data}, fine), ref) == []
+    moved = {"m0": {0: (40, 40), 1: (12, 41)}}
+    vs = _coherency(MappedView({"f0": data}, {"m0": data}, moved), ref)
+    assert len(vs) == 1 and "maps device block 12" in vs[0].message and "block 41" in vs[0].message

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize(("design", "cil", "domain"), CONFIGS, ids=["-".join(c) for c in CONFIGS])
 def test_correct_design_is_never_flagged(design: str, cil: str, domain: str) -> None:
     target = DaxfsTarget(design=design, cil=cil)
-    opts = Options(domain=Domain(domain), max_states=24, exhaustive_upto=24)
+    opts = Options(domain=Domain(domain), max_states=24, exhaustive_upto=24, preemption_bound=1, max_schedules=32)
 
     @settings(max_examples=PER_CONFIG, deadline=None, suppress_health_check=list(HealthCheck))
     @given(workloads(max_ops=20))

@@ -126,3 +126,48 @@ def test_decode_words_matches_decode() -> None:
     names = {0: WordKind.ZERO, 1: WordKind.DATA, 2: WordKind.POISON, 3: WordKind.UNKNOWN}
     assert [names[k] for k in kinds] == [decode(v).kind for v in vals]
     assert describe(bytes(16)) == "[0:16] zero"
+
+
+@st.composite
+def _with_parallel_groups(draw) -> Workload:
+    from pmfuzz.workload import Parallel
+
+    base = list(draw(workloads(max_ops=8)).ops)
+    for _ in range(draw(st.integers(1, 3))):
+        group = Parallel(tuple(draw(st.lists(ops(), min_size=2, max_size=3))))
+        base.insert(draw(st.integers(0, len(base))), group)
+    return Workload(tuple(base))
+
+
+@settings(max_examples=200)
+@given(_with_parallel_groups())
+def test_parallel_groups_round_trip(w: Workload) -> None:
+    from pmfuzz.workload import Parallel, flatten, groups
+
+    text = format_workload(w)
+    assert parse(text) == w
+    assert format_workload(parse(text)) == text
+    flat = flatten(w.ops)
+    for top, start, n in groups(w.ops):
+        g = w.ops[top]
+        assert isinstance(g, Parallel) and flat[start : start + n] == g.ops
+
+
+@pytest.mark.parametrize(
+    ("text", "col", "what"),
+    [
+        ("parallel { create f0 }\n", 10, "2 to 3 ops"),
+        ("parallel { sync ; sync ; sync ; sync }\n", 10, "2 to 3 ops"),
+        ("parallel { create f0 ; write f9 0 1 }\n", 30, "file name"),
+        ("parallel create f0 ; sync\n", 9, "expected '{'"),
+        ("parallel { create f0 ; sync\n", 28, "not closed"),
+        ("parallel { sync ; sync } x\n", 25, "after the closing"),
+        ("parallel { sync ; ; sync }\n", 18, "empty op"),
+        ("parallel { sync ; parallel { sync ; sync } }\n", 19, "do not nest"),
+    ],
+)
+def test_parallel_parse_errors_name_the_column(text: str, col: int, what: str) -> None:
+    with pytest.raises(ParseError) as e:
+        parse("create f0\n" + text)
+    assert e.value.line == 2 and e.value.column == col, str(e.value)
+    assert what in str(e.value)

@@ -74,6 +74,29 @@ class Bug(enum.StrEnum):
     """The COW head and tail are copied with cached stores that nothing flushes before the remap
     commits. This is how fs/dax.c dax_iomap_copy_around reads today (copied edges are not
     dax_flush'ed; only zeroed ones are) -- see docs/kernel-facts.md; unconfirmed on hardware."""
+    FAULT_IOMAP_BEFORE_ENTRY_LOCK = "fault-iomap-before-entry-lock"
+    """The fault path calls iomap_begin before grab_mapping_entry locks the entry. A read fault
+    that saw a hole can then install the zero page after a racing write(2) allocated the block and
+    invalidated the (still empty) range: the mapping shows zeroes where read(2) shows the data --
+    the race that holding the entry lock across the whole of dax_iomap_pte_fault closes."""
+    WRITE_FAULT_SHARED_NO_COW = "write-fault-shared-no-cow"
+    """A write fault on a shared (reflinked) block maps that block writable instead of copying it
+    (the IOMAP_F_SHARED fault path skipped): stores through the mapping change every file sharing the
+    block -- the reason XFS refused reflink+DAX until the DAX COW fault path existed."""
+    WRITE_KEEPS_HUGE_ZERO_PAGE = "write-keeps-huge-zero-page"
+    """A write(2) that allocates under a range mapped by the huge (PMD) zero page does not
+    invalidate that entry, so loads through the mapping keep reading zeroes over the new data -- the
+    PMD half of the invalidate_inode_pages2_range call in dax_iomap_iter."""
+    COW_REMAP_STALE_MAPPING = "cow-remap-stale-mapping"
+    """A copy-on-write of a mapped shared block remaps the file without unmapping the old block
+    (for IOMAP_F_SHARED, neither dax_iomap_iter's invalidation before the copy nor the one after
+    xfs_reflink_end_cow): the mapping keeps showing, and storing into, the old block that now
+    belongs only to the reflink source."""
+    TRUNCATE_IGNORES_PINS = "truncate-ignores-pins"
+    """Truncate, punch, fallocate and reflink break layouts without waiting for pinned pages
+    (dax_layout_busy_page skipped): the blocks under a DMA in flight are freed and can be given to
+    another file, which the device then overwrites -- the DAX/GUP problem that made XFS wait on
+    busy DAX pages in xfs_break_dax_layouts."""
 
 
 BUG_ORACLE: dict[Bug, str] = {
@@ -90,6 +113,11 @@ BUG_ORACLE: dict[Bug, str] = {
     Bug.FAULT_EOF_ROUND_UP: "functional",
     Bug.TRUNCATE_NO_ZERO_TAIL: "functional",
     Bug.COW_EDGES_UNFLUSHED: "cow-atomicity",
+    Bug.FAULT_IOMAP_BEFORE_ENTRY_LOCK: "mmap-coherency",
+    Bug.WRITE_FAULT_SHARED_NO_COW: "functional",
+    Bug.WRITE_KEEPS_HUGE_ZERO_PAGE: "mmap-coherency",
+    Bug.COW_REMAP_STALE_MAPPING: "mmap-coherency",
+    Bug.TRUNCATE_IGNORES_PINS: "layout",
 }
 """The oracle that must catch each bug."""
 

@@ -65,6 +65,12 @@ class DaxFS:
         self.geo = Geometry.for_size(pm.size)
         self.inodes: dict[int, Inode] = {}
         self.vmas: dict[str, Vma] = {}
+        self.layout_violations: list[tuple[int, str]] = []
+        """(op index, what) for every store or DMA that reached a block its file no longer has there."""
+        self.uncommitted: list[tuple[int, int]] = []
+        """Runs allocated by a transaction held open across a copy (cow-remap): in use in memory, but
+        not in any other transaction's view of the bitmap until their own transaction commits them,
+        as the AGF buffer the open transaction holds would keep them."""
         self._mount()
 
     # -- preemption ---------------------------------------------------------
@@ -159,7 +165,14 @@ class DaxFS:
 
     def _bitmap_bytes(self, start: int, n: int) -> tuple[int, bytes]:
         lo, hi = start // 8, (start + n - 1) // 8 + 1
-        bits = np.packbits(self.space.used[lo * 8 : hi * 8], bitorder="little")
+        used = self.space.used[lo * 8 : hi * 8]
+        if self.uncommitted:
+            used = used.copy()
+            for b, k in self.uncommitted:
+                a, z = max(b, lo * 8), min(b + k, lo * 8 + len(used))
+                if a < z:
+                    used[a - lo * 8 : z - lo * 8] = False
+        bits = np.packbits(used, bitorder="little")
         return self.geo.bitmap_start * BS + lo, bits.tobytes()
 
     def log_bitmap(self, tp: Trans, start: int, n: int) -> None:

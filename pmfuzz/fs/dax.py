@@ -14,7 +14,7 @@ from ..pmem import LINE
 from ..target import Signal
 from .config import Bug, Design
 from .core import DaxFS
-from .inode import PMD_PAGES, Entry, Inode, Pte, Vma
+from .inode import PMD_PAGES, Entry, Inode, PinWait, Pte, Vma
 from .iomap import Iomap, IomapFlag, IomapType, Req, iomap_begin, iomap_end
 from .layout import BS
 from .locks import LockMode
@@ -55,15 +55,29 @@ def _unmap_page_ptes(ip: Inode, pgoff: int, npages: int = 1) -> None:
 
 
 def invalidate_inode_pages2_range(fs: DaxFS, ip: Inode, pos: int, end: int) -> None:
-    """Drop clean entries over [pos, end) and their PTEs (zero-page PTEs included); dirty ones stay."""
+    """Drop clean entries over [pos, end) and their PTEs (zero-page PTEs included); dirty ones stay.
+
+    Each entry is locked while it is dropped (__dax_invalidate_entry waits for a locked entry),
+    so a fault in progress on the range finishes first and its zero page is dropped with it.
+    """
     p0, p1 = pos // PAGE, (end - 1) // PAGE
-    for idx in list(ip.entries):
-        e = ip.entries[idx]
-        span = PMD_PAGES if e.pmd else 1
-        if idx + span <= p0 or idx > p1 or e.dirty or e.towrite:
-            continue
-        del ip.entries[idx]
-        _unmap_page_ptes(ip, idx, span)
+    keep_huge_zero = fs.cfg.has(Bug.WRITE_KEEPS_HUGE_ZERO_PAGE)
+    todo = {i for i in ip.locked_entries(p0 - PMD_PAGES + 1, p1) if i >= p0 or i % PMD_PAGES == 0}
+    for idx, e in ip.entries.items():
+        if idx + (PMD_PAGES if e.pmd else 1) > p0 and idx <= p1:
+            todo.add(idx)
+    for idx in sorted(todo):
+        with ip.entry_lock(idx).hold(fs.sched):
+            e = ip.entries.get(idx)
+            if e is None:
+                continue
+            span = PMD_PAGES if e.pmd else 1
+            if idx + span <= p0 or idx > p1 or e.dirty or e.towrite:
+                continue
+            if keep_huge_zero and e.pmd and e.zero:
+                continue
+            del ip.entries[idx]
+            _unmap_page_ptes(ip, idx, span)
 
 
 def _clear_dirty_range(ip: Inode, pos: int, end: int) -> None:
@@ -86,11 +100,21 @@ def delete_entries(ip: Inode, first_page: int, last_page: int | None = None) -> 
         _unmap_page_ptes(ip, idx, span)
 
 
-def break_layouts(fs: DaxFS, ip: Inode) -> None:
-    """xfs_break_dax_layouts: unmap the whole file from every VMA (no pinned pages in this model)."""
+def break_layouts(fs: DaxFS, ip: Inode) -> bool:
+    """xfs_break_dax_layouts: unmap the whole file from every VMA, then wait until no page is pinned
+    (dax_layout_busy_page). Returns True if the caller must give up with EBUSY instead: run
+    sequentially, nobody could ever unpin."""
     fs.preempt("break_layouts")
     for vma in ip.vmas:
         vma.ptes.clear()
+    if fs.cfg.has(Bug.TRUNCATE_IGNORES_PINS):
+        return False
+    busy = PinWait(ip)
+    while not busy.free_for(None):
+        if not fs.sched.concurrent:
+            return True
+        fs.sched.block(busy, LockMode.EXCL)  # type: ignore[arg-type]
+    return False
 
 
 # -- write(2) ---------------------------------------------------------------------------
@@ -104,9 +128,21 @@ def dax_iomap_rw_write(fs: DaxFS, ip: Inode, pos: int, data: bytes) -> int:
         m = iomap_begin(fs, ip, p, len(data) - done, Req.WRITE)
         n = min(m.end * BS, pos + len(data)) - p
         dax_iomap_iter(fs, ip, m, p, data[done : done + n])
-        iomap_end(fs, ip, m)
+        _iomap_end_invalidate(fs, ip, m, p, p + n)
         done += n
     return done
+
+
+def _iomap_end_invalidate(fs: DaxFS, ip: Inode, m: Iomap, pos: int, end: int) -> None:
+    """iomap_end, then, if it changed the block map (convert, deferred commit, COW remap), drop the
+    mappings a fault installed over the range meanwhile -- the post-write invalidation of direct I/O
+    (kiocb_invalidate_post_direct_write): until then a fault could map the hole, the unwritten
+    extent or the old shared block."""
+    remaps = bool(m.deferred)
+    iomap_end(fs, ip, m)
+    if not remaps or (m.flags & IomapFlag.SHARED and fs.cfg.has(Bug.COW_REMAP_STALE_MAPPING)):
+        return
+    invalidate_inode_pages2_range(fs, ip, pos, end)
 
 
 def dax_iomap_iter(fs: DaxFS, ip: Inode, m: Iomap, pos: int, data: bytes) -> None:
@@ -117,7 +153,8 @@ def dax_iomap_iter(fs: DaxFS, ip: Inode, m: Iomap, pos: int, data: bytes) -> Non
     if m.flags & (IomapFlag.NEW | IomapFlag.SHARED):
         if m.flags & IomapFlag.SHARED:
             _clear_dirty_range(ip, pos, end)
-        invalidate_inode_pages2_range(fs, ip, pos, end)
+        if not (m.flags & IomapFlag.SHARED and fs.cfg.has(Bug.COW_REMAP_STALE_MAPPING)):
+            invalidate_inode_pages2_range(fs, ip, pos, end)
     assert m.pblk is not None
     base = m.pblk * BS - m.lblk * BS
     if m.flags & IomapFlag.SHARED:
@@ -166,7 +203,7 @@ def dax_zero_range(fs: DaxFS, ip: Inode, start: int, end: int) -> None:
         n = min(m.end * BS, end) - pos
         if m.flags & IomapFlag.SHARED:
             dax_iomap_iter(fs, ip, m, pos, bytes(n))
-            iomap_end(fs, ip, m)
+            _iomap_end_invalidate(fs, ip, m, pos, pos + n)
         elif m.type is IomapType.MAPPED:
             assert m.pblk is not None
             with pm.site("dax_memzero"):
@@ -200,52 +237,62 @@ def _beyond_eof(fs: DaxFS, ip: Inode, pos: int) -> bool:
 
 
 def dax_iomap_pte_fault(fs: DaxFS, vma: Vma, vpage: int, write: bool) -> Fault:
+    """grab_mapping_entry, iomap_begin, install (zero page, block, or COW copy), iomap_end, unlock.
+
+    The entry lock is held across the whole fault: that is what orders a read fault on a hole
+    against a racing write(2) that allocates the block and invalidates the range.
+    """
     pm = fs.pm
     ip = vma.inode
     pgoff = vma.pgoff + vpage
     pos = pgoff * PAGE
     if _beyond_eof(fs, ip, pos):
         return Fault.SIGBUS
-    fs.preempt("grab_mapping_entry")
-    cur = ip.entry_at(pgoff)
-    if cur is not None and cur[1].pmd and cur[1].zero:
-        del ip.entries[cur[0]]
-        _unmap_page_ptes(ip, cur[0], PMD_PAGES)
-        cur = None
     req = Req.WRITE | Req.FAULT if write else Req.FAULT
-    with pm.site("dax_iomap_pte_fault"):
-        m = iomap_begin(fs, ip, pos, PAGE, req)
+    early = fs.cfg.has(Bug.FAULT_IOMAP_BEFORE_ENTRY_LOCK)
+    m: Iomap | None = None
+    if early:
+        with pm.site("dax_iomap_pte_fault"):
+            m = iomap_begin(fs, ip, pos, PAGE, req)
     sync = False
-    if not write and (m.type is IomapType.HOLE or (m.type is IomapType.UNWRITTEN and not m.deferred)):
-        if cur is None:
-            ip.entries[pgoff] = Entry(None)
-        vma.ptes[vpage] = Pte(None, writable=False)
-    else:
-        assert m.pblk is not None
-        block = m.pblk + (pgoff - m.lblk)
-        sync = _fault_is_synchronous(vma, write, m)
-        if cur is not None and cur[1].pmd:
-            if cur[1].block is not None and cur[1].block + (pgoff - cur[0]) == block:
-                entry = cur[1]
-            else:
-                del ip.entries[cur[0]]
-                _unmap_page_ptes(ip, cur[0], PMD_PAGES)
-                cur = None
-        if cur is None or not cur[1].pmd:
-            old = ip.entries.get(pgoff)
-            if old is not None and (old.zero or old.block != block):
-                _unmap_page_ptes(ip, pgoff)
-            entry = old if old is not None and old.block == block else Entry(block)
-            ip.entries[pgoff] = entry
-        if write and not sync:
-            entry.dirty = True
-        if write and m.flags & IomapFlag.SHARED:
-            _copy_page_for_cow(fs, m, pgoff)
-        if not sync:
-            vma.ptes[vpage] = Pte(block, writable=write)
-    with pm.site("dax_iomap_pte_fault.iomap_end"):
-        iomap_end(fs, ip, m)
-    fs.preempt("dax_unlock_entry")
+    with ip.entry_lock(pgoff).hold(fs.sched):
+        cur = ip.entry_at(pgoff)
+        if cur is not None and cur[1].pmd and cur[1].zero:
+            del ip.entries[cur[0]]
+            _unmap_page_ptes(ip, cur[0], PMD_PAGES)
+            cur = None
+        if m is None:
+            with pm.site("dax_iomap_pte_fault"):
+                m = iomap_begin(fs, ip, pos, PAGE, req)
+        if not write and (m.type is IomapType.HOLE or (m.type is IomapType.UNWRITTEN and not m.deferred)):
+            if cur is None:
+                ip.entries[pgoff] = Entry(None)
+            vma.ptes[vpage] = Pte(None, writable=False)
+        else:
+            assert m.pblk is not None
+            block = m.pblk + (pgoff - m.lblk)
+            sync = _fault_is_synchronous(vma, write, m)
+            if cur is not None and cur[1].pmd:
+                if cur[1].block is not None and cur[1].block + (pgoff - cur[0]) == block:
+                    entry = cur[1]
+                else:
+                    del ip.entries[cur[0]]
+                    _unmap_page_ptes(ip, cur[0], PMD_PAGES)
+                    cur = None
+            if cur is None or not cur[1].pmd:
+                old = ip.entries.get(pgoff)
+                if old is not None and (old.zero or old.block != block):
+                    _unmap_page_ptes(ip, pgoff)
+                entry = old if old is not None and old.block == block else Entry(block)
+                ip.entries[pgoff] = entry
+            if write and not sync:
+                entry.dirty = True
+            if write and m.flags & IomapFlag.SHARED:
+                _copy_page_for_cow(fs, m, pgoff)
+            if not sync:
+                vma.ptes[vpage] = Pte(block, writable=write)
+        with pm.site("dax_iomap_pte_fault.iomap_end"):
+            iomap_end(fs, ip, m)
     if sync:
         dax_finish_sync_fault(fs, vma, vpage, pgoff, 1)
     return Fault.NOPAGE
@@ -275,7 +322,8 @@ def dax_finish_sync_fault(fs: DaxFS, vma: Vma, vpage: int, pgoff: int, npages: i
             fs.journal.force("dax_finish_sync_fault")
     fs.preempt("dax_insert_pfn_mkwrite")
     cur = ip.entry_at(pgoff)
-    assert cur is not None
+    if cur is None:
+        return  # invalidated meanwhile by a racing write(2): the access faults again
     head, entry = cur
     entry.dirty = True
     for i in range(npages):
@@ -296,7 +344,13 @@ def dax_iomap_pmd_fault(fs: DaxFS, vma: Vma, vpage: int, write: bool) -> Fault:
         return Fault.FALLBACK
     if (index | (PMD_PAGES - 1)) >= max_pgoff:
         return Fault.FALLBACK
-    fs.preempt("grab_mapping_entry.pmd")
+    with ip.entry_lock(index).hold(fs.sched):
+        return _pmd_fault_locked(fs, vma, vpage, write, index, vhead)
+
+
+def _pmd_fault_locked(fs: DaxFS, vma: Vma, vpage: int, write: bool, index: int, vhead: int) -> Fault:
+    """The PMD fault with its (head) entry locked."""
+    ip = vma.inode
     for idx, e in ip.entries.items():
         if not e.pmd and index <= idx < index + PMD_PAGES:
             return Fault.FALLBACK

@@ -7,13 +7,16 @@ from ..pmem import PMem
 from ..target import Errno, Guarantee, Result, err, register
 from ..workload import (
     Create,
+    Dma,
     Fallocate,
     Fault,
     Fsync,
+    Madvise,
     Mmap,
     Munmap,
     Op,
     Persist,
+    Pin,
     Punch,
     Read,
     Reflink,
@@ -21,6 +24,7 @@ from ..workload import (
     Sync,
     Truncate,
     Unlink,
+    Unpin,
     Write,
 )
 from . import file as F
@@ -65,16 +69,20 @@ class MountedDaxfs:
             return F.store(fs, op.map, op.off, payload if payload is not None else bytes(op.len))
         if isinstance(op, Persist):
             return F.persist(fs, op.map, op.off, op.len)
+        if isinstance(op, Madvise):
+            return F.madvise_dontneed(fs, op.map)
+        if isinstance(op, Pin):
+            return F.pin(fs, op.map, op.pgoff)
+        if isinstance(op, Unpin):
+            return F.unpin(fs, op.map, op.pgoff)
+        if isinstance(op, Dma):
+            return F.dma(fs, op.map, op.off, payload if payload is not None else bytes(op.len))
         if isinstance(op, Reflink):
             src, dst = self._inode(op.src), self._inode(op.dst)
             if src is None or dst is None:
                 return err(Errno.ENOENT)
             if op.soff is None:
-                if src is dst:
-                    return err(Errno.EINVAL)
-                if src.size == 0:
-                    return Result(0)
-                return F.reflink(fs, src, dst, 0, 0, src.size)
+                return F.reflink(fs, src, dst, 0, 0, src.size, whole=True)
             return F.reflink(fs, src, dst, op.soff, op.doff, op.len)  # type: ignore[arg-type]
         ip = self._inode(op.file)  # type: ignore[attr-defined]
         if ip is None:
@@ -113,6 +121,18 @@ class MountedDaxfs:
 
     def read_mapping(self, name: str, off: int, n: int) -> Result:
         return F.mapping_view(self.fs, name, off, n)
+
+    def mapping_blocks(self, name: str) -> dict[int, tuple[int | None, int | None]]:
+        """Introspection for `mmap-coherency`: per mapped page, (block mapped, block the file owns there)."""
+        return F.mapping_blocks(self.fs, name)
+
+    def layout_violations(self) -> list[tuple[int, str]]:
+        """Introspection for `layout`: (op index, what) per store or DMA that reached a block its file lost."""
+        return list(self.fs.layout_violations)
+
+    def set_scheduler(self, sched: Sched | None) -> None:
+        """Run the next ops under `sched` (the interleaving explorer's), or sequentially with None."""
+        self.fs.sched = sched if sched is not None else Sched()
 
     def fsck(self) -> list[str]:
         return fsck(self.fs)

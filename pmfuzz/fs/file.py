@@ -23,6 +23,7 @@ from .dax import (
 from .inode import Inode, Vma
 from .layout import BS, NINODES
 from .locks import LockMode
+from .pmemops import memcpy_flushcache
 from .reflink import remap_range
 
 __all__ = [
@@ -42,6 +43,11 @@ __all__ = [
     "store",
     "persist",
     "mapping_view",
+    "mapping_blocks",
+    "madvise_dontneed",
+    "pin",
+    "unpin",
+    "dma",
 ]
 
 
@@ -101,7 +107,8 @@ def setattr_size(fs: DaxFS, ip: Inode, new: int) -> Result:
     """xfs_setattr_size: zero, set the size, log it, then free the blocks past it."""
     pm = fs.pm
     with ip.iolock.hold(fs.sched), ip.mmaplock.hold(fs.sched):
-        break_layouts(fs, ip)
+        if break_layouts(fs, ip):
+            return err(Errno.EBUSY)
         old = ip.size
         with pm.site("xfs_setattr_size.zero"):
             if new > old:
@@ -132,7 +139,8 @@ def fallocate(fs: DaxFS, ip: Inode, off: int, n: int) -> Result:
     """xfs_alloc_file_space (XFS_BMAPI_PREALLOC: unwritten), then extend the size."""
     pm = fs.pm
     with ip.iolock.hold(fs.sched), ip.mmaplock.hold(fs.sched):
-        break_layouts(fs, ip)
+        if break_layouts(fs, ip):
+            return err(Errno.EBUSY)
         b0, b1 = off // BS, -(-(off + n) // BS)
         for seg in ip.extents.segments(b0, b1 - b0):
             if not seg.hole:
@@ -161,7 +169,8 @@ def punch(fs: DaxFS, ip: Inode, off: int, n: int) -> Result:
     pm = fs.pm
     end = off + n
     with ip.iolock.hold(fs.sched), ip.mmaplock.hold(fs.sched):
-        break_layouts(fs, ip)
+        if break_layouts(fs, ip):
+            return err(Errno.EBUSY)
         first, last = -(-off // BS), end // BS
         with pm.site("xfs_free_file_space.zero"):
             if first >= last:
@@ -175,20 +184,31 @@ def punch(fs: DaxFS, ip: Inode, off: int, n: int) -> Result:
     return OK
 
 
-def reflink(fs: DaxFS, src: Inode, dst: Inode, soff: int, doff: int, n: int) -> Result:
-    """xfs_reflink_remap_range: flush both, share the blocks, then update the size."""
+def reflink(fs: DaxFS, src: Inode, dst: Inode, soff: int, doff: int, n: int, *, whole: bool = False) -> Result:
+    """xfs_reflink_remap_range: flush both, share the blocks, then update the size.
+
+    As xfs_reflink_remap_prep does, layouts are broken (waiting for pinned pages)
+    under the locks before generic_remap_file_range_prep checks the ranges (`whole`:
+    FICLONE, which rejects a file cloned onto itself and clones nothing from an empty one).
+    """
     from ..reference import reflink_error
 
-    e = reflink_error(src, dst, soff, doff, n)
-    if e is not None:
-        return err(e)
     pm = fs.pm
     with ExitStack() as locks:
         for ip in sorted({src, dst}, key=lambda i: i.ino):
             locks.enter_context(ip.iolock.hold(fs.sched))
             locks.enter_context(ip.mmaplock.hold(fs.sched))
         for ip in sorted({src, dst}, key=lambda i: i.ino):
-            break_layouts(fs, ip)
+            if break_layouts(fs, ip):
+                return err(Errno.EBUSY)
+        if whole and src is dst:
+            return err(Errno.EINVAL)
+        if whole and n == 0:
+            return Result(0)
+        e = reflink_error(src, dst, soff, doff, n)
+        if e is not None:
+            return err(e)
+        for ip in sorted({src, dst}, key=lambda i: i.ino):
             dax_writeback_mapping_range(fs, ip)
         if doff > dst.size:
             with pm.site("xfs_reflink_zero_posteof"):
@@ -229,14 +249,21 @@ def mmap(fs: DaxFS, name: str, ip: Inode, off: int, n: int, sync_flag: bool) -> 
 
 
 def munmap(fs: DaxFS, name: str) -> Result:
-    vma = fs.vmas.pop(name, None)
+    vma = fs.vmas.get(name)
     if vma is None:
         return err(Errno.EINVAL)
+    if vma.pins:
+        return err(Errno.EBUSY)
+    del fs.vmas[name]
     ip = vma.inode
     ip.vmas.remove(vma)
     if ip.orphan and not ip.vmas and ip.ino in fs.inodes:
         fs.inactivate(ip)
     return OK
+
+
+_FAULT_RETRIES = 16
+"""An access faults again while a racing thread keeps zapping the PTE; more retries is a model bug."""
 
 
 def _check_page(vma: Vma, vpage: int) -> Signal | None:
@@ -275,21 +302,62 @@ def store(fs: DaxFS, name: str, off: int, data: bytes) -> Result:
     vma = fs.vmas.get(name)
     if vma is None:
         return err(Errno.EINVAL)
+    if fs.sched.concurrent:
+        return _store_atomic(fs, vma, name, off, data)
     for pos, k in _pages(off, len(data)):
         vpage = pos // PAGE_SIZE
         bad = _check_page(vma, vpage)
         if bad is not None:
             return sig(bad)
         pte = vma.ptes.get(vpage)
-        if pte is None or not pte.writable:
+        tries = 0
+        while pte is None or not pte.writable:
             s = dax_iomap_fault(fs, vma, vpage, True, False)
             if s is not None:
                 return sig(s)
-            pte = vma.ptes[vpage]
+            pte = vma.ptes.get(vpage)
+            tries += 1
+            if tries > _FAULT_RETRIES:
+                raise AssertionError(f"write fault on {name} page {vpage} never installed a writable PTE")
         assert pte.block is not None
+        _check_layout(fs, vma, vpage, pte.block, "store")
         with fs.pm.site("user_store"):
             fs.pm.store(pte.block * BS + pos % PAGE_SIZE, data[pos - off : pos - off + k])
     return OK
+
+
+def _store_atomic(fs: DaxFS, vma: Vma, name: str, off: int, data: bytes) -> Result:
+    """A store under the interleaving explorer: fault every page in, then store them all with no
+    preemption point in between, so that the op is one step against the other threads and its
+    outcome has a serial explanation (hardware promises less; the explorer stays sound by asking less).
+    A page that faults with a signal ends the store there, the pages before it stored."""
+    pages = _pages(off, len(data))
+    limit, signal = len(pages), None
+    for _ in range(_FAULT_RETRIES):
+        faulted = False
+        for i, (pos, _k) in enumerate(pages[:limit]):
+            vpage = pos // PAGE_SIZE
+            bad = _check_page(vma, vpage)
+            if bad is not None:
+                limit, signal = i, bad
+                break
+            pte = vma.ptes.get(vpage)
+            if pte is None or not pte.writable:
+                s = dax_iomap_fault(fs, vma, vpage, True, False)
+                if s is not None:
+                    limit, signal = i, s
+                faulted = True
+                break
+        if faulted:
+            continue
+        for pos, k in pages[:limit]:
+            pte = vma.ptes[pos // PAGE_SIZE]
+            assert pte.block is not None
+            _check_layout(fs, vma, pos // PAGE_SIZE, pte.block, "store")
+            with fs.pm.site("user_store"):
+                fs.pm.store(pte.block * BS + pos % PAGE_SIZE, data[pos - off : pos - off + k])
+        return OK if signal is None else sig(signal)
+    raise AssertionError(f"store through {name} never found its pages mapped writable")
 
 
 def persist(fs: DaxFS, name: str, off: int, n: int) -> Result:
@@ -303,11 +371,15 @@ def persist(fs: DaxFS, name: str, off: int, n: int) -> Result:
         if bad is not None:
             return sig(bad)
         pte = vma.ptes.get(vpage)
-        if pte is None:
+        tries = 0
+        while pte is None:
             s = dax_iomap_fault(fs, vma, vpage, False, False)
             if s is not None:
                 return sig(s)
-            pte = vma.ptes[vpage]
+            pte = vma.ptes.get(vpage)
+            tries += 1
+            if tries > _FAULT_RETRIES:
+                raise AssertionError(f"read fault on {name} page {vpage} never installed a PTE")
         if pte.block is not None:
             with fs.pm.site("user_persist"):
                 fs.pm.clwb(pte.block * BS + pos % PAGE_SIZE, k)
@@ -337,3 +409,101 @@ def mapping_view(fs: DaxFS, name: str, off: int, n: int) -> Result:
             return sig(Signal.SIGBUS)
         out += fs.read_blocks(ip, fpos + pos % PAGE_SIZE, k).tobytes()
     return Result(bytes(out))
+
+
+def mapping_blocks(fs: DaxFS, name: str) -> dict[int, tuple[int | None, int | None]]:
+    """Per mapped page of mapping `name`: (block its PTE maps, None for the zero page; block the file has there).
+
+    The file's block is its data-fork block at that offset, written or unwritten, None for a hole:
+    a PTE to any other block reaches memory the file no longer owns.
+    """
+    vma = fs.vmas.get(name)
+    if vma is None:
+        return {}
+    out: dict[int, tuple[int | None, int | None]] = {}
+    for vpage, pte in sorted(vma.ptes.items()):
+        lblk = (vma.pgoff + vpage) * PAGE_SIZE // BS
+        seg = vma.inode.extents.segments(lblk, 1)[0]
+        out[vpage] = (pte.block, None if seg.hole else seg.pblk + (lblk - seg.lblk))  # type: ignore[operator]
+    return out
+
+
+def madvise_dontneed(fs: DaxFS, name: str) -> Result:
+    """zap_page_range over the whole VMA: the PTEs go; mapping entries, pins and the file stay."""
+    vma = fs.vmas.get(name)
+    if vma is None:
+        return err(Errno.EINVAL)
+    fs.preempt("zap_page_range")
+    vma.ptes.clear()
+    return OK
+
+
+def pin(fs: DaxFS, name: str, vpage: int) -> Result:
+    """pin_user_pages(FOLL_WRITE|FOLL_LONGTERM): write-fault the page in and hold its block."""
+    vma = fs.vmas.get(name)
+    if vma is None:
+        return err(Errno.EINVAL)
+    bad = _check_page(vma, vpage)
+    if bad is not None:
+        return sig(bad)
+    tries = 0
+    pte = vma.ptes.get(vpage)
+    while pte is None or not pte.writable:
+        s = dax_iomap_fault(fs, vma, vpage, True, False)
+        if s is not None:
+            return sig(s)
+        pte = vma.ptes.get(vpage)
+        tries += 1
+        if tries > _FAULT_RETRIES:
+            raise AssertionError(f"pin of {name} page {vpage} never found it mapped writable")
+    assert pte.block is not None
+    held = vma.pins.setdefault(vpage, [pte.block, 0])
+    held[1] += 1
+    return OK
+
+
+def unpin(fs: DaxFS, name: str, vpage: int) -> Result:
+    vma = fs.vmas.get(name)
+    if vma is None or vpage not in vma.pins:
+        return err(Errno.EINVAL)
+    vma.pins[vpage][1] -= 1
+    if not vma.pins[vpage][1]:
+        del vma.pins[vpage]
+    fs.preempt("unpin_user_page")
+    return OK
+
+
+def dma(fs: DaxFS, name: str, off: int, data: bytes) -> Result:
+    """A device writes through the pinned pages (by pfn: no fault, no PTE), as a DMA does."""
+    vma = fs.vmas.get(name)
+    if vma is None:
+        return err(Errno.EINVAL)
+    pages = _pages(off, len(data))
+    if any(pos // PAGE_SIZE not in vma.pins for pos, _ in pages):
+        return err(Errno.EINVAL)
+    for pos, k in pages:
+        vpage = pos // PAGE_SIZE
+        block = vma.pins[vpage][0]
+        _check_layout(fs, vma, vpage, block, "dma")
+        with fs.pm.site("dma"):
+            memcpy_flushcache(fs.pm, block * BS + pos % PAGE_SIZE, data[pos - off : pos - off + k])
+    return OK
+
+
+def _check_layout(fs: DaxFS, vma: Vma, vpage: int, block: int, what: str) -> None:
+    """Record an access that reaches a block the mapped file no longer has at that page."""
+    ip = vma.inode
+    lblk = (vma.pgoff + vpage) * PAGE_SIZE // BS
+    seg = ip.extents.segments(lblk, 1)[0]
+    if not seg.hole and seg.pblk + (lblk - seg.lblk) == block:  # type: ignore[operator]
+        return
+    owner = "free"
+    for other in fs.inodes.values():
+        for e in other.extents:
+            if e.pblk <= block < e.pblk + e.len:
+                owner = f"block {e.lblk + block - e.pblk} of inode {other.ino} ({other.name or 'unlinked'})"
+    if owner == "free" and fs.space.used[block]:
+        owner = "allocated, not yet mapped"
+    fs.layout_violations.append(
+        (fs.pm.current_op, f"{what} through {vma.name} page {vpage} reached device block {block}, now {owner}")
+    )

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from .extents import ExtentMap
 from .locks import Lock
 
-__all__ = ["Inode", "Entry", "Pte", "Vma", "PMD_PAGES"]
+__all__ = ["Inode", "Entry", "Pte", "Vma", "PMD_PAGES", "PinWait"]
 
 PMD_PAGES = 512
 
@@ -42,6 +42,8 @@ class Vma:
     npages: int
     sync: bool
     ptes: dict[int, Pte] = field(default_factory=dict)
+    pins: dict[int, list[int]] = field(default_factory=dict)
+    """Pinned pages: vpage -> [device block pinned, pin count] (a GUP pin holds the pfn, not the PTE)."""
 
 
 @dataclass(eq=False)
@@ -59,11 +61,23 @@ class Inode:
     iolock: Lock = field(init=False)
     mmaplock: Lock = field(init=False)
     ilock: Lock = field(init=False)
+    entry_locks: dict[int, Lock] = field(default_factory=dict)
+    """The DAX_LOCKED bit of each mapping entry, by page index (a PMD entry locks its head index)."""
 
     def __post_init__(self) -> None:
         self.iolock = Lock(f"i_rwsem[{self.ino}]")
         self.mmaplock = Lock(f"mmaplock[{self.ino}]")
         self.ilock = Lock(f"ilock[{self.ino}]")
+
+    def entry_lock(self, pgoff: int) -> Lock:
+        lk = self.entry_locks.get(pgoff)
+        if lk is None:
+            lk = self.entry_locks[pgoff] = Lock(f"entry[{self.ino}:{pgoff}]")
+        return lk
+
+    def locked_entries(self, first: int, last: int) -> list[int]:
+        """Page indices in [first, last] whose entry lock is held right now (a fault in progress)."""
+        return sorted(i for i, lk in self.entry_locks.items() if first <= i <= last and lk.held)
 
     def entry_at(self, pgoff: int) -> tuple[int, Entry] | None:
         """The entry covering a file page: its own, or a PMD entry over it."""
@@ -75,3 +89,24 @@ class Inode:
         if e is not None and e.pmd:
             return head, e
         return None
+
+
+@dataclass(eq=False)
+class PinWait:
+    """What dax_layout_busy_page waits on: the pinned pages of one inode, seen as a lock.
+
+    It is free once no VMA of the inode pins a page; its holders are the pinned pages, which belong to
+    no thread (a device's DMA), so a wait on it never closes a cycle among threads.
+    """
+
+    inode: Inode
+
+    @property
+    def name(self) -> str:
+        return f"pinned-pages[{self.inode.ino}]"
+
+    def free_for(self, mode: object) -> bool:
+        return not any(v.pins for v in self.inode.vmas)
+
+    def holders(self) -> list[str]:
+        return [f"{v.name}:{pg}" for v in self.inode.vmas for pg in sorted(v.pins)]

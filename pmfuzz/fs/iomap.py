@@ -15,6 +15,7 @@ from .config import Bug, Design
 from .core import DaxFS
 from .inode import Inode
 from .layout import BS
+from .locks import LockMode
 from .pmemops import memcpy_flushcache, nvdimm_flush
 
 __all__ = ["IomapType", "IomapFlag", "Req", "Iomap", "iomap_begin", "iomap_end", "MAX_MAP_BLOCKS"]
@@ -77,14 +78,24 @@ def _dirty(fs: DaxFS, ip: Inode, lblk: int, n: int) -> IomapFlag:
 
 
 def iomap_begin(fs: DaxFS, ip: Inode, pos: int, length: int, req: Req) -> Iomap:
-    """xfs_direct_write_iomap_begin for writes and zeroing; xfs_read_iomap_begin otherwise."""
+    """xfs_direct_write_iomap_begin for writes and zeroing; xfs_read_iomap_begin otherwise.
+
+    The extent lookup and any allocation run under ILOCK, with no preemption point inside.
+    """
     fs.preempt("iomap_begin")
+    mode = LockMode.EXCL if req & (Req.WRITE | Req.ZERO) else LockMode.SHARED
+    with ip.ilock.hold(fs.sched, mode, preempt=False):
+        return _iomap_begin_locked(fs, ip, pos, length, req)
+
+
+def _iomap_begin_locked(fs: DaxFS, ip: Inode, pos: int, length: int, req: Req) -> Iomap:
     lblk = pos // BS
     nblk = (pos + length - 1) // BS - lblk + 1
     seg = ip.extents.segments(lblk, min(nblk, MAX_MAP_BLOCKS))[0]
     if not seg.hole:
         shared = [fs.space.shared(seg.pblk + i) for i in range(seg.len)]  # type: ignore[operator]
-        if req & (Req.WRITE | Req.ZERO) and shared[0] and not fs.cfg.has(Bug.COW_IN_PLACE):
+        no_cow = fs.cfg.has(Bug.COW_IN_PLACE) or (req & Req.FAULT and fs.cfg.has(Bug.WRITE_FAULT_SHARED_NO_COW))
+        if req & (Req.WRITE | Req.ZERO) and shared[0] and not no_cow:
             k = shared.index(False) if False in shared else seg.len
             from .reflink import allocate_cow
 
@@ -138,6 +149,7 @@ def _write_alloc(fs: DaxFS, ip: Inode, lblk: int, n: int, pblk: int | None, req:
         return m
     m = Iomap(IomapType.MAPPED, lblk, n, pblk, IomapFlag.NEW | IomapFlag.DIRTY)
     m.deferred.append("commit_alloc")
+    fs.uncommitted.append((pblk, n))
     return m
 
 
@@ -175,6 +187,11 @@ def _hint(ip: Inode, lblk: int) -> int:
 def iomap_end(fs: DaxFS, ip: Inode, m: Iomap) -> None:
     """xfs_dax_write_iomap_end, plus what the unwritten and cow-remap designs defer to it."""
     fs.preempt("iomap_end")
+    with ip.ilock.hold(fs.sched, LockMode.EXCL, preempt=False):
+        _iomap_end_locked(fs, ip, m)
+
+
+def _iomap_end_locked(fs: DaxFS, ip: Inode, m: Iomap) -> None:
     pm = fs.pm
     for work in m.deferred:
         if work == "convert":
@@ -184,6 +201,7 @@ def iomap_end(fs: DaxFS, ip: Inode, m: Iomap) -> None:
         elif work == "commit_alloc":
             with pm.site("iomap_end.persist"):
                 nvdimm_flush(pm)
+            fs.uncommitted.remove((m.pblk, m.len))  # type: ignore[arg-type]
             with pm.site("iomap_end.commit_alloc"), fs.journal.trans("xfs_iomap_write_direct") as tp:
                 ip.extents.set_range(m.lblk, m.len, m.pblk, unwritten=False)
                 fs.log_bitmap(tp, m.pblk, m.len)  # type: ignore[arg-type]

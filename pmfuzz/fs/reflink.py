@@ -25,7 +25,9 @@ def allocate_cow(fs: DaxFS, ip: Inode, lblk: int, n: int, old: int, unwritten: b
         pblk, n = fs.alloc(n, hint=old + n)
     src = Iomap(IomapType.UNWRITTEN if unwritten else IomapType.MAPPED, lblk, n, old)
     m = Iomap(IomapType.MAPPED, lblk, n, pblk, IomapFlag.SHARED | IomapFlag.DIRTY, srcmap=src)
-    if fs.cfg.design is not Design.COW_REMAP:
+    if fs.cfg.design is Design.COW_REMAP:
+        fs.uncommitted.append((pblk, n))
+    else:
         with pm.site("xfs_refcount_alloc_cow_extent"), fs.journal.trans("xfs_reflink_allocate_cow") as tp:
             fs.space.refc[pblk : pblk + n] = COW_STAGING
             fs.log_refc(tp, pblk, n)
@@ -43,6 +45,8 @@ def end_cow(fs: DaxFS, ip: Inode, m: Iomap) -> None:
     pblk = m.pblk
     assert pblk is not None
     if fs.cfg.design is Design.COW_REMAP:
+        if (pblk, m.len) in fs.uncommitted:
+            fs.uncommitted.remove((pblk, m.len))
         with pm.site("iomap_end.persist"):
             pm.sfence()
         with pm.site("xfs_reflink_end_cow.atomic"), fs.journal.trans("xfs_reflink_end_cow") as tp:

@@ -1,0 +1,121 @@
+"""A store trace read from outside pmfuzz: what a program issued, in program order.
+
+Both input formats (pmemcheck's store log and pmfuzz's JSON lines) parse into
+one `Trace`, so replay, crash states and reports never care where a trace came
+from. Addresses are device offsets: a pmemcheck log's virtual addresses are
+translated through its registered files when it is parsed.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["Region", "Trace", "TraceEvent", "TraceEventKind", "Where"]
+
+
+class TraceEventKind(enum.StrEnum):
+    """One record of a trace; the values are the native format's `event` names."""
+
+    STORE = "store"
+    NTSTORE = "ntstore"
+    CLWB = "clwb"
+    CLFLUSHOPT = "clflushopt"
+    CLFLUSH = "clflush"
+    SFENCE = "sfence"
+    MFENCE = "mfence"
+    BEGIN = "begin"
+    """A marker `NAME.BEGIN`: opens a named section (markers nest)."""
+    END = "end"
+    """A marker `NAME.END`: closes the innermost open section, which must be NAME."""
+
+    @property
+    def is_store(self) -> bool:
+        return self in (TraceEventKind.STORE, TraceEventKind.NTSTORE)
+
+    @property
+    def is_flush(self) -> bool:
+        return self in (TraceEventKind.CLWB, TraceEventKind.CLFLUSHOPT, TraceEventKind.CLFLUSH)
+
+    @property
+    def is_fence(self) -> bool:
+        return self in (TraceEventKind.SFENCE, TraceEventKind.MFENCE)
+
+    @property
+    def is_marker(self) -> bool:
+        return self in (TraceEventKind.BEGIN, TraceEventKind.END)
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """Where a record sits in its source file, so reports can point at it."""
+
+    line: int
+    column: int
+    record: int
+    """Ordinal of the record in the file (pmemcheck: `|`-separated record; JSON lines: line)."""
+
+    def __str__(self) -> str:
+        return f"{self.line}:{self.column}"
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEvent:
+    """One store, flush, fence or marker, with device offsets.
+
+    `name` is a marker's section name (without `.BEGIN`/`.END`); `frames` the
+    stack trace pmemcheck logged with a store, if any.
+    """
+
+    kind: TraceEventKind
+    addr: int = 0
+    size: int = 0
+    data: bytes | None = None
+    name: str = ""
+    where: Where | None = None
+    frames: tuple[str, ...] = ()
+
+    @property
+    def marker_record(self) -> str:
+        """The marker as pmemcheck writes it, e.g. `TX.BEGIN`."""
+        return f"{self.name}.{'BEGIN' if self.kind is TraceEventKind.BEGIN else 'END'}"
+
+    def describe(self) -> str:
+        if self.kind.is_fence:
+            return self.kind.value
+        if self.kind.is_marker:
+            return self.marker_record
+        return f"{self.kind.value} {self.addr:#x}+{self.size}"
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """A registered file: where its bytes sit on the replay device.
+
+    `path` is the file the traced program mapped (pmemcheck's REGISTER_FILE), or
+    "" for a native trace; `map_base` its virtual base address (0 for native).
+    """
+
+    path: str
+    offset: int
+    size: int
+    map_base: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """A parsed trace: the device it runs on, its regions and its events.
+
+    `notes` are things the parser accepted but a user should know (records
+    ignored, and why).
+    """
+
+    device_size: int
+    regions: tuple[Region, ...]
+    events: tuple[TraceEvent, ...]
+    source: str = ""
+    notes: tuple[str, ...] = ()
+
+    @property
+    def stores(self) -> int:
+        return sum(1 for e in self.events if e.kind.is_store)

@@ -1,0 +1,302 @@
+"""Sight: `pmfuzz plot` on a real campaign's stats, and pictures of real zoo findings.
+
+Figures are checked through the artists they hold (line data, labels, patch ids), never pixels.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pmfuzz.cli import main
+from pmfuzz.repro import parse_reproducer
+from pmfuzz.sight import BadKind, LineFate, build_scene, load_campaign
+from pmfuzz.sight.picture import finding_figure
+from pmfuzz.sight.plot import campaign_figure, time_unit
+
+ROOT = Path(__file__).resolve().parents[1]
+REGRESSION = ROOT / "corpora" / "regression"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _axes(fig, label: str):
+    return next(a for a in fig.axes if a.get_label() == label)
+
+
+def _line(ax, label: str):
+    return next(ln for ln in ax.get_lines() if ln.get_label() == label)
+
+
+# -- the campaign plot -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory) -> Path:
+    """A real campaign in two sessions (the second resumes the first), so the stats file has a restart."""
+    crashes = tmp_path_factory.mktemp("campaign") / "crashes"
+    seeds = str(ROOT / "corpora" / "seeds")
+    argv = ["run", "--max-execs", "14", "--bugs", "zero-after-commit", "--cil", "eager", "--corpus", seeds, "--quiet"]
+    for seed in ("1", "2"):
+        try:
+            main([*argv, "--seed", seed, "--crashes", str(crashes)])
+        except SystemExit as e:
+            assert not e.code, f"pmfuzz run failed with exit {e.code}"
+    return crashes
+
+
+def _raw(crashes: Path) -> list[dict]:
+    return [json.loads(x) for x in (crashes / "stats.jsonl").read_text().splitlines() if x.strip()]
+
+
+def test_campaign_is_read_back_line_by_line_with_sessions_laid_end_to_end(campaign: Path) -> None:
+    raw = _raw(campaign)
+    c = load_campaign(campaign / "stats.jsonl")
+    assert [(r.seconds, r.execs, r.states, r.coverage, r.findings) for r in c.records] == [
+        (x["seconds"], x["execs"], x["states"], x["coverage"], x["findings"]) for x in raw
+    ]
+    restarts = sum(1 for a, b in itertools.pairwise(raw) if b["seconds"] < a["seconds"])
+    assert len(c.session_starts) == restarts + 1 == 2
+    times = [r.time for r in c.records]
+    assert times == sorted(times)
+    assert c.duration == pytest.approx(sum(max(x["seconds"] for x in s) for s in _sessions(raw)))
+
+
+def _sessions(raw: list[dict]) -> list[list[dict]]:
+    out: list[list[dict]] = [[]]
+    for x in raw:
+        if out[-1] and x["seconds"] < out[-1][-1]["seconds"]:
+            out.append([])
+        out[-1].append(x)
+    return out
+
+
+def test_campaign_figure_draws_the_stats_series(campaign: Path) -> None:
+    raw = _raw(campaign)
+    c = load_campaign(campaign)
+    fig = campaign_figure(c)
+    speed, corpus, findings = _axes(fig, "speed"), _axes(fig, "corpus"), _axes(fig, "findings")
+    assert "per second" in speed.get_title(loc="left")
+    assert "coverage" in corpus.get_title(loc="left").lower()
+    assert "oracle" in findings.get_title(loc="left")
+    _unit, k = time_unit(c.duration)
+    want_eps, want_sps, want_cov = [], [], []
+    for s in _sessions(raw):
+        prev = {"seconds": 0, "execs": 0, "states": 0}
+        for x in s:
+            want_eps.append((x["execs"] - prev["execs"]) / (x["seconds"] - prev["seconds"]))
+            want_sps.append((x["states"] - prev["states"]) / (x["seconds"] - prev["seconds"]))
+            want_cov.append(x["coverage"])
+            prev = x
+    eps = _line(speed, "execs/s")
+    assert list(eps.get_ydata())[1:] == pytest.approx(want_eps)
+    assert list(eps.get_xdata())[1:] == pytest.approx([r.time / k for r in c.records])
+    cov = _line(_axes(fig, "corpus-coverage"), "coverage")
+    assert list(cov.get_ydata()) == want_cov
+    sps = _line(_axes(fig, "speed-states"), "crash states/s")
+    assert list(sps.get_ydata())[1:] == pytest.approx(want_sps)
+    index = json.loads((campaign / "findings.json").read_text())
+    oracles = {sig.split(":")[0] for sig in index}
+    assert oracles, "the zoo bug was not found: the campaign is too short to test the findings panel"
+    for oracle in oracles:
+        marks = _line(findings, oracle)
+        assert len(marks.get_xdata()) == sum(1 for sig in index if sig.startswith(oracle + ":"))
+    assert _line(findings, "unique findings").get_ydata()[-1] == len(index)
+
+
+def test_pmfuzz_plot_writes_a_png(campaign: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "c.png"
+    code, stdout, _ = _run(["plot", str(campaign / "stats.jsonl"), "-o", str(out)], capsys)
+    assert code == 0 and str(out) in stdout
+    assert out.read_bytes()[:8] == PNG
+    code, stdout, _ = _run(["plot", str(campaign)], capsys)
+    assert code == 0 and (campaign / "campaign.png").read_bytes()[:8] == PNG
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('{"seconds": 1, "execs": 1, "states": 1, "corpus": 1, "coverage": 1, "findings": 0}\nnot json\n', ":2:"),
+        ('{"seconds": 1, "execs": 1, "states": 1, "corpus": 1, "coverage": 1}\n', "'findings'"),
+        ('{"seconds": "soon", "execs": 1, "states": 1, "corpus": 1, "coverage": 1, "findings": 0}\n', "'seconds'"),
+        ("[1, 2]\n", "JSON object"),
+        ("\n", "no statistics lines"),
+    ],
+)
+def test_bad_stats_file_is_one_line_and_exit_2(tmp_path: Path, capsys, text: str, where: str) -> None:
+    p = tmp_path / "stats.jsonl"
+    p.write_text(text)
+    code, _, err = _run(["plot", str(p), "-o", str(tmp_path / "x.png")], capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and where in err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_plot_without_matplotlib_says_how_to_install(campaign: Path) -> None:
+    code = "import sys; sys.modules['matplotlib'] = None\nfrom pmfuzz.cli import main\nmain(sys.argv[1:])\n"
+    res = subprocess.run(
+        [sys.executable, "-c", code, "plot", str(campaign)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert "pip install 'pmfuzz[plot]'" in res.stderr
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.tuples(st.floats(0.1, 50), st.integers(0, 40)), min_size=1, max_size=5),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_stats_round_trip_and_rates_are_interval_deltas(tmp_path_factory, sessions) -> None:
+    lines, want = [], []
+    for s in sessions:
+        t = execs = 0
+        for dt, de in s:
+            t, execs = round(t + dt, 2), execs + de
+            rec = {"seconds": t, "execs": execs, "states": 3 * execs, "corpus": 1, "coverage": 2, "findings": 0}
+            lines.append(json.dumps(rec))
+            want.append((t, execs))
+    p = tmp_path_factory.mktemp("stats") / "stats.jsonl"
+    p.write_text("\n".join(lines) + "\n")
+    c = load_campaign(p)
+    assert [(r.seconds, r.execs) for r in c.records] == want
+    eps, sps = c.rates()
+    for i, r in enumerate(c.records):
+        prev = c.records[i - 1] if i and c.records[i - 1].session == r.session else None
+        dt = r.seconds - (prev.seconds if prev else 0)
+        de = r.execs - (prev.execs if prev else 0)
+        assert eps[i] == pytest.approx(de / dt if dt > 0 else 0.0)
+        assert sps[i] == pytest.approx(3 * eps[i])
+    assert all(b.time >= a.time for a, b in itertools.pairwise(c.records))
+
+
+# -- the finding picture ---------------------------------------------------------------------------
+
+
+def _scene(name: str):
+    r = parse_reproducer((REGRESSION / f"{name}.pmfuzz").read_text())
+    return r, build_scene(r)
+
+
+def _dropped_groups(state_id: str) -> set[str]:
+    """Groups a state id says kept nothing (`L5=0` for a chain, `L5=x0` for a mask)."""
+    _, _, rest = state_id.partition(":")
+    return {g for g, v in (item.split("=") for item in rest.split(",") if item) if v in ("0", "x0")}
+
+
+@pytest.mark.parametrize(
+    "name", ["fsync-no-flush", "journal-commit-no-fence", "cow-remap-before-copy", "zero-after-commit"]
+)
+def test_lines_in_flight_are_kept_or_dropped_as_the_state_id_says(name: str) -> None:
+    r, scene = _scene(name)
+    assert scene.state == r.crash
+    assert scene.lines, "a crash point of these reproducers always has lines in flight"
+    dropped = _dropped_groups(r.crash)
+    for ln in scene.lines:
+        assert (ln.fate is LineFate.DROPPED) == (ln.group in dropped), ln
+        assert ln.sites and all(ln.sites)
+    fig = finding_figure(scene)
+    ids = {p.get_gid() for p in _axes(fig, "lines").patches if p.get_gid()}
+    for ln in scene.lines:
+        assert f"line:{ln.line}:{ln.fate.value}" in ids
+    texts = " ".join(t.get_text() for t in fig.texts)
+    assert scene.signature in texts and f"crash state {r.crash}" in texts
+    labels = " ".join(t.get_text() for t in _axes(fig, "lines").texts)
+    for site in {s for ln in scene.lines for s in ln.sites}:
+        assert site in labels
+
+
+def test_fsync_no_flush_picture_shows_the_dropped_store_and_the_older_words() -> None:
+    _, scene = _scene("fsync-no-flush")
+    (dropped,) = [ln for ln in scene.lines if ln.fate is LineFate.DROPPED]
+    assert dropped.sites == ("user_store",)
+    (run,) = scene.bad
+    assert (run.file, run.start, run.end, run.kind) == ("f0", 0, 64, BadKind.OLDER)
+    assert run.device == ((dropped.addr, dropped.addr + 64),), "the older words live in the line the crash dropped"
+    fig = finding_figure(scene)
+    assert "file:f0:0:64:older" in {p.get_gid() for p in _axes(fig, "files").patches}
+    legend = next(lg for lg in fig.legends if lg.get_label() == "legend:words")
+    assert [t.get_text() for t in legend.get_texts()] == [BadKind.OLDER.label]
+
+
+def test_cow_remap_before_copy_picture_shows_a_mixed_cow_block_of_poison() -> None:
+    _r, scene = _scene("cow-remap-before-copy")
+    kinds = {(b.file, b.start, b.end, b.kind) for b in scene.bad}
+    assert ("f1", 0, 4096, BadKind.MIXED_COW) in kinds and ("f1", 0, 4096, BadKind.POISON) in kinds
+    report = subprocess.run(
+        [sys.executable, "-m", "pmfuzz", "replay", str(REGRESSION / "cow-remap-before-copy.pmfuzz")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    ).stdout
+    block = int(re.search(r"poison of device address \w+ \(block (\d+)\)", report).group(1))
+    for b in scene.bad:
+        assert b.device == ((block * 4096, block * 4096 + 4096),)
+    f1 = next(f for f in scene.files if f.name == "f1")
+    assert f1.blocks[0].device == block * 4096
+    fig = finding_figure(scene)
+    gids = {p.get_gid() for p in _axes(fig, "files").patches}
+    assert {"file:f1:0:4096:mixed-cow", "file:f1:0:4096:poison"} <= gids
+    assert any(p.get_gid() == "bad:poison" for p in _axes(fig, "lines").patches)
+
+
+def test_mount_finding_picture_marks_the_block_fsck_names() -> None:
+    _, scene = _scene("refcount-not-journaled")
+    assert scene.fsck_blocks == (86,)
+    assert not scene.bad
+    assert any(ln.sites == ("refcount_update_in_place",) for ln in scene.lines)
+    regions = {r.name: r for r in scene.regions}
+    (ln,) = scene.lines
+    assert regions["refcounts"].start <= ln.addr < regions["refcounts"].end
+    fig = finding_figure(scene)
+    assert any(p.get_gid() == "fsck" for p in _axes(fig, "lines").patches)
+
+
+def test_replay_picture_option(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "f.png"
+    code, stdout, _ = _run(["replay", str(REGRESSION / "zero-after-commit.pmfuzz"), "--picture", str(out)], capsys)
+    assert code == 1 and f"picture: {out}" in stdout
+    assert out.read_bytes()[:8] == PNG
+    clean = tmp_path / "clean.png"
+    code, stdout, _ = _run(
+        ["replay", str(REGRESSION / "convert-before-persist--zero.pmfuzz"), "--picture", str(clean)], capsys
+    )
+    assert code == 0 and "verdict: clean" in stdout and not clean.exists()
+
+
+def test_picture_beside_a_reproducer_for_run(tmp_path: Path) -> None:
+    from pmfuzz.sight.cli import picture_beside
+
+    found = tmp_path / "found.pmfuzz"
+    found.write_text((REGRESSION / "fsync-no-flush.pmfuzz").read_text())
+    assert picture_beside(found) == tmp_path / "found.png"
+    assert (tmp_path / "found.png").read_bytes()[:8] == PNG
+    clean = tmp_path / "clean.pmfuzz"
+    clean.write_text((REGRESSION / "fsync-no-flush--zero.pmfuzz").read_text())
+    assert picture_beside(clean) is None and not (tmp_path / "clean.png").exists()
+
+
+def test_plot_of_a_directory_without_stats_is_one_line(tmp_path: Path, capsys) -> None:
+    code, _, err = _run(["plot", str(tmp_path)], capsys)
+    assert code == 2 and "stats.jsonl" in err and len(err.strip().splitlines()) == 1
