@@ -309,17 +309,9 @@ def store(fs: DaxFS, name: str, off: int, data: bytes) -> Result:
         bad = _check_page(vma, vpage)
         if bad is not None:
             return sig(bad)
-        pte = vma.ptes.get(vpage)
-        tries = 0
-        while pte is None or not pte.writable:
-            s = dax_iomap_fault(fs, vma, vpage, True, False)
-            if s is not None:
-                return sig(s)
-            pte = vma.ptes.get(vpage)
-            tries += 1
-            if tries > _FAULT_RETRIES:
-                raise AssertionError(f"write fault on {name} page {vpage} never installed a writable PTE")
-        assert pte.block is not None
+        pte = _fault_in_writable(fs, vma, vpage, f"write fault on {name}")
+        if isinstance(pte, Signal):
+            return sig(pte)
         _check_layout(fs, vma, vpage, pte.block, "store")
         with fs.pm.site("user_store"):
             fs.pm.store(pte.block * BS + pos % PAGE_SIZE, data[pos - off : pos - off + k])
@@ -438,6 +430,22 @@ def madvise_dontneed(fs: DaxFS, name: str) -> Result:
     return OK
 
 
+def _fault_in_writable(fs: DaxFS, vma, vpage: int, what: str):
+    """Write-fault a page until it is mapped writable (a racing thread may undo a fault); its PTE or the signal."""
+    pte = vma.ptes.get(vpage)
+    tries = 0
+    while pte is None or not pte.writable:
+        s = dax_iomap_fault(fs, vma, vpage, True, False)
+        if s is not None:
+            return s
+        pte = vma.ptes.get(vpage)
+        tries += 1
+        if tries > _FAULT_RETRIES:
+            raise AssertionError(f"{what} page {vpage} never installed a writable PTE")
+    assert pte.block is not None
+    return pte
+
+
 def pin(fs: DaxFS, name: str, vpage: int) -> Result:
     """pin_user_pages(FOLL_WRITE|FOLL_LONGTERM): write-fault the page in and hold its block."""
     vma = fs.vmas.get(name)
@@ -446,17 +454,9 @@ def pin(fs: DaxFS, name: str, vpage: int) -> Result:
     bad = _check_page(vma, vpage)
     if bad is not None:
         return sig(bad)
-    tries = 0
-    pte = vma.ptes.get(vpage)
-    while pte is None or not pte.writable:
-        s = dax_iomap_fault(fs, vma, vpage, True, False)
-        if s is not None:
-            return sig(s)
-        pte = vma.ptes.get(vpage)
-        tries += 1
-        if tries > _FAULT_RETRIES:
-            raise AssertionError(f"pin of {name} page {vpage} never found it mapped writable")
-    assert pte.block is not None
+    pte = _fault_in_writable(fs, vma, vpage, f"pin of {name}")
+    if isinstance(pte, Signal):
+        return sig(pte)
     held = vma.pins.setdefault(vpage, [pte.block, 0])
     held[1] += 1
     return OK
