@@ -800,19 +800,20 @@ class Expectation:
         `size` is the recovered size: in the word it cuts, only the bytes before it count.
         A version's words past its size but inside its last block count too: on DAX that
         block is the media, so a store through a mapping past EOF lands there and shows
-        again if a crash brings back an older, larger size.
+        again if a crash brings back an older, larger size. (Zeros there are not counted as
+        held: a zero where durable data should be stays "lost", not "older".)
         """
         idx = np.asarray(idx, dtype=np.int64)
         found = np.asarray(found, dtype=np.uint64)
         mask = _eof_mask(idx, size)
         found = found & mask
         dword = self._word_start(name, idx)
-        vals, _sizes, bidx = self._stack(name)
+        vals, sizes, bidx = self._stack(name)
         if len(vals):
             cap = idx < vals.shape[1]
             cols = np.where(cap, idx, 0)
             got = vals[:, cols] & mask
-            eq = (got == found) & cap
+            eq = (got == found) & cap & ((idx * 8 < sizes[:, None]) | (found != 0))
             held = eq.any(axis=0)
             ok = (eq & (bidx[:, None] >= dword)).any(axis=0)
         else:
