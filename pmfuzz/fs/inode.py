@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from .extents import ExtentMap
 from .locks import Lock
 
-__all__ = ["Inode", "Entry", "Pte", "Vma", "PMD_PAGES", "PinWait"]
+__all__ = ["Inode", "Entry", "Pte", "Vma", "PMD_PAGES", "PinWait", "CowBlock"]
 
 PMD_PAGES = 512
 
@@ -47,6 +47,17 @@ class Vma:
 
 
 @dataclass(eq=False)
+class CowBlock:
+    """One block of the in-memory COW fork: the staging block a copy-on-write of a shared block
+    goes to, until xfs_reflink_end_cow moves it into the data fork."""
+
+    pblk: int
+    filled: bool = False
+    """The block already holds a whole new version (copied around or over): a racing write(2) or
+    write fault on the same block finds it here and must not copy the old block over it again."""
+
+
+@dataclass(eq=False)
 class Inode:
     ino: int
     gen: int
@@ -61,6 +72,9 @@ class Inode:
     iolock: Lock = field(init=False)
     mmaplock: Lock = field(init=False)
     ilock: Lock = field(init=False)
+    cow: dict[int, CowBlock] = field(default_factory=dict)
+    """The COW fork by file block: staged, not yet remapped (one per in-flight copy-on-write, shared
+    by every op that writes the block meanwhile, as XFS's COW fork is)."""
     entry_locks: dict[int, Lock] = field(default_factory=dict)
     """The DAX_LOCKED bit of each mapping entry, by page index (a PMD entry locks its head index)."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .config import Bug, Design
 from .core import DaxFS
-from .inode import Inode
+from .inode import CowBlock, Inode
 from .iomap import Iomap, IomapFlag, IomapType, Req
 from .layout import BS, COW_STAGING
 
@@ -19,12 +19,28 @@ __all__ = ["allocate_cow", "end_cow", "remap_range"]
 
 
 def allocate_cow(fs: DaxFS, ip: Inode, lblk: int, n: int, old: int, unwritten: bool, req: Req) -> Iomap:
-    """xfs_reflink_allocate_cow: stage new blocks for [lblk, lblk+n) over the shared extent at `old`."""
+    """xfs_reflink_allocate_cow: the COW-fork blocks for [lblk, lblk+n) over the shared extent at `old`.
+
+    Blocks already staged in the COW fork (by a racing write(2) or write fault whose remap has not
+    run yet) are returned as they are, as xfs_find_trim_cow_extent does; only a range with none
+    staged gets new blocks.
+    """
     pm = fs.pm
+    fork = ip.cow
+    staged = fork.get(lblk)
+    if staged is not None:
+        k = 1
+        while k < n and (nxt := fork.get(lblk + k)) is not None and nxt.pblk == staged.pblk + k:
+            k += 1
+        m = _cow_iomap(lblk, k, staged.pblk, old, unwritten)
+        m.deferred.append("end_cow")
+        return m
+    n = next((i for i in range(1, n) if lblk + i in fork), n)
     with pm.site("xfs_reflink_allocate_cow"):
         pblk, n = fs.alloc(n, hint=old + n)
-    src = Iomap(IomapType.UNWRITTEN if unwritten else IomapType.MAPPED, lblk, n, old)
-    m = Iomap(IomapType.MAPPED, lblk, n, pblk, IomapFlag.SHARED | IomapFlag.DIRTY, srcmap=src)
+    for i in range(n):
+        fork[lblk + i] = CowBlock(pblk + i)
+    m = _cow_iomap(lblk, n, pblk, old, unwritten)
     if fs.cfg.design is Design.COW_REMAP:
         fs.uncommitted.append((pblk, n))
     else:
@@ -39,27 +55,69 @@ def allocate_cow(fs: DaxFS, ip: Inode, lblk: int, n: int, old: int, unwritten: b
     return m
 
 
+def _cow_iomap(lblk: int, n: int, pblk: int, old: int, unwritten: bool) -> Iomap:
+    src = Iomap(IomapType.UNWRITTEN if unwritten else IomapType.MAPPED, lblk, n, old)
+    return Iomap(IomapType.MAPPED, lblk, n, pblk, IomapFlag.SHARED | IomapFlag.DIRTY, srcmap=src)
+
+
+def _take_staged(ip: Inode, m: Iomap) -> list[tuple[int, int, int]]:
+    """Remove m's blocks that are still in the COW fork; their runs as (lblk, n, pblk).
+
+    A racing op that shared the staging blocks may have remapped them already: then there is
+    nothing left to remap (xfs_reflink_end_cow_extent finds no COW-fork extent)."""
+    assert m.pblk is not None
+    runs: list[tuple[int, int, int]] = []
+    for lb in range(m.lblk, m.end):
+        cb = ip.cow.get(lb)
+        if cb is None or cb.pblk != m.pblk + (lb - m.lblk):
+            continue
+        del ip.cow[lb]
+        if runs and runs[-1][0] + runs[-1][1] == lb:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1, runs[-1][2])
+        else:
+            runs.append((lb, 1, cb.pblk))
+    return runs
+
+
+def _uncommit(fs: DaxFS, pblk: int, n: int) -> None:
+    """Drop [pblk, pblk+n) from the runs held open by cow-remap transactions (splitting runs)."""
+    out: list[tuple[int, int]] = []
+    for b, k in fs.uncommitted:
+        lo, hi = max(b, pblk), min(b + k, pblk + n)
+        if lo >= hi:
+            out.append((b, k))
+            continue
+        if b < lo:
+            out.append((b, lo - b))
+        if hi < b + k:
+            out.append((hi, b + k - hi))
+    fs.uncommitted[:] = out
+
+
 def end_cow(fs: DaxFS, ip: Inode, m: Iomap) -> None:
     """xfs_reflink_end_cow: map the staged blocks over the old ones, dropping the old references."""
     pm = fs.pm
-    pblk = m.pblk
-    assert pblk is not None
+    runs = _take_staged(ip, m)
+    if not runs:
+        return
     if fs.cfg.design is Design.COW_REMAP:
-        if (pblk, m.len) in fs.uncommitted:
-            fs.uncommitted.remove((pblk, m.len))
+        for _lb, k, pblk in runs:
+            _uncommit(fs, pblk, k)
         with pm.site("iomap_end.persist"):
             pm.sfence()
         with pm.site("xfs_reflink_end_cow.atomic"), fs.journal.trans("xfs_reflink_end_cow") as tp:
-            _remap_one(fs, tp, ip, m.lblk, m.len, pblk)
+            for lb, k, pblk in runs:
+                _remap_one(fs, tp, ip, lb, k, pblk)
         return
     # One transaction per extent of the old mapping (xfs_reflink_end_cow_extent).
-    pos = m.lblk
-    while pos < m.end:
-        seg = ip.extents.lookup(pos)
-        k = min(seg.len, m.end - pos)
-        with pm.site("xfs_reflink_end_cow_extent"), fs.journal.trans("xfs_reflink_end_cow_extent") as tp:
-            _remap_one(fs, tp, ip, pos, k, pblk + (pos - m.lblk))
-        pos += k
+    for lb, k, pblk in runs:
+        pos, end = lb, lb + k
+        while pos < end:
+            seg = ip.extents.lookup(pos)
+            j = min(seg.len, end - pos)
+            with pm.site("xfs_reflink_end_cow_extent"), fs.journal.trans("xfs_reflink_end_cow_extent") as tp:
+                _remap_one(fs, tp, ip, pos, j, pblk + (pos - lb))
+            pos += j
 
 
 def _remap_one(fs: DaxFS, tp, ip: Inode, lblk: int, n: int, new: int) -> None:

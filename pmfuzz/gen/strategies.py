@@ -226,22 +226,25 @@ def _race_op(kind: str, f: str, m: str, o: int, n: int, size: int) -> Op:
 
 @st.composite
 def _race(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> list[Op]:
-    """A prefix that makes a file (sparse or written) and maps it, then two ops on one range at once.
-
-    No reflink in the prefix: the model gives a write(2) and a write fault that copy the
-    same shared block on write separate staging blocks, where XFS shares one COW-fork
-    extent, so their race is a false positive of the model (see the README), not a bug
-    of the design.
+    """A prefix that makes a file (sparse, written, or sharing its blocks with another by reflink)
+    and maps it, then two ops on one range at once.
 
     The races the DAX threads argued about are two ops on the same page: a write against a
-    fault, a truncate against a store, a DMA into a pinned page against a truncate.
+    fault, a truncate against a store, a DMA into a pinned page against a truncate, a write
+    and a write fault copying the same shared block on write.
     """
     names = list(FILES[: shape.files])
     f = draw(st.sampled_from(names))
     m = draw(st.sampled_from(MAPPINGS[: shape.mappings]))
     size = draw(st.sampled_from([K, 2 * K, 6000]))
     out: list[Op] = [] if f in ctx.sizes else [Create(f)]
-    out.append(draw(st.sampled_from([Write(f, 0, size), Truncate(f, size), Truncate(f, size)])))
+    first = draw(st.sampled_from(["write", "truncate", "truncate", "share"]))
+    if first == "share" and len(names) > 1:
+        src = draw(st.sampled_from([n for n in names if n != f]))
+        out += [] if src in ctx.sizes else [Create(src)]
+        out += [Write(src, 0, size), Reflink(src, f)]
+    else:
+        out.append(Write(f, 0, size) if first in ("write", "share") else Truncate(f, size))
     out.append(Mmap(m, f, 0, 2 * K, draw(st.booleans())))
     if draw(st.booleans()):
         out.append(Fault(m, 0, draw(st.booleans())))

@@ -5,11 +5,14 @@ from __future__ import annotations
 import enum
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import PmfuzzError
-from .model import Trace
+
+if TYPE_CHECKING:
+    from .model import Trace
 
 __all__ = ["TraceFormat", "load_trace", "trace"]
 

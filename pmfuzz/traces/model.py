@@ -11,35 +11,43 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from ..pmem.trace import EventKind
+
 __all__ = ["Region", "Trace", "TraceEvent", "TraceEventKind", "Where"]
 
 
 class TraceEventKind(enum.StrEnum):
-    """One record of a trace; the values are the native format's `event` names."""
+    """One record of a trace; the values are the native format's `event` names.
 
-    STORE = "store"
-    NTSTORE = "ntstore"
-    CLWB = "clwb"
-    CLFLUSHOPT = "clflushopt"
-    CLFLUSH = "clflush"
-    SFENCE = "sfence"
-    MFENCE = "mfence"
+    The instruction kinds are the PMem model's own (`EventKind`, same names and values, made from it
+    here so that the two never drift apart); a trace adds only the two marker kinds.
+    """
+
+    _ignore_ = "members kind"
+    members = vars()
+    for kind in EventKind:
+        members[kind.name] = kind.value
     BEGIN = "begin"
     """A marker `NAME.BEGIN`: opens a named section (markers nest)."""
     END = "end"
     """A marker `NAME.END`: closes the innermost open section, which must be NAME."""
 
     @property
+    def pmem(self) -> EventKind | None:
+        """The PMem instruction this record issues when replayed; None for a marker."""
+        return None if self.is_marker else EventKind(self.value)
+
+    @property
     def is_store(self) -> bool:
-        return self in (TraceEventKind.STORE, TraceEventKind.NTSTORE)
+        return self.pmem is not None and self.pmem.is_store
 
     @property
     def is_flush(self) -> bool:
-        return self in (TraceEventKind.CLWB, TraceEventKind.CLFLUSHOPT, TraceEventKind.CLFLUSH)
+        return self.pmem is not None and self.pmem.is_flush
 
     @property
     def is_fence(self) -> bool:
-        return self in (TraceEventKind.SFENCE, TraceEventKind.MFENCE)
+        return self.pmem is not None and self.pmem.is_fence
 
     @property
     def is_marker(self) -> bool:
