@@ -10,7 +10,7 @@ and settings with `--max-execs` give the same findings.
 
 A single-process run and a run on a cluster (`pmfuzz.distributed`) share one
 driver: work goes out in batches, and a batch is a pure function of the seed,
-its index and the corpus the driver held `window` batches earlier
+its index and the corpus the driver held `window - 1` batches earlier
 (`run_batch`), so the findings do not depend on where or when a batch ran, and
 a batch lost with its worker is simply run again. The driver merges results in
 batch order and alone deduplicates, grows the corpus and minimizes.

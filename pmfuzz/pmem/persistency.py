@@ -1,7 +1,7 @@
 """Px86 persistency: from a trace to crash points and what is in flight at each.
 
-The rules (stated once here; `tests/test_pmem_bruteforce.py` re-derives every
-crash image from them by brute force):
+The rules (stated once here; `tests/pmem_bruteforce.py` re-derives every crash
+image from them by brute force for tests/test_pmem_semantics.py):
 
 * A store is split into pieces, one per cache line it touches, and each piece
   into units, one per aligned 8-byte word it touches. A unit is never torn.
