@@ -232,9 +232,23 @@ class Reference:
             out += m.file.data[fpos : fpos + k].tobytes()
         return Result(bytes(out))
 
+    range_locks: bool = False
+    """The target locks the byte range write(2) changes (`workload.write_lock_span`) and faults lock
+    their page, so a write from a mapping of that very range gets EDEADLK (daxfs `locks=range`)."""
+
+    @classmethod
+    def for_target(cls, target: object) -> Reference:
+        """A reference for `target`: plain POSIX, plus what the target declares (`range_locks`)."""
+        ref = cls()
+        ref.range_locks = bool(getattr(target, "range_locks", False))
+        return ref
+
     def payload(self, index: int, op: Op) -> bytes | None:
-        """The self-describing bytes op `index` writes, or None if it writes none."""
+        """The self-describing bytes op `index` writes, or None if it writes none (or copies them
+        from a mapping: `write ... from M MOFF`)."""
         if isinstance(op, Write):
+            if op.map is not None:
+                return None
             f = self.names.get(op.file)
             return None if f is None else payload(f.ino, index, op.off, op.len)
         if isinstance(op, (Store, Dma)):
@@ -367,14 +381,45 @@ class Reference:
         f = self._file(op.file)
         if f is None:
             return err(Errno.ENOENT)
+        data = payload(f.ino, index, op.off, op.len) if op.map is None else self._write_source(f, op)
+        if isinstance(data, Errno):
+            return err(data)
+        n = len(data)
         self._layout_changed(f)
         if op.off > f.size:
             self._zero_written(index, f, f.size, op.off)
         f.grow_to(op.off)
-        self._write_blocks(index, f, op.off, op.off + op.len)
-        f.put(op.off, payload(f.ino, index, op.off, op.len))
-        f.size = max(f.size, op.off + op.len)
-        return Result(op.len)
+        self._write_blocks(index, f, op.off, op.off + n)
+        f.put(op.off, data)
+        f.size = max(f.size, op.off + n)
+        return Result(n)
+
+    def _write_source(self, f: RefFile, op: Write) -> bytes | Errno:
+        """What `write F OFF LEN from M MOFF` copies: M's bytes at the op's start, page by page, up to
+        the first page outside M (EFAULT), overlapping the write's own locked range on a range-locking
+        target (EDEADLK), or at/past EOF (EFAULT); that page's errno if it is the first."""
+        from .fs.file import EFAULT
+        from .workload import write_lock_span
+
+        m = self.maps.get(op.map) if op.map is not None else None
+        if m is None or op.moff is None:
+            return EFAULT
+        lo, hi = write_lock_span(f.size, op.off, op.len)
+        out = bytearray()
+        for pos, k in _pages(op.moff, op.len):
+            page = m.off + pos // PAGE_SIZE * PAGE_SIZE
+            why: Errno | None = None
+            if pos >= _round_up(m.length, PAGE_SIZE):
+                why = EFAULT
+            elif self.range_locks and m.file is f and page < hi and lo < page + PAGE_SIZE:
+                why = Errno.EDEADLK
+            elif page >= m.file.size:
+                why = EFAULT
+            if why is not None:
+                return bytes(out) if out else why
+            m.file.ensure(m.off + pos + k)
+            out += m.file.data[m.off + pos : m.off + pos + k].tobytes()
+        return bytes(out)
 
     def _read(self, index: int, op: Read) -> Result:
         f = self._file(op.file)

@@ -47,6 +47,7 @@ class Errno(enum.StrEnum):
     EIO = "EIO"
     EBUSY = "EBUSY"
     EDEADLK = "EDEADLK"
+    EFAULT = "EFAULT"
 
 
 class Signal(enum.StrEnum):

@@ -28,6 +28,18 @@ Semantics every target must follow (the reference model implements them):
 * Mapping ops walk the range page by page: a page outside the mapping is
   SIGSEGV, a page at or beyond EOF is SIGBUS; what was done before the
   faulting page stays done.
+* `write F OFF LEN from M MOFF` is write(2) whose user buffer is mapping M at
+  MOFF. The bytes written are what M shows at [MOFF, MOFF+LEN) when the write
+  starts (the kernel faults the source in inside the write's locks; the model
+  reads it once there, before the write changes anything, and copies from
+  that snapshot), past-EOF bytes of the last page included. Source pages are
+  taken in order; the first one that cannot be read ends the copy there: a
+  page outside M or at or beyond its file's EOF (copy_from_user's EFAULT),
+  or, on a target that declares `range_locks`, a page of F that overlaps the
+  range the write locks (`write_lock_span`: EDEADLK, the fault would wait for
+  the write itself). If the first page fails the write returns that errno and
+  changes nothing; otherwise it writes the pages before it and returns their
+  byte count (a short write). An unmapped M gives EFAULT as well.
 """
 
 from __future__ import annotations
@@ -76,6 +88,8 @@ __all__ = [
     "MAX_FILE_SIZE",
     "MAX_OPS",
     "MAX_PARALLEL",
+    "write_lock_span",
+    "RANGE_END",
 ]
 
 PAGE_SIZE = 4096
@@ -85,6 +99,8 @@ MAX_FILE_SIZE = 1 << 30
 """Largest offset + length an op may name; keeps self-describing data unambiguous."""
 MAX_OPS = 4000
 MAX_PARALLEL = 3
+RANGE_END = 1 << 62
+"""The open end of a locked byte range (to EOF and beyond)."""
 """Most ops one `parallel { ... }` group may hold: the explorer's cost grows fast with threads."""
 FILES = tuple(f"f{i}" for i in range(8))
 MAPPINGS = tuple(f"m{i}" for i in range(8))
@@ -145,10 +161,26 @@ class Unlink(Op):
 
 @dataclass(frozen=True, slots=True)
 class Write(Op):
+    """write(2) of LEN bytes at OFF: self-describing data, or (`from M MOFF`) what mapping M shows at MOFF."""
+
     file: str
     off: int
     len: int
+    map: str | None = None
+    """The mapping whose bytes are the user buffer (None: the op's own self-describing data)."""
+    moff: int | None = None
+    """Offset of the user buffer inside `map`."""
     kind = OpKind.WRITE
+
+    def __post_init__(self) -> None:
+        if (self.map is None) != (self.moff is None):
+            raise ValueError(f"write from a mapping needs both map and moff, got map={self.map} moff={self.moff}")
+
+    def args(self) -> list[str]:
+        out = [self.file, str(self.off), str(self.len)]
+        if self.map is not None:
+            out += ["from", self.map, str(self.moff)]
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +349,18 @@ class Parallel(Op):
         return tuple(f for op in self.ops for f in op.files)
 
 
+def write_lock_span(size: int, off: int, n: int) -> tuple[int, int]:
+    """The byte range a range-locking target locks for write(2) of [off, off+n) to a file of `size`.
+
+    Whole blocks, since a sub-block write zeroes or copies the rest of its block; from the lower of
+    `off` and EOF to an open end when the write extends the file (the EOF zeroing and the size
+    change are part of what it changes). The end is `RANGE_END` there.
+    """
+    if off + n > size:
+        return min(off, size) // BLOCK_SIZE * BLOCK_SIZE, RANGE_END
+    return off // BLOCK_SIZE * BLOCK_SIZE, -(-(off + n) // BLOCK_SIZE) * BLOCK_SIZE
+
+
 def flatten(ops: Iterable[Op]) -> tuple[Op, ...]:
     """The ops with every parallel group inlined: index i of this tuple is op index i."""
     out: list[Op] = []
@@ -459,6 +503,14 @@ def _parse_line(ln: _Line) -> Op:
     if kind in (OpKind.CREATE, OpKind.UNLINK, OpKind.FSYNC):
         ln.arity(1, 1, "FILE")
         return {OpKind.CREATE: Create, OpKind.UNLINK: Unlink, OpKind.FSYNC: Fsync}[kind](f(1))
+    if kind is OpKind.WRITE and len(ln.tokens) > 4:
+        ln.arity(6, 6, "FILE OFF LEN [from MAP MOFF]")
+        ln.word(4, ("from",), "the source keyword")
+        off, length = _range(ln, 2)
+        moff = ln.num(6, "mapping offset")
+        if moff + length > MAX_FILE_SIZE:
+            raise ln.fail(f"source range {moff}+{length} ends beyond the limit of {MAX_FILE_SIZE}", ln.tokens[6][1])
+        return Write(f(1), off, length, m(5), moff)
     if kind in (OpKind.WRITE, OpKind.READ, OpKind.FALLOCATE, OpKind.PUNCH):
         ln.arity(3, 3, "FILE OFF LEN")
         cls = {OpKind.WRITE: Write, OpKind.READ: Read, OpKind.FALLOCATE: Fallocate, OpKind.PUNCH: Punch}[kind]

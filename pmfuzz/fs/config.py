@@ -3,6 +3,7 @@
 Designs are the alternatives the Linux DAX threads argue about, as options of
 one model; bugs are named deviations of it, each modelling a real failure.
 Every design without bugs is crash-correct; the oracles must stay silent on it.
+The lock scheme (`locks=rwsem|range`) is orthogonal to both.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 from ..errors import PmfuzzError
 
-__all__ = ["Design", "Bug", "CilMode", "Config", "BUG_ORACLE"]
+__all__ = ["Design", "Bug", "CilMode", "LockScheme", "Config", "BUG_ORACLE"]
 
 
 class Design(enum.StrEnum):
@@ -131,17 +132,35 @@ class CilMode(enum.StrEnum):
     """Right after every commit, as a background CIL push that won the race does."""
 
 
+class LockScheme(enum.StrEnum):
+    """How write(2), read(2), the layout-changing ops and page faults exclude each other."""
+
+    RWSEM = "rwsem"
+    """Today's XFS: write(2) holds i_rwsem exclusive over the whole file, read(2) shared; truncate,
+    punch, fallocate and reflink add MMAPLOCK exclusive; a page fault takes MMAPLOCK shared. A
+    write(2) whose user buffer is a mapping of the same file faults it in under i_rwsem and
+    succeeds."""
+    RANGE = "range"
+    """Byte-range locks instead of i_rwsem: write(2), truncate, punch, fallocate (and reflink and
+    unlink, over the whole file) lock the blocks they change exclusive, to EOF and beyond when the
+    size changes; read(2) and page faults lock their range shared. A thread that asks for a range
+    overlapping one it holds in a conflicting mode gets EDEADLK instead of waiting: a write(2) from
+    its own mapping of the range it writes fails with EDEADLK (short if earlier source pages were
+    copied), and two such writes crosswise between two files deadlock (an ABBA cycle)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     design: Design = Design.ZERO
     bugs: frozenset[Bug] = frozenset()
     cil: CilMode = CilMode.LAZY
+    locks: LockScheme = LockScheme.RWSEM
 
     def has(self, bug: Bug) -> bool:
         return bug in self.bugs
 
     @classmethod
-    def parse(cls, design: str = "zero", bugs: str = "", cil: str = "lazy") -> Config:
+    def parse(cls, design: str = "zero", bugs: str = "", cil: str = "lazy", locks: str = "rwsem") -> Config:
         try:
             d = Design(design)
         except ValueError:
@@ -156,11 +175,21 @@ class Config:
             c = CilMode(cil)
         except ValueError:
             raise PmfuzzError(f"unknown cil mode {cil!r} (expected lazy or eager)") from None
-        return cls(d, frozenset(bs), c)
+        try:
+            lk = LockScheme(locks)
+        except ValueError:
+            raise PmfuzzError(
+                f"unknown lock scheme locks={locks!r} (expected {' or '.join(x.value for x in LockScheme)})"
+            ) from None
+        return cls(d, frozenset(bs), c, lk)
 
     def options(self) -> dict[str, str]:
+        """`key=value` pairs for a reproducer header; the default lock scheme is left out, so headers
+        written before lock schemes existed still say exactly what they ran."""
         out = {"design": self.design.value}
         if self.bugs:
             out["bugs"] = ",".join(sorted(b.value for b in self.bugs))
         out["cil"] = self.cil.value
+        if self.locks is not LockScheme.RWSEM:
+            out["locks"] = self.locks.value
         return out

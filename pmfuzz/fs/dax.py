@@ -17,7 +17,7 @@ from .core import DaxFS
 from .inode import PMD_PAGES, CowBlock, Entry, Inode, PinWait, Pte, Vma
 from .iomap import Iomap, IomapFlag, IomapType, Req, iomap_begin, iomap_end
 from .layout import BS
-from .locks import LockMode
+from .locks import LockMode, fault_lock
 from .pmemops import dax_flush, memcpy_cached, memcpy_flushcache, memset_flush
 
 __all__ = [
@@ -242,9 +242,9 @@ def _fault_is_synchronous(vma: Vma, write: bool, m: Iomap) -> bool:
 
 
 def dax_iomap_fault(fs: DaxFS, vma: Vma, vpage: int, write: bool, pmd: bool) -> Signal | None:
-    """xfs_dax_fault_locked: take MMAPLOCK, try a PMD fault if asked, fall back to a PTE fault."""
-    ip = vma.inode
-    with ip.mmaplock.hold(fs.sched, LockMode.SHARED):
+    """xfs_dax_fault_locked: take MMAPLOCK (the page's range lock under locks=range), try a PMD fault
+    if asked, fall back to a PTE fault."""
+    with fault_lock(fs, vma, vpage, pmd):
         if pmd:
             r = dax_iomap_pmd_fault(fs, vma, vpage, write)
             if r is not Fault.FALLBACK:

@@ -29,7 +29,7 @@ from ..workload import (
 )
 from . import file as F
 from .alloc import NoSpace
-from .config import Config
+from .config import Config, LockScheme
 from .core import DaxFS, format_device
 from .fsck import fsck
 from .locks import Sched
@@ -88,6 +88,9 @@ class MountedDaxfs:
         if ip is None:
             return err(Errno.ENOENT)
         if isinstance(op, Write):
+            if op.map is not None:
+                assert op.moff is not None
+                return F.file_dax_write(fs, ip, op.off, F.MappedSource(op.map, op.moff, op.len))
             assert payload is not None
             return F.file_dax_write(fs, ip, op.off, payload)
         if isinstance(op, Read):
@@ -139,7 +142,7 @@ class MountedDaxfs:
 
 
 class DaxfsTarget:
-    """daxfs with one design, a set of zoo bugs, and a log-push policy."""
+    """daxfs with one design, a set of zoo bugs, a log-push policy and a lock scheme."""
 
     name = "daxfs"
     guarantees = frozenset(
@@ -152,11 +155,19 @@ class DaxfsTarget:
         }
     )
 
-    def __init__(self, design: str = "zero", bugs: str = "", cil: str = "lazy", **unknown: str) -> None:
+    def __init__(
+        self, design: str = "zero", bugs: str = "", cil: str = "lazy", locks: str = "rwsem", **unknown: str
+    ) -> None:
         if unknown:
             k = next(iter(unknown))
             raise_unknown(k)
-        self.config = Config.parse(design, bugs, cil)
+        self.config = Config.parse(design, bugs, cil, locks)
+
+    @property
+    def range_locks(self) -> bool:
+        """Declared to the reference model (`Reference.for_target`): write(2) locks the byte range it
+        writes, so a write whose source is a mapping of that range fails with EDEADLK."""
+        return self.config.locks is LockScheme.RANGE
 
     def format(self, pm: PMem) -> None:
         format_device(pm, poison)
@@ -184,7 +195,7 @@ class DaxfsTarget:
 def raise_unknown(key: str) -> None:
     from ..errors import PmfuzzError
 
-    raise PmfuzzError(f"daxfs has no option {key!r} (options: design, bugs, cil)")
+    raise PmfuzzError(f"daxfs has no option {key!r} (options: design, bugs, cil, locks)")
 
 
 register("daxfs", DaxfsTarget)

@@ -6,11 +6,13 @@ invalid in context returns the errno or signal the op language defines.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 
 from ..target import OK, Errno, Result, Signal, err, sig
-from ..workload import PAGE_SIZE
-from .config import Bug
+from ..workload import PAGE_SIZE, RANGE_END, write_lock_span
+from .config import Bug, LockScheme
 from .core import DaxFS
 from .dax import (
     break_layouts,
@@ -22,14 +24,17 @@ from .dax import (
 )
 from .inode import Inode, Vma
 from .layout import BS, NINODES
-from .locks import LockMode
+from .locks import LockMode, RangeDeadlock, fault_lock, range_lock
 from .pmemops import memcpy_flushcache
 from .reflink import remap_range
 
 __all__ = [
+    "EFAULT",
+    "MappedSource",
     "create",
     "unlink",
     "file_dax_write",
+    "copy_from_mapping",
     "file_read",
     "setattr_size",
     "fallocate",
@@ -55,6 +60,70 @@ def _round_up(x: int, a: int) -> int:
     return -(-x // a) * a
 
 
+EFAULT: Errno = Errno.EFAULT
+"""copy_from_user's error for a bad user buffer."""
+
+
+@dataclass(frozen=True, slots=True)
+class MappedSource:
+    """write(2)'s user buffer when it is a live mapping: `len` bytes at offset `off` of mapping `map`."""
+
+    map: str
+    off: int
+    len: int
+
+
+def _ranged(fs: DaxFS) -> bool:
+    return fs.cfg.locks is LockScheme.RANGE
+
+
+@contextmanager
+def _range_held(fs: DaxFS, ip: Inode, span, mode: LockMode = LockMode.EXCL) -> Iterator[None]:
+    """Hold the range `span()` names, re-taking it if the size it depends on moved while we waited."""
+    lk = range_lock(ip)
+    while True:
+        lo, hi = span()
+        with lk.hold(fs.sched, lo, hi, mode):
+            now = span()
+            if lo <= now[0] and now[1] <= hi:
+                yield
+                return
+
+
+_WHOLE = (0, RANGE_END)
+
+
+def _blocks(off: int, end: int) -> tuple[int, int]:
+    return off // BS * BS, max(_round_up(end, BS), off // BS * BS + BS)
+
+
+@contextmanager
+def _layout_locks(fs: DaxFS, ip: Inode, span, *, mmaplock: bool = True) -> Iterator[None]:
+    """i_rwsem, then (locks=range) the range lock on `span()`, then MMAPLOCK, all exclusive.
+
+    Under locks=range, write(2) and read(2) no longer take i_rwsem, so the range lock is what
+    excludes them; it comes before MMAPLOCK because a fault takes the range lock first too.
+    """
+    with ExitStack() as held:
+        held.enter_context(ip.iolock.hold(fs.sched))
+        if _ranged(fs):
+            held.enter_context(_range_held(fs, ip, span))
+        if mmaplock:
+            held.enter_context(ip.mmaplock.hold(fs.sched))
+        yield
+
+
+@contextmanager
+def _io_lock(fs: DaxFS, ip: Inode, span, mode: LockMode) -> Iterator[None]:
+    """What read(2) and write(2) hold: i_rwsem (locks=rwsem) or the range lock on `span()` (locks=range)."""
+    if _ranged(fs):
+        with _range_held(fs, ip, span, mode):
+            yield
+        return
+    with ip.iolock.hold(fs.sched, mode):
+        yield
+
+
 def create(fs: DaxFS, name: str) -> Result:
     """xfs_create: allocate an inode and give it the name, in one transaction."""
     if fs.lookup(name) is not None:
@@ -75,7 +144,8 @@ def unlink(fs: DaxFS, name: str) -> Result:
     ip = fs.lookup(name)
     if ip is None:
         return err(Errno.ENOENT)
-    with ip.iolock.hold(fs.sched), fs.pm.site("xfs_remove"), fs.journal.trans("xfs_remove") as tp:
+    removing = _layout_locks(fs, ip, lambda: _WHOLE, mmaplock=False)
+    with removing, fs.pm.site("xfs_remove"), fs.journal.trans("xfs_remove") as tp:
         ip.name = None
         ip.orphan = True
         fs.log_inode(tp, ip)
@@ -84,9 +154,20 @@ def unlink(fs: DaxFS, name: str) -> Result:
     return OK
 
 
-def file_dax_write(fs: DaxFS, ip: Inode, pos: int, data: bytes) -> Result:
-    """xfs_file_dax_write: zero the gap past EOF, dax_iomap_rw, then log the new size."""
-    with ip.iolock.hold(fs.sched):
+def file_dax_write(fs: DaxFS, ip: Inode, pos: int, data: bytes | MappedSource) -> Result:
+    """xfs_file_dax_write: zero the gap past EOF, dax_iomap_rw, then log the new size.
+
+    A `MappedSource` buffer is read once, under the write's lock and before anything changes
+    (`copy_from_mapping`); a copy that comes up short makes a short write, one that copies nothing
+    fails with the errno of its first page.
+    """
+    n = data.len if isinstance(data, MappedSource) else len(data)
+    with _io_lock(fs, ip, lambda: write_lock_span(ip.size, pos, n), LockMode.EXCL):
+        if isinstance(data, MappedSource):
+            got = copy_from_mapping(fs, data)
+            if isinstance(got, Errno):
+                return err(got)
+            data = got
         if pos > ip.size:
             with ip.mmaplock.hold(fs.sched), fs.pm.site("xfs_file_write_zero_eof"):
                 dax_zero_range(fs, ip, ip.size, pos)
@@ -99,14 +180,59 @@ def file_dax_write(fs: DaxFS, ip: Inode, pos: int, data: bytes) -> Result:
 
 
 def file_read(fs: DaxFS, ip: Inode, pos: int, n: int) -> Result:
-    with ip.iolock.hold(fs.sched, LockMode.SHARED):
+    with _io_lock(fs, ip, lambda: _blocks(pos, pos + n), LockMode.SHARED):
         return Result(fs.read_file(ip, pos, n))
+
+
+def copy_from_mapping(fs: DaxFS, src: MappedSource) -> bytes | Errno:
+    """copy_from_user from a DAX mapping: fault the source pages in (read faults, through the normal
+    fault path and its locks), then load them all with no preemption point in between, so that the
+    snapshot is one instant against other threads.
+
+    Under locks=range the fault's range lock is taken on every source page, PTE present or not (the
+    model does not let the outcome hang on page-table state the reference cannot see; the kernel
+    would copy from a page still mapped without faulting). The first page that cannot be read ends
+    the copy: outside the mapping or at/past EOF is EFAULT, a range lock refused because this thread
+    holds the range (its own write) is EDEADLK. Returns the bytes before that page, or its errno if
+    there are none.
+    """
+    vma = fs.vmas.get(src.map)
+    if vma is None:
+        return EFAULT
+    pages = _pages(src.off, src.len)
+    for _ in range(_FAULT_RETRIES):
+        limit, why = len(pages), None
+        for i, (pos, _k) in enumerate(pages):
+            vpage = pos // PAGE_SIZE
+            if _check_page(vma, vpage) is not None:
+                limit, why = i, EFAULT
+                break
+            try:
+                with fault_lock(fs, vma, vpage, False, mmaplock=False):
+                    s = None if vma.ptes.get(vpage) is not None else dax_iomap_fault(fs, vma, vpage, False, False)
+            except RangeDeadlock:
+                limit, why = i, Errno.EDEADLK
+                break
+            if s is not None:
+                limit, why = i, EFAULT
+                break
+        if any(vma.ptes.get(pos // PAGE_SIZE) is None for pos, _k in pages[:limit]):
+            continue
+        if limit == 0:
+            assert why is not None
+            return why
+        out = bytearray()
+        for pos, k in pages[:limit]:
+            pte = vma.ptes[pos // PAGE_SIZE]
+            out += bytes(k) if pte.block is None else fs.pm.load(pte.block * BS + pos % PAGE_SIZE, k)
+        return bytes(out)
+    raise AssertionError(f"copy from {src.map} never found its pages mapped")
 
 
 def setattr_size(fs: DaxFS, ip: Inode, new: int) -> Result:
     """xfs_setattr_size: zero, set the size, log it, then free the blocks past it."""
     pm = fs.pm
-    with ip.iolock.hold(fs.sched), ip.mmaplock.hold(fs.sched):
+    with _layout_locks(fs, ip, lambda: (min(ip.size, new) // BS * BS, RANGE_END)):
         if break_layouts(fs, ip):
             return err(Errno.EBUSY)
         old = ip.size
@@ -138,7 +264,7 @@ def _free_blocks_from(fs: DaxFS, ip: Inode, first: int, label: str, last: int | 
 def fallocate(fs: DaxFS, ip: Inode, off: int, n: int) -> Result:
     """xfs_alloc_file_space (XFS_BMAPI_PREALLOC: unwritten), then extend the size."""
     pm = fs.pm
-    with ip.iolock.hold(fs.sched), ip.mmaplock.hold(fs.sched):
+    with _layout_locks(fs, ip, lambda: write_lock_span(ip.size, off, n)):
         if break_layouts(fs, ip):
             return err(Errno.EBUSY)
         b0, b1 = off // BS, -(-(off + n) // BS)
@@ -168,7 +294,7 @@ def punch(fs: DaxFS, ip: Inode, off: int, n: int) -> Result:
     """xfs_free_file_space: zero the partial edges in place, free the whole blocks inside."""
     pm = fs.pm
     end = off + n
-    with ip.iolock.hold(fs.sched), ip.mmaplock.hold(fs.sched):
+    with _layout_locks(fs, ip, lambda: _blocks(off, end)):
         if break_layouts(fs, ip):
             return err(Errno.EBUSY)
         first, last = -(-off // BS), end // BS
@@ -196,8 +322,7 @@ def reflink(fs: DaxFS, src: Inode, dst: Inode, soff: int, doff: int, n: int, *, 
     pm = fs.pm
     with ExitStack() as locks:
         for ip in sorted({src, dst}, key=lambda i: i.ino):
-            locks.enter_context(ip.iolock.hold(fs.sched))
-            locks.enter_context(ip.mmaplock.hold(fs.sched))
+            locks.enter_context(_layout_locks(fs, ip, lambda: _WHOLE))
         for ip in sorted({src, dst}, key=lambda i: i.ino):
             if break_layouts(fs, ip):
                 return err(Errno.EBUSY)

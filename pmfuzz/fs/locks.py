@@ -7,6 +7,12 @@ the scheduler can see who waits on whom: a thread that finds a lock taken
 calls `Sched.block`, which for the sequential scheduler is a model bug (one
 thread can never wait on anybody) and for the explorer makes the thread
 unrunnable until the lock is free.
+
+`RangeLock` is the byte-range alternative to i_rwsem (daxfs `locks=range`):
+it waits the same way, but refuses a request that conflicts with a range the
+requesting thread holds itself (`RangeDeadlock`, which becomes EDEADLK), as a
+range-lock implementation that tracks owners can, where a sleeping rwsem
+would hang.
 """
 
 from __future__ import annotations
@@ -16,7 +22,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-__all__ = ["Sched", "Lock", "LockMode"]
+from ..workload import PAGE_SIZE, PMD_SIZE, RANGE_END
+
+__all__ = [
+    "Sched",
+    "Lock",
+    "LockMode",
+    "RangeLock",
+    "RangeHold",
+    "RangeWait",
+    "RangeDeadlock",
+    "RANGE_END",
+    "range_lock",
+    "fault_lock",
+]
 
 
 class LockMode(enum.StrEnum):
@@ -86,3 +105,138 @@ class Lock:
                 self.readers.remove(me)
             if preempt:
                 sched.preempt(f"{self.name}.unlock")
+
+
+class RangeDeadlock(Exception):
+    """A thread asked for a range that overlaps one it holds itself in a conflicting mode.
+
+    Waiting could never end (the holder is the waiter), so the range lock refuses instead and the
+    caller turns the refusal into EDEADLK -- a fault on the source page of a write(2) into the same
+    range is the case that matters.
+    """
+
+    def __init__(self, lock: RangeLock, start: int, end: int, mode: LockMode, held: RangeHold) -> None:
+        super().__init__(f"{lock.name}{_span(start, end)} ({mode.value}) overlaps {held} held by the same thread")
+        self.lock, self.start, self.end, self.mode, self.held = lock, start, end, mode, held
+
+
+def _span(start: int, end: int) -> str:
+    return f"[{start}:{'' if end >= RANGE_END else end}]"
+
+
+@dataclass(frozen=True, slots=True)
+class RangeHold:
+    """One granted range [start, end) of a range lock, its mode and the thread holding it."""
+
+    owner: str
+    start: int
+    end: int
+    mode: LockMode
+
+    def conflicts(self, start: int, end: int, mode: LockMode) -> bool:
+        overlap = self.start < end and start < self.end
+        return overlap and (mode is LockMode.EXCL or self.mode is LockMode.EXCL)
+
+    def __str__(self) -> str:
+        return f"{_span(self.start, self.end)} ({self.mode.value})"
+
+
+@dataclass(eq=False)
+class RangeLock:
+    """A sleeping byte-range rw lock over one file (the range-lock replacement for i_rwsem).
+
+    Overlapping ranges conflict unless both are shared; disjoint ranges never do. A waiter blocks
+    through `Sched.block` on a `RangeWait`, which the explorer sees as a lock whose holders are the
+    threads holding conflicting ranges, so cross-thread cycles show up as deadlocks. A request that
+    conflicts with the requesting thread's own holding raises `RangeDeadlock` instead of waiting.
+    """
+
+    name: str
+    holds: list[RangeHold] = field(default_factory=list)
+
+    def conflicting(self, start: int, end: int, mode: LockMode, *, besides: str | None = None) -> list[RangeHold]:
+        """Holds that overlap [start, end) in a conflicting mode (those of thread `besides` left out)."""
+        return [h for h in self.holds if h.owner != besides and h.conflicts(start, end, mode)]
+
+    @contextmanager
+    def hold(
+        self, sched: Sched, start: int, end: int, mode: LockMode = LockMode.EXCL, *, preempt: bool = True
+    ) -> Iterator[RangeHold]:
+        """Take [start, end) for the block's duration; raises `RangeDeadlock` on a self-conflict."""
+        if end <= start:
+            raise ValueError(f"{self.name}: empty range {_span(start, end)}")
+        if preempt:
+            sched.preempt(f"{self.name}{_span(start, end)}.{mode.value}")
+        me = sched.current()
+        wait = RangeWait(self, start, end, me, mode)
+        while True:
+            mine = [h for h in self.holds if h.owner == me and h.conflicts(start, end, mode)]
+            if mine:
+                raise RangeDeadlock(self, start, end, mode, mine[0])
+            if wait.free_for(mode):
+                break
+            sched.block(wait, mode)  # type: ignore[arg-type]
+        got = RangeHold(me, start, end, mode)
+        self.holds.append(got)
+        try:
+            yield got
+        finally:
+            self.holds.remove(got)
+            if preempt:
+                sched.preempt(f"{self.name}{_span(start, end)}.unlock")
+
+
+@dataclass(frozen=True, slots=True)
+class RangeWait:
+    """What a thread waiting for [start, end) of a range lock waits on, seen as a lock by the explorer."""
+
+    lock: RangeLock
+    start: int
+    end: int
+    owner: str
+    mode: LockMode
+
+    @property
+    def name(self) -> str:
+        return f"{self.lock.name}{_span(self.start, self.end)}"
+
+    def free_for(self, mode: LockMode) -> bool:
+        return not self.lock.conflicting(self.start, self.end, mode, besides=self.owner)
+
+    def holders(self) -> list[str]:
+        blocking = self.lock.conflicting(self.start, self.end, self.mode, besides=self.owner)
+        return list(dict.fromkeys(h.owner for h in blocking))
+
+
+def range_lock(ip: object) -> RangeLock:
+    """The range lock of an inode, made on first use (`ip` needs an `ino` and a settable `rangelock`)."""
+    lk = getattr(ip, "rangelock", None)
+    if lk is None:
+        lk = RangeLock(f"rangelock[{ip.ino}]")  # type: ignore[attr-defined]
+        ip.rangelock = lk  # type: ignore[attr-defined]
+    return lk
+
+
+@contextmanager
+def fault_lock(fs: object, vma: object, vpage: int, pmd: bool, *, mmaplock: bool = True) -> Iterator[None]:
+    """What a page fault holds around dax_iomap_{pte,pmd}_fault, by lock scheme.
+
+    locks=rwsem: MMAPLOCK shared (`mmaplock=False` leaves it to the caller). locks=range: the
+    file's range lock shared over the faulting page, or the 2 MiB a PMD fault may map, instead of
+    MMAPLOCK; raises `RangeDeadlock` if this thread holds an overlapping range exclusive (a write(2)
+    faulting in its own source).
+    """
+    from .config import LockScheme
+
+    ip = vma.inode  # type: ignore[attr-defined]
+    if fs.cfg.locks is not LockScheme.RANGE:  # type: ignore[attr-defined]
+        if not mmaplock:
+            yield
+            return
+        with ip.mmaplock.hold(fs.sched, LockMode.SHARED):  # type: ignore[attr-defined]
+            yield
+        return
+    pos = (vma.pgoff + vpage) * PAGE_SIZE  # type: ignore[attr-defined]
+    lo, hi = (pos - pos % PMD_SIZE, pos - pos % PMD_SIZE + PMD_SIZE) if pmd else (pos, pos + PAGE_SIZE)
+    with range_lock(ip).hold(fs.sched, lo, hi, LockMode.SHARED):  # type: ignore[attr-defined]
+        yield

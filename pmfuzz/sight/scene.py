@@ -257,7 +257,7 @@ def _execute(r: Reproducer) -> _Run:
     pm = PMem.from_image(formatted(target, r.device_size), r.domain)
     fs = target.mount(pm)
     pm.quiesce()
-    ref = Reference()
+    ref = Reference.for_target(target)
     hist = History(ref)
     inc: list[dict[str, int]] = [{}]
     executed = 0
