@@ -43,6 +43,7 @@ from .pmem import Domain, EadrPoints
 from .report import format_report
 from .repro import Reproducer, format_reproducer
 from .target import Target, TargetSpec, make_target, supported_ops
+from .watchdog import DEFAULT_OP_TIMEOUT
 from .workload import Workload, format_workload, parse
 
 __all__ = [
@@ -76,6 +77,8 @@ class CampaignConfig:
     quiet: bool = False
     pictures: bool = True
     """Draw each minimized finding beside its reproducer (when matplotlib is installed)."""
+    op_timeout: float | None = DEFAULT_OP_TIMEOUT
+    """Seconds a call into the target may take before it is a hang finding (None: no limit)."""
     stop_on: str | None = None
     """Stop after the first finding of this oracle is minimized (for time-to-bug measurements)."""
     batch: int = 8
@@ -187,6 +190,7 @@ def _options(cfg: CampaignConfig) -> Options:
         exhaustive_upto=cfg.max_states,
         eadr_points=cfg.eadr_points,
         features=True,
+        op_timeout=cfg.op_timeout,
     )
 
 

@@ -32,11 +32,15 @@ def bugs() -> None:
 @cli.command()
 def designs() -> None:
     """List the daxfs designs with what each does on a write into a hole and into a shared block."""
-    from .fs.config import Design
+    from .fs.config import Design, LockScheme
 
     for d in Design:
         click.echo(d.value)
         click.echo(textwrap.fill(_enum_doc(d), width=100, initial_indent="    ", subsequent_indent="    "))
+    click.echo("\nlock schemes (daxfs locks=...):")
+    for ls in LockScheme:
+        click.echo(ls.value)
+        click.echo(textwrap.fill(_enum_doc(ls), width=100, initial_indent="    ", subsequent_indent="    "))
 
 
 def _enum_doc(member: object) -> str:
@@ -58,6 +62,35 @@ def _enum_doc(member: object) -> str:
     return ""
 
 
+class _Seconds(click.ParamType):
+    """`--op-timeout`: seconds >= 0, where 0 means no limit (None)."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, float):
+            return value
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            x = float("nan")
+        if not 0 <= x < float("inf"):
+            self.fail(f"{value!r} is not a number of seconds >= 0 (0: no limit)", param, ctx)
+        return x or None
+
+
+def _op_timeout_option(f):
+    from .watchdog import DEFAULT_OP_TIMEOUT
+
+    return click.option(
+        "--op-timeout",
+        type=_Seconds(),
+        default=str(DEFAULT_OP_TIMEOUT),
+        show_default=True,
+        help="Seconds a call into the target may take before it is reported as a hang (0: no limit).",
+    )(f)
+
+
 def _load(path: str):
     import pathlib
 
@@ -72,8 +105,11 @@ def _load(path: str):
     return parse_reproducer(text, source=path)
 
 
-def run_reproducer(r, *, all_points: bool = False):
-    """Re-run a reproducer exactly: its target, domain, device, schedule and crash state."""
+def run_reproducer(r, *, all_points: bool = False, **options):
+    """Re-run a reproducer exactly: its target, domain, device, schedule and crash state.
+
+    `options` are further `engine.Options` fields (such as `op_timeout`), not recorded in reproducers.
+    """
     from .engine import Options, check
     from .target import make_target
 
@@ -84,6 +120,7 @@ def run_reproducer(r, *, all_points: bool = False):
         crash=None if all_points else r.crash,
         eadr_points=r.eadr_points,
         schedule=r.schedule,
+        **options,
     )
     return check(target, r.workload, opts)
 
@@ -92,7 +129,8 @@ def run_reproducer(r, *, all_points: bool = False):
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--all-points", is_flag=True, help="Check every crash point, not only the one the file names.")
 @click.option("--picture", type=click.Path(dir_okay=False), help="Also draw the finding to this PNG (matplotlib).")
-def replay(file: str, all_points: bool, picture: str | None) -> None:
+@_op_timeout_option
+def replay(file: str, all_points: bool, picture: str | None, op_timeout: float | None) -> None:
     """Re-run a reproducer and print the report (exit 1: violation reproduces, 0: clean, 2: bad input)."""
     from .report import format_report
 
@@ -101,7 +139,7 @@ def replay(file: str, all_points: bool, picture: str | None) -> None:
 
         require_matplotlib()
     r = _load(file)
-    v = run_reproducer(r, all_points=all_points)
+    v = run_reproducer(r, all_points=all_points, op_timeout=op_timeout)
     click.echo(format_report(v, r), nl=False)
     if picture and not v.clean:
         from .sight.cli import write_picture
@@ -125,12 +163,13 @@ def expectation_met(r, v) -> bool:
     metavar="ADDRESS|local:N",
     help="Replay on a Dask cluster (tcp://HOST:8786), or on N local worker processes (local:N).",
 )
-def regress(directory: str, scheduler: str | None) -> None:
+@_op_timeout_option
+def regress(directory: str, scheduler: str | None, op_timeout: float | None) -> None:
     """Replay every reproducer in DIRECTORY and check its `expect:` line (exit 1 on any mismatch)."""
     import contextlib
     import pathlib
 
-    from .distributed import open_scheduler, parse_scheduler, replay_outcome, replay_outcomes
+    from .distributed import open_scheduler, parse_scheduler, replay_outcomes
 
     files = sorted(pathlib.Path(directory).glob("*.pmfuzz"))
     if not files:
@@ -147,7 +186,7 @@ def regress(directory: str, scheduler: str | None) -> None:
     good = [r for r in loaded if not isinstance(r, PmfuzzError)]
     failed = bad = 0
     with open_scheduler(parse_scheduler(scheduler)) if scheduler else contextlib.nullcontext() as runner:
-        outcomes = replay_outcomes(runner, good) if runner else map(replay_outcome, good)
+        outcomes = replay_outcomes(runner, good, op_timeout)
         for path, r in zip(files, loaded, strict=True):
             if isinstance(r, PmfuzzError):
                 bad += 1
@@ -238,6 +277,7 @@ def _size(text: str) -> int:
     show_default=True,
     help="Batches in flight; give at least the cluster's worker count (part of what the seed decides).",
 )
+@_op_timeout_option
 def run(
     hours,
     minutes,
@@ -262,6 +302,7 @@ def run(
     scheduler,
     batch,
     window,
+    op_timeout,
 ) -> None:
     """Fuzz a target: minimized, deduplicated reproducers land in the crashes directory."""
     import pathlib
@@ -297,6 +338,7 @@ def run(
         quiet=quiet,
         batch=batch,
         window=window,
+        op_timeout=op_timeout,
     )
     if scheduler is not None:
         from .distributed import open_scheduler, parse_scheduler
@@ -321,7 +363,8 @@ def run(
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Where to write (default: FILE with .min).")
 @click.option("--checks", type=click.IntRange(min=1), default=500, show_default=True, help="Budget of runs.")
 @click.option("--seconds", type=float, default=300, show_default=True, help="Budget of time.")
-def minimize_cmd(file: str, output: str | None, checks: int, seconds: float) -> None:
+@_op_timeout_option
+def minimize_cmd(file: str, output: str | None, checks: int, seconds: float, op_timeout: float | None) -> None:
     """Shrink a reproducer's ops, arguments and crash state while its finding (signature) holds."""
     import pathlib
     from dataclasses import replace
@@ -334,7 +377,7 @@ def minimize_cmd(file: str, output: str | None, checks: int, seconds: float) -> 
 
     r = _load(file)
     target = make_target(r.target)
-    opts = Options(domain=r.domain, device_size=r.device_size, eadr_points=r.eadr_points)
+    opts = Options(domain=r.domain, device_size=r.device_size, eadr_points=r.eadr_points, op_timeout=op_timeout)
     v = check(target, r.workload, replace(opts, schedule=r.schedule))
     if v.clean:
         raise PmfuzzError(f"{file} gives no finding: nothing to minimize")

@@ -27,6 +27,7 @@ from typing import Any
 
 from .errors import PmfuzzError
 from .repro import Reproducer
+from .watchdog import DEFAULT_OP_TIMEOUT
 
 __all__ = [
     "INSTALL_HINT",
@@ -163,20 +164,25 @@ def _check_workers(client: Any, spec: SchedulerSpec) -> None:
             )
 
 
-def replay_outcome(r: Reproducer) -> tuple[str, bool]:
+def replay_outcome(r: Reproducer, op_timeout: float | None = DEFAULT_OP_TIMEOUT) -> tuple[str, bool]:
     """What `regress` says of one reproducer: the oracles it gives now ("clean": none), and whether it met `expect:`."""
     from .cli import expectation_met, run_reproducer
 
-    v = run_reproducer(r)
+    v = run_reproducer(r, op_timeout=op_timeout)
     return ("clean" if v.clean else ",".join(sorted(v.oracles()))), expectation_met(r, v)
 
 
-def _replay_chunk(rs: Sequence[Reproducer]) -> list[tuple[str, bool]]:
-    return [replay_outcome(r) for r in rs]
+def _replay_chunk(rs: Sequence[Reproducer], op_timeout: float | None) -> list[tuple[str, bool]]:
+    return [replay_outcome(r, op_timeout) for r in rs]
 
 
-def replay_outcomes(runner: DaskRunner, rs: Sequence[Reproducer], chunk: int = 8) -> Iterator[tuple[str, bool]]:
-    """`replay_outcome` of every reproducer, run `chunk` to a task, yielded in the order given."""
-    futures = [runner.submit(_replay_chunk, tuple(rs[i : i + chunk])) for i in range(0, len(rs), chunk)]
+def replay_outcomes(
+    runner: DaskRunner | None, rs: Sequence[Reproducer], op_timeout: float | None = DEFAULT_OP_TIMEOUT, chunk: int = 8
+) -> Iterator[tuple[str, bool]]:
+    """`replay_outcome` of every reproducer, in the order given; on a cluster `chunk` to a task."""
+    if runner is None:
+        yield from (replay_outcome(r, op_timeout) for r in rs)
+        return
+    futures = [runner.submit(_replay_chunk, tuple(rs[i : i + chunk]), op_timeout) for i in range(0, len(rs), chunk)]
     for fut in futures:
         yield from fut.result()

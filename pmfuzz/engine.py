@@ -42,7 +42,8 @@ from .pmem import (
 )
 from .reference import History, Reference
 from .target import Errno, Guarantee, MountedFS, Target, check_supported, metadata_ranges
-from .workload import Fsync, Op, Parallel, Persist, Sync, Workload, flatten, groups
+from .watchdog import DEFAULT_OP_TIMEOUT, TargetHang, TargetNonsense, deadline, guarded_mount, hang_stack
+from .workload import Fault, Fsync, Op, Parallel, Persist, Pin, Store, Sync, Workload, flatten, groups
 
 __all__ = ["Options", "Finding", "CrashSite", "Verdict", "Stats", "check", "StateChoice", "formatted"]
 
@@ -87,6 +88,9 @@ class Options:
     """Stop exploring after this many schedules (a note says so); None: no limit."""
     """Record every judged state's violations in `Verdict.state_log` (for tests and debugging)."""
     """Mount once per distinct metadata state when the target declares its metadata ranges (same verdicts)."""
+    op_timeout: float | None = DEFAULT_OP_TIMEOUT
+    """Seconds a call into the target (an op, a mount, format, an oracle's reads) may take before it is
+    reported as a hang of the target; None: no limit."""
 
 
 @dataclass(frozen=True)
@@ -184,7 +188,7 @@ def formatted(target: Target, size: int) -> Pages:
 
 def _pmfuzz_fault(exc: BaseException) -> bool:
     """Was this exception raised by pmfuzz's own code (a bug) rather than the target's?"""
-    if isinstance(exc, PMemError):
+    if isinstance(exc, (PMemError, TargetHang, TargetNonsense)):
         return False
     if isinstance(exc, PmfuzzError):
         return True
@@ -197,10 +201,28 @@ def _pmfuzz_fault(exc: BaseException) -> bool:
     return inside and (here / "fs") not in last.parents
 
 
-def _guard(exc: BaseException) -> str:
+def _guard(exc: BaseException) -> str | None:
     if _pmfuzz_fault(exc):
         raise exc
+    if isinstance(exc, TargetNonsense):
+        return None
+    if isinstance(exc, TargetHang):
+        return hang_stack(exc)
     return "".join(traceback.format_exception(exc))
+
+
+def _oracle_fault(exc: BaseException) -> bool:
+    """Was this exception raised by an oracle's own code (a bug of pmfuzz) rather than by the target it read?"""
+    tb = traceback.extract_tb(exc.__traceback__)
+    return bool(tb) and _ORACLES in Path(tb[-1].filename).resolve().parents
+
+
+_ORACLES = Path(default_oracles.__code__.co_filename).resolve().parent
+
+
+def _failure(exc: BaseException) -> str:
+    """What went wrong in a call into the target; a hang or a nonsense result already says it all."""
+    return str(exc) if isinstance(exc, (TargetHang, TargetNonsense)) else f"{type(exc).__name__}: {exc}"
 
 
 def _window(point: CrashPoint, nops: int, spans: dict[int, tuple[int, int]] | None = None) -> tuple[int, int]:
@@ -257,6 +279,7 @@ def _explore(target: Target, top: tuple[Op, ...], grps: tuple[tuple[int, int, in
         if v is None:
             continue
         distinct += 1
+        hung = any(_HUNG in n for n in v.notes)
         for f in v.findings:
             old = findings.get(f.signature)
             if old is None or (
@@ -270,6 +293,9 @@ def _explore(target: Target, top: tuple[Op, ...], grps: tuple[tuple[int, int, in
         notes += [n for n in v.notes if n not in notes]
         log += v.state_log
         feats |= v.features
+        if hung:
+            notes.append("stopped exploring: a schedule hung the target (every other would wait out the timeout)")
+            break
     notes.insert(
         0,
         f"explored {runs} schedule(s) of {len(grps)} parallel group(s) with at most "
@@ -299,7 +325,7 @@ def _serial_order(
     got: dict,
     fs: MountedFS,
     prefer: tuple[int, ...],
-) -> tuple[tuple[int, ...], dict[str, bytes]] | None:
+) -> tuple[tuple[int, ...], dict[str, bytes]] | str:
     """A serial order of the group's ops that explains what the target did, and the byte mixes it leaves.
 
     Results, files and sizes must equal those of one serial order. Contents may mix orders byte by
@@ -308,6 +334,7 @@ def _serial_order(
     holds the files whose content is such a mix (what the reference must take over), or is empty.
     Every serial order's intermediate states are recorded in `hist` as alternatives of the group's
     boundaries: a crash inside or after the group may show what any of them held.
+    If no order explains the run, the reason instead.
     """
     idx = list(range(start, start + n))
     finish = {start + t: k for k, t in enumerate(prefer)}
@@ -338,7 +365,7 @@ def _serial_order(
         if all(actual[f] == r2.read(f, 0, r2.size(f) or 0) for f in actual):
             return order, {}
     if not fitting:
-        return None
+        return "no serial order gives the same results, files and sizes"
     mixed: dict[str, bytes] = {}
     for f, data in actual.items():
         if data == fitting[0][1].read(f, 0, len(data)):
@@ -348,9 +375,42 @@ def _serial_order(
         for _order, r2 in fitting:
             explained |= np.frombuffer(r2.read(f, 0, len(data)), dtype=np.uint8) == mine
         if not explained.all():
-            return None
+            lo = int(np.argmin(explained))
+            rest = explained[lo:]
+            hi = lo + int(np.argmax(rest)) if rest.any() else len(explained)
+            return (
+                f"{f}[{lo}:{hi}] holds what no serial order with these results leaves there "
+                f"(read(2) gives {_hexcut(data[lo:hi])}, serial order {' '.join(map(str, fitting[0][0]))} "
+                f"gives {_hexcut(fitting[0][1].read(f, lo, hi - lo))})"
+            )
         mixed[f] = data
     return fitting[0][0], mixed
+
+
+_HUNG = "the target hung"
+
+
+def _what_failed(e: BaseException) -> str:
+    if isinstance(e, TargetHang):
+        return "hung"
+    return "returned nonsense" if isinstance(e, TargetNonsense) else "raised"
+
+
+def _write_faulted(ref: Reference, group: Sequence[Op]) -> set[int]:
+    """Files (by inode) that an op of the group may write-fault: there a racing write fault may
+    have done a write(2)'s copy-on-write first, and the write(2) then wrote in place, so it is
+    not an all-or-nothing COW that `cow-atomicity` can hold it to."""
+    out = set()
+    for op in group:
+        if isinstance(op, (Store, Pin)) or (isinstance(op, Fault) and op.write):
+            m = ref.maps.get(op.map)
+            if m is not None:
+                out.add(m.file.ino)
+    return out
+
+
+def _hexcut(b: bytes, n: int = 8) -> str:
+    return b[:n].hex() + ("..." if len(b) > n else "")
 
 
 def _run_digest(pm: PMem, results: list[str], orders: list[tuple[int, ...]], fs: MountedFS, ref: Reference) -> bytes:
@@ -436,15 +496,22 @@ def _check_once(
         add(here.finding(oracle, message, evidence, tb))
 
     t0 = time.perf_counter()
-    pm = PMem.from_image(formatted(target, opts.device_size), opts.domain)
     try:
-        fs = target.mount(pm)
-    except Exception as e:
+        with deadline(opts.op_timeout, "format", target=target.name):
+            blank = formatted(target, opts.device_size)
+    except (Exception, TargetHang) as e:
+        tb = _guard(e)
+        add(Finding(OracleName.TARGET_ERROR, f"formatting a fresh device failed: {_failure(e)}", traceback=tb))
+        return Verdict(tuple(findings.values()), stats)
+    pm = PMem.from_image(blank, opts.domain)
+    try:
+        fs = guarded_mount(target, pm, opts.op_timeout, "mount")
+    except (Exception, TargetHang) as e:
         tb = _guard(e)
         add(Finding(OracleName.MOUNT, f"the freshly formatted device does not mount: {e}", traceback=tb))
         return Verdict(tuple(findings.values()), stats)
     pm.quiesce()
-    ref = Reference()
+    ref = Reference.for_target(target)
     hist = History(ref)
     executed = 0
     results: list[str] = []
@@ -460,7 +527,20 @@ def _check_once(
         if i in starts:
             g, n = starts[i]
             skip_to = i + n
-            gr = _run_group(target, fs, pm, ref, hist, ops, i, g, n, chooser, run_oracles, add, notes, orders, steps)
+            try:
+                gr = _run_group(
+                    target, fs, pm, ref, hist, ops, i, g, n, chooser, run_oracles, add, notes, orders, steps
+                )
+            except (Exception, TargetHang) as e:  # the target's view failed while the group was judged
+                if _oracle_fault(e):
+                    raise
+                tb = _guard(e)
+                msg = f"after the parallel group at op {i}, reading the target's files: {_failure(e)}"
+                add(Finding(OracleName.TARGET_ERROR, msg, op=i, op_text=str(ops[i]), op_kind="parallel", traceback=tb))
+                notes.append(f"stopped at op {i}: reading the target's files failed")
+                executed = i
+                crashes_sound = False
+                break
             if opts.features:
                 results += [f"parallel:{r}" for r in gr[1]]
             if gr[0] is None:
@@ -473,12 +553,13 @@ def _check_once(
         want = ref.apply(i, op)
         try:
             got = fs.execute(i, op, payload)
-        except Exception as e:
+        except (Exception, TargetHang) as e:
             tb = _guard(e)
+            raised = not isinstance(e, (TargetHang, TargetNonsense))
             add(
                 Finding(
                     OracleName.TARGET_ERROR,
-                    f"op {i} `{op}` raised {type(e).__name__}: {e}",
+                    f"op {i} `{op}` raised {type(e).__name__}: {e}" if raised else str(e),
                     op=i,
                     op_text=str(op),
                     op_kind=op.kind.value,
@@ -487,7 +568,7 @@ def _check_once(
             )
             hist.record()
             executed = i
-            notes.append(f"stopped at op {i}: the target raised")
+            notes.append(f"stopped at op {i}: the target {_what_failed(e)}")
             break
         hist.record()
         executed = i + 1
@@ -498,9 +579,18 @@ def _check_once(
             executed = i
             break
         ctx = RunContext(i, op, got, want, fs, ref)
-        for o in run_oracles:
-            for v in o.check(ctx):
-                add(Finding(v.oracle, v.message, v.evidence, i, str(op), op.kind.value, ""))
+        try:
+            for o in run_oracles:
+                for v in o.check(ctx):
+                    add(Finding(v.oracle, v.message, v.evidence, i, str(op), op.kind.value, ""))
+        except (Exception, TargetHang) as e:
+            if _oracle_fault(e):
+                raise
+            tb = _guard(e)
+            msg = f"after op {i} `{op}`, reading the target's files: {_failure(e)}"
+            add(Finding(OracleName.TARGET_ERROR, msg, op=i, op_text=str(op), op_kind=op.kind.value, traceback=tb))
+            notes.append(f"stopped after op {i}: reading the target's files failed")
+            break
     stats.ops = executed
     stats.t_exec = time.perf_counter() - t0
     if chooser is not None and seen_runs is not None:
@@ -532,6 +622,7 @@ def _check_once(
     meta_oracles = [o for o in crash_oracles if getattr(o, "metadata_only", False)]
     data_oracles = [o for o in crash_oracles if not getattr(o, "metadata_only", False)]
     skip_crashes = opts.focus is not None and opts.focus[0] in (OracleName.FUNCTIONAL, OracleName.TARGET_ERROR)
+    hung_points = 0
     for point, fixed in todo:
         if skip_crashes or not crashes_sound:
             break
@@ -560,6 +651,7 @@ def _check_once(
             meta_g = list(range(len(point.groups)))
         meta_set = set(meta_g)
         data_g = [gi for gi in range(len(point.groups)) if gi not in meta_set]
+        point_hung = False
         for state in states:
             stats.states += 1
             t1 = time.perf_counter()
@@ -581,15 +673,16 @@ def _check_once(
                 m_over = {ln: b for gi in meta_g for ln, b in point.group_lines(gi, ch[gi])}
                 mpm = PMem.from_image(CrashImage(snap.pages, m_over, 0), opts.domain, record=False)
                 try:
-                    rfs: MountedFS = target.mount(mpm)
-                except Exception as e:
-                    hit = f"recovery failed: {type(e).__name__}: {e}\n{_guard(e)}"
+                    rfs: MountedFS = guarded_mount(target, mpm, opts.op_timeout, "recovery (mount)")
+                except (Exception, TargetHang) as e:
+                    hit = f"recovery failed: {_failure(e)}\n{_guard(e) or ''}"
+                    point_hung = point_hung or isinstance(e, TargetHang)
                 else:
                     stats.mounts += 1
                     hit = _Mounted(rfs, mpm, point, data_g)
                     meta_ctx = CrashContext(rfs, expect)
                     for o in meta_oracles:
-                        hit.meta_findings += _run_oracle(o, meta_ctx)
+                        hit.meta_findings += _run_oracle(o, meta_ctx, opts.op_timeout, target.name)
                 if meta is not None:
                     if len(mounts) >= 64:
                         mounts.pop(next(iter(mounts)))
@@ -599,15 +692,25 @@ def _check_once(
             if isinstance(hit, str):
                 msg, _, tb = hit.partition("\n")
                 add_crash(here, (OracleName.MOUNT, msg, (), tb))
+                if point_hung:
+                    hung_points += 1
+                    break  # each further state would wait out the timeout again
                 continue
             for v in hit.meta_findings:
                 add_crash(here, v)
+                point_hung = point_hung or isinstance(v, _Hung)
             hit.patch(ch)
             cctx = CrashContext(hit.fs, expect, verdicts=hit.verdicts)
             for o in data_oracles:
-                for v in _run_oracle(o, cctx):
+                for v in _run_oracle(o, cctx, opts.op_timeout, target.name):
                     add_crash(here, v)
+                    point_hung = point_hung or isinstance(v, _Hung)
             stats.t_oracles += time.perf_counter() - t3
+            if point_hung:
+                hung_points += 1
+                break
+    if hung_points:
+        notes.append(f"the target hung at {hung_points} crash point(s): their other crash states were not judged")
     log = tuple((sid, tuple(sorted(msgs))) for sid, msgs in state_log)
     if opts.features:
         feats.update(f"finding:{f.signature_text}" for f in findings.values())
@@ -694,37 +797,42 @@ def _run_group(
             add(
                 Finding(
                     OracleName.TARGET_ERROR,
-                    f"op {idx[k]} `{texts[k]}` (thread t{k} of a parallel group) raised {type(e).__name__}: {e}",
+                    f"op {idx[k]} `{texts[k]}` (thread t{k} of a parallel group) "
+                    + (str(e) if isinstance(e, (TargetHang, TargetNonsense)) else f"raised {type(e).__name__}: {e}"),
                     op=idx[k],
                     op_text=texts[k],
                     op_kind=ops[idx[k]].kind.value,
                     traceback=tb,
                 )
             )
-            notes.append(f"stopped at op {start}: the target raised in a parallel group")
+            notes.append(f"stopped at op {start}: the target {_what_failed(e)} in a parallel group")
             return None, []
     got = {j: run.results[j - start] for j in idx}
     out = [f"{ops[j].kind.value}:{got[j]}" if not got[j].ok else f"{ops[j].kind.value}:ok" for j in idx]
     if any(got[j].errno is Errno.ENOSPC for j in idx):
         notes.append(f"stopped at op {start}: the target ran out of space (ENOSPC) in a parallel group")
         return None, out
-    first: dict[int, int] = {}
+    last: dict[int, int] = {}
     for e in pm.trace:
-        if start <= e.op < start + n and e.op not in first:
-            first[e.op] = e.seq
+        if start <= e.op < start + n:
+            last[e.op] = e.seq
     finished = {t: k for k, t in enumerate(run.finish_order)}
-    # The order the ops first changed the device in is the order lock-serialized ops really ran in.
-    prefer = tuple(sorted(range(n), key=lambda t: (first.get(start + t, 1 << 62), finished.get(t, n))))
+    # The order the ops last changed the device in is the order lock-serialized ops really ran in,
+    # and it credits a copy-on-write to the op whose remap or copy finished it: a write(2) that
+    # staged a block and copied its data after a racing write fault remapped that block wrote in
+    # place, not copied on write.
+    prefer = tuple(sorted(range(n), key=lambda t: (last.get(start + t, 1 << 62), finished.get(t, n))))
     found = _serial_order(ref, hist, ops, start, n, got, fs, prefer)
     mixed: dict[str, bytes] = {}
-    if found is not None:
+    if not isinstance(found, str):
         order, mixed = found
     else:
         add(
             Finding(
                 OracleName.FUNCTIONAL,
                 f"no serial order of the parallel group at op {start} explains what it did: results "
-                + ", ".join(f"t{j - start} {got[j]}" for j in idx),
+                + ", ".join(f"t{j - start} {got[j]}" for j in idx)
+                + f"; {found}",
                 (),
                 start,
                 group_text,
@@ -733,8 +841,10 @@ def _run_group(
         )
         order = tuple(start + t for t in run.finish_order)
     orders.append(order)
+    faulted = _write_faulted(ref, [ops[j] for j in idx])
     for k, j in enumerate(order):
         want = ref.apply(j, ops[j])
+        ref.fx.cow = [ev for ev in ref.fx.cow if ev.ino not in faulted]
         if k == len(order) - 1:
             for f, data in mixed.items():
                 ref.names[f].put(0, data)
@@ -813,11 +923,20 @@ def _signature(oracle: OracleName, here: _Here) -> tuple[str, str, str]:
 _V = tuple  # (oracle, message, evidence, traceback): a violation before it becomes a finding
 
 
-def _run_oracle(o: Oracle, ctx: CrashContext) -> list[_V]:
+class _Hung(tuple):
+    """A violation saying the target hung reading a recovered image: its crash point's other states are skipped."""
+
+
+def _run_oracle(o: Oracle, ctx: CrashContext, limit: float | None = None, target: str | None = None) -> list[_V]:
     try:
-        vs: list[Violation] = o.check(ctx)
-    except Exception as e:
+        with deadline(limit, f"oracle {getattr(o.name, 'value', o.name)}", target=target):
+            vs: list[Violation] = o.check(ctx)
+    except TargetNonsense as e:
+        return [(OracleName.TARGET_ERROR, f"reading the recovered image: {e}", (), None)]
+    except (Exception, TargetHang) as e:
         tb = _guard(e)
+        if isinstance(e, TargetHang):
+            return [_Hung((OracleName.MOUNT, f"reading the recovered image: {e}", (), tb))]
         return [(OracleName.MOUNT, f"reading the recovered image raised {type(e).__name__}: {e}", (), tb)]
     return [(v.oracle, v.message, v.evidence, None) for v in vs]
 

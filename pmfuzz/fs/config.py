@@ -98,6 +98,14 @@ class Bug(enum.StrEnum):
     (dax_layout_busy_page skipped): the blocks under a DMA in flight are freed and can be given to
     another file, which the device then overwrites -- the DAX/GUP problem that made XFS wait on
     busy DAX pages in xfs_break_dax_layouts."""
+    COW_RECOPIES_STAGED_BLOCK = "cow-recopies-staged-block"
+    """A write(2) or write fault that finds its block already staged in the COW fork by a racing
+    op copies the old shared block into it again (the fault's whole page, the write's head and
+    tail), over the data that op already put there: a write(2) returns its count but its bytes are
+    gone, or a store through the mapping is undone. As we read fs/dax.c and xfs_reflink.c this is
+    what the kernel does today (xfs_find_trim_cow_extent hands back the staged extent as
+    IOMAP_F_SHARED with the data fork as srcmap, and dax_iomap_copy_around copies from srcmap
+    unconditionally) between dax_iomap_iter and xfs_reflink_end_cow; unconfirmed on hardware."""
 
 
 BUG_ORACLE: dict[Bug, str] = {
@@ -119,6 +127,7 @@ BUG_ORACLE: dict[Bug, str] = {
     Bug.WRITE_KEEPS_HUGE_ZERO_PAGE: "mmap-coherency",
     Bug.COW_REMAP_STALE_MAPPING: "mmap-coherency",
     Bug.TRUNCATE_IGNORES_PINS: "layout",
+    Bug.COW_RECOPIES_STAGED_BLOCK: "functional",
 }
 """The oracle that must catch each bug."""
 

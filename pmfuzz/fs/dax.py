@@ -205,7 +205,7 @@ def dax_iomap_copy_around(fs: DaxFS, ip: Inode, m: Iomap, pos: int, end: int) ->
             if hi <= lo:
                 continue
             cb = _staged(ip, m, lo // BS)
-            if cb is not None and cb.filled:
+            if cb is not None and cb.filled and not fs.cfg.has(Bug.COW_RECOPIES_STAGED_BLOCK):
                 continue
             if src.type is IomapType.UNWRITTEN:
                 memset_flush(pm, dst_base + lo, hi - lo)
@@ -329,7 +329,7 @@ def _copy_page_for_cow(fs: DaxFS, ip: Inode, m: Iomap, pgoff: int) -> None:
     assert src is not None and src.pblk is not None and m.pblk is not None
     cb = _staged(ip, m, pgoff)
     if cb is not None:
-        if cb.filled:
+        if cb.filled and not fs.cfg.has(Bug.COW_RECOPIES_STAGED_BLOCK):
             return
         cb.filled = True
     dst = (m.pblk + pgoff - m.lblk) * BS
