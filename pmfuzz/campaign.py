@@ -32,6 +32,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
+from oracles import OracleName
+
 from .corpus import CorpusDir, CrashDir
 from .engine import Finding, Options, check
 from .errors import PmfuzzError
@@ -43,7 +45,7 @@ from .pmem import Domain, EadrPoints
 from .report import format_report
 from .repro import Reproducer, format_reproducer
 from .target import Target, TargetSpec, make_target, supported_ops
-from .watchdog import DEFAULT_OP_TIMEOUT
+from .watchdog import DEFAULT_OP_TIMEOUT, TargetHang, deadline
 from .workload import Workload, format_workload, parse
 
 __all__ = [
@@ -56,6 +58,10 @@ __all__ = [
     "run_batch",
     "run_campaign",
 ]
+
+
+PICTURE_SECONDS = 120.0
+"""How long drawing one finding's picture (a re-run of its reproducer) may take."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,10 @@ class CampaignConfig:
     quiet: bool = False
     pictures: bool = True
     """Draw each minimized finding beside its reproducer (when matplotlib is installed)."""
+    preemption_bound: int = 1
+    """Preemptions per schedule of a parallel group. One finds every race in the zoo at a third of
+    the cost of two (iterative context bounding: CHESS runs the small bounds first); replay,
+    regress and minimize use the engine's default of two."""
     op_timeout: float | None = DEFAULT_OP_TIMEOUT
     """Seconds a call into the target may take before it is a hang finding (None: no limit)."""
     stop_on: str | None = None
@@ -191,6 +201,7 @@ def _options(cfg: CampaignConfig) -> Options:
         eadr_points=cfg.eadr_points,
         features=True,
         op_timeout=cfg.op_timeout,
+        preemption_bound=cfg.preemption_bound,
     )
 
 
@@ -413,19 +424,23 @@ class _Progress:
                 self._line(f"new finding: {sig}  -> {path}")
             elif final:
                 self._line(f"  minimized: {path.name} ({report.splitlines()[0] if report else ''})")
-            if final and self.cfg.pictures:
+            if final and self.cfg.pictures and not sig.startswith(f"{OracleName.TARGET_ERROR.value}:"):
                 self._picture(path)
         elif kind == "warning":
             self._line(f"warning: {value}")
         self.tick()
 
     def _picture(self, path: Path) -> None:
-        """A picture is a convenience: if drawing it fails, say so and keep fuzzing."""
+        """A picture is a convenience: if drawing it fails, say so and keep fuzzing.
+
+        Drawing re-runs the reproducer on the target, so it runs under a deadline too (a finding
+        about a target that hangs gets no picture at all)."""
         from .sight.cli import picture_beside
 
         try:
-            picture_beside(path)
-        except Exception as e:  # a bug in pmfuzz's drawing, reported, not allowed to end the campaign
+            with deadline(PICTURE_SECONDS, f"drawing {path.name}", target=self.cfg.target.name):
+                picture_beside(path)
+        except (Exception, TargetHang) as e:  # reported, not allowed to end the campaign
             self._line(f"warning: no picture for {path.name}: {type(e).__name__}: {e}")
 
     def tick(self, force: bool = False) -> None:

@@ -277,6 +277,13 @@ def _size(text: str) -> int:
     show_default=True,
     help="Batches in flight; give at least the cluster's worker count (part of what the seed decides).",
 )
+@click.option(
+    "--preemptions",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Preemptions per schedule of a parallel group (replay and regress use 2).",
+)
 @_op_timeout_option
 def run(
     hours,
@@ -302,6 +309,7 @@ def run(
     scheduler,
     batch,
     window,
+    preemptions,
     op_timeout,
 ) -> None:
     """Fuzz a target: minimized, deduplicated reproducers land in the crashes directory."""
@@ -338,6 +346,7 @@ def run(
         quiet=quiet,
         batch=batch,
         window=window,
+        preemption_bound=preemptions,
         op_timeout=op_timeout,
     )
     if scheduler is not None:

@@ -593,10 +593,14 @@ def _check_once(
             break
     stats.ops = executed
     stats.t_exec = time.perf_counter() - t0
+    # Crash points before the first group are the same in every schedule: judge them in the first only.
+    before = 0
     if chooser is not None and seen_runs is not None:
         key = _run_digest(pm, results, orders, fs, ref)
         if key in seen_runs:
             return None  # type: ignore[return-value]
+        if seen_runs:
+            before = min((start for _g, start, _n in grps), default=0)
         seen_runs.add(key)
     if not crashes_sound:
         notes.append("crash states not judged: the parallel group did not finish")
@@ -627,6 +631,8 @@ def _check_once(
         if skip_crashes or not crashes_sound:
             break
         if point.op >= executed and point.kind is not PointKind.END and opts.crash is None:
+            continue
+        if point.kind is not PointKind.END and point.op < before and opts.crash is None:
             continue
         if opts.focus is not None and opts.crash is None:
             if point.kind is PointKind.END:
