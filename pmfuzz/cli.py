@@ -79,6 +79,10 @@ class _Seconds(click.ParamType):
         return x or None
 
 
+def _count_option(flag: str, default: int, help: str, least: int = 1):
+    return click.option(flag, type=click.IntRange(min=least), default=default, show_default=True, help=help)
+
+
 def _op_timeout_option(f):
     from .watchdog import DEFAULT_OP_TIMEOUT
 
@@ -263,27 +267,11 @@ def _size(text: str) -> int:
     metavar="ADDRESS|local:N",
     help="Run the workloads on a Dask cluster (tcp://HOST:8786), or on N local worker processes (local:N).",
 )
-@click.option(
-    "--batch",
-    type=click.IntRange(min=1),
-    default=8,
-    show_default=True,
-    help="Workloads shipped as one unit of work (part of what the seed decides).",
+@_count_option("--batch", 8, "Workloads shipped as one unit of work (part of what the seed decides).")
+@_count_option(
+    "--window", 8, "Batches in flight; give at least the cluster's worker count (part of what the seed decides)."
 )
-@click.option(
-    "--window",
-    type=click.IntRange(min=1),
-    default=8,
-    show_default=True,
-    help="Batches in flight; give at least the cluster's worker count (part of what the seed decides).",
-)
-@click.option(
-    "--preemptions",
-    type=click.IntRange(min=0),
-    default=1,
-    show_default=True,
-    help="Preemptions per schedule of a parallel group (replay and regress use 2).",
-)
+@_count_option("--preemptions", 1, "Preemptions per schedule of a parallel group (replay and regress use 2).", least=0)
 @_op_timeout_option
 def run(
     hours,
