@@ -4,7 +4,7 @@ Not a file system: every op appends one record to a log on PMem, and mount
 rebuilds the files by replaying the log, stopping at the first record whose
 commit word is not set. Append, the correct way:
 
-1. write the record (header with its commit word still zero, then the data),
+1. write the record (its header without the commit word, then the data),
 2. persist it (clwb every line, sfence),
 3. store the commit word, persist it.
 
@@ -165,12 +165,12 @@ class MountedLog:
                 return Result(bytes(f[op.off : op.off + op.len]))
             if isinstance(op, Write):
                 if op.off + op.len > MAX_FILE:
-                    return err(Errno.EFBIG)
+                    return err(Errno.ENOSPC)
                 r = self._append(Rec.WRITE, name, op.off, payload or b"")
                 return Result(op.len) if r.ok else r
             if isinstance(op, Truncate):
                 if op.size > MAX_FILE:
-                    return err(Errno.EFBIG)
+                    return err(Errno.ENOSPC)
                 return self._append(Rec.TRUNCATE, name, op.size)
         raise AssertionError(f"pmlog: unsupported op {op}")
 
