@@ -14,7 +14,7 @@ from ..pmem import LINE
 from ..target import Signal
 from .config import Bug, Design
 from .core import DaxFS
-from .inode import PMD_PAGES, CowBlock, Entry, Inode, PinWait, Pte, Vma
+from .inode import PMD_PAGES, Entry, Inode, PinWait, Pte, Vma
 from .iomap import Iomap, IomapFlag, IomapType, Req, iomap_begin, iomap_end
 from .layout import BS
 from .locks import LockMode, fault_lock
@@ -158,7 +158,7 @@ def dax_iomap_iter(fs: DaxFS, ip: Inode, m: Iomap, pos: int, data: bytes) -> Non
     assert m.pblk is not None
     base = m.pblk * BS - m.lblk * BS
     if m.flags & IomapFlag.SHARED:
-        dax_iomap_copy_around(fs, ip, m, pos, end)
+        dax_iomap_copy_around(fs, m, pos, end)
     elif m.flags & IomapFlag.NEW and fs.cfg.design is not Design.ZERO:
         head0, tail1 = (pos // BS) * BS, -(-end // BS) * BS
         with pm.site("iomap_dio_zero"):
@@ -168,26 +168,12 @@ def dax_iomap_iter(fs: DaxFS, ip: Inode, m: Iomap, pos: int, data: bytes) -> Non
                 memcpy_flushcache(pm, base + end, bytes(tail1 - end))
     with pm.site("dax_copy_from_iter"):
         memcpy_flushcache(pm, base + pos, data)
-    if m.flags & IomapFlag.SHARED:
-        _mark_filled(ip, m, pos // BS, (end - 1) // BS + 1)
-
-
-def _staged(ip: Inode, m: Iomap, lblk: int) -> CowBlock | None:
-    """The COW-fork block behind block `lblk` of m, if m's staging block is still in the fork."""
-    cb = ip.cow.get(lblk)
-    if cb is None or m.pblk is None or cb.pblk != m.pblk + (lblk - m.lblk):
-        return None
-    return cb
-
-
-def _mark_filled(ip: Inode, m: Iomap, first: int, end: int) -> None:
-    for lb in range(first, end):
-        cb = _staged(ip, m, lb)
-        if cb is not None:
+    for lb in range(pos // BS, (end - 1) // BS + 1):
+        if (cb := m.staged.get(lb)) is not None:
             cb.filled = True
 
 
-def dax_iomap_copy_around(fs: DaxFS, ip: Inode, m: Iomap, pos: int, end: int) -> None:
+def dax_iomap_copy_around(fs: DaxFS, m: Iomap, pos: int, end: int) -> None:
     """Copy the unaligned head and tail of the COW blocks from the source; zero them if it is unwritten.
 
     An edge whose staging block a racing op already filled is left alone: the old block is no
@@ -204,7 +190,7 @@ def dax_iomap_copy_around(fs: DaxFS, ip: Inode, m: Iomap, pos: int, end: int) ->
         for lo, hi in ((head0, pos), (end, tail1)):
             if hi <= lo:
                 continue
-            cb = _staged(ip, m, lo // BS)
+            cb = m.staged.get(lo // BS)
             if cb is not None and cb.filled and not fs.cfg.has(Bug.COW_RECOPIES_STAGED_BLOCK):
                 continue
             if src.type is IomapType.UNWRITTEN:
@@ -311,7 +297,7 @@ def dax_iomap_pte_fault(fs: DaxFS, vma: Vma, vpage: int, write: bool) -> Fault:
             if write and not sync:
                 entry.dirty = True
             if write and m.flags & IomapFlag.SHARED:
-                _copy_page_for_cow(fs, ip, m, pgoff)
+                _copy_page_for_cow(fs, m, pgoff)
             if not sync:
                 vma.ptes[vpage] = Pte(block, writable=write)
         with pm.site("dax_iomap_pte_fault.iomap_end"):
@@ -321,13 +307,13 @@ def dax_iomap_pte_fault(fs: DaxFS, vma: Vma, vpage: int, write: bool) -> Fault:
     return Fault.NOPAGE
 
 
-def _copy_page_for_cow(fs: DaxFS, ip: Inode, m: Iomap, pgoff: int) -> None:
+def _copy_page_for_cow(fs: DaxFS, m: Iomap, pgoff: int) -> None:
     """dax_iomap_copy_around for a fault: the whole page from the source (or zeroes), unless a racing
     write(2) or fault already filled the staging block."""
     pm = fs.pm
     src = m.srcmap
     assert src is not None and src.pblk is not None and m.pblk is not None
-    cb = _staged(ip, m, pgoff)
+    cb = m.staged.get(pgoff)
     if cb is not None:
         if cb.filled and not fs.cfg.has(Bug.COW_RECOPIES_STAGED_BLOCK):
             return

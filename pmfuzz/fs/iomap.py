@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .config import Bug, Design
 from .core import DaxFS
-from .inode import Inode
+from .inode import CowBlock, Inode
 from .layout import BS
 from .locks import LockMode
 from .pmemops import memcpy_flushcache, nvdimm_flush
@@ -59,6 +59,10 @@ class Iomap:
     """For SHARED (COW): the old extent to copy the unaligned head and tail from."""
     deferred: list[str] = field(default_factory=list)
     """Work iomap_end must do: "convert", "commit_alloc", "end_cow"."""
+    staged: dict[int, CowBlock] = field(default_factory=dict)
+    """For SHARED: the COW-fork blocks behind it by file block. They stay this op's even after a
+    racing op's xfs_reflink_end_cow moved them into the file, so whether they are already filled
+    is still known then."""
 
     @property
     def end(self) -> int:

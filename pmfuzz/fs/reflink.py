@@ -33,6 +33,7 @@ def allocate_cow(fs: DaxFS, ip: Inode, lblk: int, n: int, old: int, unwritten: b
         while k < n and (nxt := fork.get(lblk + k)) is not None and nxt.pblk == staged.pblk + k:
             k += 1
         m = _cow_iomap(lblk, k, staged.pblk, old, unwritten)
+        m.staged = {lblk + i: fork[lblk + i] for i in range(k)}
         m.deferred.append("end_cow")
         return m
     n = next((i for i in range(1, n) if lblk + i in fork), n)
@@ -41,6 +42,7 @@ def allocate_cow(fs: DaxFS, ip: Inode, lblk: int, n: int, old: int, unwritten: b
     for i in range(n):
         fork[lblk + i] = CowBlock(pblk + i)
     m = _cow_iomap(lblk, n, pblk, old, unwritten)
+    m.staged = {lblk + i: fork[lblk + i] for i in range(n)}
     if fs.cfg.design is Design.COW_REMAP:
         fs.uncommitted.append((pblk, n))
     else:
@@ -65,11 +67,10 @@ def _take_staged(ip: Inode, m: Iomap) -> list[tuple[int, int, int]]:
 
     A racing op that shared the staging blocks may have remapped them already: then there is
     nothing left to remap (xfs_reflink_end_cow_extent finds no COW-fork extent)."""
-    assert m.pblk is not None
     runs: list[tuple[int, int, int]] = []
     for lb in range(m.lblk, m.end):
         cb = ip.cow.get(lb)
-        if cb is None or cb.pblk != m.pblk + (lb - m.lblk):
+        if cb is None or cb is not m.staged.get(lb):
             continue
         del ip.cow[lb]
         if runs and runs[-1][0] + runs[-1][1] == lb:
