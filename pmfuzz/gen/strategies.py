@@ -206,14 +206,15 @@ _ACCESSORS = ("fault-read", "fault-read", "fault-write", "store", "read")
 a quarter are any two ops."""
 _CLASSIC = (
     ("write", "fault-read"),
+    ("fault-read", "write"),
     ("write", "fault-write"),
     ("write", "store"),
     ("truncate", "store"),
     ("punch", "fault-read"),
 )
 """Half are the pairs the DAX threads argued about: the zero page installed over a block a
-write just allocated, a write fault against a write(2) on a shared block, a store against a
-truncate or a punch."""
+write just allocated (twice: either thread may start), a write fault against a write(2) on a
+shared block, a store against a truncate or a punch."""
 
 
 def _race_op(kind: str, f: str, m: str, o: int, n: int, size: int) -> Op:
