@@ -396,17 +396,12 @@ def _what_failed(e: BaseException) -> str:
     return "returned nonsense" if isinstance(e, TargetNonsense) else "raised"
 
 
-def _write_faulted(ref: Reference, group: Sequence[Op]) -> set[int]:
-    """Files (by inode) that an op of the group may write-fault: there a racing write fault may
-    have done a write(2)'s copy-on-write first, and the write(2) then wrote in place, so it is
-    not an all-or-nothing COW that `cow-atomicity` can hold it to."""
-    out = set()
-    for op in group:
-        if isinstance(op, (Store, Pin)) or (isinstance(op, Fault) and op.write):
-            m = ref.maps.get(op.map)
-            if m is not None:
-                out.add(m.file.ino)
-    return out
+def _write_faults(group: Sequence[Op]) -> bool:
+    """Whether an op of the group may write-fault. A write fault may then have done a write(2)'s
+    copy-on-write first -- on the same file, or on another that shared the block, which breaks the
+    sharing for both -- and the write(2) then wrote in place, so the group's COWs are not
+    all-or-nothing writes that `cow-atomicity` can hold it to (the other oracles still judge it)."""
+    return any(isinstance(op, (Store, Pin)) or (isinstance(op, Fault) and op.write) for op in group)
 
 
 def _hexcut(b: bytes, n: int = 8) -> str:
@@ -847,10 +842,11 @@ def _run_group(
         )
         order = tuple(start + t for t in run.finish_order)
     orders.append(order)
-    faulted = _write_faulted(ref, [ops[j] for j in idx])
+    faults = _write_faults([ops[j] for j in idx])
     for k, j in enumerate(order):
         want = ref.apply(j, ops[j])
-        ref.fx.cow = [ev for ev in ref.fx.cow if ev.ino not in faulted]
+        if faults:
+            ref.fx.cow = []
         if k == len(order) - 1:
             for f, data in mixed.items():
                 ref.names[f].put(0, data)

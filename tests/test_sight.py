@@ -101,8 +101,9 @@ def test_campaign_figure_draws_the_stats_series(campaign: Path) -> None:
     for s in _sessions(raw):
         prev = {"seconds": 0, "execs": 0, "states": 0}
         for x in s:
-            want_eps.append((x["execs"] - prev["execs"]) / (x["seconds"] - prev["seconds"]))
-            want_sps.append((x["states"] - prev["states"]) / (x["seconds"] - prev["seconds"]))
+            dt = x["seconds"] - prev["seconds"]
+            want_eps.append((x["execs"] - prev["execs"]) / dt if dt > 0 else 0.0)
+            want_sps.append((x["states"] - prev["states"]) / dt if dt > 0 else 0.0)
             want_cov.append(x["coverage"])
             prev = x
     eps = _line(speed, "execs/s")
