@@ -397,13 +397,19 @@ def _check_page(vma: Vma, vpage: int) -> Signal | None:
     return None
 
 
-def fault(fs: DaxFS, name: str, pgoff: int, write: bool, pmd: bool) -> Result:
+def _mapped_page(fs: DaxFS, name: str, vpage: int) -> Vma | Result:
+    """The mapping an access through `name` at page `vpage` uses, or the error that access gets."""
     vma = fs.vmas.get(name)
     if vma is None:
         return err(Errno.EINVAL)
-    bad = _check_page(vma, pgoff)
-    if bad is not None:
-        return sig(bad)
+    bad = _check_page(vma, vpage)
+    return vma if bad is None else sig(bad)
+
+
+def fault(fs: DaxFS, name: str, pgoff: int, write: bool, pmd: bool) -> Result:
+    vma = _mapped_page(fs, name, pgoff)
+    if isinstance(vma, Result):
+        return vma
     pte = vma.ptes.get(pgoff)
     if pte is not None and (pte.writable or not write):
         return OK
@@ -573,12 +579,9 @@ def _fault_in_writable(fs: DaxFS, vma, vpage: int, what: str):
 
 def pin(fs: DaxFS, name: str, vpage: int) -> Result:
     """pin_user_pages(FOLL_WRITE|FOLL_LONGTERM): write-fault the page in and hold its block."""
-    vma = fs.vmas.get(name)
-    if vma is None:
-        return err(Errno.EINVAL)
-    bad = _check_page(vma, vpage)
-    if bad is not None:
-        return sig(bad)
+    vma = _mapped_page(fs, name, vpage)
+    if isinstance(vma, Result):
+        return vma
     pte = _fault_in_writable(fs, vma, vpage, f"pin of {name}")
     if isinstance(pte, Signal):
         return sig(pte)
