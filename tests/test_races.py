@@ -310,6 +310,42 @@ FOUND_FALSE_POSITIVES = [
         "create f0\ncreate f1\nwrite f1 0 4096\nreflink f1 f0\nmmap m0 f0 0 8192\n"
         "fault m0 0 read\nparallel { write f0 0 100 ; store m0 0 100 }\n",
     ),
+    # a store's fault through f2 broke the sharing for both files; the write(2) to the reflink
+    # f0 then had nothing to copy and wrote in place.
+    (
+        "zero",
+        "eager",
+        "eadr",
+        "create f0\nwrite f0 0 4096\ncreate f2\nreflink f0 f2\nmmap m0 f2 0 4096\n"
+        "parallel { write f0 0 100 ; store m0 0 100 }\n",
+    ),
+    # a write fault into a hole or unwritten extent that a racing write(2) had allocated: it zeroed
+    # the write's data, or cow-remap committed a block of its own that the write's commit orphaned.
+    (
+        "cow-remap",
+        "lazy",
+        "adr",
+        "create f0\ntruncate f0 4096\nmmap m0 f0 0 8192\nparallel { write f0 0 100 ; fault m0 0 write }\n",
+    ),
+    (
+        "unwritten",
+        "lazy",
+        "adr",
+        "create f0\ntruncate f0 4096\nmmap m0 f0 0 8192\nparallel { write f0 0 100 ; fault m0 0 write }\n",
+    ),
+    # ... or the write(2) zeroed the edges of a block the fault had zeroed and a store then wrote.
+    (
+        "unwritten",
+        "eager",
+        "eadr",
+        "create f0\ntruncate f0 4096\nmmap m0 f0 0 8192\nparallel { write f0 100 100 ; store m0 0 50 }\n",
+    ),
+    (
+        "cow-remap",
+        "eager",
+        "adr",
+        "create f0\ntruncate f0 4096\nmmap m0 f0 0 8192\nparallel { write f0 0 100 ; store m0 0 4096 }\n",
+    ),
 ]
 
 

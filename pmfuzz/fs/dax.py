@@ -162,15 +162,21 @@ def dax_iomap_iter(fs: DaxFS, ip: Inode, m: Iomap, pos: int, data: bytes) -> Non
     elif m.flags & IomapFlag.NEW and fs.cfg.design is not Design.ZERO:
         head0, tail1 = (pos // BS) * BS, -(-end // BS) * BS
         with pm.site("iomap_dio_zero"):
-            if pos > head0:
+            if pos > head0 and not _filled(m, head0):
                 memcpy_flushcache(pm, base + head0, bytes(pos - head0))
-            if tail1 > end:
+            if tail1 > end and not _filled(m, end):
                 memcpy_flushcache(pm, base + end, bytes(tail1 - end))
     with pm.site("dax_copy_from_iter"):
         memcpy_flushcache(pm, base + pos, data)
     for lb in range(pos // BS, (end - 1) // BS + 1):
         if (cb := m.staged.get(lb)) is not None:
             cb.filled = True
+
+
+def _filled(m: Iomap, pos: int) -> bool:
+    """A racing write fault already zeroed (and may have stored into) the block at pos."""
+    cb = m.staged.get(pos // BS)
+    return cb is not None and cb.filled
 
 
 def dax_iomap_copy_around(fs: DaxFS, m: Iomap, pos: int, end: int) -> None:
@@ -371,6 +377,8 @@ def _pmd_fault_locked(fs: DaxFS, vma: Vma, vpage: int, write: bool, index: int, 
             return Fault.FALLBACK
     lblk = index
     segs = ip.extents.segments(lblk, PMD_PAGES)
+    if any(index <= lb < index + PMD_PAGES for lb in ip.cow):
+        return Fault.FALLBACK  # a racing write(2) staged part of it: iomap_begin maps less than a PMD
     whole_hole = len(segs) == 1 and (segs[0].hole or segs[0].unwritten)
     if not write and whole_hole:
         ip.entries[index] = Entry(None, pmd=True)

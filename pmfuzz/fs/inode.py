@@ -75,6 +75,10 @@ class Inode:
     cow: dict[int, CowBlock] = field(default_factory=dict)
     """The COW fork by file block: staged, not yet remapped (one per in-flight copy-on-write, shared
     by every op that writes the block meanwhile, as XFS's COW fork is)."""
+    filling: dict[int, CowBlock] = field(default_factory=dict)
+    """Unwritten blocks a write(2) or write fault is initialising, by file block, until its iomap_end
+    converts them: a racing write fault zeroes only those not filled yet, and a write(2) leaves the
+    edges of one a fault zeroed (and a store may have written) alone."""
     entry_locks: dict[int, Lock] = field(default_factory=dict)
     """The DAX_LOCKED bit of each mapping entry, by page index (a PMD entry locks its head index)."""
 

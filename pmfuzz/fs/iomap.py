@@ -60,9 +60,9 @@ class Iomap:
     deferred: list[str] = field(default_factory=list)
     """Work iomap_end must do: "convert", "commit_alloc", "end_cow"."""
     staged: dict[int, CowBlock] = field(default_factory=dict)
-    """For SHARED: the COW-fork blocks behind it by file block. They stay this op's even after a
-    racing op's xfs_reflink_end_cow moved them into the file, so whether they are already filled
-    is still known then."""
+    """The blocks this op stages by file block: COW-fork blocks (over a shared extent, or a hole in
+    cow-remap) or unwritten blocks a write(2) fills. They stay this op's even after a racing op
+    committed them, so whether they are already filled is still known then."""
 
     @property
     def end(self) -> int:
@@ -122,6 +122,8 @@ def _write_alloc(fs: DaxFS, ip: Inode, lblk: int, n: int, pblk: int | None, req:
     """A write into a hole or an unwritten extent, the way the design does it."""
     design = fs.cfg.design
     pm = fs.pm
+    if design is Design.COW_REMAP and pblk is None:
+        return _cow_remap_hole(fs, ip, lblk, n, req)
     if pblk is None:
         with pm.site("xfs_bmapi_allocate"):
             pblk, n = fs.alloc(n, hint=_hint(ip, lblk))
@@ -138,32 +140,93 @@ def _write_alloc(fs: DaxFS, ip: Inode, lblk: int, n: int, pblk: int | None, req:
                 fs.log_inode(tp, ip)
         if fs.cfg.has(Bug.CONVERT_BEFORE_PERSIST):
             _convert(fs, ip, lblk, n, pblk)
-            m = Iomap(IomapType.MAPPED, lblk, n, pblk, IomapFlag.NEW | _dirty(fs, ip, lblk, n))
-        else:
-            m = Iomap(IomapType.UNWRITTEN, lblk, n, pblk, IomapFlag.NEW | _dirty(fs, ip, lblk, n))
-            m.deferred.append("convert")
-        if req & Req.FAULT:
-            with pm.site("dax_fault.zero_block"):
-                memcpy_flushcache(pm, pblk * BS, bytes(n * BS))
-        return m
-    # cow-remap: write data once into the new blocks, then commit the map with it.
-    if not fresh:
+            return Iomap(IomapType.MAPPED, lblk, n, pblk, IomapFlag.NEW | _dirty(fs, ip, lblk, n))
         m = Iomap(IomapType.UNWRITTEN, lblk, n, pblk, IomapFlag.NEW | _dirty(fs, ip, lblk, n))
         m.deferred.append("convert")
+        m.staged = _filling(ip, lblk, n, pblk)
+        if req & Req.FAULT:
+            with pm.site("dax_fault.zero_block"):
+                _zero_unfilled(fs, m.staged, lblk, n, pblk)
         return m
+    # cow-remap into a preallocated (unwritten) extent: write the data, then convert.
+    m = Iomap(IomapType.UNWRITTEN, lblk, n, pblk, IomapFlag.NEW | _dirty(fs, ip, lblk, n))
+    m.deferred.append("convert")
+    m.staged = _filling(ip, lblk, n, pblk)
+    return m
+
+
+def _filling(ip: Inode, lblk: int, n: int, pblk: int) -> dict[int, CowBlock]:
+    """Register unwritten blocks as being filled by this op until it converts them (sharing the
+    entries a racing op registered: whoever fills a block first marks it filled for both)."""
+    out = {}
+    for i in range(n):
+        cb = ip.filling.get(lblk + i)
+        if cb is None or cb.pblk != pblk + i:
+            cb = ip.filling[lblk + i] = CowBlock(pblk + i)
+        out[lblk + i] = cb
+    return out
+
+
+def _zero_unfilled(fs: DaxFS, staged: dict[int, CowBlock], lblk: int, n: int, pblk: int) -> None:
+    """Zero the blocks [pblk, pblk+n) a racing write(2) has not filled yet, and mark them filled:
+    a fault that zeroed a block the write already filled would lose the write's data."""
+    i = 0
+    while i < n:
+        cb = staged.get(lblk + i)
+        if cb is not None and cb.pblk == pblk + i and cb.filled:
+            i += 1
+            continue
+        j = i
+        while j < n and not ((c := staged.get(lblk + j)) is not None and c.pblk == pblk + j and c.filled):
+            if c is not None and c.pblk == pblk + j:
+                c.filled = True
+            j += 1
+        memcpy_flushcache(fs.pm, (pblk + i) * BS, bytes((j - i) * BS))
+        i = j
+
+
+def _cow_remap_hole(fs: DaxFS, ip: Inode, lblk: int, n: int, req: Req) -> Iomap:
+    """cow-remap into a hole, as XFS's always-COW mode does: the new blocks are staged in the COW
+    fork and committed by iomap_end after the data is in. A racing write fault finds them there
+    (xfs_find_trim_cow_extent), zeroes what is not yet filled and commits them itself; before,
+    each op allocated its own block and the later commit orphaned the other's, with its mapping."""
+    pm = fs.pm
+    fork = ip.cow
+    staged = fork.get(lblk)
+    if staged is not None:
+        k = 1
+        while k < n and (nxt := fork.get(lblk + k)) is not None and nxt.pblk == staged.pblk + k:
+            k += 1
+        pblk, n = staged.pblk, k
+        blocks = {lblk + i: fork[lblk + i] for i in range(k)}
+    else:
+        n = next((i for i in range(1, n) if lblk + i in fork), n)
+        with pm.site("xfs_bmapi_allocate"):
+            pblk, n = fs.alloc(n, hint=_hint(ip, lblk))
+        if req & Req.FAULT:
+            return _zero_then_commit(fs, ip, lblk, n, pblk)
+        blocks = {lblk + i: CowBlock(pblk + i) for i in range(n)}
+        fork.update(blocks)
+        fs.uncommitted.append((pblk, n))
     m = Iomap(IomapType.MAPPED, lblk, n, pblk, IomapFlag.NEW | IomapFlag.DIRTY)
+    m.staged = blocks
     m.deferred.append("commit_alloc")
-    fs.uncommitted.append((pblk, n))
+    if req & Req.FAULT:
+        with pm.site("dax_fault.zero_block"):
+            _zero_unfilled(fs, blocks, lblk, n, pblk)
     return m
 
 
 def _zero_then_commit(fs: DaxFS, ip: Inode, lblk: int, n: int, pblk: int) -> Iomap:
-    """xfs_iomap_write_direct with XFS_BMAPI_ZERO|XFS_BMAPI_CONVERT: zero, then commit as written."""
+    """xfs_iomap_write_direct with XFS_BMAPI_ZERO|XFS_BMAPI_CONVERT: zero, then commit as written.
+
+    Blocks of an unwritten extent that a racing write(2) of cow-remap already filled are not zeroed."""
     pm = fs.pm
     zero = not fs.cfg.has(Bug.NO_ZERO)
     late = fs.cfg.has(Bug.ZERO_AFTER_COMMIT)
     if zero and not late:
-        _zero_blocks(fs, pblk, n)
+        with pm.site("xfs_zero_extent"):
+            _zero_unfilled(fs, ip.filling, lblk, n, pblk)
     with pm.site("xfs_iomap_write_direct"), fs.journal.trans("xfs_iomap_write_direct") as tp:
         ip.extents.set_range(lblk, n, pblk, unwritten=False)
         fs.log_bitmap(tp, pblk, n)
@@ -202,13 +265,23 @@ def _iomap_end_locked(fs: DaxFS, ip: Inode, m: Iomap) -> None:
             with pm.site("iomap_end.persist"):
                 nvdimm_flush(pm)
             _convert(fs, ip, m.lblk, m.len, m.pblk)  # type: ignore[arg-type]
+            for lb, cb in m.staged.items():
+                if ip.filling.get(lb) is cb:
+                    del ip.filling[lb]
         elif work == "commit_alloc":
             with pm.site("iomap_end.persist"):
                 nvdimm_flush(pm)
-            fs.uncommitted.remove((m.pblk, m.len))  # type: ignore[arg-type]
+            from .reflink import take_staged, uncommit
+
+            runs = take_staged(ip, m)
+            if not runs:
+                continue
+            for _lb, k, pblk in runs:
+                uncommit(fs, pblk, k)
             with pm.site("iomap_end.commit_alloc"), fs.journal.trans("xfs_iomap_write_direct") as tp:
-                ip.extents.set_range(m.lblk, m.len, m.pblk, unwritten=False)
-                fs.log_bitmap(tp, m.pblk, m.len)  # type: ignore[arg-type]
+                for lb, k, pblk in runs:
+                    ip.extents.set_range(lb, k, pblk, unwritten=False)
+                    fs.log_bitmap(tp, pblk, k)
                 fs.log_inode(tp, ip)
         elif work == "end_cow":
             from .reflink import end_cow

@@ -62,7 +62,7 @@ def _cow_iomap(lblk: int, n: int, pblk: int, old: int, unwritten: bool) -> Iomap
     return Iomap(IomapType.MAPPED, lblk, n, pblk, IomapFlag.SHARED | IomapFlag.DIRTY, srcmap=src)
 
 
-def _take_staged(ip: Inode, m: Iomap) -> list[tuple[int, int, int]]:
+def take_staged(ip: Inode, m: Iomap) -> list[tuple[int, int, int]]:
     """Remove m's blocks that are still in the COW fork; their runs as (lblk, n, pblk).
 
     A racing op that shared the staging blocks may have remapped them already: then there is
@@ -80,7 +80,7 @@ def _take_staged(ip: Inode, m: Iomap) -> list[tuple[int, int, int]]:
     return runs
 
 
-def _uncommit(fs: DaxFS, pblk: int, n: int) -> None:
+def uncommit(fs: DaxFS, pblk: int, n: int) -> None:
     """Drop [pblk, pblk+n) from the runs held open by cow-remap transactions (splitting runs)."""
     out: list[tuple[int, int]] = []
     for b, k in fs.uncommitted:
@@ -98,12 +98,12 @@ def _uncommit(fs: DaxFS, pblk: int, n: int) -> None:
 def end_cow(fs: DaxFS, ip: Inode, m: Iomap) -> None:
     """xfs_reflink_end_cow: map the staged blocks over the old ones, dropping the old references."""
     pm = fs.pm
-    runs = _take_staged(ip, m)
+    runs = take_staged(ip, m)
     if not runs:
         return
     if fs.cfg.design is Design.COW_REMAP:
         for _lb, k, pblk in runs:
-            _uncommit(fs, pblk, k)
+            uncommit(fs, pblk, k)
         with pm.site("iomap_end.persist"):
             pm.sfence()
         with pm.site("xfs_reflink_end_cow.atomic"), fs.journal.trans("xfs_reflink_end_cow") as tp:

@@ -257,8 +257,9 @@ def _race(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> list[Op]:
     else:
         kinds = [draw(st.sampled_from(_RACE_OPS)) for _ in range(2)]
     # The prefix each race needs most: a hole under a read fault (the zero page), shared blocks
-    # under a write and a write fault (two copies on write), data under a truncate.
-    fits = {"fault-read": "truncate", "fault-write": "share", "store": "share", "truncate": "write"}
+    # under a write and a write fault (two copies on write), a hole under a write and a store (two
+    # initialise one new block), data under a truncate.
+    fits = {"fault-read": "truncate", "fault-write": "share", "store": "truncate", "truncate": "write"}
     likely = fits.get(kinds[1], fits.get(kinds[0], "write"))
     first = draw(st.sampled_from([likely, likely, "write", "truncate", "share"]))
     out: list[Op] = [] if f in ctx.sizes else [Create(f)]
