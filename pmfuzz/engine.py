@@ -12,17 +12,13 @@ exceptions of pmfuzz itself propagate.
 
 from __future__ import annotations
 
-import copy
 import enum
 import hashlib
-import itertools
 import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-import numpy as np
 
 from oracles import CrashContext, Oracle, OracleName, Phase, RunContext, VerdictCache, Violation, default_oracles
 
@@ -40,10 +36,11 @@ from .pmem import (
     PointKind,
     Strategy,
 )
-from .reference import History, Reference
+from .reference import History, OpEffects, Reference
+from .serial import SerialOrder, serial_order
 from .target import Errno, Guarantee, MountedFS, Target, check_supported, metadata_ranges
 from .watchdog import DEFAULT_OP_TIMEOUT, TargetHang, TargetNonsense, deadline, guarded_mount, hang_stack
-from .workload import Fault, Fsync, Op, Parallel, Persist, Pin, Store, Sync, Workload, flatten, groups
+from .workload import Fault, Op, Parallel, Pin, Store, Workload, flatten, groups
 
 __all__ = ["Options", "Finding", "CrashSite", "Verdict", "Stats", "check", "StateChoice", "formatted"]
 
@@ -316,77 +313,6 @@ def _pm_context(pm: PMem):
     return save, restore, lambda: (-1, [])
 
 
-def _serial_order(
-    ref: Reference,
-    hist: History,
-    ops: Sequence[Op],
-    start: int,
-    n: int,
-    got: dict,
-    fs: MountedFS,
-    prefer: tuple[int, ...],
-) -> tuple[tuple[int, ...], dict[str, bytes]] | str:
-    """A serial order of the group's ops that explains what the target did, and the byte mixes it leaves.
-
-    Results, files and sizes must equal those of one serial order. Contents may mix orders byte by
-    byte (write(2) and stores through a mapping are not atomic against each other, block by block):
-    every byte must equal that byte after some serial order with the same results. The second item
-    holds the files whose content is such a mix (what the reference must take over), or is empty.
-    Every serial order's intermediate states are recorded in `hist` as alternatives of the group's
-    boundaries: a crash inside or after the group may show what any of them held.
-    If no order explains the run, the reason instead.
-    """
-    idx = list(range(start, start + n))
-    finish = {start + t: k for k, t in enumerate(prefer)}
-    durable = (Fsync, Sync, Persist)
-
-    def rank(order: tuple[int, ...]) -> tuple:
-        # The ops that change files in the order they really did (a COW is attributed to the op
-        # that made it); durability ops as early as the results then allow, so that a serial order
-        # never credits an fsync or persist with data that may have arrived after it flushed.
-        changing = tuple(finish.get(j, n) for j in order if not isinstance(ops[j], durable))
-        early = tuple(p for p, j in enumerate(order) if isinstance(ops[j], durable))
-        return changing, early
-
-    fitting: list[tuple[tuple[int, ...], Reference]] = []
-    for order in sorted(itertools.permutations(idx), key=rank):
-        r2 = copy.deepcopy(ref)
-        want = {}
-        for k, j in enumerate(order):
-            want[j] = r2.apply(j, ops[j])
-            hist.add_alternative(start + k + 1, r2)
-        if any(want[j] != got[j] for j in idx) or r2.files() != fs.files():
-            continue
-        if any(fs.size(f) != r2.size(f) for f in r2.files()):
-            continue
-        fitting.append((order, r2))
-    actual = {f: fs.read(f, 0, fs.size(f) or 0) for f in fs.files()}
-    for order, r2 in fitting:
-        if all(actual[f] == r2.read(f, 0, r2.size(f) or 0) for f in actual):
-            return order, {}
-    if not fitting:
-        return "no serial order gives the same results, files and sizes"
-    mixed: dict[str, bytes] = {}
-    for f, data in actual.items():
-        if data == fitting[0][1].read(f, 0, len(data)):
-            continue
-        mine = np.frombuffer(data, dtype=np.uint8)
-        explained = np.zeros(len(mine), dtype=bool)
-        for _order, r2 in fitting:
-            explained |= np.frombuffer(r2.read(f, 0, len(data)), dtype=np.uint8) == mine
-        if not explained.all():
-            lo = int(np.argmin(explained))
-            rest = explained[lo:]
-            hi = lo + int(np.argmax(rest)) if rest.any() else len(explained)
-            return (
-                f"{f}[{lo}:{hi}] holds what no serial order with these results leaves there "
-                f"(read(2) gives {_hexcut(data[lo:hi])}, serial order {' '.join(map(str, fitting[0][0]))} "
-                f"gives {_hexcut(fitting[0][1].read(f, lo, hi - lo))})"
-            )
-        mixed[f] = data
-    return fitting[0][0], mixed
-
-
 _HUNG = "the target hung"
 
 
@@ -402,10 +328,6 @@ def _write_faults(group: Sequence[Op]) -> bool:
     sharing for both -- and the write(2) then wrote in place, so the group's COWs are not
     all-or-nothing writes that `cow-atomicity` can hold it to (the other oracles still judge it)."""
     return any(isinstance(op, (Store, Pin)) or (isinstance(op, Fault) and op.write) for op in group)
-
-
-def _hexcut(b: bytes, n: int = 8) -> str:
-    return b[:n].hex() + ("..." if len(b) > n else "")
 
 
 def _run_digest(pm: PMem, results: list[str], orders: list[tuple[int, ...]], fs: MountedFS, ref: Reference) -> bytes:
@@ -823,10 +745,11 @@ def _run_group(
     # staged a block and copied its data after a racing write fault remapped that block wrote in
     # place, not copied on write.
     prefer = tuple(sorted(range(n), key=lambda t: (last.get(start + t, 1 << 62), finished.get(t, n))))
-    found = _serial_order(ref, hist, ops, start, n, got, fs, prefer)
+    found = serial_order(ref, hist, ops, start, n, got, fs, prefer)
     mixed: dict[str, bytes] = {}
-    if not isinstance(found, str):
-        order, mixed = found
+    split: Reference | None = None
+    if isinstance(found, SerialOrder):
+        order, mixed, split = found.order, found.mixed, found.split
     else:
         add(
             Finding(
@@ -843,8 +766,13 @@ def _run_group(
         order = tuple(start + t for t in run.finish_order)
     orders.append(order)
     faults = _write_faults([ops[j] for j in idx])
+    if split is not None:
+        # Only the ops' steps interleaved explain the run: take over the state they leave. What
+        # the ops made durable is not credited, and no COW is held to atomicity (permissive).
+        ref.__dict__.update(split.__dict__)
+        ref.fx = OpEffects()
     for k, j in enumerate(order):
-        want = ref.apply(j, ops[j])
+        want = ref.apply(j, ops[j]) if split is None else got[j]
         if faults:
             ref.fx.cow = []
         if k == len(order) - 1:
