@@ -34,7 +34,7 @@ def test_a_store_steps_page_by_page_and_covers_its_range(off: int, n: int) -> No
     steps = [op for _kind, op in _steps(Store("m0", off, n))]
     assert all(isinstance(s, Store) for s in steps)
     assert steps[0].off == off and sum(s.len for s in steps) == n
-    assert all(a.off + a.len == b.off for a, b in zip(steps, steps[1:], strict=False))
+    assert all(a.off + a.len == b.off for a, b in itertools.pairwise(steps))
     assert all(s.off // 4096 == (s.off + s.len - 1) // 4096 for s in steps)
     assert len(_steps(Write("f0", off, n))) == 2
 
