@@ -44,4 +44,3 @@ def test_a_store_split_by_an_extending_write_is_explained() -> None:
     text = "create f0\ntruncate f0 4096\nmmap m0 f0 0 8192\nparallel { write f0 100 4096 ; store m0 100 4096 }\n"
     v = check(make_target("daxfs design=unwritten"), parse(text), Options(domain=Domain.EADR, schedule="3=1,0x4,1"))
     assert v.clean, [f.message for f in v.findings]
-
