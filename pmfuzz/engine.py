@@ -331,15 +331,24 @@ def _write_faults(group: Sequence[Op]) -> bool:
 
 
 def _run_digest(pm: PMem, results: list[str], orders: list[tuple[int, ...]], fs: MountedFS, ref: Reference) -> bytes:
-    """What decides every later verdict of a run: its trace, results, serial orders and mapping views."""
+    """What decides every verdict of a run: its trace, results, serial orders, mapping views, and what
+    the target's introspection hooks tell the oracles (which block each mapped page reaches, which
+    accesses reached a block the file lost): two schedules may leave the same trace -- a lazy log
+    writes nothing at commit -- yet differ in whether a store came before a remap."""
     h = hashlib.blake2b(digest_size=16)
     for e in pm.trace:
         h.update(repr((e.kind, e.addr, e.size, e.op, e.site)).encode())
         if e.data is not None:
             h.update(bytes(e.data))
     h.update(repr((results, orders)).encode())
+    blocks = getattr(fs, "mapping_blocks", None)
     for m, mp in sorted(ref.maps.items()):
         h.update(repr(fs.read_mapping(m, 0, mp.length)).encode())
+        if blocks is not None:
+            h.update(repr(blocks(m)).encode())
+    layout = getattr(fs, "layout_violations", None)
+    if layout is not None:
+        h.update(repr(layout()).encode())
     return h.digest()
 
 
