@@ -36,7 +36,7 @@ from .pmem import (
     PointKind,
     Strategy,
 )
-from .reference import History, OpEffects, Reference
+from .reference import History, Reference
 from .serial import SerialOrder, serial_order
 from .target import Errno, Guarantee, MountedFS, Target, check_supported, metadata_ranges
 from .watchdog import DEFAULT_OP_TIMEOUT, TargetHang, TargetNonsense, deadline, guarded_mount, hang_stack
@@ -778,8 +778,7 @@ def _run_group(
     if split is not None:
         # Only the ops' steps interleaved explain the run: take over the state they leave. What
         # the ops made durable is not credited, and no COW is held to atomicity (permissive).
-        ref.__dict__.update(split.__dict__)
-        ref.fx = OpEffects()
+        ref.become(split)
     for k, j in enumerate(order):
         want = ref.apply(j, ops[j]) if split is None else got[j]
         if faults:

@@ -336,6 +336,12 @@ class Reference:
 
     # -- execution -----------------------------------------------------------
 
+    def become(self, other: Reference) -> None:
+        """Take over `other`'s state in place (a copy that ran a group's ops in another order; the
+        History holds this object). What the last op did for crash recovery is forgotten."""
+        self.__dict__.update(other.__dict__)
+        self.fx = OpEffects()
+
     def apply(self, index: int, op: Op) -> Result:
         self.fx = OpEffects()
         busy = self._waits_for_pins(op)

@@ -190,23 +190,20 @@ def _cow_remap_hole(fs: DaxFS, ip: Inode, lblk: int, n: int, req: Req) -> Iomap:
     fork and committed by iomap_end after the data is in. A racing write fault finds them there
     (xfs_find_trim_cow_extent), zeroes what is not yet filled and commits them itself; before,
     each op allocated its own block and the later commit orphaned the other's, with its mapping."""
+    from .reflink import staged_run, unstaged_len
+
     pm = fs.pm
-    fork = ip.cow
-    staged = fork.get(lblk)
-    if staged is not None:
-        k = 1
-        while k < n and (nxt := fork.get(lblk + k)) is not None and nxt.pblk == staged.pblk + k:
-            k += 1
-        pblk, n = staged.pblk, k
-        blocks = {lblk + i: fork[lblk + i] for i in range(k)}
+    blocks = staged_run(ip, lblk, n)
+    if blocks:
+        pblk, n = blocks[lblk].pblk, len(blocks)
     else:
-        n = next((i for i in range(1, n) if lblk + i in fork), n)
+        n = unstaged_len(ip, lblk, n)
         with pm.site("xfs_bmapi_allocate"):
             pblk, n = fs.alloc(n, hint=_hint(ip, lblk))
         if req & Req.FAULT:
             return _zero_then_commit(fs, ip, lblk, n, pblk)
         blocks = {lblk + i: CowBlock(pblk + i) for i in range(n)}
-        fork.update(blocks)
+        ip.cow.update(blocks)
         fs.uncommitted.append((pblk, n))
     m = Iomap(IomapType.MAPPED, lblk, n, pblk, IomapFlag.NEW | IomapFlag.DIRTY)
     m.staged = blocks

@@ -15,7 +15,7 @@ from .inode import CowBlock, Inode
 from .iomap import Iomap, IomapFlag, IomapType, Req
 from .layout import BS, COW_STAGING
 
-__all__ = ["allocate_cow", "end_cow", "remap_range"]
+__all__ = ["allocate_cow", "end_cow", "remap_range", "staged_run", "take_staged", "uncommit", "unstaged_len"]
 
 
 def allocate_cow(fs: DaxFS, ip: Inode, lblk: int, n: int, old: int, unwritten: bool, req: Req) -> Iomap:
@@ -27,16 +27,13 @@ def allocate_cow(fs: DaxFS, ip: Inode, lblk: int, n: int, old: int, unwritten: b
     """
     pm = fs.pm
     fork = ip.cow
-    staged = fork.get(lblk)
-    if staged is not None:
-        k = 1
-        while k < n and (nxt := fork.get(lblk + k)) is not None and nxt.pblk == staged.pblk + k:
-            k += 1
-        m = _cow_iomap(lblk, k, staged.pblk, old, unwritten)
-        m.staged = {lblk + i: fork[lblk + i] for i in range(k)}
+    staged = staged_run(ip, lblk, n)
+    if staged:
+        m = _cow_iomap(lblk, len(staged), staged[lblk].pblk, old, unwritten)
+        m.staged = staged
         m.deferred.append("end_cow")
         return m
-    n = next((i for i in range(1, n) if lblk + i in fork), n)
+    n = unstaged_len(ip, lblk, n)
     with pm.site("xfs_reflink_allocate_cow"):
         pblk, n = fs.alloc(n, hint=old + n)
     for i in range(n):
@@ -55,6 +52,24 @@ def allocate_cow(fs: DaxFS, ip: Inode, lblk: int, n: int, old: int, unwritten: b
     else:
         m.deferred.append("end_cow")
     return m
+
+
+def staged_run(ip: Inode, lblk: int, n: int) -> dict[int, CowBlock]:
+    """xfs_find_trim_cow_extent: the COW-fork blocks from lblk on (at most n), contiguous on the
+    device, by file block; empty if lblk has none staged."""
+    fork = ip.cow
+    first = fork.get(lblk)
+    if first is None:
+        return {}
+    k = 1
+    while k < n and (nxt := fork.get(lblk + k)) is not None and nxt.pblk == first.pblk + k:
+        k += 1
+    return {lblk + i: fork[lblk + i] for i in range(k)}
+
+
+def unstaged_len(ip: Inode, lblk: int, n: int) -> int:
+    """How many of [lblk, lblk+n) precede the first block staged in the COW fork."""
+    return next((i for i in range(1, n) if lblk + i in ip.cow), n)
 
 
 def _cow_iomap(lblk: int, n: int, pblk: int, old: int, unwritten: bool) -> Iomap:
