@@ -140,6 +140,9 @@ def _write_alloc(fs: DaxFS, ip: Inode, lblk: int, n: int, pblk: int | None, req:
                 fs.log_inode(tp, ip)
         if fs.cfg.has(Bug.CONVERT_BEFORE_PERSIST):
             _convert(fs, ip, lblk, n, pblk)
+            if req & Req.FAULT:
+                with pm.site("dax_fault.zero_block"):
+                    memcpy_flushcache(pm, pblk * BS, bytes(n * BS))
             return Iomap(IomapType.MAPPED, lblk, n, pblk, IomapFlag.NEW | _dirty(fs, ip, lblk, n))
         m = Iomap(IomapType.UNWRITTEN, lblk, n, pblk, IomapFlag.NEW | _dirty(fs, ip, lblk, n))
         m.deferred.append("convert")
