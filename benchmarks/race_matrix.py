@@ -17,15 +17,14 @@ import argparse
 import itertools
 import time
 
+from race_hunt import CONFIGS
+
 from pmfuzz.engine import Options, check
 from pmfuzz.fs import DaxfsTarget
 from pmfuzz.pmem import Domain
 from pmfuzz.report import format_report
 from pmfuzz.workload import Workload, format_workload, parse
 
-CONFIGS = [
-    (d, c, dom) for d in ("zero", "unwritten", "cow-remap") for c in ("lazy", "eager") for dom in ("adr", "eadr")
-]
 PREFIXES = {
     "hole": "create f0\ntruncate f0 8192\n",
     "data": "create f0\nwrite f0 0 8192\n",

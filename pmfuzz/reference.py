@@ -71,6 +71,7 @@ __all__ = [
     "FileVersion",
     "CowEvent",
     "reflink_error",
+    "page_pieces",
 ]
 
 _WPB = BLOCK_SIZE // 8
@@ -223,7 +224,7 @@ class Reference:
         if m is None:
             return err(Errno.EINVAL)
         out = bytearray()
-        for pos, k in _pages(off, n):
+        for pos, k in page_pieces(off, n):
             bad = self._page_fault(m, pos)
             if bad is not None:
                 return bad
@@ -412,7 +413,7 @@ class Reference:
             return EFAULT
         lo, hi = write_lock_span(f.size, op.off, op.len)
         out = bytearray()
-        for pos, k in _pages(op.moff, op.len):
+        for pos, k in page_pieces(op.moff, op.len):
             page = m.off + pos // PAGE_SIZE * PAGE_SIZE
             why: Errno | None = None
             if pos >= _round_up(m.length, PAGE_SIZE):
@@ -582,7 +583,7 @@ class Reference:
         if m is None:
             return err(Errno.EINVAL)
         data = payload(m.file.ino, index, m.off + op.off, op.len)
-        for pos, k in _pages(op.off, op.len):
+        for pos, k in page_pieces(op.off, op.len):
             bad = self._page_fault(m, pos)
             if bad is not None:
                 return bad
@@ -597,7 +598,7 @@ class Reference:
         m = self.maps.get(op.map)
         if m is None:
             return err(Errno.EINVAL)
-        pages = _pages(op.off, op.len)
+        pages = page_pieces(op.off, op.len)
         for pos, _ in pages:
             bad = self._page_fault(m, pos)
             if bad is not None:
@@ -633,13 +634,13 @@ class Reference:
 
     def _dma(self, index: int, op: Dma) -> Result:
         m = self.maps.get(op.map)
-        if m is None or any(pos // PAGE_SIZE not in m.pins for pos, _ in _pages(op.off, op.len)):
+        if m is None or any(pos // PAGE_SIZE not in m.pins for pos, _ in page_pieces(op.off, op.len)):
             return err(Errno.EINVAL)
         m.file.put(m.off + op.off, payload(m.file.ino, index, m.off + op.off, op.len))
         return OK
 
 
-def _pages(off: int, n: int) -> list[tuple[int, int]]:
+def page_pieces(off: int, n: int) -> list[tuple[int, int]]:
     """Split [off, off+n) at page boundaries: (position, length) pieces."""
     out = []
     pos, end = off, off + n

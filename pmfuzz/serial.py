@@ -20,7 +20,7 @@ from math import comb
 
 import numpy as np
 
-from .reference import History, Reference
+from .reference import History, Reference, page_pieces
 from .target import MountedFS, Result
 from .workload import Fsync, Op, Persist, Store, Sync, Write
 
@@ -135,13 +135,7 @@ _HEAD, _TAIL, _PAGE = "head", "tail", "page"
 def _steps(op: Op) -> list[tuple[str, Op]]:
     """The steps a racing op may see `op` take one by one."""
     if isinstance(op, Store):
-        pages = []
-        pos, end = op.off, op.off + op.len
-        while pos < end:
-            k = min(end, (pos // 4096 + 1) * 4096) - pos
-            pages.append((_PAGE, replace(op, off=pos, len=k)))
-            pos += k
-        return pages
+        return [(_PAGE, replace(op, off=pos, len=k)) for pos, k in page_pieces(op.off, op.len)]
     if isinstance(op, Write) and op.map is None:
         return [(_HEAD, op), (_TAIL, op)]
     return [(_PAGE, op)]
