@@ -27,7 +27,6 @@ every oracle reads them the same way:
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -35,6 +34,7 @@ from typing import Protocol
 import numpy as np
 
 from .data import payload
+from .reference_falloc import Backing, FallocateSemantics
 from .target import OK, Errno, Result, Signal, err, sig
 from .workload import (
     BLOCK_SIZE,
@@ -79,14 +79,6 @@ _WPB = BLOCK_SIZE // 8
 
 def _round_up(x: int, a: int) -> int:
     return -(-x // a) * a
-
-
-class Backing(enum.Enum):
-    """Whether a file block has storage behind it (a hole has none)."""
-
-    YES = 1
-    UNKNOWN = 2
-    """Maybe: a PMD write fault may or may not have allocated the whole 2 MiB."""
 
 
 @dataclass(eq=False)
@@ -196,8 +188,8 @@ class OpEffects:
     """(name, incarnation, start, end) ranges a truncate removed: they may read zero in the window."""
 
 
-class Reference:
-    """Executes ops with plain POSIX semantics; names map to file incarnations."""
+class Reference(FallocateSemantics):
+    """Executes ops with plain POSIX semantics; names map to file incarnations (fallocate: `reference_falloc`)."""
 
     def __init__(self) -> None:
         self.names: dict[str, RefFile] = {}
@@ -454,12 +446,7 @@ class Reference:
         f = self._file(op.file)
         if f is None:
             return err(Errno.ENOENT)
-        self._layout_changed(f)
-        for b in range(op.off // BLOCK_SIZE, -(-(op.off + op.len) // BLOCK_SIZE)):
-            f.backed.setdefault(b, Backing.YES)
-        if op.off + op.len > f.size:
-            self._zero_written(index, f, f.size, op.off + op.len)
-        f.grow_to(op.off + op.len)
+        self._fallocate_file(index, f, op)
         return OK
 
     def _punch(self, index: int, op: Punch) -> Result:

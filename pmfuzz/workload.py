@@ -23,6 +23,7 @@ Semantics every target must follow (the reference model implements them):
   (truncate, punch, fallocate, reflink of it) and munmap of a pinned mapping
   wait for the unpin: inside a parallel group they block; run sequentially,
   where the wait could never end, they return EBUSY.
+* `fallocate F OFF LEN [zero-range|unshare-range] [keep-size]`: FALLOC_FL_* modes, see `falloc.py`.
 * `madvise M dontneed` drops the mapping's page-table entries (EINVAL if
   unmapped); the data and any pins stay.
 * Mapping ops walk the range page by page: a page outside the mapping is
@@ -50,6 +51,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 
 from .errors import ParseError
+from .falloc import FallocMode, falloc_words, parse_falloc_words
 
 __all__ = [
     "OpKind",
@@ -60,6 +62,7 @@ __all__ = [
     "Read",
     "Truncate",
     "Fallocate",
+    "FallocMode",
     "Punch",
     "Reflink",
     "Fsync",
@@ -200,10 +203,20 @@ class Truncate(Op):
 
 @dataclass(frozen=True, slots=True)
 class Fallocate(Op):
+    """fallocate(2) with FALLOC_FL_* `mode` (see `pmfuzz.falloc`); a mode the kernel rejects is unrepresentable."""
+
     file: str
     off: int
     len: int
+    mode: FallocMode = FallocMode.ALLOCATE_RANGE
     kind = OpKind.FALLOCATE
+
+    def __post_init__(self) -> None:
+        if not FallocMode(self.mode).valid:
+            raise ValueError(f"fallocate mode {self.mode!r} is rejected by the kernel")
+
+    def args(self) -> list[str]:
+        return [self.file, str(self.off), str(self.len), *falloc_words(self.mode)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,9 +524,12 @@ def _parse_line(ln: _Line) -> Op:
         if moff + length > MAX_FILE_SIZE:
             raise ln.fail(f"source range {moff}+{length} ends beyond the limit of {MAX_FILE_SIZE}", ln.tokens[6][1])
         return Write(f(1), off, length, m(5), moff)
-    if kind in (OpKind.WRITE, OpKind.READ, OpKind.FALLOCATE, OpKind.PUNCH):
+    if kind is OpKind.FALLOCATE:
+        ln.arity(3, 5, "FILE OFF LEN [zero-range|unshare-range] [keep-size]")
+        return Fallocate(f(1), *_range(ln, 2), parse_falloc_words(ln.tokens[4:], ln.fail))
+    if kind in (OpKind.WRITE, OpKind.READ, OpKind.PUNCH):
         ln.arity(3, 3, "FILE OFF LEN")
-        cls = {OpKind.WRITE: Write, OpKind.READ: Read, OpKind.FALLOCATE: Fallocate, OpKind.PUNCH: Punch}[kind]
+        cls = {OpKind.WRITE: Write, OpKind.READ: Read, OpKind.PUNCH: Punch}[kind]
         return cls(f(1), *_range(ln, 2))
     if kind is OpKind.TRUNCATE:
         ln.arity(2, 2, "FILE SIZE")

@@ -106,6 +106,18 @@ class Bug(enum.StrEnum):
     what the kernel does today (xfs_find_trim_cow_extent hands back the staged extent as
     IOMAP_F_SHARED with the data fork as srcmap, and dax_iomap_copy_around copies from srcmap
     unconditionally) between dax_iomap_iter and xfs_reflink_end_cow; unconfirmed on hardware."""
+    UNSHARE_PARTIAL_COPY = "unshare-partial-copy"
+    """fallocate unshare-range copies only the requested bytes into the COW staging block, from and to
+    the start of the block (dax_unshare_iter from v6.2's "fsdax,xfs: port unshare to fsdax",
+    d984648e428b, until v6.12's "fsdax: dax_unshare_iter needs to copy entire blocks", 50793801fc7f):
+    after the remap the file shows the staging block's stale contents around an unaligned range, and
+    its own bytes moved -- "catastrophic for data confidentiality", no crash needed."""
+    UNSHARE_COPY_UNFLUSHED = "unshare-copy-unflushed"
+    """fallocate unshare-range copies each shared block with cached stores that nothing flushes before
+    the remap commits. This is how fs/dax.c dax_unshare_iter reads today (copy_mc_to_kernel, no
+    dax_flush; the filemap_write_and_wait_range after it flushes only DIRTY-tagged entries, which the
+    unshare makes none of) -- see docs/kernel-facts.md; unconfirmed on hardware. On ADR a crash after
+    a log force can find the file remapped onto a block whose copy never left the cache."""
 
 
 BUG_ORACLE: dict[Bug, str] = {
@@ -128,6 +140,8 @@ BUG_ORACLE: dict[Bug, str] = {
     Bug.COW_REMAP_STALE_MAPPING: "mmap-coherency",
     Bug.TRUNCATE_IGNORES_PINS: "layout",
     Bug.COW_RECOPIES_STAGED_BLOCK: "functional",
+    Bug.UNSHARE_PARTIAL_COPY: "functional",
+    Bug.UNSHARE_COPY_UNFLUSHED: "stale-exposure",
 }
 """The oracle that must catch each bug."""
 

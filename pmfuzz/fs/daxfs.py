@@ -31,6 +31,7 @@ from . import file as F
 from .alloc import NoSpace
 from .config import Config, LockScheme
 from .core import DaxFS, format_device
+from .falloc import xfs_file_fallocate
 from .fsck import fsck
 from .locks import Sched
 
@@ -98,7 +99,7 @@ class MountedDaxfs:
         if isinstance(op, Truncate):
             return F.setattr_size(fs, ip, op.size)
         if isinstance(op, Fallocate):
-            return F.fallocate(fs, ip, op.off, op.len)
+            return xfs_file_fallocate(fs, ip, op.off, op.len, op.mode)
         if isinstance(op, Punch):
             return F.punch(fs, ip, op.off, op.len)
         if isinstance(op, Fsync):

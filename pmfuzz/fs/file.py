@@ -1,4 +1,4 @@
-"""xfs_file.c / xfs_iops.c / xfs_bmap_util.c for daxfs: the ops of the workload language.
+"""xfs_file.c / xfs_iops.c / xfs_bmap_util.c for daxfs: the ops of the workload language (fallocate: falloc.py).
 
 Each function takes the mounted fs and returns a `Result`; an op that is
 invalid in context returns the errno or signal the op language defines.
@@ -37,7 +37,6 @@ __all__ = [
     "copy_from_mapping",
     "file_read",
     "setattr_size",
-    "fallocate",
     "punch",
     "reflink",
     "fsync",
@@ -259,35 +258,6 @@ def _free_blocks_from(fs: DaxFS, ip: Inode, first: int, label: str, last: int | 
             continue
         with fs.pm.site(label), fs.journal.trans(label) as tp:
             fs.unmap_range(tp, ip, lo, hi - lo)
-
-
-def fallocate(fs: DaxFS, ip: Inode, off: int, n: int) -> Result:
-    """xfs_alloc_file_space (XFS_BMAPI_PREALLOC: unwritten), then extend the size."""
-    pm = fs.pm
-    with _layout_locks(fs, ip, lambda: write_lock_span(ip.size, off, n)):
-        if break_layouts(fs, ip):
-            return err(Errno.EBUSY)
-        b0, b1 = off // BS, -(-(off + n) // BS)
-        for seg in ip.extents.segments(b0, b1 - b0):
-            if not seg.hole:
-                continue
-            pos, left = seg.lblk, seg.len
-            while left:
-                with pm.site("xfs_alloc_file_space"):
-                    pblk, got = fs.alloc(left, hint=0)
-                with pm.site("xfs_alloc_file_space"), fs.journal.trans("xfs_alloc_file_space") as tp:
-                    ip.extents.set_range(pos, got, pblk, unwritten=True)
-                    fs.log_bitmap(tp, pblk, got)
-                    fs.log_inode(tp, ip)
-                pos += got
-                left -= got
-        if off + n > ip.size:
-            with pm.site("xfs_setattr_size.zero"):
-                dax_zero_range(fs, ip, ip.size, off + n)
-            ip.size = off + n
-            with pm.site("xfs_setattr_size"), fs.journal.trans("xfs_setattr_size") as tp:
-                fs.log_inode(tp, ip)
-    return OK
 
 
 def punch(fs: DaxFS, ip: Inode, off: int, n: int) -> Result:

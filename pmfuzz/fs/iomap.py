@@ -38,12 +38,16 @@ class IomapFlag(enum.IntFlag):
 
 
 class Req(enum.IntFlag):
-    """Request flags: IOMAP_WRITE, IOMAP_ZERO, IOMAP_FAULT (IOMAP_DAX is implied)."""
+    """Request flags: IOMAP_WRITE, IOMAP_ZERO, IOMAP_FAULT, IOMAP_UNSHARE (IOMAP_DAX is implied)."""
 
     READ = 0
     WRITE = 1
     ZERO = 2
     FAULT = 4
+    UNSHARE = 8
+    """dax_file_unshare (with WRITE): a shared extent gets its COW staging extent; holes and unwritten
+    extents are returned as they are, never allocated ("We never need to allocate blocks for zeroing
+    or unsharing a hole", xfs_buffered_write_iomap_begin)."""
 
 
 @dataclass
@@ -108,7 +112,7 @@ def _iomap_begin_locked(fs: DaxFS, ip: Inode, pos: int, length: int, req: Req) -
             k = shared.index(True) if not shared[0] else (shared.index(False) if False in shared else seg.len)
             seg = type(seg)(seg.lblk, k, seg.pblk, seg.unwritten)
     flags = _dirty(fs, ip, seg.lblk, seg.len)
-    if not req & Req.WRITE:
+    if not req & Req.WRITE or req & Req.UNSHARE:
         if seg.hole:
             return Iomap(IomapType.HOLE, seg.lblk, seg.len, None, flags)
         t = IomapType.UNWRITTEN if seg.unwritten else IomapType.MAPPED
