@@ -5,6 +5,7 @@ strategy up to 2048 states. Prints workloads and states judged per configuration
 stops at the first violation with its report (which would be a bug in pmfuzz).
 
     python benchmarks/soundness.py --workloads 2000 --max-ops 20
+    python benchmarks/soundness.py --workloads 300 --weight falloc=12 --weight fallocate=10   # fallocate modes up
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 
 from hypothesis import HealthCheck, Phase, given, settings
 
 from pmfuzz.engine import Options, check
 from pmfuzz.fs import DaxfsTarget
-from pmfuzz.gen.strategies import workloads
+from pmfuzz.gen.strategies import DEFAULT_SHAPE, workloads
 from pmfuzz.pmem import Domain
 from pmfuzz.report import format_report
 from pmfuzz.workload import format_workload
@@ -31,10 +33,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workloads", type=int, default=2000, help="per configuration")
     ap.add_argument("--max-ops", type=int, default=20)
+    ap.add_argument("--weight", action="append", default=[], metavar="KIND=N", help="override a generator weight")
+    ap.add_argument("--configs", help="only these, e.g. zero/lazy/adr,cow-remap/eager/eadr")
     args = ap.parse_args()
+    weights = dict(DEFAULT_SHAPE.weights)
+    for kv in args.weight:
+        k, _, v = kv.partition("=")
+        if k not in weights:
+            ap.error(f"unknown weight {k!r} (known: {', '.join(weights)})")
+        weights[k] = int(v)
+    shape = replace(DEFAULT_SHAPE, weights=weights)
+    configs = [tuple(c.split("/")) for c in args.configs.split(",")] if args.configs else CONFIGS
     t0 = time.time()
     total = states = 0
-    for design, cil, domain in CONFIGS:
+    for design, cil, domain in configs:
         target = DaxfsTarget(design=design, cil=cil)
         opts = Options(domain=Domain(domain))
         count = [0, 0]
@@ -46,7 +58,7 @@ def main() -> None:
             phases=[Phase.generate],
             suppress_health_check=list(HealthCheck),
         )
-        @given(workloads(max_ops=args.max_ops))
+        @given(workloads(max_ops=args.max_ops, shape=shape))
         def run(w, target=target, opts=opts, count=count, cfg=(design, cil, domain)) -> None:
             v = check(target, w, opts)
             count[0] += 1

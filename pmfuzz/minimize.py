@@ -20,6 +20,8 @@ from .engine import Finding, Options, check
 from .target import Target
 from .workload import (
     BLOCK_SIZE,
+    Fallocate,
+    FallocMode,
     Fault,
     Mmap,
     Op,
@@ -232,6 +234,8 @@ def _simpler(op: Op) -> list[Op]:
         out.append(replace(op, pmd=False))
     if isinstance(op, Mmap) and op.sync:
         out.append(replace(op, sync=False))
+    if isinstance(op, Fallocate):
+        out += [replace(op, mode=op.mode & ~flag) for flag in FallocMode if flag and op.mode & flag]
     if isinstance(op, (Store, Persist)) and op.len > 8:
         out.append(replace(op, len=8))
     return out

@@ -8,6 +8,7 @@ import hypothesis.strategies as st
 from hypothesis import assume, note
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from pmfuzz.falloc import FALLOC_MODES
 from pmfuzz.fs import DaxfsTarget
 from pmfuzz.pmem import PMem
 from pmfuzz.reference import Reference
@@ -115,9 +116,15 @@ class DaxfsMachine(RuleBasedStateMachine):
         f = data.draw(file_names(self))
         self.do(Truncate(f, data.draw(near_size(self, f))))
 
-    @rule(data=st.data(), off=OFFSETS, n=LENGTHS)
-    def fallocate(self, data: st.DataObject, off: int, n: int) -> None:
-        self.do(Fallocate(data.draw(file_names(self)), off, n))
+    @rule(data=st.data(), off=OFFSETS, n=LENGTHS, mode=st.sampled_from(FALLOC_MODES))
+    def fallocate(self, data: st.DataObject, off: int, n: int, mode) -> None:
+        self.do(Fallocate(data.draw(file_names(self)), off, n, mode))
+
+    @rule(data=st.data(), n=LENGTHS, mode=st.sampled_from(FALLOC_MODES[2:]))
+    def fallocate_near_eof(self, data: st.DataObject, n: int, mode) -> None:
+        """zero-range and unshare-range around EOF, where the edge zeroing and the unshare clamp stop."""
+        f = data.draw(file_names(self))
+        self.do(Fallocate(f, data.draw(near_size(self, f)), n, mode))
 
     @rule(data=st.data(), n=LENGTHS)
     def punch(self, data: st.DataObject, n: int) -> None:

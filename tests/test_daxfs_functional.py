@@ -21,7 +21,15 @@ def test_design_matches_the_reference(design: str, cil: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "bug", [Bug.FAULT_EOF_ROUND_UP, Bug.TRUNCATE_NO_ZERO_TAIL, Bug.NO_ZERO, Bug.COW_IN_PLACE, Bug.COW_SKIP_TAIL_COPY]
+    "bug",
+    [
+        Bug.FAULT_EOF_ROUND_UP,
+        Bug.TRUNCATE_NO_ZERO_TAIL,
+        Bug.NO_ZERO,
+        Bug.COW_IN_PLACE,
+        Bug.COW_SKIP_TAIL_COPY,
+        Bug.UNSHARE_PARTIAL_COPY,
+    ],
 )
 def test_functional_bug_is_caught_without_a_crash(bug: Bug) -> None:
     with pytest.raises((AssertionError, Flaky)):

@@ -10,7 +10,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import fields, replace
 
-from ..workload import BLOCK_SIZE, MAX_FILE_SIZE, MAX_OPS, PMD_SIZE, Op, Workload
+from ..falloc import FALLOC_MODES
+from ..workload import BLOCK_SIZE, MAX_FILE_SIZE, MAX_OPS, PMD_SIZE, Fallocate, Op, Workload
 
 __all__ = ["mutate", "INTERESTING"]
 
@@ -58,6 +59,8 @@ def _tweak(rng: random.Random, v: int, name: str) -> int:
 
 
 def change_args(rng: random.Random, op: Op) -> Op:
+    if isinstance(op, Fallocate) and not rng.randrange(3):
+        return replace(op, mode=rng.choice(FALLOC_MODES))
     nums = [f.name for f in fields(op) if f.name in _NUMERIC and getattr(op, f.name) is not None]
     if not nums:
         return op

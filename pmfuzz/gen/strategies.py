@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import hypothesis.strategies as st
 
+from ..falloc import FALLOC_MODES, FallocMode
 from ..workload import (
     BLOCK_SIZE,
     FILES,
@@ -84,9 +85,10 @@ class Shape:
             "mapeof": 2,
             "race": 3,
             "hugezero": 1,
+            "falloc": 2,
         }
     )
-    """Per-kind weights; `share`, `mapsync`, `mapstore`, `mapeof`, `race` and `hugezero` are scenarios
+    """Per-kind weights; `share`, `mapsync`, `mapstore`, `mapeof`, `race`, `hugezero` and `falloc` are scenarios
     (see `_SCENARIOS`); `race` draws a parallel group, whose every schedule within the preemption
     bound the engine then runs."""
 
@@ -104,6 +106,7 @@ _SCENARIOS: dict[str, set[str]] = {
     "mapeof": {"create", "write", "mmap", "truncate", "fault"},
     "race": {"create", "write", "truncate", "mmap", "parallel"},
     "hugezero": {"create", "truncate", "mmap", "fault", "write"},
+    "falloc": {"create", "write", "fallocate"},
 }
 """Multi-op steps and the op kinds they need. Crash bugs of COW and MAP_SYNC paths need
 a few ops in a row (data, then sharing, then a write into the shared range; a
@@ -114,6 +117,9 @@ op by op they are rare, drawn as one step
 they are as common as any single op, which is what ACE's workload skeletons do."""
 
 DEFAULT_SHAPE = Shape()
+
+_UNSHARE = tuple(m for m in FALLOC_MODES if m & FallocMode.UNSHARE_RANGE)
+_ZERO_OR_UNSHARE = tuple(m for m in FALLOC_MODES if m & (FallocMode.ZERO_RANGE | FallocMode.UNSHARE_RANGE))
 
 
 @dataclass
@@ -154,7 +160,9 @@ def _op(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> Op:
     if kind in ("write", "punch", "fallocate", "read"):
         off = draw(_offsets(ctx, file, shape))
         n = draw(_LENGTHS)
-        return {"write": Write, "punch": Punch, "fallocate": Fallocate, "read": Read}[kind](file, off, n)
+        if kind == "fallocate":
+            return Fallocate(file, off, n, draw(st.sampled_from(FALLOC_MODES)))
+        return {"write": Write, "punch": Punch, "read": Read}[kind](file, off, n)
     if kind == "truncate":
         return Truncate(file, draw(_offsets(ctx, file, shape)))
     if kind == "reflink":
@@ -197,10 +205,10 @@ _RACE_OPS = (
     *("write",) * 3,
     *("fault-read",) * 3,
     *("fault-write", "store") * 2,
-    *("read", "truncate", "punch", "fsync", "fallocate", "persist"),
+    *("read", "truncate", "punch", "fsync", "fallocate", "persist", "zero-range", "unshare-range"),
 )
 """The ops a group draws from, the write-against-fault races of the DAX threads most often."""
-_CHANGERS = ("write", "write", "truncate", "punch", "fallocate")
+_CHANGERS = ("write", "write", "truncate", "punch", "fallocate", "zero-range", "unshare-range")
 _ACCESSORS = ("fault-read", "fault-read", "fault-write", "store", "read")
 """A quarter of the groups pair an op that changes the file's blocks with one that reads or maps them,
 a quarter are any two ops."""
@@ -232,6 +240,8 @@ def _race_op(kind: str, f: str, m: str, o: int, n: int, size: int) -> Op:
         return Punch(f, o, n)
     if kind == "fallocate":
         return Fallocate(f, o, n)
+    if kind in ("zero-range", "unshare-range"):
+        return Fallocate(f, o, n, FallocMode.ZERO_RANGE if kind == "zero-range" else FallocMode.UNSHARE_RANGE)
     return Fsync(f)
 
 
@@ -259,7 +269,13 @@ def _race(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> list[Op]:
     # The prefix each race needs most: a hole under a read fault (the zero page), shared blocks
     # under a write and a write fault (two copies on write), a hole under a write and a store (two
     # initialise one new block), data under a truncate.
-    fits = {"fault-read": "truncate", "fault-write": "share", "store": "truncate", "truncate": "write"}
+    fits = {
+        "fault-read": "truncate",
+        "fault-write": "share",
+        "store": "truncate",
+        "truncate": "write",
+        "unshare-range": "share",
+    }
     likely = fits.get(kinds[1], fits.get(kinds[0], "write"))
     first = draw(st.sampled_from([likely, likely, "write", "truncate", "share"]))
     out: list[Op] = [] if f in ctx.sizes else [Create(f)]
@@ -290,6 +306,37 @@ def _race(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> list[Op]:
 
 
 @st.composite
+def _falloc(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> list[Op]:
+    """A range in a state the fallocate modes treat apart -- written, preallocated (unwritten), shared
+    by reflink, or mapped and stored to -- then zero-range or unshare-range over it, aligned or not,
+    inside EOF or across it, with or without keep-size; sometimes a write into the range after it
+    (into blocks that are no longer shared) and an fsync."""
+    names = list(FILES[: shape.files])
+    f = draw(st.sampled_from(names))
+    out: list[Op] = [] if f in ctx.sizes else [Create(f)]
+    size = draw(st.sampled_from([K, 2 * K, 3 * K, 6000]))
+    under = draw(st.sampled_from(["written", "unwritten", "shared", "shared"]))
+    if under == "shared" and len(names) > 1:
+        src = draw(st.sampled_from([n for n in names if n != f]))
+        out += ([] if src in ctx.sizes else [Create(src)]) + [Write(src, 0, size), Reflink(src, f)]
+    else:
+        out.append(Fallocate(f, 0, size) if under == "unwritten" else Write(f, 0, size))
+    if draw(st.booleans()):
+        out.append(Fsync(f))
+    if not draw(st.integers(0, 2)):
+        m = draw(st.sampled_from(MAPPINGS[: shape.mappings]))
+        out += [Mmap(m, f, 0, -(-size // K) * K, draw(st.booleans())), Store(m, draw(st.sampled_from([0, 100, K])), 64)]
+    off = draw(st.sampled_from([0, 100, K, K + 100, size - 100]))
+    n = draw(st.sampled_from([100, K, K + 200, 2 * K, size]))
+    out.append(Fallocate(f, off, n, draw(st.sampled_from(_ZERO_OR_UNSHARE))))
+    if draw(st.booleans()):
+        out.append(Write(f, draw(st.sampled_from([off, 0, K])), draw(st.sampled_from([8, 100, K]))))
+    if draw(st.booleans()):
+        out.append(Fsync(f))
+    return out
+
+
+@st.composite
 def _scenario(draw: st.DrawFn, ctx: _Ctx, shape: Shape, kind: str) -> list[Op]:
     names = list(FILES[: shape.files])
     out: list[Op] = []
@@ -311,7 +358,7 @@ def _scenario(draw: st.DrawFn, ctx: _Ctx, shape: Shape, kind: str) -> list[Op]:
         out.append(Reflink(src, dst))
         size = max([ctx.sizes.get(src, 0), K] + [o.off + o.len for o in out if isinstance(o, Write)])
         target = draw(st.sampled_from([dst, dst, dst, src]))
-        how = draw(st.sampled_from(["write", "write", "write", "truncate", "punch", "store", "mapread"]))
+        how = draw(st.sampled_from(["write", "write", "write", "truncate", "punch", "store", "mapread", "unshare"]))
         off = draw(st.sampled_from([0, 1, 100, K - 8, K, K + 100, size - 100]) | st.integers(0, max(0, size - 1)))
         off = max(0, min(off, size - 1))
         n = draw(st.sampled_from([8, 64, 100, 200, K - 100, K, K + 8]))
@@ -321,6 +368,10 @@ def _scenario(draw: st.DrawFn, ctx: _Ctx, shape: Shape, kind: str) -> list[Op]:
             out.append(Truncate(target, off))
         elif how == "punch":
             out.append(Punch(target, off, n))
+        elif how == "unshare":
+            out.append(Fallocate(target, off, n, draw(st.sampled_from(_UNSHARE))))
+            if draw(st.booleans()):
+                out.append(Write(target, off, draw(st.sampled_from([8, 100, K]))))
         elif how == "mapread":
             m = draw(st.sampled_from(MAPPINGS[: shape.mappings]))
             out += [Mmap(m, target, 0, max(K, -(-size // K) * K)), Fault(m, off // K, False), Write(target, off, n)]
@@ -334,6 +385,8 @@ def _scenario(draw: st.DrawFn, ctx: _Ctx, shape: Shape, kind: str) -> list[Op]:
         return out
     if kind == "race":
         return draw(_race(ctx, shape))
+    if kind == "falloc":
+        return draw(_falloc(ctx, shape))
     if kind == "hugezero":
         f = draw(st.sampled_from([n for n in names if n not in ctx.sizes] or names))
         m = draw(st.sampled_from(MAPPINGS[: shape.mappings]))
@@ -403,8 +456,9 @@ def _advance(ctx: _Ctx, op: Op) -> None:
         ctx.sizes.setdefault(op.file, 0)
     elif isinstance(op, Unlink):
         ctx.sizes.pop(op.file, None)
-    elif (isinstance(op, Write) and op.file in ctx.sizes) or (isinstance(op, Fallocate) and op.file in ctx.sizes):
-        ctx.sizes[op.file] = max(ctx.sizes[op.file], op.off + op.len)
+    elif isinstance(op, Write | Fallocate) and op.file in ctx.sizes:
+        if not (isinstance(op, Fallocate) and op.mode & FallocMode.KEEP_SIZE):
+            ctx.sizes[op.file] = max(ctx.sizes[op.file], op.off + op.len)
     elif isinstance(op, Truncate) and op.file in ctx.sizes:
         ctx.sizes[op.file] = op.size
     elif isinstance(op, Reflink) and op.src in ctx.sizes and op.dst in ctx.sizes:
