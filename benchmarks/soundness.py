@@ -29,6 +29,30 @@ CONFIGS = [
 ]
 
 
+def _run_config(design: str, cil: str, domain: str, n: int, max_ops: int, shape) -> list[int]:
+    """Check n workloads on one configuration: [workloads, distinct crash states]; exits at a violation.
+
+    A closure rather than defaults carries the configuration: @given refuses functions with defaults."""
+    target = DaxfsTarget(design=design, cil=cil)
+    opts = Options(domain=Domain(domain))
+    count = [0, 0]
+
+    @settings(
+        max_examples=n, deadline=None, database=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck)
+    )
+    @given(workloads(max_ops=max_ops, shape=shape))
+    def run(w) -> None:
+        v = check(target, w, opts)
+        count[0] += 1
+        count[1] += v.stats.distinct
+        if not v.clean:
+            print(f"VIOLATION on a correct design {design}/{cil}/{domain}:\n{format_workload(w)}\n{format_report(v)}")
+            sys.exit(1)
+
+    run()
+    return count
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workloads", type=int, default=2000, help="per configuration")
@@ -47,30 +71,7 @@ def main() -> None:
     t0 = time.time()
     total = states = 0
     for design, cil, domain in configs:
-        target = DaxfsTarget(design=design, cil=cil)
-        opts = Options(domain=Domain(domain))
-        count = [0, 0]
-
-        @settings(
-            max_examples=args.workloads,
-            deadline=None,
-            database=None,
-            phases=[Phase.generate],
-            suppress_health_check=list(HealthCheck),
-        )
-        @given(workloads(max_ops=args.max_ops, shape=shape))
-        def run(w, target=target, opts=opts, count=count, cfg=(design, cil, domain)) -> None:
-            v = check(target, w, opts)
-            count[0] += 1
-            count[1] += v.stats.distinct
-            if not v.clean:
-                print(
-                    f"VIOLATION on a correct design {'/'.join(cfg)}:\n{format_workload(w)}\n{format_report(v)}",
-                    flush=True,
-                )
-                sys.exit(1)
-
-        run()
+        count = _run_config(design, cil, domain, args.workloads, args.max_ops, shape)
         total += count[0]
         states += count[1]
         print(

@@ -525,7 +525,7 @@ def _parse_line(ln: _Line) -> Op:
             raise ln.fail(f"source range {moff}+{length} ends beyond the limit of {MAX_FILE_SIZE}", ln.tokens[6][1])
         return Write(f(1), off, length, m(5), moff)
     if kind is OpKind.FALLOCATE:
-        ln.arity(3, 5, "FILE OFF LEN [zero-range|unshare-range] [keep-size]")
+        ln.arity(3, 6, "FILE OFF LEN [zero-range|unshare-range] [keep-size]")
         return Fallocate(f(1), *_range(ln, 2), parse_falloc_words(ln.tokens[4:], ln.fail))
     if kind in (OpKind.WRITE, OpKind.READ, OpKind.PUNCH):
         ln.arity(3, 3, "FILE OFF LEN")
