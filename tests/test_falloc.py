@@ -210,7 +210,9 @@ def test_the_new_modes_race_cleanly_in_parallel_groups(text: str, design: str, l
 
 # -- the unshare zoo bugs ---------------------------------------------------------------------------
 
-UNSHARE = f"create f0\nwrite f0 0 {K}\nfsync f0\ncreate f1\nreflink f0 f1\nfallocate f1 100 200 unshare-range\nfsync f1\n"
+UNSHARE = (
+    f"create f0\nwrite f0 0 {K}\nfsync f0\ncreate f1\nreflink f0 f1\nfallocate f1 100 200 unshare-range\nfsync f1\n"
+)
 
 
 @pytest.mark.parametrize("design", DESIGNS)
