@@ -4,7 +4,9 @@ A seed is a setup (empty file, file with data, file with holes inside EOF,
 file shared by reflink), then one to three core ops from the alphabet, then
 fsync as the persistence point. The alphabet straddles what the DAX paths
 care about: block-aligned and unaligned ranges, ranges across block
-boundaries and EOF, holes, shared blocks, and MAP_SYNC stores.
+boundaries and EOF, holes, shared blocks, MAP_SYNC stores, and the fallocate
+modes (preallocation past EOF, zero-range inside and across EOF, unshare of a
+cloned range).
 
     python -m pmfuzz.gen.systematic corpora/seeds     # regenerate the committed seeds
 """
@@ -35,6 +37,10 @@ ALPHABET: dict[str, str] = {
     "truncate-down-mid-block": "truncate f0 100",
     "truncate-up": "truncate f0 12288",
     "fallocate": "fallocate f0 8192 8192",
+    "fallocate-keep-size": "fallocate f0 12288 8192 keep-size",
+    "zero-range": "fallocate f0 100 5000 zero-range",
+    "zero-range-keep-size-eof": "fallocate f0 6000 8192 zero-range keep-size",
+    "unshare": "fallocate f1 100 5000 unshare-range",
     "punch": "punch f0 100 5000",
     "reflink-range": "reflink f0 f1 0 4096 4096",
     "cow-write": "write f1 100 200",
@@ -42,7 +48,7 @@ ALPHABET: dict[str, str] = {
     "map-store": "mmap m0 f0 0 16384\nstore m0 4096 64\nmunmap m0",
 }
 
-TRIPLES = ("write-unaligned", "truncate-down-mid-block", "cow-write", "map-sync-store")
+TRIPLES = ("write-unaligned", "truncate-down-mid-block", "cow-write", "map-sync-store", "unshare")
 
 
 def seeds() -> Iterator[tuple[str, Workload]]:
