@@ -31,7 +31,10 @@ PREFIXES = {
     "shared": "create f1\nwrite f1 0 8192\ncreate f0\nreflink f1 f0\n",
     "prealloc": "create f0\nfallocate f0 0 8192\n",
 }
-KINDS = ("write", "fault-read", "fault-write", "store", "read", "truncate", "punch", "fallocate", "fsync", "persist")
+KINDS = (
+    *("write", "fault-read", "fault-write", "store", "read", "truncate", "punch", "fallocate", "fsync", "persist"),
+    *("zero-range", "unshare-range"),
+)
 
 
 def _op(kind: str, off: int) -> str:
@@ -45,6 +48,8 @@ def _op(kind: str, off: int) -> str:
         "truncate": "truncate f0 2000",
         "punch": f"punch f0 {page * 4096} 4096",
         "fallocate": f"fallocate f0 {off} 100",
+        "zero-range": f"fallocate f0 {off} 4096 zero-range",
+        "unshare-range": f"fallocate f0 {off} 100 unshare-range",
         "fsync": "fsync f0",
         "persist": f"persist m0 {off} 100",
     }[kind]
