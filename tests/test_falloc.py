@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,6 +13,7 @@ from pmfuzz.engine import Options, check
 from pmfuzz.errors import ParseError
 from pmfuzz.falloc import FALLOC_MODES, FallocMode
 from pmfuzz.fs import Bug, DaxfsTarget
+from pmfuzz.gen.strategies import DEFAULT_SHAPE, workloads
 from pmfuzz.pmem import Domain, PMem
 from pmfuzz.reference import Reference
 from pmfuzz.workload import FILES, Fallocate, parse, parse_op
@@ -188,6 +191,24 @@ SOUND = [
 def test_correct_designs_are_clean_on_the_new_modes(text: str, design: str, cil: str, domain: str) -> None:
     v = check(DaxfsTarget(design=design, cil=cil), parse(text), Options(domain=Domain(domain)))
     assert v.clean, [(f.oracle.value, f.message) for f in v.findings]
+
+
+FALLOC_HEAVY = replace(DEFAULT_SHAPE, weights={**DEFAULT_SHAPE.weights, "falloc": 12, "fallocate": 8, "race": 1})
+"""Random workloads with the new modes weighted up (the volume is benchmarks/soundness.py --weight)."""
+
+
+@pytest.mark.parametrize(("design", "cil", "domain"), CONFIGS, ids=["-".join(c) for c in CONFIGS])
+def test_correct_designs_are_clean_on_random_workloads_heavy_in_fallocate(design: str, cil: str, domain: str) -> None:
+    target = DaxfsTarget(design=design, cil=cil)
+    opts = Options(domain=Domain(domain), max_states=24, exhaustive_upto=24, preemption_bound=1, max_schedules=32)
+
+    @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(workloads(max_ops=16, shape=FALLOC_HEAVY))
+    def run(w) -> None:
+        v = check(target, w, opts)
+        assert v.clean, (str(w), [(f.oracle.value, f.message) for f in v.findings])
+
+    run()
 
 
 RACES = [
