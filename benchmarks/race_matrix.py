@@ -9,6 +9,7 @@ model or the reference, never in the oracle.
 
     python benchmarks/race_matrix.py
     python benchmarks/race_matrix.py --only unwritten-lazy-adr
+    python benchmarks/race_matrix.py --with zero-range,unshare-range     # only pairs with one of these
 """
 
 from __future__ import annotations
@@ -55,11 +56,10 @@ def _op(kind: str, off: int) -> str:
     }[kind]
 
 
-def workloads() -> list[Workload]:
+def workloads(need: frozenset[str] = frozenset()) -> list[Workload]:
     out = []
-    for (a, b), prefix, prefault, off in itertools.product(
-        itertools.combinations_with_replacement(KINDS, 2), PREFIXES.values(), (False, True), (0, 100)
-    ):
+    pairs = [p for p in itertools.combinations_with_replacement(KINDS, 2) if not need or need & set(p)]
+    for (a, b), prefix, prefault, off in itertools.product(pairs, PREFIXES.values(), (False, True), (0, 100)):
         text = prefix + "mmap m0 f0 0 8192\n" + ("fault m0 0 read\n" if prefault else "")
         out.append(parse(text + f"parallel {{ {_op(a, off)} ; {_op(b, off)} }}\n"))
     return out
@@ -68,8 +68,12 @@ def workloads() -> list[Workload]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="", help="run the configurations whose name contains this")
+    ap.add_argument("--with", dest="need", default="", help="only the pairs with one of these kinds (comma-separated)")
     args = ap.parse_args()
-    matrix = workloads()
+    need = frozenset(k for k in args.need.split(",") if k)
+    if need - set(KINDS):
+        ap.error(f"unknown kinds {sorted(need - set(KINDS))} (kinds: {', '.join(KINDS)})")
+    matrix = workloads(need)
     dirty = 0
     for design, cil, dom in CONFIGS:
         name = f"{design}-{cil}-{dom}"
