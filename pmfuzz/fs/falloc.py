@@ -39,6 +39,10 @@ __all__ = ["xfs_file_fallocate", "dax_file_unshare"]
 
 
 def xfs_file_fallocate(fs: DaxFS, ip: Inode, off: int, n: int, mode: FallocMode) -> Result:
+    """__xfs_file_fallocate: the new size is decided before the mode's work (xfs_falloc_newsize) and
+    applied after it, so a crash in between shows the old size over the new blocks, never the new
+    size over blocks not yet allocated or zeroed. Under locks=range the range lock covers the blocks
+    the mode touches, to EOF and beyond when the size grows."""
     end = off + n
     keep = bool(mode & FallocMode.KEEP_SIZE)
     span = (lambda: _blocks(off, end)) if keep else (lambda: write_lock_span(ip.size, off, n))
