@@ -133,14 +133,14 @@ class _Tracker:
             out.add(Hit.PAST_EOF)
         return out
 
-    def touched(self, f: RefFile, off: int, n: int, durable: bool = False) -> None:
-        """Blocks [off, off+n) got storage (allocation or a copy on write): fresh until fsync."""
+    def touched(self, f: RefFile, before: dict[int, Hit], durable: bool = False) -> None:
+        """Blocks that got storage (an allocation or a copy on write) are fresh until fsync; `before`
+        is each block's state before the op."""
         mine = self.blocks.setdefault(f.ino, {})
-        for b in range(off // BLOCK_SIZE, (off + max(n, 1) - 1) // BLOCK_SIZE + 1):
-            before = self.hit(f, b)
+        for b, h in before.items():
             if durable:
                 mine[b] = Hit.WRITTEN
-            elif before in (Hit.HOLE, Hit.UNWRITTEN, Hit.SHARED, Hit.PAST_EOF):
+            elif h in (Hit.HOLE, Hit.UNWRITTEN, Hit.SHARED, Hit.PAST_EOF):
                 mine[b] = Hit.FRESH
 
     def forget_from(self, f: RefFile, first: int) -> None:
@@ -193,7 +193,7 @@ def _forms(t: _Tracker, op: Op) -> Iterator[OpForm]:
         elif isinstance(op, Persist):
             yield OpForm(kind, ("sync",) if m.sync else (), Hit.ANY)
         else:
-            hits = {t.hit(m.file, (m.off + op.off) // BLOCK_SIZE + k) for k in range(_pages(op.off, op.len))}
+            hits = {t.hit(m.file, b) for b in _span(m.off + op.off, op.len)}
             yield from (OpForm(kind, ("sync",) if m.sync else (), h) for h in hits)
     elif isinstance(op, Unlink):
         f = ref.names.get(op.file)
@@ -208,51 +208,59 @@ def _forms(t: _Tracker, op: Op) -> Iterator[OpForm]:
         yield OpForm(kind, (), Hit.ANY)
 
 
-def _pages(off: int, n: int) -> int:
-    return (off + max(n, 1) - 1) // PAGE_SIZE - off // PAGE_SIZE + 1
+def _span(off: int, n: int, unit: int = BLOCK_SIZE) -> range:
+    return range(off // unit, (off + max(n, 1) - 1) // unit + 1)
 
 
-def _after(t: _Tracker, op: Op, ok: bool) -> None:
+def _before(t: _Tracker, op: Op) -> tuple[RefFile | None, dict[int, Hit]]:
+    """The file an op gives storage to and the state of those blocks before it runs."""
+    ref = t.ref
+    if isinstance(op, (Write, Fallocate)):
+        f = ref.names.get(op.file)
+        return f, ({} if f is None else {b: t.hit(f, b) for b in _span(op.off, op.len)})
+    if isinstance(op, (Fault, Store)):
+        m = ref.maps.get(op.map)
+        if m is None or (isinstance(op, Fault) and not op.write):
+            return None, {}
+        off, n = (op.pgoff * PAGE_SIZE, PAGE_SIZE) if isinstance(op, Fault) else (op.off, op.len)
+        pages = _span(m.off + off, n, PAGE_SIZE)
+        return m.file, {b: t.hit(m.file, b) for p in pages for b in _span(p * PAGE_SIZE, PAGE_SIZE)}
+    return None, {}
+
+
+def _after(t: _Tracker, op: Op, ok: bool, f: RefFile | None, before: dict[int, Hit]) -> None:
     if not ok:
         return
     ref = t.ref
-    if isinstance(op, Write):
-        f = ref.names.get(op.file)
-        if f is not None:
-            t.touched(f, op.off, op.len)
-            t.stored_past_eof.discard(f.ino)
-    elif isinstance(op, (Fault, Store)):
-        m = ref.maps.get(op.map)
-        if m is None or (isinstance(op, Fault) and not op.write):
-            return
-        off, n = (op.pgoff * PAGE_SIZE, PAGE_SIZE) if isinstance(op, Fault) else (op.off, op.len)
-        start = m.off + off - (m.off + off) % PAGE_SIZE
-        t.touched(m.file, start, _pages(m.off + off, n) * PAGE_SIZE, durable=m.sync)
-        if isinstance(op, Store) and m.off + op.off + op.len > m.file.size:
-            t.stored_past_eof.add(m.file.ino)
-    elif isinstance(op, Fallocate):
-        f = ref.names.get(op.file)
-        if f is not None:
-            mine = t.blocks.setdefault(f.ino, {})
-            for b in range(op.off // BLOCK_SIZE, (op.off + max(op.len, 1) - 1) // BLOCK_SIZE + 1):
-                if b not in f.backed or mine.get(b) is Hit.UNWRITTEN:
-                    mine[b] = Hit.UNWRITTEN
-            t.stored_past_eof.discard(f.ino)
+    if isinstance(op, Write) and f is not None:
+        t.touched(f, before)
+        t.stored_past_eof.discard(f.ino)
+    elif isinstance(op, (Fault, Store)) and f is not None:
+        m = ref.maps[op.map]
+        t.touched(f, before, durable=m.sync)
+        if isinstance(op, Store) and m.off + op.off + op.len > f.size:
+            t.stored_past_eof.add(f.ino)
+    elif isinstance(op, Fallocate) and f is not None:
+        mine = t.blocks.setdefault(f.ino, {})
+        for b, h in before.items():
+            if h in (Hit.HOLE, Hit.PAST_EOF, Hit.UNWRITTEN):
+                mine[b] = Hit.UNWRITTEN
+        t.stored_past_eof.discard(f.ino)
     elif isinstance(op, Truncate):
-        f = ref.names.get(op.file)
-        if f is not None:
-            t.forget_from(f, -(-op.size // BLOCK_SIZE))
-            t.stored_past_eof.discard(f.ino)
+        g = ref.names.get(op.file)
+        if g is not None:
+            t.forget_from(g, -(-op.size // BLOCK_SIZE))
+            t.stored_past_eof.discard(g.ino)
     elif isinstance(op, Punch):
-        f = ref.names.get(op.file)
-        if f is not None:
-            mine = t.blocks.get(f.ino, {})
+        g = ref.names.get(op.file)
+        if g is not None:
+            mine = t.blocks.get(g.ino, {})
             for b in range(-(-op.off // BLOCK_SIZE), (op.off + op.len) // BLOCK_SIZE):
                 mine.pop(b, None)
     elif isinstance(op, Reflink):
-        f = ref.names.get(op.dst)
-        if f is not None:
-            t.blocks.pop(f.ino, None)
+        g = ref.names.get(op.dst)
+        if g is not None:
+            t.blocks.pop(g.ino, None)
     elif isinstance(op, Fsync):
         t.settle(ref.names.get(op.file))
     elif isinstance(op, Sync):
@@ -274,8 +282,9 @@ def workload_forms(w: Workload | Iterable[Op]) -> set[OpForm]:
         for op in members:
             out.update(_forms(t, op))
         for op in members:
+            f, before = _before(t, op)
             r = ref.apply(i, op)
-            _after(t, op, r.ok)
+            _after(t, op, r.ok, f, before)
             i += 1
     assert i == len(flatten(ops))
     return out
