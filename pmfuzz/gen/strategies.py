@@ -345,7 +345,9 @@ def _scenario(draw: st.DrawFn, ctx: _Ctx, shape: Shape, kind: str) -> list[Op]:
             out.append(Punch(target, off, n))
         elif how == "mapread":
             m = draw(st.sampled_from(MAPPINGS[: shape.mappings]))
-            out += [Mmap(m, target, 0, max(K, -(-size // K) * K)), Fault(m, off // K, False), Write(target, off, n)]
+            span = max(K, -(-size // K) * K)
+            fault = Fault(m, off // K, not draw(st.integers(0, 2)), not draw(st.integers(0, 2)))
+            out += [Mmap(m, target, 0, span, draw(st.booleans())), fault, Write(target, off, n)]
         else:
             m = draw(st.sampled_from(MAPPINGS[: shape.mappings]))
             out += [Mmap(m, target, 0, max(K, -(-size // K) * K), draw(st.booleans())), Store(m, off, min(n, 64))]
@@ -390,7 +392,7 @@ def _scenario(draw: st.DrawFn, ctx: _Ctx, shape: Shape, kind: str) -> list[Op]:
                 Fault(m, draw(st.sampled_from([eof_page, max(0, eof_page - 1), eof_page + 1])), draw(st.booleans()))
             )
         else:
-            out.append(Store(m, draw(st.sampled_from([size, size - 8, eof_page * K])), 8))
+            out.append(Store(m, draw(st.sampled_from([size, max(0, size - 8), eof_page * K])), 8))
         return out
     live = [f for f in sorted(ctx.sizes) if f not in {m[0] for m in ctx.maps.values()}] or sorted(ctx.sizes)
     f = draw(st.sampled_from(live or names))
@@ -410,7 +412,9 @@ def _scenario(draw: st.DrawFn, ctx: _Ctx, shape: Shape, kind: str) -> list[Op]:
     sync = kind == "mapsync"
     out.append(Mmap(m, f, 0, span, sync))
     if not draw(st.integers(0, 3)):
-        out.append(Fault(m, draw(st.integers(0, span // K - 1)), True))
+        out.append(
+            Fault(m, draw(st.integers(0, span // K - 1)), draw(st.integers(0, 3)) > 0, not draw(st.integers(0, 2)))
+        )
     off = draw(st.sampled_from([hole, hole + 8, hole + 100, 0, K - 64]) | st.integers(0, span - 1))
     n = draw(st.sampled_from([8, 64, 100]))
     n = max(1, min(n, span - off))
