@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import fields, replace
 
 from ..falloc import FALLOC_MODES
-from ..workload import BLOCK_SIZE, MAX_FILE_SIZE, MAX_OPS, PMD_SIZE, Fallocate, Op, Workload
+from ..workload import BLOCK_SIZE, MAX_FILE_SIZE, MAX_OPS, PMD_SIZE, Fallocate, Op, Parallel, Workload
 
 __all__ = ["mutate", "INTERESTING"]
 
@@ -59,9 +59,19 @@ def _tweak(rng: random.Random, v: int, name: str) -> int:
 
 
 def change_args(rng: random.Random, op: Op) -> Op:
+    """A numeric argument tweaked, or a flag flipped (fault read/write and pmd, mmap MAP_SYNC, a
+    fallocate's mode), or one op of a parallel group changed so: the forms an op takes are as
+    reachable as its values."""
+    if isinstance(op, Parallel):
+        i = rng.randrange(len(op.ops))
+        return replace(op, ops=(*op.ops[:i], change_args(rng, op.ops[i]), *op.ops[i + 1 :]))
     if isinstance(op, Fallocate) and not rng.randrange(3):
         return replace(op, mode=rng.choice(FALLOC_MODES))
     nums = [f.name for f in fields(op) if f.name in _NUMERIC and getattr(op, f.name) is not None]
+    flags = [f.name for f in fields(op) if isinstance(getattr(op, f.name), bool)]
+    if flags and (not nums or rng.randrange(3) == 0):
+        name = rng.choice(flags)
+        return replace(op, **{name: not getattr(op, name)})  # type: ignore[type-var]
     if not nums:
         return op
     name = rng.choice(nums)
