@@ -48,6 +48,7 @@ from ..workload import (
     Workload,
     Write,
 )
+from .falloc_steps import falloc_steps
 
 __all__ = ["workloads", "ops", "Shape", "DEFAULT_SHAPE", "SCENARIOS", "scenario_shape"]
 
@@ -124,7 +125,6 @@ they are as common as any single op, which is what ACE's workload skeletons do."
 DEFAULT_SHAPE = Shape()
 
 _UNSHARE = tuple(m for m in FALLOC_MODES if m & FallocMode.UNSHARE_RANGE)
-_FLAGGED = tuple(m for m in FALLOC_MODES if m)
 SCENARIOS: tuple[str, ...] = tuple(_SCENARIOS)
 
 
@@ -327,37 +327,6 @@ def _race(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> list[Op]:
 
 
 @st.composite
-def _falloc(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> list[Op]:
-    """A range in a state the fallocate modes treat apart -- written, preallocated (unwritten), shared
-    by reflink, or mapped and stored to -- then zero-range, unshare-range or keep-size over it,
-    aligned or not, inside EOF or across it; sometimes a write into the range after it (into blocks
-    that are no longer shared) and an fsync."""
-    names = list(FILES[: shape.files])
-    f = draw(st.sampled_from(names))
-    out: list[Op] = [] if f in ctx.sizes else [Create(f)]
-    size = draw(st.sampled_from([K, 2 * K, 3 * K, 6000]))
-    under = draw(st.sampled_from(["written", "unwritten", "shared", "shared"]))
-    if under == "shared" and len(names) > 1:
-        src = draw(st.sampled_from([n for n in names if n != f]))
-        out += ([] if src in ctx.sizes else [Create(src)]) + [Write(src, 0, size), Reflink(src, f)]
-    else:
-        out.append(Fallocate(f, 0, size) if under == "unwritten" else Write(f, 0, size))
-    if draw(st.booleans()):
-        out.append(Fsync(f))
-    if not draw(st.integers(0, 2)):
-        m = draw(st.sampled_from(MAPPINGS[: shape.mappings]))
-        out += [Mmap(m, f, 0, -(-size // K) * K, draw(st.booleans())), Store(m, draw(st.sampled_from([0, 100, K])), 64)]
-    off = draw(st.sampled_from([0, 100, K, K + 100, size - 100]))
-    n = draw(st.sampled_from([100, K, K + 200, 2 * K, size]))
-    out.append(Fallocate(f, off, n, draw(st.sampled_from(_FLAGGED))))
-    if draw(st.booleans()):
-        out.append(Write(f, draw(st.sampled_from([off, 0, K])), draw(st.sampled_from([8, 100, K]))))
-    if draw(st.booleans()):
-        out.append(Fsync(f))
-    return out
-
-
-@st.composite
 def _scenario(draw: st.DrawFn, ctx: _Ctx, shape: Shape, kind: str) -> list[Op]:
     names = list(FILES[: shape.files])
     out: list[Op] = []
@@ -409,7 +378,7 @@ def _scenario(draw: st.DrawFn, ctx: _Ctx, shape: Shape, kind: str) -> list[Op]:
     if kind == "race":
         return draw(_race(ctx, shape))
     if kind == "falloc":
-        return draw(_falloc(ctx, shape))
+        return draw(falloc_steps(ctx.sizes, shape.files, shape.mappings))
     if kind == "hugezero":
         return draw(_huge(ctx, shape))
     if kind == "prealloc":
