@@ -39,6 +39,8 @@ MBOX_BYTES = 8 * MiB
 class GuestDied(Exception):
     """The guest panicked, hung or lost its console: a finding of the kernel target, never pmfuzz's bug."""
 
+    is_target_error = True
+
     def __init__(self, what: str, console: str) -> None:
         super().__init__(f"{what}; guest console (last lines):\n{console}")
         self.what = what
@@ -173,9 +175,14 @@ class Guest:
         assert self.proc.stdin is not None
         try:
             self.proc.stdin.write(line.encode() + b"\n")
+            return Reply.parse(self._readline(timeout, f"running `{line}`"))
         except OSError:
             raise self._died(f"the guest went away before `{line}`") from None
-        return Reply.parse(self._readline(timeout, f"running `{line}`"))
+        except GuestDied:
+            raise
+        except BaseException:
+            self.close()  # interrupted mid-command (a deadline): its answer would confuse the next one
+            raise
 
     # -- shared memory ------------------------------------------------------------
 
