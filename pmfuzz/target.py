@@ -242,15 +242,6 @@ def _import_factory(path: str) -> TargetFactory:
 def _load_builtin() -> None:
     if "daxfs" not in _REGISTRY:
         from .fs import daxfs  # noqa: F401  (registers itself)
-    if "ext4-dax" not in _REGISTRY:
-        _REGISTRY["ext4-dax"] = _ext4_dax
-
-
-def _ext4_dax(**opts: str) -> Target:
-    """The real-kernel target, imported only when used (pmfuzz/kernel)."""
-    from .kernel.target import Ext4DaxTarget
-
-    return Ext4DaxTarget(**opts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ which a report quotes when the guest panics, hangs or goes silent.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import select
@@ -210,20 +211,14 @@ class Guest:
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
         for f in (self.proc.stdin, self.proc.stdout):
             if f is not None:
-                try:
+                with contextlib.suppress(OSError):
                     f.close()
-                except OSError:
-                    pass
         self.ram_path.unlink(missing_ok=True)
 
     def __del__(self) -> None:  # a guest never outlives its owner
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass

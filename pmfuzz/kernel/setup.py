@@ -78,10 +78,14 @@ def _host_tools(say: Callable[[str], None]) -> None:
     if not need:
         return
     if os.geteuid() != 0:
-        raise PmfuzzError(f"host packages missing: {' '.join(need)} (run `pmfuzz kernel-setup` as root, or apt-get install them)")
+        raise PmfuzzError(
+            f"host packages missing: {' '.join(need)} (run `pmfuzz kernel-setup` as root, or apt-get install them)"
+        )
     say(f"apt-get install {' '.join(need)}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    p = subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *need], capture_output=True, text=True, env=env)
+    p = subprocess.run(
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *need], capture_output=True, text=True, env=env
+    )
     if p.returncode != 0:
         subprocess.run(["apt-get", "update", "-q"], capture_output=True)
         _run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *need], "apt-get install")

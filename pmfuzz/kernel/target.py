@@ -39,6 +39,10 @@ a full journal or the ops themselves)."""
 _ZEROOUT = ("blkdev_issue_zeroout", "__blkdev_issue_zero_pages", "ext4_issue_zeroout", "pmem_dax_zero_page_range")
 
 
+_POOL: dict[str, tuple[Guest, Symbols | None]] = {}
+"""The process's guest per accelerator, and its kernel's symbols."""
+
+
 class TraceOverflow(Exception):
     """The recorder's ring filled up during one workload (a limit of pmfuzz's recorder, reported as a target error)."""
 
@@ -156,8 +160,6 @@ class Ext4DaxTarget:
             raise PmfuzzError(f"accel must be tcg or kvm, not {accel!r}")
         self.accel = accel
         self.drop = tuple(s for s in drop.split(",") if s)
-        self.guest: Guest | None = None
-        self._symbols: Symbols | None = None
         self._static_meta: list[tuple[int, int]] | None = None
         self.run_meta: set[int] = set()
         self.accounting = Accounting()
@@ -196,8 +198,7 @@ class Ext4DaxTarget:
             with pm.site("mount"):
                 fs.drain()
         except BaseException:
-            if self.guest is not None and not self.guest.alive:
-                self.guest = None
+            _POOL.pop(self.accel, None) if not g.alive else None
             raise
         return fs
 
@@ -217,26 +218,37 @@ class Ext4DaxTarget:
 
     # -- the guest -----------------------------------------------------------------
 
+    @property
+    def guest(self) -> Guest | None:
+        hit = _POOL.get(self.accel)
+        return None if hit is None else hit[0]
+
     def boot(self) -> Guest:
-        if self.guest is not None and self.guest.alive:
-            return self.guest
+        """This process's guest (one per worker, shared by every target object), booted if needed."""
+        hit = _POOL.get(self.accel)
+        if hit is not None and hit[0].alive:
+            return hit[0]
         why = missing()
         if why:
             raise PmfuzzError(f"the ext4-dax target cannot run: {why}")
-        self.guest = Guest(accel=self.accel)
-        self._symbols = None
-        return self.guest
+        g = Guest(accel=self.accel)
+        _POOL[self.accel] = (g, None)
+        return g
 
     def symbols(self, g: Guest) -> Symbols:
-        if self._symbols is None:
+        hit = _POOL.get(self.accel)
+        if hit is None or hit[0] is not g or hit[1] is None:
             r = g.command("syms")
-            self._symbols = Symbols(g.mailbox(int(r.value)).decode(errors="replace"))
-        return self._symbols
+            syms = Symbols(g.mailbox(int(r.value)).decode(errors="replace"))
+            _POOL[self.accel] = (g, syms)
+            return syms
+        return hit[1]
 
     def close(self) -> None:
-        if self.guest is not None:
-            self.guest.close()
-            self.guest = None
+        """Stop this process's guest (the next workload boots a new one)."""
+        hit = _POOL.pop(self.accel, None)
+        if hit is not None:
+            hit[0].close()
 
     def __repr__(self) -> str:
         return "Ext4DaxTarget(" + " ".join(f"{k}={v}" for k, v in self.options().items()) + ")"
