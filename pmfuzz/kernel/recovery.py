@@ -13,12 +13,11 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..pmem import PMem
+from ..pmem import Pages, PMem
 from ..target import Errno, Result, err
 from .ext4image import Ext4Error, Ext4Image
 from .paths import tool
@@ -79,36 +78,70 @@ class Unrecoverable(Exception):
     is_target_error = True
 
 
-@dataclass(frozen=True, slots=True)
-class Recovery:
-    problems: tuple[str, ...]
-    image: np.ndarray
+class Scratch:
+    """The host file e2fsck recovers, kept between crash images: only pages that differ are rewritten.
+
+    `expect` mirrors the file; a page of the next image whose array is the very one written last
+    time (copy-on-write pages are shared between states of a point) needs no comparison at all.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.dir = _scratch()
+        self.path = self.dir / f"image-{os.getpid()}"
+        with open(self.path, "wb") as f:
+            f.truncate(size)
+        self.size = size
+        self.file = np.memmap(self.path, dtype=np.uint8, mode="r+", shape=(size,))
+        self.expect = np.zeros(size, dtype=np.uint8)
+        self.written: list[object | None] = [None] * (-(-size // PAGE))
+
+    def load(self, pages: Pages) -> None:
+        for p in range(len(self.written)):
+            page = pages._page(p)  # the copy-on-write page object: identity says "unchanged"
+            if page is self.written[p]:
+                continue
+            a = p * PAGE
+            if not np.array_equal(self.expect[a : a + len(page)], page):
+                self.file[a : a + len(page)] = page
+                self.expect[a : a + len(page)] = page
+            self.written[p] = page
+
+    def changed(self) -> list[int]:
+        """Pages the last e2fsck wrote; the mirror and the identity cache learn them."""
+        diff = np.flatnonzero((self.file != self.expect).reshape(-1, PAGE).any(axis=1))
+        for p in diff:
+            a = int(p) * PAGE
+            self.expect[a : a + PAGE] = self.file[a : a + PAGE]
+            self.written[int(p)] = None
+        return [int(p) for p in diff]
 
 
-_SCRATCH: Path | None = None
+_SCRATCH: dict[int, Scratch] = {}
 
 
-def recover(image: np.ndarray) -> Recovery:
-    """Run the boot-time recovery on a copy of `image`; the recovered bytes and what fsck reported."""
-    global _SCRATCH
-    if _SCRATCH is None or not _SCRATCH.exists():
-        _SCRATCH = _scratch()
-    img = _SCRATCH / f"crash-{os.getpid()}"
-    image.tofile(img)
+def _fsck(path: Path, *flags: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, E2FSPROGS_FAKE_TIME="1700000000")
-    p = subprocess.run([tool("e2fsck"), "-f", "-p", str(img)], capture_output=True, text=True, env=env)
+    return subprocess.run([tool("e2fsck"), *flags, str(path)], capture_output=True, text=True, env=env)
+
+
+def recover(pm: PMem) -> tuple[list[str], list[int]]:
+    """Run the boot-time recovery on `pm`'s image; (what fsck reported, pages recovery changed)."""
+    sc = _SCRATCH.get(pm.size)
+    if sc is None or not sc.path.exists():
+        sc = _SCRATCH[pm.size] = Scratch(pm.size)
+    sc.load(pm.pages)
+    sc.file.flush()
+    p = _fsck(sc.path, "-f", "-p")
     problems: list[str] = []
     if p.returncode & ~3:
-        text = (p.stdout + p.stderr).replace(str(img), "image")
+        text = (p.stdout + p.stderr).replace(str(sc.path), "image")
         problems = [ln.strip() for ln in text.splitlines() if ln.strip()] or [f"e2fsck -p exit status {p.returncode}"]
         problems.insert(0, f"e2fsck -f -p exit status {p.returncode} (the boot-time check would stop here)")
-        q = subprocess.run([tool("e2fsck"), "-f", "-y", str(img)], capture_output=True, text=True, env=env)
+        q = _fsck(sc.path, "-f", "-y")
         if q.returncode & ~3:
-            img.unlink(missing_ok=True)
+            sc.changed()
             raise Unrecoverable("\n".join(problems))
-    out = np.fromfile(img, dtype=np.uint8)
-    img.unlink(missing_ok=True)
-    return Recovery(tuple(problems), out)
+    return problems, sc.changed()
 
 
 class Recovered:
@@ -154,11 +187,9 @@ class Recovered:
 
 def mount_crash_image(pm: PMem) -> Recovered:
     """Recover the image on `pm` and write what recovery changed back to it (page by page)."""
-    before = pm.load_array(0, pm.size)
-    rec = recover(before)
-    after = rec.image[: pm.size]
-    diff = (before != after).reshape(-1, PAGE).any(axis=1)
-    for pg in np.flatnonzero(diff):
-        a = int(pg) * PAGE
-        pm.pages.write(a, after[a : a + PAGE])
-    return Recovered(pm, rec.problems)
+    problems, changed = recover(pm)
+    sc = _SCRATCH[pm.size]
+    for p in changed:
+        a = p * PAGE
+        pm.pages.write(a, sc.expect[a : a + PAGE])
+    return Recovered(pm, tuple(problems))

@@ -45,6 +45,8 @@ class Replayer:
         self.pm = pm
         self.sym = symbols
         self.acct = acct if acct is not None else Accounting()
+        self.mirror = pm.load_array(0, pm.size)
+        """What the CPU sees, kept contiguous: reconciling is one comparison with the guest's pmem."""
         self.drop: set[str] = set()
         """Sites whose flushes and fences are left out (a planted missing-flush bug, for tests)."""
 
@@ -79,7 +81,7 @@ class Replayer:
                 return
             if k is Kind.USER_STORE:
                 assert ev.data is not None
-                pm.store(ev.addr, ev.data[: ev.len])
+                self._store(ev.addr, ev.data[: ev.len], nt=False)
             elif k is Kind.USER_CLWB:
                 if not dropped:
                     pm.clwb(ev.addr, ev.len)
@@ -96,13 +98,17 @@ class Replayer:
         pm = self.pm
         for i in insns:
             if i.insn is fc.Insn.STORE:
-                pm.store(i.addr, data[i.off : i.off + i.n])
+                self._store(i.addr, data[i.off : i.off + i.n], nt=False)
             elif i.insn is fc.Insn.NTSTORE:
-                pm.ntstore(i.addr, data[i.off : i.off + i.n])
+                self._store(i.addr, data[i.off : i.off + i.n], nt=True)
             elif i.insn is fc.Insn.CLWB:
                 pm.clwb(i.addr, i.n)
             else:
                 pm.sfence()
+
+    def _store(self, addr: int, data: bytes, nt: bool) -> None:
+        (self.pm.ntstore if nt else self.pm.store)(addr, data)
+        self.mirror[addr : addr + len(data)] = np.frombuffer(data, dtype=np.uint8)
 
     def _infer(self, ev: RawEvent) -> None:
         """Cached stores the probes missed, seen as the difference the flushed lines carry."""
@@ -110,7 +116,7 @@ class Replayer:
         lo = ev.addr - ev.addr % LINE
         real = np.frombuffer(ev.data, dtype=np.uint8)
         n = min(len(real), self.pm.size - lo)
-        have = self.pm.load_array(lo, n)
+        have = self.mirror[lo : lo + n]
         self.acct.inferred_bytes += self._patch(lo, have, real[:n], "inferred")
 
     def _patch(self, base: int, have: np.ndarray, real: np.ndarray, label: str) -> int:
@@ -125,12 +131,14 @@ class Replayer:
         with self.pm.site(label):
             for r in runs:
                 a, b = int(r[0]) * 8, (int(r[-1]) + 1) * 8
-                self.pm.store(base + a, real[a:b].tobytes())
+                self._store(base + a, real[a:b].tobytes(), nt=False)
         return nbytes
 
     def reconcile(self, real: np.ndarray) -> int:
         """Compare the replayed image with the guest's pmem; store and count what differs."""
-        have = self.pm.load_array(0, self.pm.size)
-        n = self._patch(0, have, real[: self.pm.size], "unattributed")
+        real = real[: self.pm.size]
+        if np.array_equal(self.mirror, real):
+            return 0
+        n = self._patch(0, self.mirror.copy(), real, "unattributed")
         self.acct.unexplained_bytes += n
         return n
