@@ -13,6 +13,7 @@ import contextlib
 import mmap
 import os
 import select
+import shutil
 import subprocess
 import tempfile
 import time
@@ -148,8 +149,12 @@ class Guest:
         return "\n".join(text.splitlines()[-lines:])
 
     def _died(self, what: str) -> GuestDied:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        died = GuestDied(what, self.console())
         self.close()
-        return GuestDied(what, self.console())
+        return died
 
     def _readline(self, timeout: float, doing: str) -> str:
         end = time.monotonic() + timeout
@@ -218,6 +223,7 @@ class Guest:
                 with contextlib.suppress(OSError):
                     f.close()
         self.ram_path.unlink(missing_ok=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def __del__(self) -> None:  # a guest never outlives its owner
         with contextlib.suppress(Exception):
