@@ -14,6 +14,9 @@ for all its workloads; a guest that panics, hangs or goes silent is a finding
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..data import poison
@@ -37,6 +40,16 @@ workload's trace does not depend on wall-clock time (commits come from fsync, sy
 a full journal or the ops themselves)."""
 
 _ZEROOUT = ("blkdev_issue_zeroout", "__blkdev_issue_zero_pages", "ext4_issue_zeroout", "pmem_dax_zero_page_range")
+
+
+@dataclass
+class Timing:
+    """Where a kernel run's time goes (seconds): the guest running ops, the guest listing its files
+    for the functional oracle, and decoding + replaying + reconciling the trace on the host."""
+
+    guest: float = 0.0
+    view: float = 0.0
+    replay: float = 0.0
 
 
 _POOL: dict[str, tuple[Guest, Symbols | None]] = {}
@@ -70,12 +83,14 @@ class LiveKernelFS:
         h = head(region)
         if h.overflow:
             raise TraceOverflow(f"the recorder's {RING_BYTES >> 20} MiB ring overflowed ({h.overflow} events lost)")
+        t0 = time.perf_counter()
         events, self.cursor = decode(region, self.cursor, h.used)
         for ev in events:
             if ev.kind is Kind.MEMCPY_FLUSHCACHE and ev.addr >= 0 and not self._zeroout(ev):
                 self.t.run_meta.update(range(ev.addr // LINE, -(-(ev.addr + ev.len) // LINE)))
         self.rep.apply(events)
         self.rep.reconcile(self.g.pmem(0, self.pm.size))
+        self.t.timing.replay += time.perf_counter() - t0
         return events
 
     def _zeroout(self, ev: RawEvent) -> bool:
@@ -89,7 +104,9 @@ class LiveKernelFS:
         elif isinstance(op, Store) or (isinstance(op, Write) and op.map is None):
             self.g.put_payload(bytes(op.len))
         with self.pm.op(index):
+            t0 = time.perf_counter()
             reply = self.g.command(command(op))
+            self.t.timing.guest += time.perf_counter() - t0
             self.drain()
         r = result(reply)
         if isinstance(op, Read) and r.ok:
@@ -100,7 +117,9 @@ class LiveKernelFS:
 
     def view(self) -> View:
         if self._view is None:
+            t0 = time.perf_counter()
             r = self.g.command("view")
+            self.t.timing.view += time.perf_counter() - t0
             if r.kind != "ok":
                 raise GuestDied(f"the agent could not list the files: {r.kind} {r.value}", self.g.console())
             self._view = parse_view(self.g.mailbox(int(r.value)))
@@ -163,6 +182,7 @@ class Ext4DaxTarget:
         self._static_meta: list[tuple[int, int]] | None = None
         self.run_meta: set[int] = set()
         self.accounting = Accounting()
+        self.timing = Timing()
 
     # -- the protocol --------------------------------------------------------------
 
