@@ -74,6 +74,8 @@ class LiveKernelFS:
             self.rep.drop.add(site)
         self.cursor = 0
         self._view: View | None = None
+        self._last = -1
+        """The last op run: events recorded while listing the files after it (background work) are its."""
 
     # -- running ops ------------------------------------------------------------
 
@@ -99,6 +101,7 @@ class LiveKernelFS:
 
     def execute(self, index: int, op: Op, payload: bytes | None) -> Result:
         self._view = None
+        self._last = index
         if payload is not None:
             self.g.put_payload(payload)
         elif isinstance(op, Store) or (isinstance(op, Write) and op.map is None):
@@ -123,7 +126,8 @@ class LiveKernelFS:
             if r.kind != "ok":
                 raise GuestDied(f"the agent could not list the files: {r.kind} {r.value}", self.g.console())
             self._view = parse_view(self.g.mailbox(int(r.value)))
-            self.drain()
+            with self.pm.op(self._last):
+                self.drain()
         return self._view
 
     def files(self) -> list[str]:
