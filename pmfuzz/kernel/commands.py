@@ -129,6 +129,8 @@ def parse_view(buf: bytes) -> View:
         if kind == 1:
             files[f"f{idx}"] = (a, buf[pos : pos + b])
             pos += b
+        elif b == 0x200:  # a page of zeros
+            pages[(f"m{idx}", a)] = bytes(4096)
         elif 0x100 <= b < 0x200:  # a signal, not a page
             pages[(f"m{idx}", a)] = SIGNALS.get(b - 0x100, Signal.SIGSEGV)
         else:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import PmfuzzError
 from .paths import QEMU, Layout, layout
 
 __all__ = ["Guest", "GuestDied", "Reply", "PMEM_PHYS", "PMEM_SIZE", "TRACE_PHYS", "MBOX_IN", "MBOX_OUT"]
@@ -31,11 +32,12 @@ RAM = 1024 * MiB
 PMEM_PHYS = 512 * MiB
 PMEM_SIZE = 64 * MiB
 TRACE_PHYS = 576 * MiB
-TRACE_SIZE = 48 * MiB
+TRACE_SIZE = 80 * MiB
 RING_BYTES = 32 * MiB
 MBOX_IN = 32 * MiB
-MBOX_OUT = 40 * MiB
-MBOX_BYTES = 8 * MiB
+MBOX_IN_BYTES = 16 * MiB
+MBOX_OUT = 48 * MiB
+MBOX_BYTES = 32 * MiB
 
 
 class GuestDied(Exception):
@@ -200,8 +202,8 @@ class Guest:
         return self.ram[TRACE_PHYS : TRACE_PHYS + TRACE_SIZE]
 
     def put_payload(self, data: bytes) -> None:
-        if len(data) > MBOX_BYTES:
-            raise ValueError(f"payload of {len(data)} bytes exceeds the {MBOX_BYTES}-byte mailbox")
+        if len(data) > MBOX_IN_BYTES:
+            raise PmfuzzError(f"a payload of {len(data)} bytes exceeds the guest's {MBOX_IN_BYTES >> 20} MiB mailbox")
         base = TRACE_PHYS + MBOX_IN
         self.ram[base : base + len(data)] = np.frombuffer(data, dtype=np.uint8)
 

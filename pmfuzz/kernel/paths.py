@@ -114,9 +114,20 @@ def missing(lay: Layout | None = None) -> str | None:
     if not lay.stamp.exists():
         return f"kernel target not set up in {lay.root} (run `pmfuzz kernel-setup`)"
     made_for = lay.stamp.read_text().strip()
-    if made_for != KERNEL.abi:
-        return f"kernel cache {lay.root} was set up for {made_for}, not {KERNEL.abi} (run `pmfuzz kernel-setup`)"
+    if made_for != stamp():
+        return f"kernel cache {lay.root} was built for {made_for}, not {stamp()} (run `pmfuzz kernel-setup`)"
     return None
+
+
+def stamp() -> str:
+    """The kernel and a digest of the guest-side sources: a cache built from other sources is stale."""
+    import hashlib
+    from importlib import resources
+
+    h = hashlib.sha256()
+    for name in ("agent/agent.c", "module/pmtrace.c", "module/Kbuild", "setup.py"):
+        h.update(resources.files("pmfuzz.kernel").joinpath(name).read_bytes())
+    return f"{KERNEL.abi} {h.hexdigest()[:12]}"
 
 
 def tool(name: str) -> str:

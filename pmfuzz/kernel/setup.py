@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import PmfuzzError
 from .initramfs import Archive
-from .paths import KERNEL, QEMU, Layout, layout, tool
+from .paths import KERNEL, QEMU, Layout, layout, stamp, tool
 
 __all__ = ["setup", "GUEST_MODULES"]
 
@@ -185,6 +185,6 @@ def setup(say: Callable[[str], None] = print, lay: Layout | None = None) -> Layo
     for t in ("e2fsck", "mke2fs", "debugfs"):
         if not Path(tool(t)).exists():
             raise PmfuzzError(f"{t} missing after installing e2fsprogs")
-    lay.stamp.write_text(KERNEL.abi + "\n")
+    lay.stamp.write_text(stamp() + "\n")
     say(f"kernel target ready: {KERNEL.abi} ({KERNEL.version}) in {lay.root}")
     return lay

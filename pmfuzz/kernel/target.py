@@ -26,7 +26,7 @@ from ..target import Errno, Guarantee, Result, Signal, err, sig
 from ..workload import PAGE_SIZE, Op, Read, Store, Write
 from .commands import OPS, View, command, parse_view, result
 from .ext4image import Ext4Image
-from .guest import PMEM_SIZE, RING_BYTES, Guest, GuestDied
+from .guest import MBOX_BYTES, PMEM_SIZE, RING_BYTES, Guest, GuestDied
 from .paths import KERNEL, missing
 from .recovery import mkfs, mount_crash_image
 from .replay import Accounting, Replayer
@@ -123,6 +123,8 @@ class LiveKernelFS:
             t0 = time.perf_counter()
             r = self.g.command("view")
             self.t.timing.view += time.perf_counter() - t0
+            if r.kind == "err" and "view-too-large" in r.value:
+                raise PmfuzzError(f"the files and mappings exceed the guest's {MBOX_BYTES >> 20} MiB mailbox")
             if r.kind != "ok":
                 raise GuestDied(f"the agent could not list the files: {r.kind} {r.value}", self.g.console())
             self._view = parse_view(self.g.mailbox(int(r.value)))

@@ -38,8 +38,8 @@
 #endif
 
 #define MBOX_IN (32UL << 20)
-#define MBOX_OUT (40UL << 20)
-#define MBOX_BYTES (8UL << 20)
+#define MBOX_OUT (48UL << 20)
+#define MBOX_BYTES (32UL << 20)
 #define PAGE 4096UL
 #define LINE 64UL
 #define NFILES 8
@@ -64,6 +64,7 @@ static struct {
 	int fd;
 } maps[NMAPS];
 static char buf[MBOX_BYTES];
+static const char zero_page[PAGE];
 static char rec[sizeof(struct user_rec) + PAGE];
 static sigjmp_buf jb;
 static volatile int guarded, caught;
@@ -258,7 +259,7 @@ static void view(void)
 		if (stat(p, &st) < 0)
 			continue;
 		if (w + 32 + st.st_size > buf + sizeof(buf)) {
-			reply("err ENOMEM 12");
+			reply("err E2BIG 7 view-too-large");
 			return;
 		}
 		put_u32(&w, 1);
@@ -274,7 +275,7 @@ static void view(void)
 			continue;
 		for (size_t pg = 0; pg * PAGE < maps[m].len; pg++) {
 			if (w + 24 + PAGE > buf + sizeof(buf)) {
-				reply("err ENOMEM 12");
+				reply("err E2BIG 7 view-too-large");
 				return;
 			}
 			put_u32(&w, 2);
@@ -289,6 +290,10 @@ static void view(void)
 			}
 			memcpy(w + 8, maps[m].addr + pg * PAGE, PAGE);
 			guarded = 0;
+			if (!memcmp(w + 8, zero_page, PAGE)) {
+				put_u64(&w, 0x200); /* a page of zeros: no bytes follow */
+				continue;
+			}
 			put_u64(&w, PAGE);
 			w += PAGE;
 		}

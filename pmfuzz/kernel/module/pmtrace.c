@@ -33,7 +33,7 @@
 
 static unsigned long trace_phys = 0x24000000UL;
 module_param(trace_phys, ulong, 0444);
-static unsigned long trace_size = 48UL << 20;
+static unsigned long trace_size = 80UL << 20;
 module_param(trace_size, ulong, 0444);
 static unsigned long pmem_phys = 0x20000000UL;
 module_param(pmem_phys, ulong, 0444);
