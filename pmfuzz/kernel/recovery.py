@@ -140,7 +140,8 @@ def recover(pm: PMem) -> tuple[list[str], list[int]]:
         q = _fsck(sc.path, "-f", "-y")
         if q.returncode & ~3:
             sc.changed()
-            raise Unrecoverable("\n".join(problems))
+            why = next((ln for ln in (q.stdout + q.stderr).splitlines() if "while trying to open" in ln), problems[-1])
+            raise Unrecoverable(f"e2fsck cannot repair it (exit {q.returncode}): {why.replace(str(sc.path), 'image')}")
     return problems, sc.changed()
 
 

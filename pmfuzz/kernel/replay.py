@@ -16,6 +16,7 @@ memcpy_flushcache`). What the recorder cannot see is accounted, never hidden:
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,9 +25,21 @@ from ..pmem import PMem
 from . import flushcache as fc
 from .trace import Kind, RawEvent, Symbols
 
-__all__ = ["Replayer", "Accounting"]
+__all__ = ["Replayer", "Accounting", "Fences"]
 
 LINE = 64
+
+
+class Fences(enum.StrEnum):
+    """Which recorded events order earlier movnti stores and clwbs (make them durable)."""
+
+    EXPLICIT = "explicit"
+    """Only sfence: __copy_user_nocache's, pmem_wmb() in generic_nvdimm_flush, the workload's own.
+    Pessimistic: on x86 every locked instruction orders them too, and the kernel runs many."""
+    LOCKED = "locked"
+    """Also each bio's completion (bio_endio: unlock_buffer, complete() -- locked instructions), so a
+    block write is durable once its bio completes. For triage: a finding that goes away here needed
+    a line in flight across a locked instruction, which Px86 does not allow."""
 
 
 @dataclass
@@ -41,7 +54,10 @@ class Accounting:
 
 
 class Replayer:
-    def __init__(self, pm: PMem, symbols: Symbols, acct: Accounting | None = None) -> None:
+    def __init__(
+        self, pm: PMem, symbols: Symbols, acct: Accounting | None = None, fences: Fences = Fences.EXPLICIT
+    ) -> None:
+        self.fences = fences
         self.pm = pm
         self.sym = symbols
         self.acct = acct if acct is not None else Accounting()
@@ -66,6 +82,11 @@ class Replayer:
         pm, k = self.pm, ev.kind
         self.acct.events += 1
         if k is Kind.MARK:
+            return
+        if k is Kind.BIO_END:
+            if self.fences is Fences.LOCKED:
+                with pm.site("bio_endio.locked"):
+                    pm.sfence()
             return
         site = self.sym.site(k, ev.frames)
         dropped = site in self.drop

@@ -29,7 +29,7 @@ from .ext4image import Ext4Image
 from .guest import MBOX_BYTES, PMEM_SIZE, RING_BYTES, Guest, GuestDied
 from .paths import KERNEL, missing
 from .recovery import mkfs, mount_crash_image
-from .replay import Accounting, Replayer
+from .replay import Accounting, Fences, Replayer
 from .trace import Kind, RawEvent, Symbols, decode, head
 
 __all__ = ["Ext4DaxTarget", "LiveKernelFS", "MOUNT_OPTS", "TraceOverflow"]
@@ -69,7 +69,7 @@ class LiveKernelFS:
         self.t = target
         self.g = guest
         self.pm = pm
-        self.rep = Replayer(pm, target.symbols(guest), target.accounting)
+        self.rep = Replayer(pm, target.symbols(guest), target.accounting, target.fences)
         for site in target.drop:
             self.rep.drop.add(site)
         self.cursor = 0
@@ -174,9 +174,15 @@ class Ext4DaxTarget:
     min_op_timeout = 300.0
     """Booting a guest under TCG takes seconds; the guest's own answers time out after 60 s."""
 
-    def __init__(self, kernel: str = KERNEL.release, accel: str = "tcg", drop: str = "", **unknown: str) -> None:
+    def __init__(
+        self, kernel: str = KERNEL.release, accel: str = "tcg", drop: str = "", fences: str = "explicit", **unknown: str
+    ) -> None:
         if unknown:
-            raise PmfuzzError(f"ext4-dax has no option {next(iter(unknown))!r} (options: kernel, accel, drop)")
+            raise PmfuzzError(f"ext4-dax has no option {next(iter(unknown))!r} (options: kernel, accel, drop, fences)")
+        try:
+            self.fences = Fences(fences)
+        except ValueError:
+            raise PmfuzzError(f"fences must be explicit or locked, not {fences!r}") from None
         if kernel != KERNEL.release:
             raise PmfuzzError(
                 f"this reproducer ran on kernel {kernel}; this pmfuzz runs {KERNEL.release} ({KERNEL.version})"
@@ -198,6 +204,8 @@ class Ext4DaxTarget:
             out["accel"] = self.accel
         if self.drop:
             out["drop"] = ",".join(self.drop)
+        if self.fences is not Fences.EXPLICIT:
+            out["fences"] = self.fences.value
         return out
 
     def format(self, pm: PMem) -> None:

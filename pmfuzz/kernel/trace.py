@@ -38,6 +38,8 @@ class Kind(enum.IntEnum):
     USER_CLWB = 6
     USER_SFENCE = 7
     MARK = 8
+    BIO_END = 9
+    """bio_endio: a bio completed (its completion runs locked instructions; see `Fences.LOCKED`)."""
 
 
 F_DATA_MISSING = 1
@@ -177,4 +179,5 @@ _PRIMITIVE = {
     Kind.USER_CLWB: "clwb",
     Kind.USER_SFENCE: "sfence",
     Kind.MARK: "mark",
+    Kind.BIO_END: "bio_endio",
 }

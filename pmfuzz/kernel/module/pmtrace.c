@@ -53,6 +53,7 @@ enum ev_kind {
 	EV_USER_CLWB = 6,
 	EV_USER_SFENCE = 7,
 	EV_MARK = 8,
+	EV_BIO_END = 9,
 };
 
 enum ctl_kind { CTL_RESET = 100, CTL_ENABLE = 101, CTL_DISABLE = 102 };
@@ -174,6 +175,18 @@ static int pre_wb_cache_pmem(struct kprobe *p, struct pt_regs *regs)
 	return 0;
 }
 
+/* bio_endio: a bio's completion runs locked instructions (unlock_buffer, complete), which on x86
+ * order the bio's movnti stores as a fence would; recorded so the host may treat it as one. */
+static int pre_bio_endio(struct kprobe *p, struct pt_regs *regs)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&lock, flags);
+	reserve(EV_BIO_END, 0, 0, 0, false);
+	spin_unlock_irqrestore(&lock, flags);
+	return 0;
+}
+
 static int pre_nvdimm_flush(struct kprobe *p, struct pt_regs *regs)
 {
 	unsigned long flags;
@@ -229,6 +242,7 @@ static int ret_copy_user_flushcache(struct kretprobe_instance *ri, struct pt_reg
 static struct kprobe kp_memcpy = { .symbol_name = "__memcpy_flushcache", .pre_handler = pre_memcpy_flushcache };
 static struct kprobe kp_wb = { .symbol_name = "arch_wb_cache_pmem", .pre_handler = pre_wb_cache_pmem };
 static struct kprobe kp_flush = { .symbol_name = "generic_nvdimm_flush", .pre_handler = pre_nvdimm_flush };
+static struct kprobe kp_endio = { .symbol_name = "bio_endio", .pre_handler = pre_bio_endio };
 static struct kretprobe krp_cuf = {
 	.kp.symbol_name = "__copy_user_flushcache",
 	.entry_handler = entry_copy_user_flushcache,
@@ -342,8 +356,11 @@ static int __init pmtrace_init(void)
 		err = register_kprobe(&kp_flush);
 	if (!err)
 		err = register_kretprobe(&krp_cuf);
+	if (!err)
+		err = register_kprobe(&kp_endio);
 	if (err) {
 		pr_err("pmtrace: cannot probe: %d\n", err);
+		unregister_kretprobe(&krp_cuf);
 		unregister_kprobe(&kp_memcpy);
 		unregister_kprobe(&kp_wb);
 		unregister_kprobe(&kp_flush);
@@ -361,6 +378,7 @@ static int __init pmtrace_init(void)
 static void __exit pmtrace_exit(void)
 {
 	misc_deregister(&pmtrace_dev);
+	unregister_kprobe(&kp_endio);
 	unregister_kretprobe(&krp_cuf);
 	unregister_kprobe(&kp_flush);
 	unregister_kprobe(&kp_wb);
