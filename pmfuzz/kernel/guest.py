@@ -40,6 +40,15 @@ MBOX_OUT = 48 * MiB
 MBOX_BYTES = 32 * MiB
 
 
+def _die_with_parent() -> None:
+    """In the qemu child: a SIGKILL when pmfuzz dies, however it dies (no orphaned guests burning a core)."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class GuestDied(Exception):
     """The guest panicked, hung or lost its console: a finding of the kernel target, never pmfuzz's bug."""
 
@@ -86,6 +95,7 @@ class Guest:
             stdout=subprocess.PIPE,
             stderr=open(self.dir / "qemu.err", "wb"),  # noqa: SIM115
             bufsize=0,
+            preexec_fn=_die_with_parent,
         )
         self._buf = b""
         line = self._readline(boot_timeout, "booting")
