@@ -193,3 +193,15 @@ def test_a_guest_that_dies_is_a_finding_and_the_next_run_boots_a_new_one(target)
     v = check(Target(), parse("create f0\nwrite f0 0 100\n"), SMALL)
     errors = [f for f in v.findings if f.oracle is OracleName.TARGET_ERROR]
     assert errors and "the guest went away" in errors[0].message and "console" in errors[0].message
+
+
+def test_the_kernel_regression_corpus_replays(target):
+    """`pmfuzz regress corpora/kernel`: the torn-superblock finding and a planted missing fence,
+    each named by its crash state, give their expected verdicts on the pinned kernel."""
+    from click.testing import CliRunner
+
+    from pmfuzz.cli import cli
+
+    r = CliRunner().invoke(cli, ["regress", "corpora/kernel"])
+    assert r.exit_code == 0, r.output
+    assert "2 passed, 0 failed" in r.output
