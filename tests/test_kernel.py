@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -202,6 +203,7 @@ def test_the_kernel_regression_corpus_replays(target):
 
     from pmfuzz.cli import cli
 
-    r = CliRunner().invoke(cli, ["regress", "corpora/kernel"])
+    corpus = Path(__file__).resolve().parent.parent / "corpora" / "kernel"
+    r = CliRunner().invoke(cli, ["regress", str(corpus)])
     assert r.exit_code == 0, r.output
     assert "2 passed, 0 failed" in r.output
