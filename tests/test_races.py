@@ -372,6 +372,30 @@ def test_the_false_positives_the_hunts_found_stay_fixed(design: str, cil: str, d
     assert v.clean, [(f.oracle.value, f.message, f.schedule) for f in v.findings]
 
 
+ALL_CONFIGS = [
+    (d, c, dom) for d in ("zero", "unwritten", "cow-remap") for c in ("lazy", "eager") for dom in ("adr", "eadr")
+]
+CAMPAIGN_FALSE_POSITIVES = {
+    "map-sync-fault-into-unwritten": "create f0\nfallocate f0 0 4096\nfsync f0\nmmap m0 f0 0 4096 sync\n"
+    "store m0 0 64\npersist m0 0 64\n",
+    "truncate-vs-store-on-eof-page": "create f0\ntruncate f0 4096\nmmap m0 f0 0 4096\n"
+    "parallel { truncate f0 2000 ; store m0 2100 8 }\nread f0 0 1\n",
+    "racing-store-write-then-cow": "create f0\ntruncate f0 8192\nmmap m1 f0 0 8192\n"
+    "parallel { store m1 100 4096 ; write f0 100 4096 }\ncreate f2\nwrite f2 0 4096\nfsync f2\n"
+    "reflink f2 f0\nwrite f0 0 100\n",
+}
+"""Issue 14's three, found by campaigns on correct designs: each on every configuration, every schedule."""
+
+
+@pytest.mark.parametrize("name", sorted(CAMPAIGN_FALSE_POSITIVES))
+@pytest.mark.parametrize(("design", "cil", "domain"), ALL_CONFIGS, ids=["-".join(c) for c in ALL_CONFIGS])
+def test_the_false_positives_campaigns_found_stay_fixed(name: str, design: str, cil: str, domain: str) -> None:
+    text = CAMPAIGN_FALSE_POSITIVES[name]
+    opts = Options(domain=Domain(domain), max_states=24, exhaustive_upto=24, preemption_bound=1)
+    v = check(make_target(f"daxfs design={design} cil={cil}"), parse(text), opts)
+    assert v.clean, [(f.oracle.value, f.message, f.schedule) for f in v.findings]
+
+
 def test_crash_points_before_a_group_are_judged_once_and_still_reported() -> None:
     """The prefix's crash points are the same in every schedule: judged in the first run only."""
     text = (

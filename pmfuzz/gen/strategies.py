@@ -47,7 +47,7 @@ from ..workload import (
     Write,
 )
 
-__all__ = ["workloads", "ops", "Shape", "DEFAULT_SHAPE"]
+__all__ = ["workloads", "ops", "Shape", "DEFAULT_SHAPE", "SCENARIOS", "scenario_shape"]
 
 K = BLOCK_SIZE
 
@@ -114,6 +114,18 @@ op by op they are rare, drawn as one step
 they are as common as any single op, which is what ACE's workload skeletons do."""
 
 DEFAULT_SHAPE = Shape()
+
+SCENARIOS: tuple[str, ...] = tuple(_SCENARIOS)
+
+
+def scenario_shape(kind: str, weight: int = 16, base: Shape = DEFAULT_SHAPE) -> Shape:
+    """`base` with scenario `kind` weighted up (`"ops"`: single ops only, no scenario), so a test or a
+    benchmark can give every scenario its share of workloads instead of trusting the mix."""
+    if kind == "ops":
+        return replace(base, weights={k: w for k, w in base.weights.items() if k not in _SCENARIOS})
+    if kind not in _SCENARIOS:
+        raise ValueError(f"unknown scenario {kind!r} (scenarios: ops, {', '.join(_SCENARIOS)})")
+    return replace(base, weights={**base.weights, kind: weight})
 
 
 @dataclass
