@@ -207,3 +207,11 @@ def test_the_kernel_regression_corpus_replays(target):
     r = CliRunner().invoke(cli, ["regress", str(corpus)])
     assert r.exit_code == 0, r.output
     assert "2 passed, 0 failed" in r.output
+
+
+def test_mapping_ops_fault_by_page_as_the_kernel_does(target):
+    """A mapping covers whole pages: a store past its length but inside its last page reaches the
+    page (SIGBUS when that page is at or past EOF), not SIGSEGV (a false positive the first campaign
+    found in the agent)."""
+    v = check(target, parse("create f0\nmmap m0 f0 0 1\nstore m0 1 1\n"), SMALL)
+    assert v.clean, [f.message for f in v.findings]

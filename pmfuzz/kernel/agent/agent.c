@@ -203,8 +203,8 @@ static int walk(int m, size_t off, size_t len, enum access how, const char *data
 
 		if (k > off + len - pos)
 			k = off + len - pos;
-		if (pos >= maps[m].len)
-			return SIGSEGV;
+		if (pos >= (maps[m].len + PAGE - 1) / PAGE * PAGE)
+			return SIGSEGV; /* outside the mapped pages (a mapping covers whole pages) */
 		p = (volatile char *)maps[m].addr + pos;
 		caught = 0;
 		guarded = 1;
