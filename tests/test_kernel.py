@@ -197,7 +197,7 @@ def test_a_guest_that_dies_is_a_finding_and_the_next_run_boots_a_new_one(target)
 
 
 def test_the_kernel_regression_corpus_replays(target):
-    """`pmfuzz regress corpora/kernel`: the torn-superblock finding and a planted missing fence,
+    """`pmfuzz regress corpora/kernel`: the two kernel findings and a planted missing fence,
     each named by its crash state, give their expected verdicts on the pinned kernel."""
     from click.testing import CliRunner
 
@@ -206,7 +206,7 @@ def test_the_kernel_regression_corpus_replays(target):
     corpus = Path(__file__).resolve().parent.parent / "corpora" / "kernel"
     r = CliRunner().invoke(cli, ["regress", str(corpus)])
     assert r.exit_code == 0, r.output
-    assert "2 passed, 0 failed" in r.output
+    assert "3 passed, 0 failed" in r.output
 
 
 def test_mapping_ops_fault_by_page_as_the_kernel_does(target):
