@@ -95,7 +95,8 @@ def main() -> None:
         sys.exit(f"soundness.py: error: no configuration named {args.only} (names like zero-lazy-adr)")
     work = [(c, args.states, args.max_ops, args.seed) for c in todo]
     t0 = time.time()
-    print(f"{'configuration':22} {'workloads':>9} {'groups':>7} {'then ops':>8} {'states':>10} {'s':>7} {'states/s':>8}")
+    head = ("configuration", "workloads", "groups", "then ops", "states", "s", "states/s")
+    print("{:22} {:>9} {:>7} {:>8} {:>10} {:>7} {:>8}".format(*head))
     bad = False
     with multiprocessing.Pool(args.jobs) as pool:
         for t in pool.imap_unordered(_one, work):

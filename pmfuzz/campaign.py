@@ -38,6 +38,7 @@ from .corpus import CorpusDir, CrashDir
 from .engine import Finding, Options, check
 from .errors import PmfuzzError
 from .gen.drawing import Drawer
+from .gen.forms import ALL_FORMS, missing, workload_forms
 from .gen.mutate import mutate
 from .gen.strategies import DEFAULT_SHAPE, Shape, ops, workloads
 from .minimize import MinimizeBudget, NotReproduced, minimize
@@ -109,6 +110,8 @@ class Summary:
     findings: dict[str, dict] = field(default_factory=dict)
     new: list[str] = field(default_factory=list)
     stopped: str = ""
+    forms: set[str] = field(default_factory=set)
+    """Op forms reached (`pmfuzz.gen.forms`): op kind, flags and the state each op hit."""
     first_hit: float | None = None
     """Seconds to the first finding of `stop_on`'s oracle (raw, before minimizing)."""
 
@@ -172,14 +175,14 @@ class _Worker:
                 features |= new
                 corpus.append(w)
                 self.emit("corpus", (format_workload(w), sorted(new)))
-            self.emit("exec", v.stats.distinct)
+            self.emit("exec", (v.stats.distinct, _form_texts(w)))
             for f in v.findings:
                 self._finding(f, w, variant, opts)
 
     def one(self, w: Workload, variant: dict[str, str], opts: Options) -> None:
         """Judge one workload: report coverage, the exec and every finding (for engines that drive input)."""
         v = check(make_target(self.cfg.target, **variant), w, opts)
-        self.emit("exec", v.stats.distinct)
+        self.emit("exec", (v.stats.distinct, _form_texts(w)))
         for f in v.findings:
             self._finding(f, w, variant, opts)
 
@@ -402,8 +405,10 @@ class _Progress:
     def handle(self, kind: str, value: Any) -> None:
         s = self.s
         if kind == "exec":
+            distinct, forms = value
             s.execs += 1
-            s.states += value
+            s.states += distinct
+            s.forms.update(forms)
         elif kind == "corpus":
             text, feats = value
             self.corpus.add(parse(text))
@@ -488,6 +493,7 @@ class _Progress:
             "states_per_s": round(sps, 1),
             "corpus": len(self.corpus.entries),
             "coverage": len(self.features),
+            "forms": len(self.s.forms & _ALL_FORM_TEXTS),
             "findings": len(self.crashes.counts),
             "oracles": sorted({k.split(":")[0] for k in self.crashes.counts}),
         }
@@ -573,7 +579,7 @@ def _run_batched(
             if new:
                 prog.handle("corpus", (ex.workload, sorted(new)))
                 texts.extend(format_workload(w) for w in corpus.entries[len(texts) :])
-            prog.handle("exec", ex.distinct)
+            prog.handle("exec", (ex.distinct, _form_texts(parse(ex.workload))))
             firsts = {f.signature_text: f for f in ex.firsts}
             for sig in ex.signatures:
                 if sig in known:
@@ -660,9 +666,26 @@ def summary_text(s: Summary, crashes: Path) -> str:
     lines = [
         f"stopped ({s.stopped}) after {s.elapsed:.0f} s: {s.execs} execs ({eps:.1f}/s), "
         f"{s.states} crash states judged, corpus {s.corpus}, coverage {s.coverage}",
+        _forms_line(s.forms),
         f"findings: {len(s.findings)} unique ({len(s.new)} new this run) in {crashes}/",
     ]
     for sig, info in sorted(s.findings.items()):
         mark = "new " if sig in s.new else "    "
         lines.append(f"  {mark}{sig}  x{info.get('count', 1)}  {info.get('file', '')}")
     return "\n".join(lines)
+
+
+_ALL_FORM_TEXTS = frozenset(str(f) for f in ALL_FORMS)
+
+
+def _form_texts(w: Workload) -> tuple[str, ...]:
+    return tuple(sorted(str(f) for f in workload_forms(w)))
+
+
+def _forms_line(reached: set[str]) -> str:
+    gaps = missing(reached)
+    text = f"op forms: {len(reached & _ALL_FORM_TEXTS)} of {len(_ALL_FORM_TEXTS)} reached"
+    if gaps:
+        shown = " ".join(str(f) for f in gaps[:12])
+        text += f" (missing: {shown}{' ...' if len(gaps) > 12 else ''})"
+    return text

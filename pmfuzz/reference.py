@@ -262,6 +262,10 @@ class Reference:
     def _name_of(self, f: RefFile) -> str:
         return next((n for n, g in self.names.items() if g is f), "")
 
+    def is_shared(self, f: RefFile, b: int) -> bool:
+        """Block b of f shares its storage with another file's block (reflink, not since rewritten)."""
+        return self._shared(f, b)
+
     def _shared(self, f: RefFile, b: int) -> bool:
         g = self._group_of.get((f.ino, b))
         return g is not None and len(self._members[g]) >= 2
@@ -893,6 +897,23 @@ class Expectation:
                     ok |= (found == 0) & (idx * 8 >= s) & (idx * 8 < e) & (j >= dword)
         zero = found == 0
         return WordVerdict(ok, held & ~ok, ~held & ~ok & ~zero, ~held & ~ok & zero)
+
+    def allowed(self, name: str, word: int) -> list[int]:
+        """The values `classify` accepts at one word of `name` (for reports: the same rule, listed)."""
+        idx = np.array([word], dtype=np.int64)
+        dword = int(self._word_start(name, idx)[0])
+        vals, sizes, bidx = self._stack(name)
+        out: set[int] = set()
+        if len(vals) and word < vals.shape[1]:
+            for row in np.flatnonzero(bidx >= dword).tolist():
+                v = int(vals[row, word])
+                if word * 8 < sizes[row] or v:
+                    out.add(v)
+        for j in range(min(self.upper, self.h.ops)):
+            for nm, _ino, s, e in self.h.effects[j].removed:
+                if nm == name and s <= word * 8 < e and j >= dword:
+                    out.add(0)
+        return sorted(out)
 
     def _stack(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every candidate version of `name` up to the crash, as one 2-D array: (words, sizes, boundary)."""

@@ -136,6 +136,7 @@ def _explain(fitting: list[tuple[tuple[int, ...], Reference]], actual: dict[str,
             explained |= np.frombuffer(r2.read(f, 0, len(data)), dtype=np.uint8) == mine
         if not explained.all():
             lo = int(np.argmin(explained))
+            lo -= lo % 8
             rest = explained[lo:]
             hi = lo + int(np.argmax(rest)) if rest.any() else len(explained)
             return (

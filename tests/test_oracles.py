@@ -145,7 +145,7 @@ def test_a_size_change_after_the_fault_is_not_made_durable_by_a_persist() -> Non
 def test_cow_atomicity_accepts_a_side_from_another_serial_order_of_a_group() -> None:
     """A version that only another serial order of a parallel group held counts for the before side."""
     text = "create f0\nwrite f0 0 4096\nwrite f0 0 4096\ncreate f1\nreflink f0 f1\nwrite f1 0 100\n"
-    ref, h = run(text)
+    _, h = run(text)
     other = Reference()
     for i, op in enumerate(parse("create f0\nwrite f0 0 4096\ncreate f1\nreflink f0 f1\n")):
         other.apply(i if i < 2 else i + 1, op)

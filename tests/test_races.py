@@ -178,16 +178,19 @@ def _explored(spec: str):
 
 def test_the_zero_page_race_is_found_and_its_schedule_replays_it() -> None:
     v = _explored("daxfs design=zero bugs=fault-iomap-before-entry-lock")
-    assert v.oracles() == {"mmap-coherency"}
-    f = v.findings[0]
-    assert f.schedule and f.schedule != "-" and f.op_kind == "parallel"
+    # The zero page over the written block: the mapping disagrees with read(2) and with POSIX, both
+    # judged at the group itself (not at the op after it).
+    assert v.oracles() == {"mmap-coherency", "functional"}
+    assert {f.op_kind for f in v.findings} == {"parallel"}
+    f = next(f for f in v.findings if f.oracle.value == "mmap-coherency")
+    assert f.schedule and f.schedule != "-"
     assert any(n.startswith("explored ") for n in v.notes)
     again = check(
         make_target("daxfs design=zero bugs=fault-iomap-before-entry-lock"),
         ZERO_PAGE_RACE,
         Options(schedule=f.schedule),
     )
-    assert [(g.oracle, g.message, g.schedule) for g in again.findings] == [(f.oracle, f.message, f.schedule)]
+    assert (f.oracle, f.message, f.schedule) in [(g.oracle, g.message, g.schedule) for g in again.findings]
     plain = check(
         make_target("daxfs design=zero bugs=fault-iomap-before-entry-lock"), ZERO_PAGE_RACE, Options(schedule="-")
     )
