@@ -10,7 +10,9 @@ oracles can still read the files.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -94,6 +96,7 @@ class Scratch:
         self.file = np.memmap(self.path, dtype=np.uint8, mode="r+", shape=(size,))
         self.expect = np.zeros(size, dtype=np.uint8)
         self.written: list[object | None] = [None] * (-(-size // PAGE))
+        atexit.register(shutil.rmtree, self.dir, True)  # tmpfs: 8 MiB per process otherwise left behind
 
     def load(self, pages: Pages) -> None:
         for p in range(len(self.written)):
