@@ -45,7 +45,7 @@ from .minimize import MinimizeBudget, NotReproduced, minimize
 from .pmem import Domain, EadrPoints
 from .report import format_report
 from .repro import Reproducer, format_reproducer
-from .target import Target, TargetSpec, make_target, supported_ops
+from .target import Target, TargetSpec, make_target, supported_falloc_modes, supported_ops
 from .watchdog import DEFAULT_OP_TIMEOUT, TargetHang, deadline
 from .workload import Workload, format_workload, parse
 
@@ -143,7 +143,7 @@ class _Worker:
         rng = random.Random(f"{cfg.seed}/{self.index}")
         base = make_target(cfg.target)
         variants = _variants(base, cfg.target)
-        shape: Shape = DEFAULT_SHAPE.only(supported_ops(base))
+        shape: Shape = DEFAULT_SHAPE.only(supported_ops(base), supported_falloc_modes(base))
         draw_w = Drawer(workloads(max_ops=cfg.max_ops, shape=shape))
         draw_op = Drawer(ops(shape))
         corpus = list(self.initial)
@@ -318,7 +318,7 @@ class _Inline:
 def _generators(spec: TargetSpec, max_ops: int) -> tuple[list[dict[str, str]], Drawer, Drawer]:
     """Once per process: building the strategies costs more than drawing a batch."""
     base = make_target(spec)
-    shape: Shape = DEFAULT_SHAPE.only(supported_ops(base))
+    shape: Shape = DEFAULT_SHAPE.only(supported_ops(base), supported_falloc_modes(base))
     return _variants(base, spec), Drawer(workloads(max_ops=max_ops, shape=shape)), Drawer(ops(shape))
 
 

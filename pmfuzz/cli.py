@@ -439,3 +439,17 @@ cli.add_command(_trace)
 from .sight.cli import plot as _plot  # noqa: E402
 
 cli.add_command(_plot)
+
+
+@cli.command("kernel-setup")
+def kernel_setup() -> None:
+    """Fetch and build what the ext4-dax target needs, from Debian's registry only.
+
+    Installs qemu-system-x86, e2fsprogs, gcc, make and libc6-dev (apt-get, as root), downloads the
+    pinned kernel with its modules and headers and busybox-static into the cache
+    ($PMFUZZ_KERNEL_CACHE, default ~/.cache/pmfuzz/kernel), and builds the recorder module, the
+    agent and the initramfs. Safe to run again: it fetches only what is missing.
+    """
+    from .kernel.setup import setup
+
+    setup(say=click.echo)

@@ -185,7 +185,7 @@ def formatted(target: Target, size: int) -> Pages:
 
 def _pmfuzz_fault(exc: BaseException) -> bool:
     """Was this exception raised by pmfuzz's own code (a bug) rather than the target's?"""
-    if isinstance(exc, (PMemError, TargetHang, TargetNonsense)):
+    if isinstance(exc, (PMemError, TargetHang, TargetNonsense)) or getattr(exc, "is_target_error", False):
         return False
     if isinstance(exc, PmfuzzError):
         return True
@@ -387,6 +387,9 @@ def _check_once(
     Returns None instead when `seen_runs` already holds an execution identical to this one.
     """
     check_supported(target, ops)
+    floor = getattr(target, "min_op_timeout", None)
+    if floor is not None and opts.op_timeout is not None and opts.op_timeout < floor:
+        opts = replace(opts, op_timeout=floor)  # a target that boots a guest needs longer than a model
     oracles = default_oracles() if opts.oracles is None else opts.oracles
     guarantees = target.guarantees
     run_oracles = [o for o in oracles if o.phase is Phase.RUN and o.guarantee in guarantees]

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from .errors import PmfuzzError
+from .falloc import FALLOC_MODES, FallocMode
 from .pmem import PMem
-from .workload import Op, OpKind
+from .workload import Fallocate, Op, OpKind
 
 __all__ = [
     "Errno",
@@ -35,6 +36,7 @@ __all__ = [
     "parse_target_spec",
     "metadata_ranges",
     "supported_ops",
+    "supported_falloc_modes",
     "check_supported",
 ]
 
@@ -160,15 +162,25 @@ def supported_ops(target: Target) -> frozenset[OpKind]:
     return frozenset(OpKind) if ops is None else frozenset(ops)
 
 
+def supported_falloc_modes(target: Target) -> tuple[FallocMode, ...]:
+    """The fallocate modes a target runs: its `falloc_modes` attribute, or every mode the language has
+    (ext4 has no FALLOC_FL_UNSHARE_RANGE, for one)."""
+    modes = getattr(target, "falloc_modes", None)
+    return FALLOC_MODES if modes is None else tuple(modes)
+
+
 def check_supported(target: Target, ops: Sequence[Op]) -> None:
-    """One clear error if a workload uses an op the target does not declare."""
+    """One clear error if a workload uses an op (or a fallocate mode) the target does not declare."""
     ok = supported_ops(target)
+    modes = supported_falloc_modes(target)
     for i, op in enumerate(ops):
         if op.kind not in ok:
             raise PmfuzzError(
                 f"target {target.name!r} does not support op {op.kind.value!r} (op {i}: `{op}`); "
                 f"it supports: {', '.join(sorted(k.value for k in ok))}"
             )
+        if isinstance(op, Fallocate) and op.mode not in modes:
+            raise PmfuzzError(f"target {target.name!r} does not support the fallocate mode of op {i}: `{op}`")
 
 
 def metadata_ranges(target: Target, size: int) -> list[tuple[int, int]] | None:

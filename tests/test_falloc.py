@@ -16,7 +16,7 @@ from pmfuzz.fs import Bug, DaxfsTarget
 from pmfuzz.gen.strategies import DEFAULT_SHAPE, workloads
 from pmfuzz.pmem import Domain, PMem
 from pmfuzz.reference import Reference
-from pmfuzz.workload import FILES, Fallocate, parse, parse_op
+from pmfuzz.workload import FILES, Fallocate, OpKind, flatten, parse, parse_op
 
 K = 4096
 DESIGNS = ("zero", "unwritten", "cow-remap")
@@ -263,3 +263,34 @@ def test_only_an_unshare_of_a_shared_unaligned_range_trips_the_partial_copy(mode
 
 def _words(mode: FallocMode) -> str:
     return "".join(" " + w for w in str(Fallocate("f0", 0, 1, mode)).split()[4:])
+
+
+# -- targets that run fewer modes ------------------------------------------------------------------
+
+
+class _NoUnshare(DaxfsTarget):
+    """daxfs declaring ext4's modes: a target may run fewer fallocate modes than the language has."""
+
+    falloc_modes = tuple(m for m in FALLOC_MODES if not m & FallocMode.UNSHARE_RANGE)
+
+
+def test_a_mode_the_target_does_not_run_is_one_clear_error() -> None:
+    from pmfuzz.errors import PmfuzzError
+
+    with pytest.raises(PmfuzzError, match="does not support the fallocate mode of op 1"):
+        check(_NoUnshare(), parse("create f0\nfallocate f0 0 1 unshare-range\n"), Options())
+    assert check(_NoUnshare(), parse("create f0\nfallocate f0 0 1 zero-range keep-size\n"), Options()).clean
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(workloads(max_ops=16, shape=FALLOC_HEAVY.only(frozenset(OpKind) - {OpKind.REFLINK}, _NoUnshare.falloc_modes)))
+def test_generation_keeps_to_the_targets_modes(w) -> None:
+    for op in flatten(w.ops):
+        assert not (isinstance(op, Fallocate) and op.mode & FallocMode.UNSHARE_RANGE), str(op)
+
+
+def test_the_kernel_agent_gets_the_mode_bits() -> None:
+    from pmfuzz.kernel.commands import command
+
+    assert command(parse_op("fallocate f0 0 4096")) == "fallocate f0 0 4096"
+    assert command(parse_op("fallocate f0 100 200 zero-range keep-size")) == "fallocate f0 100 200 17"

@@ -75,7 +75,7 @@ def _child(blob: Path) -> None:
     from ..engine import Options
     from ..gen.drawing import Drawer
     from ..gen.strategies import DEFAULT_SHAPE, workloads
-    from ..target import make_target, supported_ops
+    from ..target import make_target, supported_falloc_modes, supported_ops
 
     base = make_target(cfg.target)
     crashes = CrashDir.open(cfg.crashes)
@@ -84,7 +84,8 @@ def _child(blob: Path) -> None:
     known = dict.fromkeys(crashes.counts, True)
     worker = _Worker(cfg, 0, prog.handle, known, lambda: False, [])
     variants = _variants(base, cfg.target)
-    draw = Drawer(workloads(max_ops=cfg.max_ops, shape=DEFAULT_SHAPE.only(supported_ops(base))))
+    shape = DEFAULT_SHAPE.only(supported_ops(base), supported_falloc_modes(base))
+    draw = Drawer(workloads(max_ops=cfg.max_ops, shape=shape))
     opts = Options(
         domain=cfg.domain,
         device_size=cfg.device_size,

@@ -10,7 +10,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import fields, replace
 
-from ..falloc import FALLOC_MODES
+from ..falloc import FallocMode
 from ..workload import BLOCK_SIZE, MAX_FILE_SIZE, MAX_OPS, PMD_SIZE, Fallocate, Op, Parallel, Workload
 
 __all__ = ["mutate", "INTERESTING"]
@@ -59,14 +59,14 @@ def _tweak(rng: random.Random, v: int, name: str) -> int:
 
 
 def change_args(rng: random.Random, op: Op) -> Op:
-    """A numeric argument tweaked, or a flag flipped (fault read/write and pmd, mmap MAP_SYNC, a
-    fallocate's mode), or one op of a parallel group changed so: the forms an op takes are as
-    reachable as its values."""
+    """A numeric argument tweaked, or a flag flipped (fault read/write and pmd, mmap MAP_SYNC), a
+    fallocate flag dropped (never added: a target may not run every mode), or one op of a parallel
+    group changed so: the forms an op takes are as reachable as its values."""
     if isinstance(op, Parallel):
         i = rng.randrange(len(op.ops))
         return replace(op, ops=(*op.ops[:i], change_args(rng, op.ops[i]), *op.ops[i + 1 :]))
-    if isinstance(op, Fallocate) and not rng.randrange(3):
-        return replace(op, mode=rng.choice(FALLOC_MODES))
+    if isinstance(op, Fallocate) and op.mode and not rng.randrange(3):
+        return replace(op, mode=op.mode & ~rng.choice([f for f in FallocMode if op.mode & f]))
     nums = [f.name for f in fields(op) if f.name in _NUMERIC and getattr(op, f.name) is not None]
     flags = [f.name for f in fields(op) if isinstance(getattr(op, f.name), bool)]
     if flags and (not nums or rng.randrange(3) == 0):

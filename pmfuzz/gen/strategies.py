@@ -94,14 +94,17 @@ class Shape:
         }
     )
     """Per-kind weights; `share`, `mapsync`, `mapstore`, `mapeof`, `race`, `hugezero`, `prealloc` and
-    `falloc` are scenarios (see `_SCENARIOS`); `race` draws a parallel group, whose every schedule within the preemption
-    bound the engine then runs."""
+    `falloc` are scenarios (see `_SCENARIOS`); `race` draws a parallel group, whose every schedule
+    within the preemption bound the engine then runs."""
+    falloc_modes: tuple[FallocMode, ...] = FALLOC_MODES
+    """The fallocate modes drawn (a target may run fewer: `target.supported_falloc_modes`)."""
 
-    def only(self, kinds: frozenset[OpKind] | set[OpKind]) -> Shape:
-        """The same shape restricted to the op kinds a target supports."""
+    def only(self, kinds: frozenset[OpKind] | set[OpKind], modes: tuple[FallocMode, ...] = FALLOC_MODES) -> Shape:
+        """The same shape restricted to the op kinds and fallocate modes a target supports."""
         names = {k.value for k in kinds}
         keep = {k: w for k, w in self.weights.items() if k in names or _SCENARIOS.get(k, {"?"}) <= names}
-        return replace(self, weights=keep, pmd=self.pmd and OpKind.FAULT in kinds)
+        drawn = tuple(m for m in self.falloc_modes if m in modes) or (FallocMode.ALLOCATE_RANGE,)
+        return replace(self, weights=keep, pmd=self.pmd and OpKind.FAULT in kinds, falloc_modes=drawn)
 
 
 _SCENARIOS: dict[str, set[str]] = {
@@ -177,7 +180,7 @@ def _op(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> Op:
         off = draw(_offsets(ctx, file, shape))
         n = draw(_LENGTHS)
         if kind == "fallocate":
-            return Fallocate(file, off, n, draw(st.sampled_from(FALLOC_MODES)))
+            return Fallocate(file, off, n, draw(st.sampled_from(shape.falloc_modes)))
         if kind == "write" and ctx.maps and not draw(st.integers(0, 5)):
             src = draw(st.sampled_from(sorted(ctx.maps)))
             return Write(file, off, n, map=src, moff=draw(st.sampled_from([0, 100, K])))
@@ -287,6 +290,8 @@ def _race(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> list[Op]:
         kinds = [draw(st.sampled_from(_CHANGERS)), draw(st.sampled_from(_ACCESSORS))]
     else:
         kinds = [draw(st.sampled_from(_RACE_OPS)) for _ in range(2)]
+    named = {"zero-range": FallocMode.ZERO_RANGE, "unshare-range": FallocMode.UNSHARE_RANGE}
+    kinds = [k if named.get(k, 0) in (0, *shape.falloc_modes) else "fallocate" for k in kinds]
     # The prefix each race needs most: a hole under a read fault (the zero page), shared blocks
     # under a write and a write fault (two copies on write), a hole under a write and a store (two
     # initialise one new block), data under a truncate.
@@ -358,8 +363,8 @@ def _scenario(draw: st.DrawFn, ctx: _Ctx, shape: Shape, kind: str) -> list[Op]:
             out.append(Truncate(target, off))
         elif how == "punch":
             out.append(Punch(target, off, n))
-        elif how == "unshare":
-            out.append(Fallocate(target, off, n, draw(st.sampled_from(_UNSHARE))))
+        elif how == "unshare" and (unshare := [m for m in _UNSHARE if m in shape.falloc_modes]):
+            out.append(Fallocate(target, off, n, draw(st.sampled_from(unshare))))
             if draw(st.booleans()):
                 out.append(Write(target, off, draw(st.sampled_from([8, 100, K]))))
         elif how == "mapread":
@@ -378,7 +383,7 @@ def _scenario(draw: st.DrawFn, ctx: _Ctx, shape: Shape, kind: str) -> list[Op]:
     if kind == "race":
         return draw(_race(ctx, shape))
     if kind == "falloc":
-        return draw(falloc_steps(ctx.sizes, shape.files, shape.mappings))
+        return draw(falloc_steps(ctx.sizes, shape.files, shape.mappings, set(shape.weights), shape.falloc_modes))
     if kind == "hugezero":
         return draw(_huge(ctx, shape))
     if kind == "prealloc":

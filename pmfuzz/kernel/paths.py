@@ -1,0 +1,141 @@
+"""Where the kernel target's pieces live, which kernel is pinned, and what is missing.
+
+Everything is fetched by `pmfuzz kernel-setup` into one cache directory
+(`$PMFUZZ_KERNEL_CACHE`, default `~/.cache/pmfuzz/kernel`): the pinned Debian
+kernel package with its modules, its headers (to build the recorder module),
+busybox-static, and what is built from them (the module, the agent, the
+initramfs). Nothing is committed; nothing comes from anywhere but the
+registry.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["KERNEL", "Layout", "layout", "missing"]
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedKernel:
+    """The Debian kernel package the target runs (a reproducer names its release and version)."""
+
+    abi: str
+    """The package ABI name: linux-image-ABI, linux-headers-ABI."""
+    version: str
+    """The Debian package version (apt's `=VERSION`)."""
+
+    @property
+    def release(self) -> str:
+        """`uname -r` of the guest."""
+        return self.abi
+
+    @property
+    def common(self) -> str:
+        return self.abi.rsplit("-", 1)[0] + "-common"
+
+
+# In bookworm/main (the point release) and bookworm-security when pinned; linux-kbuild-6.1 of the
+# same version is the one the headers were built with.
+KERNEL = PinnedKernel(abi="6.1.0-50-amd64", version="6.1.176-1")
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    root: Path
+
+    @property
+    def debs(self) -> Path:
+        return self.root / "debs"
+
+    @property
+    def tree(self) -> Path:
+        """The extracted packages."""
+        return self.root / "root"
+
+    @property
+    def build(self) -> Path:
+        return self.root / "build"
+
+    @property
+    def vmlinuz(self) -> Path:
+        return self.tree / "boot" / f"vmlinuz-{KERNEL.abi}"
+
+    @property
+    def modules(self) -> Path:
+        return self.tree / "lib" / "modules" / KERNEL.abi / "kernel"
+
+    @property
+    def headers(self) -> Path:
+        return self.tree / "usr" / "src" / f"linux-headers-{KERNEL.abi}"
+
+    @property
+    def busybox(self) -> Path:
+        return self.tree / "bin" / "busybox"
+
+    @property
+    def module(self) -> Path:
+        return self.build / "pmtrace.ko"
+
+    @property
+    def agent(self) -> Path:
+        return self.build / "agent"
+
+    @property
+    def initramfs(self) -> Path:
+        return self.build / "initramfs.cpio.gz"
+
+    @property
+    def stamp(self) -> Path:
+        """Written last by the set-up: names the kernel it was made for."""
+        return self.build / "READY"
+
+
+def layout() -> Layout:
+    env = os.environ.get("PMFUZZ_KERNEL_CACHE")
+    root = Path(env) if env else Path.home() / ".cache" / "pmfuzz" / "kernel"
+    return Layout(root)
+
+
+QEMU = "qemu-system-x86_64"
+HOST_TOOLS = ("e2fsck", "mke2fs")
+
+
+def missing(lay: Layout | None = None) -> str | None:
+    """One line naming the first missing piece of the kernel target, or None if it can run."""
+    lay = lay or layout()
+    if shutil.which(QEMU) is None:
+        return f"{QEMU} not installed (run `pmfuzz kernel-setup` as root)"
+    for tool in HOST_TOOLS:
+        if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists() and not Path("/sbin", tool).exists():
+            return f"{tool} (e2fsprogs) not installed (run `pmfuzz kernel-setup` as root)"
+    if not lay.stamp.exists():
+        return f"kernel target not set up in {lay.root} (run `pmfuzz kernel-setup`)"
+    made_for = lay.stamp.read_text().strip()
+    if made_for != stamp():
+        return f"kernel cache {lay.root} was built for {made_for}, not {stamp()} (run `pmfuzz kernel-setup`)"
+    return None
+
+
+def stamp() -> str:
+    """The kernel and a digest of the guest-side sources: a cache built from other sources is stale."""
+    import hashlib
+    from importlib import resources
+
+    h = hashlib.sha256()
+    for name in ("agent/agent.c", "module/pmtrace.c", "module/Kbuild", "setup.py"):
+        h.update(resources.files("pmfuzz.kernel").joinpath(name).read_bytes())
+    return f"{KERNEL.abi} {h.hexdigest()[:12]}"
+
+
+def tool(name: str) -> str:
+    """The path of a host tool (e2fsprogs lives in /usr/sbin, which a user's PATH may lack)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for d in ("/usr/sbin", "/sbin"):
+        if Path(d, name).exists():
+            return str(Path(d, name))
+    return name
