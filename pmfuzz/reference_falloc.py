@@ -5,8 +5,9 @@ leave needs nothing new here, because the modes map onto rules the history alrea
 
 * zero-range writes zeros to the words it covers (the partial edge blocks are zeroed in place, up
   to EOF, as punch does; the whole blocks are unmapped and preallocated again), so every word is its
-  old value or zero at a crash, both boundary values; a shared edge block is copied on write as a
-  whole, like any write to it.
+  old value or zero at a crash, both boundary values -- a word it zeroes only in part may tear byte
+  by byte, as punch's may (`OpEffects.torn`); a shared edge block is copied on write as a whole,
+  like any write to it.
 * unshare-range writes the same values: at a crash a block being unshared is the old shared block or
   its new copy, which hold the same data, so it records no copy-on-write event. It only ends the
   sharing, so later writes to the block are judged as in-place writes (which allow more, never less).
@@ -40,6 +41,7 @@ class FallocateSemantics:
 
     _layout_changed: Callable
     _zero_written: Callable
+    _edges: Callable
     _unback: Callable
     _shared: Callable
     _leave: Callable
@@ -68,6 +70,7 @@ class FallocateSemantics:
             hi = min(hi, f.size)
             if lo < hi:
                 self._zero_written(index, f, lo, hi)
+                self._edges(f, lo, hi)
                 f.zero(lo, hi)
 
     def _reflink_unshare(self, f, start: int, end: int) -> None:
