@@ -19,6 +19,7 @@ from ..workload import (
     Persist,
     Punch,
     Read,
+    Reflink,
     Store,
     Sync,
     Truncate,
@@ -48,7 +49,8 @@ OPS = frozenset(
         OpKind.MADVISE,
     }
 )
-"""What ext4-DAX runs: no reflink (ext4 has none), no pin/unpin/dma (no in-guest DMA engine)."""
+"""What every kernel target runs (XFS adds reflink; ext4 has none): no pin/unpin/dma (no in-guest DMA
+engine), no parallel groups (one agent thread)."""
 
 
 class UnknownErrno(Exception):
@@ -69,6 +71,8 @@ def command(op: Op) -> str:
         return f"read {op.file} {op.off} {op.len}"
     if isinstance(op, Truncate):
         return f"truncate {op.file} {op.size}"
+    if isinstance(op, Reflink):
+        return "reflink " + " ".join(op.args())
     if isinstance(op, Fallocate):
         return f"fallocate {op.file} {op.off} {op.len}"
     if isinstance(op, Punch):
@@ -89,7 +93,7 @@ def command(op: Op) -> str:
         return f"persist {op.map} {op.off} {op.len}"
     if isinstance(op, Madvise):
         return f"madvise {op.map}"
-    raise ValueError(f"ext4-dax cannot run `{op}`")
+    raise ValueError(f"the kernel targets cannot run `{op}`")
 
 
 def result(r: Reply) -> Result:
