@@ -18,6 +18,8 @@ class with another `filesystems.FileSystem`.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..data import poison
 from ..errors import PmfuzzError
 from ..pmem import LINE, PMem
@@ -42,11 +44,19 @@ class KernelTarget:
     """Booting a guest under TCG takes seconds; the guest's own answers time out after 60 s."""
 
     def __init__(
-        self, kernel: str = KERNEL.release, accel: str = "tcg", drop: str = "", fences: str = "explicit", **unknown: str
+        self,
+        kernel: str = KERNEL.release,
+        accel: str = "tcg",
+        drop: str = "",
+        fences: str = "explicit",
+        reuse: str = "yes",
+        **unknown: str,
     ) -> None:
         if unknown:
             opt = next(iter(unknown))
-            raise PmfuzzError(f"{self.name} has no option {opt!r} (options: kernel, accel, drop, fences)")
+            raise PmfuzzError(f"{self.name} has no option {opt!r} (options: kernel, accel, drop, fences, reuse)")
+        if reuse not in ("yes", "no"):
+            raise PmfuzzError(f"reuse must be yes or no, not {reuse!r}")
         try:
             fence_kind = Fences(fences)
         except ValueError:
@@ -59,8 +69,11 @@ class KernelTarget:
             raise PmfuzzError(f"accel must be tcg or kvm, not {accel!r}")
         self.accel = accel
         self.rec = Recording(fences=fence_kind, drop=tuple(s for s in drop.split(",") if s))
-        self.recovery = GuestRecovery(self.fs.fstype, self.fs.recovery_opts, accel, self.fs.tools)
+        self.recovery = GuestRecovery(self.fs.fstype, self.fs.recovery_opts, accel, self.fs.tools, reuse == "yes")
+        """Crash images mounted in the guest (GUEST_MOUNT); `reuse=no` mounts every metadata state even when
+        an earlier crash point had the same metadata (for the test that grouping changes no verdict)."""
         self._static_meta: list[tuple[int, int]] | None = None
+        self._meta_pages: tuple[int, np.ndarray] | None = None
 
     @property
     def name(self) -> str:
@@ -106,6 +119,8 @@ class KernelTarget:
             out["drop"] = ",".join(self.rec.drop)
         if self.rec.fences is not Fences.EXPLICIT:
             out["fences"] = self.rec.fences.value
+        if not self.recovery.reuse:
+            out["reuse"] = "no"
         return out
 
     def format(self, pm: PMem) -> None:
@@ -125,7 +140,7 @@ class KernelTarget:
         if not getattr(pm, "_recording", True):
             if self.fs.recovery is Recovery.HOST_FSCK:
                 return mount_crash_image(pm)
-            return self.recovery.mount(pm)
+            return self.recovery.mount(pm, self.meta_pages(pm.size))
         g = self.boot()
         try:
             r = g.command("reset")
@@ -133,6 +148,7 @@ class KernelTarget:
                 raise GuestDied(f"the agent could not unmount the last workload's file system: {r.value}", g.console())
             g.pmem(0, pm.size)[:] = pm.load_array(0, pm.size)
             self.rec.run_meta = set()
+            self._meta_pages = None
             r = g.command(f"mount {self.fs.fstype} {self.fs.mount_opts}")
             if r.kind != "ok":
                 raise GuestDied(f"mount -t {self.fs.fstype} -o {self.fs.mount_opts} failed: {r.value}", g.console())
@@ -156,6 +172,16 @@ class KernelTarget:
             else:
                 out.append((a, a + LINE))
         return _merge(out)
+
+    def meta_pages(self, size: int) -> np.ndarray:
+        """The pages `metadata_ranges` touches (for remembering recoveries), computed once per run."""
+        n = len(self.rec.run_meta)
+        if self._meta_pages is None or self._meta_pages[0] != n:
+            pages: set[int] = set()
+            for lo, hi in self.metadata_ranges(size):
+                pages.update(range(lo // 4096, -(-hi // 4096)))
+            self._meta_pages = (n, np.array(sorted(pages), dtype=np.int64))
+        return self._meta_pages[1]
 
     # -- the guest -----------------------------------------------------------------
 
