@@ -213,6 +213,17 @@ class _Region:
         return self.path
 
 
+_Done = tuple[Listing, np.ndarray, np.ndarray, list[str]]
+
+_REGIONS: dict[tuple[str, int], _Region] = {}
+"""This process's recovery region per (accelerator, device size): a campaign makes a target object per
+workload, and the region's mirror and host file are worth keeping across them."""
+_DONE: dict[tuple[str, str, str], dict[bytes, _Done]] = {}
+"""Remembered recoveries per (fstype, options, accelerator), by metadata digest."""
+_DIGESTS: dict[int, tuple[object, bytes]] = {}
+"""Digests of copy-on-write page objects (kept alive while remembered)."""
+
+
 class GuestRecovery:
     """Recovers crash images by mounting them in this process's guest, image after image.
 
@@ -232,15 +243,16 @@ class GuestRecovery:
         self.tools = tools
         self.reuse = reuse
         self.timing = RecoveryTiming()
-        self._region: _Region | None = None
-        self._done: dict[bytes, tuple[Listing, np.ndarray, np.ndarray, list[str]]] = {}
-        self._digests: dict[int, tuple[object, bytes]] = {}
+        self._done = _DONE.setdefault((fstype, opts, accel), {})
+        self._digests = _DIGESTS
 
     def _key(self, pm: PMem, pages: np.ndarray) -> bytes:
         """A digest of the metadata pages' content; a page's digest is computed once per page object."""
         if len(self._digests) > 50_000:
             self._digests.clear()
         h = hashlib.blake2b(digest_size=16)
+        h.update(pm.size.to_bytes(8, "little"))
+        h.update(np.ascontiguousarray(pages, dtype=np.int64).tobytes())
         src, memo = pm.pages, self._digests
         for p in pages:
             page = src._page(int(p))
@@ -252,11 +264,13 @@ class GuestRecovery:
         return h.digest()
 
     def _region_of(self, g: Guest, size: int) -> _Region:
-        r = self._region
-        if r is None or r.g is not g or r.size != size:
+        r = _REGIONS.get((self.accel, size))
+        if r is None or r.g is not g:
             if size > PMEM_SIZE:
                 raise ValueError(f"a crash image of {size} bytes does not fit the guest's {PMEM_SIZE >> 20} MiB region")
-            r = self._region = _Region(g, size)
+            if r is not None:
+                shutil.rmtree(r.dir, ignore_errors=True)
+            r = _REGIONS[(self.accel, size)] = _Region(g, size)
         return r
 
     def mount(self, pm: PMem, meta_pages: np.ndarray | None = None, contents: bool = False) -> MountedImage:
