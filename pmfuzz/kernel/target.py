@@ -35,6 +35,10 @@ from .replay import Fences
 
 __all__ = ["KernelTarget", "Ext4DaxTarget", "XfsDaxTarget"]
 
+_STATIC_META: dict[tuple[str, int], list[tuple[int, int]]] = {}
+"""What mkfs made metadata, per (file system, device size): the engine formats once per process and
+hands the image to every later target object (a campaign makes one per workload), which must know it."""
+
 
 class KernelTarget:
     """A Linux DAX file system on Debian's pinned 6.1 kernel, in a TCG guest (one `FileSystem` configuration)."""
@@ -72,7 +76,6 @@ class KernelTarget:
         self.recovery = GuestRecovery(self.fs.fstype, self.fs.recovery_opts, accel, self.fs.tools, reuse == "yes")
         """Crash images mounted in the guest (GUEST_MOUNT); `reuse=no` mounts every metadata state even when
         an earlier crash point had the same metadata (for the test that grouping changes no verdict)."""
-        self._static_meta: list[tuple[int, int]] | None = None
         self._meta_pages: tuple[int, np.ndarray] | None = None
 
     @property
@@ -134,7 +137,7 @@ class KernelTarget:
         base = poison(0, pm.size)
         img = self.fs.mkfs(base)
         pm.initialize(0, img)
-        self._static_meta = self.fs.static_meta(base, img)
+        _STATIC_META[(self.fs.name, pm.size)] = self.fs.static_meta(base, img)
 
     def mount(self, pm: PMem):
         if not getattr(pm, "_recording", True):
@@ -164,7 +167,7 @@ class KernelTarget:
         """What mkfs made metadata plus every line the run wrote through block I/O other than zeroing
         (journal or log, checkpoints, metadata writeback): recovery reads nothing else, and file data is
         read from the device each time."""
-        out = list(self._static_meta or [(0, size)])
+        out = list(_STATIC_META.get((self.fs.name, size), [(0, size)]))
         for ln in sorted(self.rec.run_meta):
             a = ln * LINE
             if out and out[-1][1] == a:
