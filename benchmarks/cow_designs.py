@@ -36,22 +36,24 @@ from pmfuzz.workload import parse
 
 PREFIX = "create f0\nwrite f0 0 8192\nfsync f0\ncreate f1\nreflink f0 f1\nfsync f1\n"
 
-WORKLOADS: dict[str, tuple[str, int, int]] = {
-    # name: (ops after the prefix, index of the COW op among them, COW block of f1)
-    "write-aligned": ("write f1 0 4096\nfsync f1\n", 0, 0),
-    "write-unaligned": ("write f1 100 200\nfsync f1\n", 0, 0),
-    "write-2-blocks": ("write f1 2000 4000\nfsync f1\n", 0, 1),
-    "fault": ("mmap m0 f1 0 8192\nstore m0 100 64\nfsync f1\n", 1, 0),
-    "fault-other-fsync": ("mmap m0 f1 0 8192\nstore m0 100 64\nfsync f0\n", 1, 0),
-    "fault-sync": ("mmap m0 f1 0 8192 sync\nstore m0 100 64\npersist m0 100 64\n", 1, 0),
+WORKLOADS: dict[str, tuple[str, tuple[int, int], tuple[int, ...]]] = {
+    # name: (ops after the prefix, (first, last) of the ops that change the COW blocks, COW blocks of f1)
+    "write-aligned": ("write f1 0 4096\nfsync f1\n", (0, 0), (0,)),
+    "write-unaligned": ("write f1 100 200\nfsync f1\n", (0, 0), (0,)),
+    "write-2-blocks": ("write f1 2000 4000\nfsync f1\n", (0, 0), (0, 1)),
+    "fault": ("mmap m0 f1 0 8192\nstore m0 100 64\nfsync f1\n", (1, 1), (0,)),
+    "fault-other-fsync": ("mmap m0 f1 0 8192\nstore m0 100 64\ncreate f2\nwrite f2 0 100\nfsync f2\n", (1, 1), (0,)),
+    "fault-sync": ("mmap m0 f1 0 8192 sync\nstore m0 100 64\npersist m0 100 64\n", (1, 1), (0,)),
     "fault-sync-2nd": (
         "mmap m0 f1 0 8192 sync\nstore m0 0 64\npersist m0 0 64\nstore m0 4196 64\npersist m0 4196 64\n",
-        3,
-        1,
+        (3, 3),
+        (1,),
     ),
-    "punch": ("punch f1 0 4096\nfsync f1\n", 0, 0),
-    "truncate-partial": ("truncate f1 100\nfsync f1\n", 0, 0),
-    "hole-in-cow-prealloc": ("write f1 100 10\ntruncate f1 16384\nwrite f1 8292 100\nfsync f1\n", 2, 2),
+    "punch-block": ("punch f1 0 4096\nfsync f1\n", (0, 0), (0,)),
+    "punch-partial": ("punch f1 100 200\nfsync f1\n", (0, 0), (0,)),
+    "truncate-partial": ("truncate f1 100\nfsync f1\n", (0, 0), (0,)),
+    "truncate-then-extend": ("truncate f1 100\ntruncate f1 4096\nfsync f1\n", (0, 1), (0,)),
+    "hole-in-cow-prealloc": ("write f1 100 10\ntruncate f1 16384\nwrite f1 8292 100\nfsync f1\n", (2, 2), (2,)),
 }
 
 TARGETS = ("daxfs design=zero", "daxfs design=unwritten", "daxfs design=cow-remap", "xfs-dax")
@@ -74,10 +76,12 @@ class CowBlock:
     guarantee = Guarantee.MOUNTABLE
     phase = Phase.CRASH
 
-    def __init__(self, inner: list[Oracle], op: int, block: int, old: bytes, new: bytes, tally: Tally) -> None:
-        self.inner, self.op, self.block, self.tally = inner, op, block, tally
-        self.old = np.frombuffer(old, dtype="<u8")
-        self.new = np.frombuffer(new, dtype="<u8")
+    def __init__(
+        self, inner: list[Oracle], op: int, blocks: tuple[int, ...], old: bytes, new: bytes, tally: Tally
+    ) -> None:
+        self.inner, self.op, self.blocks, self.tally = inner, op, blocks, tally
+        self.old = np.frombuffer(old, dtype="<u8").reshape(len(blocks), 512)
+        self.new = np.frombuffer(new, dtype="<u8").reshape(len(blocks), 512)
         self.guarantees: frozenset[Guarantee] = frozenset()
 
     def check(self, ctx: CrashContext) -> list[Violation]:  # type: ignore[override]
@@ -90,12 +94,14 @@ class CowBlock:
         return out
 
     def classify(self, ctx: CrashContext) -> str:
+        """The blocks as one: old or new if every block is, stale if a word of any is neither."""
         if "f1" not in ctx.fs.files():
             return "gone"
         words = ctx.words("f1")
-        got = np.zeros(512, dtype="<u8")  # past the recovered EOF: zeros, as the versions are padded
-        part = words[self.block * 512 : (self.block + 1) * 512]
-        got[: len(part)] = part
+        got = np.zeros((len(self.blocks), 512), dtype="<u8")  # past the recovered EOF: zeros, as the versions
+        for i, b in enumerate(self.blocks):
+            part = words[b * 512 : (b + 1) * 512]
+            got[i, : len(part)] = part
         is_old, is_new = got == self.old, got == self.new
         if is_old.all():
             return "old"
@@ -104,17 +110,16 @@ class CowBlock:
         return "torn" if (is_old | is_new).all() else "stale"
 
 
-def versions(text: str, cow_op: int, block: int) -> tuple[bytes, bytes]:
-    """f1's COW block before and after the COW op, crash-free (zero-padded to the block)."""
+def versions(text: str, first: int, last: int, blocks: tuple[int, ...]) -> tuple[bytes, bytes]:
+    """f1's COW blocks before op `first` and after op `last`, crash-free (zero-padded to the block)."""
     ref = Reference()
-    ops = parse(text).ops
     old = b""
-    for i, op in enumerate(ops):
-        if i == cow_op:
-            old = _block(ref, block)
+    for i, op in enumerate(parse(text).ops):
+        if i == first:
+            old = b"".join(_block(ref, b) for b in blocks)
         ref.apply(i, op)
-        if i == cow_op:
-            return old, _block(ref, block)
+        if i == last:
+            return old, b"".join(_block(ref, b) for b in blocks)
     raise ValueError("no COW op")
 
 
@@ -125,15 +130,15 @@ def _block(ref: Reference, block: int) -> bytes:
 
 
 def run(spec: str, name: str, states: int, domain: str) -> Tally:
-    tail, k, block = WORKLOADS[name]
+    tail, (first, last), blocks = WORKLOADS[name]
     text = PREFIX + tail
-    op = PREFIX.count("\n") + k
-    old, new = versions(text, op, block)
+    op = PREFIX.count("\n") + first
+    old, new = versions(text, op, PREFIX.count("\n") + last, blocks)
     tally = Tally()
     t = make_target(spec)
     size = getattr(t, "device_size", 8 << 20)
     data = [o for o in default_oracles() if o.phase is Phase.CRASH and not getattr(o, "metadata_only", False)]
-    cow = CowBlock(data, op, block, old, new, tally)
+    cow = CowBlock(data, op, blocks, old, new, tally)
     cow.guarantees = t.guarantees
     others = [o for o in default_oracles() if o not in data]
     opts = Options(
