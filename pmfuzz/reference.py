@@ -194,6 +194,10 @@ class OpEffects:
     cow: list[CowEvent] = field(default_factory=list)
     removed: list[tuple[str, int, int, int]] = field(default_factory=list)
     """(name, incarnation, start, end) ranges a truncate removed: they may read zero in the window."""
+    torn: list[tuple[str, int, int]] = field(default_factory=list)
+    """(name, incarnation, word) words the op wrote only part of: a kernel copies such an unaligned
+    edge with narrower stores (__copy_user_flushcache: cached bytes and a 4-byte movnti), so at a
+    crash the word may hold any byte-wise mix of its values before and after."""
 
 
 class Reference:
@@ -333,6 +337,16 @@ class Reference:
         for b in list(f.backed):
             self._leave(f, b)
 
+    def _edges(self, f: RefFile, start: int, end: int) -> None:
+        """Record the words [start, end) covers only in part (see `OpEffects.torn`)."""
+        if end <= start:
+            return
+        name = self._name_of(f)
+        words = {start // 8} if start % 8 else set()
+        if end % 8:
+            words.add((end - 1) // 8)
+        self.fx.torn += [(name, f.ino, w) for w in sorted(words)]
+
     def _layout_changed(self, f: RefFile) -> None:
         """break_layouts: mappings of f lose their PTEs, so MAP_SYNC pages must fault again."""
         for m in self.maps.values():
@@ -401,6 +415,7 @@ class Reference:
             self._zero_written(index, f, f.size, op.off)
         f.grow_to(op.off)
         self._write_blocks(index, f, op.off, op.off + n)
+        self._edges(f, op.off, op.off + n)
         f.put(op.off, data)
         f.size = max(f.size, op.off + n)
         return Result(n)
@@ -443,8 +458,13 @@ class Reference:
         if f is None:
             return err(Errno.ENOENT)
         self._layout_changed(f)
-        if op.size < f.size:
-            self.fx.removed.append((op.file, f.ino, op.size, f.size))
+        if op.size <= f.size:
+            # Truncating to the same size still zeroes the EOF block's tail and frees blocks past it
+            # (xfs_setattr_size: xfs_truncate_page whenever newsize <= oldsize; ext4_setattr likewise,
+            # "even if i_size didn't change to truncate possible preallocated blocks").
+            if op.size < f.size:
+                self.fx.removed.append((op.file, f.ino, op.size, f.size))
+            self._edges(f, op.size, _round_up(op.size, BLOCK_SIZE))
             if op.size % BLOCK_SIZE:
                 self._zero_written(index, f, op.size, _round_up(op.size, BLOCK_SIZE))
             self._unback(f, -(-op.size // BLOCK_SIZE))
@@ -479,6 +499,7 @@ class Reference:
             self._zero_written(index, f, start, first * BLOCK_SIZE)
             self._zero_written(index, f, last * BLOCK_SIZE, end)
             self._unback(f, first, last)
+        self._edges(f, start, end)
         f.zero(start, end)
         return OK
 
@@ -587,6 +608,7 @@ class Reference:
         if m is None:
             return err(Errno.EINVAL)
         data = payload(m.file.ino, index, m.off + op.off, op.len)
+        self._edges(m.file, m.off + op.off, m.off + op.off + op.len)
         for pos, k in page_pieces(op.off, op.len):
             bad = self._page_fault(m, pos)
             if bad is not None:
@@ -720,7 +742,7 @@ class History:
         pos = len(self.effects)
         if any(ev.op != pos for ev in fx.cow):
             # An op of a parallel group applied out of index order: its COW happened at this boundary.
-            fx = OpEffects(fx.durable_names, fx.durable_ranges, [replace(ev, at=pos) for ev in fx.cow], fx.removed)
+            fx = replace(fx, cow=[replace(ev, at=pos) for ev in fx.cow])
         self.effects.append(fx)
 
     @property
@@ -895,8 +917,43 @@ class Expectation:
             for nm, _ino, s, e in self.h.effects[j].removed:
                 if nm == name:
                     ok |= (found == 0) & (idx * 8 >= s) & (idx * 8 < e) & (j >= dword)
+        if len(vals) and not ok.all():
+            ok |= self._torn_ok(name, idx, found, mask, dword, vals, sizes, bidx)
         zero = found == 0
         return WordVerdict(ok, held & ~ok, ~held & ~ok & ~zero, ~held & ~ok & zero)
+
+    def _torn_ok(
+        self,
+        name: str,
+        idx: np.ndarray,
+        found: np.ndarray,
+        mask: np.ndarray,
+        dword: np.ndarray,
+        vals: np.ndarray,
+        sizes: np.ndarray,
+        bidx: np.ndarray,
+    ) -> np.ndarray:
+        """Words an op in their window wrote only in part that hold, byte by byte, values the word
+        may hold (a torn unaligned edge, `OpEffects.torn`)."""
+        out = np.zeros(len(idx), dtype=bool)
+        torn: dict[int, int] = {}
+        for j in range(min(self.upper, self.h.ops)):
+            for nm, _ino, w in self.h.effects[j].torn:
+                if nm == name:
+                    torn[w] = min(torn.get(w, j), j)
+        if not torn:
+            return out
+        for k in np.flatnonzero(np.isin(idx, list(torn))).tolist():
+            w = int(idx[k])
+            if w >= vals.shape[1] or torn[w] < dword[k]:
+                continue
+            rows = (bidx >= dword[k]) & ((w * 8 < sizes) | (vals[:, w] != 0))
+            if not rows.any():
+                continue
+            cand = (vals[rows, w] & mask[k]).astype("<u8").view(np.uint8).reshape(-1, 8)
+            got = np.array([found[k]], dtype="<u8").view(np.uint8)
+            out[k] = bool((cand == got).any(axis=0).all())
+        return out
 
     def allowed(self, name: str, word: int) -> list[int]:
         """The values `classify` accepts at one word of `name` (for reports: the same rule, listed)."""

@@ -161,6 +161,25 @@ def test_cow_atomicity_accepts_a_side_from_another_serial_order_of_a_group() -> 
     assert judge(CowAtomicity(), h, files, 5, 6) == []
 
 
+def test_an_unaligned_edge_word_may_tear_byte_by_byte_a_whole_word_may_not() -> None:
+    """A kernel copies an unaligned edge with narrower stores: its word may mix old and new bytes."""
+    _, h = run("create f0\ntruncate f0 64\nfsync f0\nwrite f0 3 37\n")
+    old, new = state(h, 3)["f0"], state(h, 4)["f0"]
+    edge = bytearray(old)
+    edge[5:8] = new[5:8]
+    assert bytes(edge[:8]) not in (old[:8], new[:8])
+    assert judge(StaleExposure(), h, {"f0": bytes(edge)}, 3, 4) == []
+    assert judge(Durability(), h, {"f0": bytes(edge)}, 3, 4) == []
+    whole = bytearray(old)
+    whole[20:24] = new[20:24]
+    assert bytes(whole[16:24]) not in (old[16:24], new[16:24])
+    [v] = judge(StaleExposure(), h, {"f0": bytes(whole)}, 3, 4)
+    assert v.evidence[0].start == 16
+    assert judge(StaleExposure(), h, {"f0": bytes(edge)}, 4, 4) == []
+    [v] = judge(StaleExposure(), h, {"f0": bytes(edge)}, 2, 3)
+    assert v.evidence[0].start == 0, "a torn edge before the op that writes it is stale"
+
+
 def test_cow_atomicity_flags_a_block_half_old_half_new() -> None:
     text = "create f0\nwrite f0 0 4096\ncreate f1\nreflink f0 f1\nwrite f1 0 100\n"
     _, h = run(text)

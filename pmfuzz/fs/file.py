@@ -230,7 +230,9 @@ def copy_from_mapping(fs: DaxFS, src: MappedSource) -> bytes | Errno:
 
 
 def setattr_size(fs: DaxFS, ip: Inode, new: int) -> Result:
-    """xfs_setattr_size: zero, set the size, log it, then free the blocks past it."""
+    """xfs_setattr_size: zero, set the size, log it, then free the blocks past it. A truncate to the
+    same size is a truncate down: xfs_truncate_page zeroes the EOF block's tail, and
+    xfs_itruncate_extents frees what lies past EOF."""
     pm = fs.pm
     with _layout_locks(fs, ip, lambda: (min(ip.size, new) // BS * BS, RANGE_END)):
         if break_layouts(fs, ip):
@@ -239,13 +241,13 @@ def setattr_size(fs: DaxFS, ip: Inode, new: int) -> Result:
         with pm.site("xfs_setattr_size.zero"):
             if new > old:
                 dax_zero_range(fs, ip, old, new)
-            elif new < old and new % BS and not fs.cfg.has(Bug.TRUNCATE_NO_ZERO_TAIL):
+            elif new <= old and new % BS and not fs.cfg.has(Bug.TRUNCATE_NO_ZERO_TAIL):
                 dax_zero_range(fs, ip, new, _round_up(new, BS))
         ip.size = new
         delete_entries(ip, -(-new // PAGE_SIZE))
         with pm.site("xfs_setattr_size"), fs.journal.trans("xfs_setattr_size") as tp:
             fs.log_inode(tp, ip)
-        if new < old:
+        if new <= old:
             _free_blocks_from(fs, ip, -(-new // BS), "xfs_itruncate_extents")
     return OK
 
