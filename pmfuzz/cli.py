@@ -216,6 +216,13 @@ def _size(text: str) -> int:
     return int(m.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[m.group(2)]
 
 
+def _target_device_size(spec) -> int:
+    """The device size a target asks for (`device_size`, e.g. XFS's 16 MiB minimum), else 8 MiB."""
+    from .target import make_target
+
+    return int(getattr(make_target(spec), "device_size", 8 << 20))
+
+
 @cli.command()
 @click.option("--hours", type=float, help="Run for this long.")
 @click.option("--minutes", type=float)
@@ -232,7 +239,7 @@ def _size(text: str) -> int:
 @click.option("--bugs", help="daxfs zoo bugs to switch on, comma-separated (see `pmfuzz bugs`).")
 @click.option("--cil", type=click.Choice(["lazy", "eager"]), help="daxfs log pushes (default: both, alternating).")
 @click.option("--domain", type=click.Choice(["adr", "eadr"]), default="adr", show_default=True)
-@click.option("--device", "device", default="8M", show_default=True, help="Device size.")
+@click.option("--device", "device", default=None, help="Device size [default: the target's, else 8M].")
 @click.option(
     "--strategy",
     type=click.IntRange(min=1),
@@ -321,7 +328,7 @@ def run(
     cfg = CampaignConfig(
         target=spec,
         domain=Domain(domain),
-        device_size=_size(device),
+        device_size=_size(device) if device else _target_device_size(spec),
         eadr_points=EadrPoints(eadr_points),
         seed=seed,
         seconds=duration or None,

@@ -495,11 +495,11 @@ class Reference(FallocateSemantics):
         if src is None or dst is None:
             return err(Errno.ENOENT)
         if op.soff is None:
+            soff, doff, n = 0, 0, src.size
+            if n == 0:  # a clone from EOF to EOF does nothing, even onto itself (generic_remap_file_range_prep)
+                return OK
             if src is dst:
                 return err(Errno.EINVAL)
-            soff, doff, n = 0, 0, src.size
-            if n == 0:
-                return OK
         else:
             soff, doff, n = op.soff, op.doff, op.len  # type: ignore[assignment]
         e = reflink_error(src, dst, soff, doff, n)

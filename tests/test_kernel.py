@@ -197,16 +197,19 @@ def test_a_guest_that_dies_is_a_finding_and_the_next_run_boots_a_new_one(target)
 
 
 def test_the_kernel_regression_corpus_replays(target):
-    """`pmfuzz regress corpora/kernel`: the two kernel findings and a planted missing fence,
+    """`pmfuzz regress corpora/kernel`: the ext4 and XFS findings and a planted missing fence,
     each named by its crash state, give their expected verdicts on the pinned kernel."""
     from click.testing import CliRunner
 
     from pmfuzz.cli import cli
+    from pmfuzz.kernel.filesystems import XFS
 
+    if missing(tools=XFS.tools):
+        pytest.skip(f"xfs-dax: {missing(tools=XFS.tools)}")
     corpus = Path(__file__).resolve().parent.parent / "corpora" / "kernel"
     r = CliRunner().invoke(cli, ["regress", str(corpus)])
     assert r.exit_code == 0, r.output
-    assert "3 passed, 0 failed" in r.output
+    assert "7 passed, 0 failed" in r.output
 
 
 def test_mapping_ops_fault_by_page_as_the_kernel_does(target):

@@ -298,10 +298,10 @@ def reflink(fs: DaxFS, src: Inode, dst: Inode, soff: int, doff: int, n: int, *, 
         for ip in sorted({src, dst}, key=lambda i: i.ino):
             if break_layouts(fs, ip):
                 return err(Errno.EBUSY)
+        if whole and n == 0:  # before the overlap check, as generic_remap_file_range_prep does
+            return Result(0)
         if whole and src is dst:
             return err(Errno.EINVAL)
-        if whole and n == 0:
-            return Result(0)
         e = reflink_error(src, dst, soff, doff, n)
         if e is not None:
             return err(e)

@@ -20,6 +20,7 @@ from ..workload import (
     Persist,
     Punch,
     Read,
+    Reflink,
     Store,
     Sync,
     Truncate,
@@ -49,7 +50,8 @@ OPS = frozenset(
         OpKind.MADVISE,
     }
 )
-"""What ext4-DAX runs: no reflink (ext4 has none), no pin/unpin/dma (no in-guest DMA engine)."""
+"""What every kernel target runs (XFS adds reflink; ext4 has none): no pin/unpin/dma (no in-guest DMA
+engine), no parallel groups (one agent thread)."""
 
 FALLOC_MODES_EXT4 = tuple(m for m in FALLOC_MODES if not m & FallocMode.UNSHARE_RANGE)
 """The fallocate modes ext4_fallocate accepts: no FALLOC_FL_UNSHARE_RANGE (EOPNOTSUPP; ext4 shares no blocks)."""
@@ -73,6 +75,8 @@ def command(op: Op) -> str:
         return f"read {op.file} {op.off} {op.len}"
     if isinstance(op, Truncate):
         return f"truncate {op.file} {op.size}"
+    if isinstance(op, Reflink):
+        return "reflink " + " ".join(op.args())
     if isinstance(op, Fallocate):
         return f"fallocate {op.file} {op.off} {op.len}" + (f" {int(op.mode)}" if op.mode else "")
     if isinstance(op, Punch):
@@ -93,7 +97,7 @@ def command(op: Op) -> str:
         return f"persist {op.map} {op.off} {op.len}"
     if isinstance(op, Madvise):
         return f"madvise {op.map}"
-    raise ValueError(f"ext4-dax cannot run `{op}`")
+    raise ValueError(f"the kernel targets cannot run `{op}`")
 
 
 def result(r: Reply) -> Result:

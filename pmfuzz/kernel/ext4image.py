@@ -13,7 +13,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Ext4Image", "Extent", "Ext4Error"]
+__all__ = ["Ext4Image", "Extent", "Ext4Error", "allocated_ranges"]
 
 EXT4_SUPER_MAGIC = 0xEF53
 EXT4_EXT_MAGIC = 0xF30A
@@ -175,6 +175,14 @@ class Ext4Image:
             if lo < hi:
                 out[lo - off : hi - off] = self._read(ext.pblk * bs + (lo - ext.lblk * bs), hi - lo)
         return bytes(out)
+
+
+def allocated_ranges(base, img) -> list[tuple[int, int]]:
+    """Byte ranges of the blocks mke2fs allocated, from the block bitmaps of the formatted image
+    (`base`, the poisoned device it was made over, is not needed: ext4 says what it allocated)."""
+    buf = img.tobytes()
+    fs = Ext4Image(lambda a, n: buf[a : a + n])
+    return [(b * fs.block_size, (b + n) * fs.block_size) for b, n in fs.allocated_runs()]
 
 
 def _bitmap_runs(bitmap: bytes, nbits: int, first: int) -> list[tuple[int, int]]:

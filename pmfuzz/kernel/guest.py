@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import PmfuzzError
 from .paths import QEMU, Layout, layout
 
-__all__ = ["Guest", "GuestDied", "Reply", "PMEM_PHYS", "PMEM_SIZE", "TRACE_PHYS", "MBOX_IN", "MBOX_OUT"]
+__all__ = ["Guest", "GuestDied", "Reply", "PMEM_PHYS", "PMEM_SIZE", "REC_PHYS", "TRACE_PHYS", "MBOX_IN", "MBOX_OUT"]
 
 MiB = 1 << 20
 RAM = 1024 * MiB
@@ -38,6 +38,8 @@ MBOX_IN = 32 * MiB
 MBOX_IN_BYTES = 16 * MiB
 MBOX_OUT = 48 * MiB
 MBOX_BYTES = 32 * MiB
+REC_PHYS = 672 * MiB
+"""A second pmem region (/dev/pmem1), not recorded: crash images are recovered there by a mount."""
 
 
 def _die_with_parent() -> None:
@@ -111,6 +113,7 @@ class Guest:
                 "console=ttyS0",
                 f"memmap={PMEM_SIZE // MiB}M!{PMEM_PHYS // MiB}M",
                 f"memmap={TRACE_SIZE // MiB}M${TRACE_PHYS // MiB}M",
+                f"memmap={PMEM_SIZE // MiB}M!{REC_PHYS // MiB}M",
                 "panic=1",
                 "nokaslr",
                 "quiet",
@@ -207,6 +210,10 @@ class Guest:
     def pmem(self, off: int = 0, n: int = PMEM_SIZE) -> np.ndarray:
         """A live view of guest pmem bytes [off, off+n)."""
         return self.ram[PMEM_PHYS + off : PMEM_PHYS + off + n]
+
+    def rec_pmem(self, off: int = 0, n: int = PMEM_SIZE) -> np.ndarray:
+        """A live view of the recovery region's bytes [off, off+n) (/dev/pmem1)."""
+        return self.ram[REC_PHYS + off : REC_PHYS + off + n]
 
     def trace_region(self) -> np.ndarray:
         return self.ram[TRACE_PHYS : TRACE_PHYS + TRACE_SIZE]

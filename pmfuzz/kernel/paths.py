@@ -101,16 +101,18 @@ def layout() -> Layout:
 
 QEMU = "qemu-system-x86_64"
 HOST_TOOLS = ("e2fsck", "mke2fs")
+PACKAGE_OF = {"e2fsck": "e2fsprogs", "mke2fs": "e2fsprogs", "mkfs.xfs": "xfsprogs", "xfs_repair": "xfsprogs"}
+"""The Debian package each host tool comes from (for the message that says what is missing)."""
 
 
-def missing(lay: Layout | None = None) -> str | None:
-    """One line naming the first missing piece of the kernel target, or None if it can run."""
+def missing(lay: Layout | None = None, tools: tuple[str, ...] = HOST_TOOLS) -> str | None:
+    """One line naming the first missing piece of a kernel target (its host `tools`), or None if it can run."""
     lay = lay or layout()
     if shutil.which(QEMU) is None:
         return f"{QEMU} not installed (run `pmfuzz kernel-setup` as root)"
-    for tool in HOST_TOOLS:
+    for tool in tools:
         if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists() and not Path("/sbin", tool).exists():
-            return f"{tool} (e2fsprogs) not installed (run `pmfuzz kernel-setup` as root)"
+            return f"{tool} ({PACKAGE_OF.get(tool, '?')}) not installed (run `pmfuzz kernel-setup` as root)"
     if not lay.stamp.exists():
         return f"kernel target not set up in {lay.root} (run `pmfuzz kernel-setup`)"
     made_for = lay.stamp.read_text().strip()

@@ -100,7 +100,7 @@ class Replayer:
             if ev.missing:
                 self.acct.missing_data += 1
                 return
-            if k is Kind.USER_STORE:
+            if k in (Kind.USER_STORE, Kind.COPY_MC):
                 assert ev.data is not None
                 self._store(ev.addr, ev.data[: ev.len], nt=False)
             elif k is Kind.USER_CLWB:

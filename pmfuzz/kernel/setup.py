@@ -1,7 +1,7 @@
-"""`pmfuzz kernel-setup`: fetch and build what the ext4-dax target needs, from Debian's registry only.
+"""`pmfuzz kernel-setup`: fetch and build what the kernel targets need, from Debian's registry only.
 
 Installs (as root, with apt-get) the host tools: qemu-system-x86, e2fsprogs,
-gcc, make and libc6-dev. Downloads (apt-get download, no install) the pinned
+xfsprogs, gcc, make and libc6-dev. Downloads (apt-get download, no install) the pinned
 kernel image with its modules, its headers and linux-kbuild (to build the
 recorder module), and busybox-static, and extracts them into the cache. Then
 builds the recorder module, the static agent and the initramfs.
@@ -18,11 +18,11 @@ from pathlib import Path
 
 from ..errors import PmfuzzError
 from .initramfs import Archive
-from .paths import KERNEL, QEMU, Layout, layout, stamp, tool
+from .paths import KERNEL, PACKAGE_OF, QEMU, Layout, layout, stamp, tool
 
 __all__ = ["setup", "GUEST_MODULES"]
 
-HOST_PACKAGES = ("qemu-system-x86", "e2fsprogs", "gcc", "make", "libc6-dev")
+HOST_PACKAGES = ("qemu-system-x86", "e2fsprogs", "xfsprogs", "gcc", "make", "libc6-dev")
 """Installed on the host with apt-get (the kernel target's host tools)."""
 
 # Loaded in this order by the guest's init (insmod needs dependencies first; no depmod in the guest).
@@ -32,6 +32,8 @@ GUEST_MODULES = (
     "fs/jbd2/jbd2.ko",
     "crypto/crc32c_generic.ko",
     "fs/ext4/ext4.ko",
+    "lib/libcrc32c.ko",
+    "fs/xfs/xfs.ko",
     "drivers/nvdimm/libnvdimm.ko",
     "drivers/nvdimm/nd_btt.ko",
     "drivers/nvdimm/nd_pmem.ko",
@@ -51,10 +53,17 @@ insmod /lib/modules/pmtrace.ko || echo "pmfuzz-init: insmod pmtrace failed"
 echo 0 > /proc/sys/vm/dirty_writeback_centisecs
 echo 8640000 > /proc/sys/vm/dirty_expire_centisecs
 echo 1 > /proc/sys/kernel/panic_on_oops
-mkdir -p /mnt
+# XFS: no log worker (log covering, AIL pushes) and no block garbage collection on a timer.
+echo 720000 > /proc/sys/fs/xfs/xfssyncd_centisecs
+echo 86400 > /proc/sys/fs/xfs/speculative_prealloc_lifetime
+echo 86400 > /proc/sys/fs/xfs/speculative_cow_prealloc_lifetime
+mkdir -p /mnt /rec
+n=0
+while [ ! -e /dev/pmem1 ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n+1)); done
 n=0
 while [ ! -e /dev/pmem0 ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n+1)); done
 [ -e /dev/pmem0 ] || echo "pmfuzz-init: no /dev/pmem0"
+[ -e /dev/pmem1 ] || echo "pmfuzz-init: no /dev/pmem1"
 echo "pmfuzz-init: starting agent"
 exec /agent
 """
@@ -154,7 +163,7 @@ def _build(lay: Layout, say: Callable[[str], None]) -> None:
 
 def _initramfs(lay: Layout) -> None:
     a = Archive()
-    for d in ("bin", "dev", "proc", "sys", "mnt", "lib", "lib/modules"):
+    for d in ("bin", "dev", "proc", "sys", "mnt", "rec", "lib", "lib/modules"):
         a.dir(d)
     a.copy("bin/busybox", lay.busybox)
     for applet in BUSYBOX_APPLETS:
@@ -182,9 +191,9 @@ def setup(say: Callable[[str], None] = print, lay: Layout | None = None) -> Layo
     lay.stamp.unlink(missing_ok=True)
     _build(lay, say)
     _initramfs(lay)
-    for t in ("e2fsck", "mke2fs", "debugfs"):
+    for t in ("e2fsck", "mke2fs", "debugfs", "mkfs.xfs", "xfs_repair"):
         if not Path(tool(t)).exists():
-            raise PmfuzzError(f"{t} missing after installing e2fsprogs")
+            raise PmfuzzError(f"{t} missing after installing {PACKAGE_OF.get(t, 'e2fsprogs')}")
     lay.stamp.write_text(stamp() + "\n")
     say(f"kernel target ready: {KERNEL.abi} ({KERNEL.version}) in {lay.root}")
     return lay

@@ -40,6 +40,9 @@ class Kind(enum.IntEnum):
     MARK = 8
     BIO_END = 9
     """bio_endio: a bio completed (its completion runs locked instructions; see `Fences.LOCKED`)."""
+    COPY_MC = 10
+    """copy_mc_to_kernel into pmem: the fsdax copy-on-write's copy from the source extent
+    (dax_iomap_cow_copy, dax_unshare_iter), cached stores with no clwb."""
 
 
 F_DATA_MISSING = 1
@@ -135,6 +138,8 @@ PLUMBING = (
     "__sync_dirty_buffer",
     "submit_bio_wait",
     "iov_iter",
+    "copy_mc",
+    "dax_iomap_cow_copy",
 )
 
 
@@ -180,4 +185,5 @@ _PRIMITIVE = {
     Kind.USER_SFENCE: "sfence",
     Kind.MARK: "mark",
     Kind.BIO_END: "bio_endio",
+    Kind.COPY_MC: "copy_mc",
 }

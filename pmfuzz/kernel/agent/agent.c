@@ -1,5 +1,5 @@
 /*
- * pmfuzz guest agent: runs pmfuzz's op language on the guest's ext4-DAX file system.
+ * pmfuzz guest agent: runs pmfuzz's op language on the guest's DAX file system (ext4, XFS).
  *
  * It reads one command a line from /dev/ttyS1 and answers one line:
  * "ok VALUE", "err ERRNO-NAME" or "sig SIGBUS|SIGSEGV". Bulk data goes
@@ -8,8 +8,14 @@
  * flushes and fences through its DAX mappings are reported to /dev/pmtrace
  * page by page right after they are done, so they sit in the kernel trace in
  * program order (a write fault on a page runs before the page's stores).
+ *
+ * The workload's file system is /dev/pmem0 on /mnt (recorded). Crash images
+ * are recovered on /dev/pmem1, which the recorder does not see: `recover`
+ * mounts it on /rec (the kernel's own log recovery), lists every file with
+ * its size and extents (and, asked to, its bytes), and unmounts it.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -24,6 +30,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/klog.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -69,6 +76,7 @@ static char rec[sizeof(struct user_rec) + PAGE];
 static sigjmp_buf jb;
 static volatile int guarded, caught;
 static int mounted;
+static const char *root = "/mnt";
 
 static void on_signal(int s)
 {
@@ -107,6 +115,12 @@ static const char *errname(int e)
 	case ENOMEM: return "ENOMEM";
 	case EROFS: return "EROFS";
 	case EUCLEAN: return "EUCLEAN";
+	case EXDEV: return "EXDEV";
+	case EPERM: return "EPERM";
+	case ETXTBSY: return "ETXTBSY";
+	case EBADMSG: return "EBADMSG";
+	case E2BIG: return "E2BIG";
+	case ENOTTY: return "ENOTTY";
 	default: return "EOTHER";
 	}
 }
@@ -125,7 +139,7 @@ static int idx(const char *name, char want)
 
 static void path(char *p, const char *name)
 {
-	snprintf(p, 64, "/mnt/%s", name);
+	snprintf(p, 64, "%s/%s", root, name);
 }
 
 /* The open fd of file `name`, opening it if it exists. */
@@ -305,6 +319,174 @@ static void view(void)
 	reply("ok %ld", (long)(w - buf));
 }
 
+/* The extents of fd (FIEMAP, as many calls as it takes) as records: kind 3, file, logical, length,
+ * then physical and flags. Returns -1 (errno set) if FIEMAP fails or the mailbox is full. */
+static int put_extents(char **w, int fd, int i)
+{
+	struct {
+		struct fiemap fm;
+		struct fiemap_extent fe[64];
+	} q;
+	uint64_t start = 0;
+
+	for (;;) {
+		memset(&q, 0, sizeof(q));
+		q.fm.fm_start = start;
+		q.fm.fm_length = ~0ULL;
+		q.fm.fm_extent_count = 64;
+		if (ioctl(fd, FS_IOC_FIEMAP, &q) < 0)
+			return -1;
+		if (!q.fm.fm_mapped_extents)
+			return 0;
+		for (unsigned k = 0; k < q.fm.fm_mapped_extents; k++) {
+			struct fiemap_extent *e = &q.fm.fm_extents[k];
+			if (*w + 40 > buf + sizeof(buf)) {
+				errno = E2BIG;
+				return -1;
+			}
+			put_u32(w, 3);
+			put_u32(w, i);
+			put_u64(w, e->fe_logical);
+			put_u64(w, e->fe_length);
+			put_u64(w, e->fe_physical);
+			put_u64(w, e->fe_flags);
+			if (e->fe_flags & FIEMAP_EXTENT_LAST)
+				return 0;
+			start = e->fe_logical + e->fe_length;
+		}
+	}
+}
+
+/* The kernel log since the last clear, as a record of kind 4 (its last 8 KiB). */
+static void put_klog(char **w)
+{
+	static char log[1 << 16];
+	int n = klogctl(3, log, sizeof(log)); /* SYSLOG_ACTION_READ_ALL */
+	int from = n > 8192 ? n - 8192 : 0;
+
+	if (n < 0)
+		n = from = 0;
+	put_u32(w, 4);
+	put_u32(w, 0);
+	put_u64(w, 0);
+	put_u64(w, n - from);
+	memcpy(*w, log + from, n - from);
+	*w += n - from;
+}
+
+/* recover FSTYPE OPTS [contents]: mount the crash image the host put on /dev/pmem1 on /rec (the
+ * kernel's log recovery runs here), list every name in its root and, for f0..f7, the size (kind 1,
+ * with the bytes if asked), the extents (kind 3) or the errno that stat/open/FIEMAP/read gave
+ * (kind 5); other names as kind 6; the kernel log (kind 4); then unmount. Answers `ok BYTES`, or
+ * `err ERRNO-NAME ERRNO BYTES` if the mount (or the unmount) failed, the log in the mailbox. */
+static void recover(const char *fstype, const char *opts, int contents)
+{
+	char *w = buf, p[300];
+	struct dirent *de;
+	DIR *d;
+	int b, e = 0;
+	const char *what = "ok";
+
+	klogctl(5, NULL, 0); /* SYSLOG_ACTION_CLEAR: what follows is this mount's */
+	b = open("/dev/pmem1", O_RDWR);
+	if (b >= 0) {
+		ioctl(b, BLKFLSBUF, 0);
+		close(b);
+	}
+	if (mount("/dev/pmem1", "/rec", fstype, MS_NOATIME, opts) < 0) {
+		e = errno;
+		put_klog(&w);
+		if (pwrite(tr, buf, w - buf, MBOX_OUT) < 0)
+			w = buf;
+		reply("err %s %d %ld mount", errname(e), e, (long)(w - buf));
+		return;
+	}
+	d = opendir("/rec");
+	while (d && (de = readdir(d))) {
+		int i = idx(de->d_name, 'f');
+		size_t nl = strlen(de->d_name);
+		struct stat st;
+		int fd;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (i < 0) {
+			put_u32(&w, 6);
+			put_u32(&w, 0);
+			put_u64(&w, 0);
+			put_u64(&w, nl);
+			memcpy(w, de->d_name, nl);
+			w += nl;
+			continue;
+		}
+		snprintf(p, sizeof(p), "/rec/%s", de->d_name);
+		fd = open(p, O_RDONLY);
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			put_u32(&w, 5);
+			put_u32(&w, i);
+			put_u64(&w, errno);
+			put_u64(&w, 0);
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		if (w + 64 + (contents ? st.st_size : 0) > buf + sizeof(buf)) {
+			close(fd);
+			e = E2BIG;
+			what = "view-too-large";
+			break;
+		}
+		put_u32(&w, 1);
+		put_u32(&w, i);
+		put_u64(&w, st.st_size);
+		if (contents) {
+			ssize_t n = st.st_size ? pread(fd, w + 8, st.st_size, 0) : 0;
+			if (n < 0) {
+				put_u64(&w, 0);
+				put_u32(&w, 5);
+				put_u32(&w, i);
+				put_u64(&w, errno);
+				put_u64(&w, 0);
+				close(fd);
+				continue;
+			}
+			put_u64(&w, n);
+			w += n;
+		} else {
+			put_u64(&w, 0);
+		}
+		if (put_extents(&w, fd, i) < 0) {
+			if (errno == E2BIG) {
+				close(fd);
+				e = E2BIG;
+				what = "view-too-large";
+				break;
+			}
+			put_u32(&w, 5);
+			put_u32(&w, i);
+			put_u64(&w, errno);
+			put_u64(&w, 0);
+		}
+		close(fd);
+	}
+	if (d)
+		closedir(d);
+	if (umount("/rec") < 0 && !e) {
+		e = errno;
+		what = "umount";
+	}
+	if (w + 8192 + 24 <= buf + sizeof(buf))
+		put_klog(&w);
+	if (pwrite(tr, buf, w - buf, MBOX_OUT) < 0) {
+		fail();
+		return;
+	}
+	if (e)
+		reply("err %s %d %ld %s", errname(e), e, (long)(w - buf), what);
+	else
+		reply("ok %ld", (long)(w - buf));
+}
+
 static void ctl(uint32_t kind)
 {
 	trace_rec(kind, 0, 0, NULL);
@@ -397,7 +579,7 @@ static void run(char *line)
 	} else if (!strcmp(c, "mount")) {
 		ctl(CTL_RESET);
 		ctl(CTL_ENABLE);
-		if (mount("/dev/pmem0", "/mnt", "ext4", MS_NOATIME, argv[1] ? argv[1] : "dax") < 0)
+		if (!argv[1] || mount("/dev/pmem0", "/mnt", argv[1], MS_NOATIME, argv[2] ? argv[2] : "dax") < 0)
 			fail();
 		else {
 			mounted = 1;
@@ -408,6 +590,12 @@ static void run(char *line)
 		reply("ok 0");
 	} else if (!strcmp(c, "view")) {
 		view();
+	} else if (!strcmp(c, "recover")) {
+		if (argc < 3) {
+			errno = EINVAL;
+			return fail();
+		}
+		recover(argv[1], argv[2], argv[3] && !strcmp(argv[3], "contents"));
 	} else if (!strcmp(c, "create")) {
 		int i = idx(argv[1], 'f');
 		path(p, argv[1]);
@@ -461,6 +649,23 @@ static void run(char *line)
 		if (pwrite(tr, buf, n, MBOX_OUT) < 0)
 			return fail();
 		reply("ok %zd", n);
+	} else if (!strcmp(c, "reflink")) {
+		int sfd, dfd;
+		if ((sfd = file_fd(argv[1])) < 0 || (dfd = file_fd(argv[2])) < 0)
+			return fail();
+		if (argc >= 6) { /* FICLONERANGE */
+			struct file_clone_range r = {
+				.src_fd = sfd,
+				.src_offset = num(argv[3]),
+				.src_length = num(argv[5]),
+				.dest_offset = num(argv[4]),
+			};
+			if (ioctl(dfd, FICLONERANGE, &r) < 0)
+				return fail();
+		} else if (ioctl(dfd, FICLONE, sfd) < 0) {
+			return fail();
+		}
+		reply("ok 0");
 	} else if (!strcmp(c, "truncate")) {
 		if ((fd = file_fd(argv[1])) < 0 || ftruncate(fd, num(argv[2])) < 0)
 			return fail();

@@ -11,6 +11,8 @@
  *   __copy_user_flushcache  dax_copy_from_iter: the DAX write(2) path
  *   arch_wb_cache_pmem      dax_flush: clwb of dax_writeback_one and partial zeroing
  *   generic_nvdimm_flush    REQ_PREFLUSH / REQ_FUA bios: the sfence (pmem_wmb)
+ *   copy_mc_to_kernel       dax_iomap_cow_copy, dax_unshare_iter: the fsdax copy-on-write's
+ *                           copy from the source extent, with cached stores (no clwb)
  *
  * The split of a flushcache copy into cached and non-temporal stores is
  * not recorded here: the host replays it (pmfuzz/kernel/flushcache.py), from
@@ -54,6 +56,7 @@ enum ev_kind {
 	EV_USER_SFENCE = 7,
 	EV_MARK = 8,
 	EV_BIO_END = 9,
+	EV_COPY_MC = 10,
 };
 
 enum ctl_kind { CTL_RESET = 100, CTL_ENABLE = 101, CTL_DISABLE = 102 };
@@ -239,6 +242,26 @@ static int ret_copy_user_flushcache(struct kretprobe_instance *ri, struct pt_reg
 	return 0;
 }
 
+/* copy_mc_to_kernel(void *dst, const void *src, unsigned len): machine-check-safe copy with cached
+ * stores; into pmem only from the fsdax copy-on-write paths. Returns the bytes not copied. */
+static int entry_copy_mc(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct cuf_data *d = (struct cuf_data *)ri->data;
+	void *dst = (void *)regs->di;
+	u32 size = (u32)regs->dx;
+	long off = pmem_offset(dst);
+	unsigned long flags;
+
+	d->ev = NULL;
+	if (off < 0 || !size)
+		return 1;
+	spin_lock_irqsave(&lock, flags);
+	d->ev = reserve(EV_COPY_MC, off, size, size, true);
+	d->dst = dst;
+	spin_unlock_irqrestore(&lock, flags);
+	return d->ev ? 0 : 1;
+}
+
 static struct kprobe kp_memcpy = { .symbol_name = "__memcpy_flushcache", .pre_handler = pre_memcpy_flushcache };
 static struct kprobe kp_wb = { .symbol_name = "arch_wb_cache_pmem", .pre_handler = pre_wb_cache_pmem };
 static struct kprobe kp_flush = { .symbol_name = "generic_nvdimm_flush", .pre_handler = pre_nvdimm_flush };
@@ -247,6 +270,13 @@ static struct kretprobe krp_cuf = {
 	.kp.symbol_name = "__copy_user_flushcache",
 	.entry_handler = entry_copy_user_flushcache,
 	.handler = ret_copy_user_flushcache,
+	.data_size = sizeof(struct cuf_data),
+	.maxactive = 8,
+};
+static struct kretprobe krp_mc = {
+	.kp.symbol_name = "copy_mc_to_kernel",
+	.entry_handler = entry_copy_mc,
+	.handler = ret_copy_user_flushcache, /* the same: bytes not copied, then the destination */
 	.data_size = sizeof(struct cuf_data),
 	.maxactive = 8,
 };
@@ -358,8 +388,11 @@ static int __init pmtrace_init(void)
 		err = register_kretprobe(&krp_cuf);
 	if (!err)
 		err = register_kprobe(&kp_endio);
+	if (!err)
+		err = register_kretprobe(&krp_mc);
 	if (err) {
 		pr_err("pmtrace: cannot probe: %d\n", err);
+		unregister_kprobe(&kp_endio);
 		unregister_kretprobe(&krp_cuf);
 		unregister_kprobe(&kp_memcpy);
 		unregister_kprobe(&kp_wb);
@@ -378,6 +411,7 @@ static int __init pmtrace_init(void)
 static void __exit pmtrace_exit(void)
 {
 	misc_deregister(&pmtrace_dev);
+	unregister_kretprobe(&krp_mc);
 	unregister_kprobe(&kp_endio);
 	unregister_kretprobe(&krp_cuf);
 	unregister_kprobe(&kp_flush);
