@@ -305,6 +305,8 @@ def run(
     else:
         summary = run_campaign(cfg)
     click.echo(summary_text(summary, pathlib.Path(crashes)))
+    if summary.error:
+        raise PmfuzzError(f"{summary.error}; the campaign stopped, everything written before is kept")
 
 
 @cli.command("minimize")

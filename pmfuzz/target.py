@@ -235,8 +235,8 @@ def admit(name: str) -> None:
     against the protocol (a class, with name, guarantees, format, mount and options) before any
     of it is called. The current directory is not put on the import path.
     """
-    if name in _ADMITTED or name in targets():
-        return
+    if ":" not in name or name in _ADMITTED or name in targets():
+        return  # a plain name is looked up in the registry when the target is made
     _ADMITTED[name] = _import_class(name)
 
 
