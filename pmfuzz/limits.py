@@ -24,10 +24,12 @@ __all__ = [
     "MAX_DEVICE_SIZE",
     "MAX_REPRODUCER_BYTES",
     "MAX_TRACE_BYTES",
+    "MAX_TRACE_DEVICE",
     "check_device_size",
     "op_ends",
     "parse_size",
     "read_input",
+    "read_input_bytes",
     "size_text",
     "workload_overflow",
 ]
@@ -39,6 +41,10 @@ MAX_REPRODUCER_BYTES = 1 << 20
 """Largest reproducer or corpus file read: 4,000 ops (the most a workload holds) fit in a tenth of it."""
 MAX_TRACE_BYTES = 1 << 30
 """Largest trace file read."""
+MAX_TRACE_DEVICE = 256 << 20
+"""Largest device a trace may need (its registered files laid end to end). The replay keeps each
+file in memory (and writes it for program checkers): one flipped bit in a size must not ask for
+293 GB."""
 
 _SIZE = re.compile(r"^(0|[1-9][0-9]{0,15})([KMG]?)$")
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -109,8 +115,22 @@ def workload_overflow(ops: Iterable[Op], device_size: int) -> tuple[int, str] | 
     return None
 
 
+def _shown(path: str) -> str:
+    """A path as typed, unless it is long or unprintable (then clipped and quoted)."""
+    return path if len(path) <= 120 and path.isprintable() else clip(path)
+
+
 def read_input(path: str, limit: int, what: str = "input", *, errors: str = "strict") -> str:
-    """The text of a regular file of at most `limit` bytes, or one clear error.
+    """The UTF-8 text of a regular file of at most `limit` bytes, or one clear error (see `read_input_bytes`)."""
+    data = read_input_bytes(path, limit, what)
+    try:
+        return data.decode("utf-8", errors=errors)
+    except UnicodeDecodeError as e:
+        raise PmfuzzError(f"{_shown(path)} is not a UTF-8 text file (byte {e.start})") from None
+
+
+def read_input_bytes(path: str, limit: int, what: str = "input") -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, or one clear error.
 
     A FIFO would block the open forever and a character device (/dev/zero) never ends, so the
     type is checked before opening; the size is checked again while reading (the file may grow).
@@ -118,21 +138,18 @@ def read_input(path: str, limit: int, what: str = "input", *, errors: str = "str
     try:
         st = os.stat(path)
     except OSError as e:
-        raise PmfuzzError(f"cannot read {clip(path)}: {e.strerror}") from None
+        raise PmfuzzError(f"cannot read {_shown(path)}: {e.strerror}") from None
     if stat.S_ISDIR(st.st_mode):
-        raise PmfuzzError(f"{clip(path)} is a directory, not a {what} file")
+        raise PmfuzzError(f"{_shown(path)} is a directory, not a {what} file")
     if not stat.S_ISREG(st.st_mode):
-        raise PmfuzzError(f"{clip(path)} is not a regular file (a FIFO, socket or device); give a {what} file")
+        raise PmfuzzError(f"{_shown(path)} is not a regular file (a FIFO, socket or device); give a {what} file")
     if st.st_size > limit:
-        raise PmfuzzError(f"{clip(path)} is {st.st_size} bytes: a {what} file is at most {size_text(limit)}")
+        raise PmfuzzError(f"{_shown(path)} is {st.st_size} bytes: a {what} file is at most {size_text(limit)}")
     try:
         with open(path, "rb") as f:
             data = f.read(limit + 1)
     except OSError as e:
-        raise PmfuzzError(f"cannot read {clip(path)}: {e.strerror}") from None
+        raise PmfuzzError(f"cannot read {_shown(path)}: {e.strerror}") from None
     if len(data) > limit:
-        raise PmfuzzError(f"{clip(path)} grew past {size_text(limit)} while read: a {what} file is at most that")
-    try:
-        return data.decode("utf-8", errors=errors)
-    except UnicodeDecodeError as e:
-        raise PmfuzzError(f"{clip(path)} is not a UTF-8 text file (byte {e.start})") from None
+        raise PmfuzzError(f"{_shown(path)} grew past {size_text(limit)} while read: a {what} file is at most that")
+    return data
