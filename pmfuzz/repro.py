@@ -116,9 +116,6 @@ def parse_reproducer(text: str, *, source: str | None = None) -> Reproducer:
         if line == VERSION_LINE:
             if version_at is not None or in_ops:
                 raise fail("the version line must come once, first, before every header line and op")
-            if seen:
-                first = min(seen.values())
-                raise fail(f"the version line must come first: header line {first} comes before it")
             version_at = i
             continue
         if re.match(r"^#\s*pmfuzz reproducer", line):
@@ -132,6 +129,8 @@ def parse_reproducer(text: str, *, source: str | None = None) -> Reproducer:
                 continue  # a comment such as `# seed: ...` in a plain workload
             if in_ops:
                 raise fail(f"header line `{key}:` after the first op: header lines go before the ops")
+            if any(ln.strip() == VERSION_LINE for ln in lines[i:]):
+                raise fail(f"header line `{key}:` comes before the version line, and the version line must come first")
             raise fail(
                 f"header line `{key}:` without the version line: a reproducer starts with `{VERSION_LINE}` "
                 "(a plain workload has no header)"
