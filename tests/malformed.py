@@ -366,8 +366,8 @@ def run_case(case: Case, work: Path) -> Outcome:
 def _problem(case: Case, code: int, out: str, err: str, escaped: str | None) -> str | None:
     if escaped is not None:
         return "exception escaped main(): " + escaped.strip().splitlines()[-1]
-    if "Traceback (most recent call last)" in out + err:
-        return "a traceback was printed"
+    if "Traceback (most recent call last)" in err or any(ln.startswith("Traceback") for ln in out.splitlines()):
+        return "a traceback was printed"  # (a mount finding's report quotes the target's own, indented: allowed)
     allowed = {0, 2} if case.command is Command.TRACE_CHECK else {0, 1, 2}
     if code not in allowed:
         return f"exit status {code}"
@@ -381,7 +381,7 @@ def _problem(case: Case, code: int, out: str, err: str, escaped: str | None) -> 
         lines = err.splitlines()
         if len(lines) != 1 or not lines[0].startswith("pmfuzz: error: ") or len(lines[0]) > 500:
             return f"exit 2 without exactly one short `pmfuzz: error:` line: {err[:300]!r}"
-    if "target-error" in out:
+    if re.search(r"\[target-error\]|verdict: .*target-error|got [^)]*target-error", out):
         return "a target-error finding (pmfuzz's own model raised, or pmfuzz's error became a finding)"
     return None
 
