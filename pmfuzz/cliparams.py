@@ -13,7 +13,7 @@ from typing import NoReturn
 
 import click
 
-from .errors import PmfuzzError, clip, one_line
+from .errors import PmfuzzError, clip, one_line, shown_path
 from .limits import check_device_size, parse_size
 
 __all__ = ["DeviceSize", "Duration", "Seconds", "run_main"]
@@ -86,7 +86,7 @@ def run_main(cli: click.Command, argv: list[str] | None, prog_name: str = "pmfuz
     except PmfuzzError as e:
         _error(prog_name, str(e), 2)
     except OSError as e:  # a machine fault (disk full, read-only, gone): the environment's, not a bug
-        where = f" ({clip(e.filename)})" if e.filename else ""
+        where = f" ({shown_path(e.filename)})" if e.filename else ""
         _error(prog_name, f"{e.strerror or e}{where}", 2)
 
 

@@ -25,7 +25,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import PmfuzzError, clip
+from .errors import PmfuzzError, clip, shown_path
 from .limits import MAX_REPRODUCER_BYTES, read_input
 from .repro import parse_reproducer
 from .workload import Workload, format_workload
@@ -89,9 +89,9 @@ def writable_dir(path: Path, what: str) -> None:
             os.close(fd)
             os.unlink(tmp)
     except OSError as e:
-        raise PmfuzzError(f"{what} {clip(str(path))} is not writable: {e.strerror or e}") from None
+        raise PmfuzzError(f"{what} {shown_path(path)} is not writable: {e.strerror or e}") from None
     if not path.is_dir():
-        raise PmfuzzError(f"{what} {clip(str(path))} exists and is not a directory")
+        raise PmfuzzError(f"{what} {shown_path(path)} exists and is not a directory")
 
 
 def slug(signature: str) -> str:
@@ -116,7 +116,7 @@ class CrashDir:
         With `lock`, a second campaign on the same directory is refused (they would race on findings.json).
         """
         if path.exists() and not path.is_dir():
-            raise PmfuzzError(f"crashes directory {clip(str(path))} exists and is not a directory")
+            raise PmfuzzError(f"crashes directory {shown_path(path)} exists and is not a directory")
         writable_dir(path, "crashes directory")
         d = cls(path)
         if lock:
@@ -205,7 +205,7 @@ def _take_lock(path: Path) -> int:
         if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             by = f" (pid {holder})" if holder.isdigit() else ""
             raise PmfuzzError(
-                f"crashes directory {clip(str(path))} is in use by another campaign{by}: give another --crashes"
+                f"crashes directory {shown_path(path)} is in use by another campaign{by}: give another --crashes"
             ) from None
         raise
     os.ftruncate(fd, 0)

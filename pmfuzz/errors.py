@@ -6,7 +6,7 @@ exception of any other type raised from pmfuzz code is a bug in pmfuzz.
 
 from __future__ import annotations
 
-__all__ = ["PMemError", "ParseError", "PmfuzzError", "clip", "one_line"]
+__all__ = ["PMemError", "ParseError", "PmfuzzError", "clip", "one_line", "shown_path"]
 
 CLIP = 60
 """Characters of an offending value an error message shows: enough to recognise it, never a whole input."""
@@ -58,3 +58,9 @@ def one_line(message: str, limit: int = MAX_MESSAGE) -> str:
     """A message as one printable line of at most `limit` characters (the last safety net before printing)."""
     flat = " ".join(message.split())
     return flat if len(flat) <= limit else flat[:limit] + "..."
+
+
+def shown_path(path: object) -> str:
+    """A path as typed, unless it is long or unprintable (then clipped and quoted)."""
+    text = str(path)
+    return text if len(text) <= 200 and text.isprintable() else clip(text)

@@ -17,7 +17,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import fields
 
-from .errors import PmfuzzError, clip
+from .errors import PmfuzzError, clip, shown_path
 from .workload import PAGE_SIZE, Op, flatten
 
 __all__ = [
@@ -115,18 +115,13 @@ def workload_overflow(ops: Iterable[Op], device_size: int) -> tuple[int, str] | 
     return None
 
 
-def _shown(path: str) -> str:
-    """A path as typed, unless it is long or unprintable (then clipped and quoted)."""
-    return path if len(path) <= 120 and path.isprintable() else clip(path)
-
-
 def read_input(path: str, limit: int, what: str = "input", *, errors: str = "strict") -> str:
     """The UTF-8 text of a regular file of at most `limit` bytes, or one clear error (see `read_input_bytes`)."""
     data = read_input_bytes(path, limit, what)
     try:
         return data.decode("utf-8", errors=errors)
     except UnicodeDecodeError as e:
-        raise PmfuzzError(f"{_shown(path)} is not a UTF-8 text file (byte {e.start})") from None
+        raise PmfuzzError(f"{shown_path(path)} is not a UTF-8 text file (byte {e.start})") from None
 
 
 def read_input_bytes(path: str, limit: int, what: str = "input") -> bytes:
@@ -138,18 +133,18 @@ def read_input_bytes(path: str, limit: int, what: str = "input") -> bytes:
     try:
         st = os.stat(path)
     except OSError as e:
-        raise PmfuzzError(f"cannot read {_shown(path)}: {e.strerror}") from None
+        raise PmfuzzError(f"cannot read {shown_path(path)}: {e.strerror}") from None
     if stat.S_ISDIR(st.st_mode):
-        raise PmfuzzError(f"{_shown(path)} is a directory, not a {what} file")
+        raise PmfuzzError(f"{shown_path(path)} is a directory, not a {what} file")
     if not stat.S_ISREG(st.st_mode):
-        raise PmfuzzError(f"{_shown(path)} is not a regular file (a FIFO, socket or device); give a {what} file")
+        raise PmfuzzError(f"{shown_path(path)} is not a regular file (a FIFO, socket or device); give a {what} file")
     if st.st_size > limit:
-        raise PmfuzzError(f"{_shown(path)} is {st.st_size} bytes: a {what} file is at most {size_text(limit)}")
+        raise PmfuzzError(f"{shown_path(path)} is {st.st_size} bytes: a {what} file is at most {size_text(limit)}")
     try:
         with open(path, "rb") as f:
             data = f.read(limit + 1)
     except OSError as e:
-        raise PmfuzzError(f"cannot read {_shown(path)}: {e.strerror}") from None
+        raise PmfuzzError(f"cannot read {shown_path(path)}: {e.strerror}") from None
     if len(data) > limit:
-        raise PmfuzzError(f"{_shown(path)} grew past {size_text(limit)} while read: a {what} file is at most that")
+        raise PmfuzzError(f"{shown_path(path)} grew past {size_text(limit)} while read: a {what} file is at most that")
     return data

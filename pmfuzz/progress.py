@@ -21,7 +21,7 @@ from oracles import OracleName
 
 from .campaign_config import PICTURE_SECONDS, CampaignConfig
 from .corpus import CorpusDir, CrashDir
-from .errors import clip
+from .errors import shown_path
 from .watchdog import TargetHang, deadline
 from .workload import parse
 
@@ -119,7 +119,7 @@ class Progress:
         try:
             write()
         except OSError as e:
-            where = f" {clip(e.filename)}" if e.filename else ""
+            where = f" {shown_path(e.filename)}" if e.filename else ""
             self.error = f"cannot write{where}: {e.strerror or e}"
             self.s.error = self.error
 
