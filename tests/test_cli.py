@@ -66,9 +66,10 @@ def test_help_and_lists() -> None:
 
 def test_regress_replays_every_file_whatever_one_does(tmp_path: Path) -> None:
     """A target that cannot be built or a device it cannot format is that file's ERROR line; the rest still run."""
-    (tmp_path / "a.pmfuzz").write_text("# pmfuzz reproducer v1\n# target: daxfs design=nope\n# expect: clean\ncreate f0\n")
-    (tmp_path / "b.pmfuzz").write_text("# pmfuzz reproducer v1\n# device: 64K\n# expect: clean\ncreate f0\n")
-    (tmp_path / "c.pmfuzz").write_text("# pmfuzz reproducer v1\n# target: daxfs\n# expect: clean\ncreate f0\n")
+    v1 = "# pmfuzz reproducer v1\n"
+    (tmp_path / "a.pmfuzz").write_text(v1 + "# target: daxfs design=nope\n# expect: clean\ncreate f0\n")
+    (tmp_path / "b.pmfuzz").write_text(v1 + "# device: 64K\n# expect: clean\ncreate f0\n")
+    (tmp_path / "c.pmfuzz").write_text(v1 + "# target: daxfs\n# expect: clean\ncreate f0\n")
     res = pmfuzz("regress", str(tmp_path))
     assert res.returncode == 2, res.stdout + res.stderr
     lines = res.stdout.splitlines()

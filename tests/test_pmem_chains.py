@@ -7,6 +7,8 @@ definition on lines with hundreds of pending stores, including cut stores (a uni
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -52,3 +54,19 @@ def test_every_prefix_matches_the_definition(gb: tuple[Group, bytes], data: st.D
     choices = data.draw(st.lists(st.integers(0, group.n), min_size=1, max_size=20))
     for c in [*choices, group.n, 0]:  # in any order: checkpoints are filled as needed
         assert group.apply(c, lambda _ln: base)[line] == plain(group, c, base)
+
+
+class _Choices:
+    def __init__(self, values: list[int]) -> None:
+        self.values = values
+
+    def choices(self):
+        return iter(self.values)
+
+
+@given(st.lists(st.lists(st.integers(0, 9), max_size=4), max_size=5))
+def test_lazy_product_is_itertools_product(shape: list[list[int]]) -> None:
+    """Crash states are drawn lazily (a limit no longer lists every choice of every line), in the same order."""
+    from pmfuzz.pmem.crash import _product
+
+    assert list(_product([_Choices(c) for c in shape])) == list(itertools.product(*shape))  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
-from .persistency import GroupSpec, Piece
+from .persistency import GroupSpec, LineBuffer, Piece, PieceRun
 from .trace import LINE, WORD
 
 __all__ = ["Group", "Unit"]
@@ -54,6 +54,9 @@ class Group:
     @cached_property
     def chain(self) -> bool:
         """Do the units form a total order? Always for cached stores (and a tear); nt stores may not."""
+        w = self._window
+        if w is not None and w[0].nt_before[w[2]] == w[0].nt_before[w[1]]:
+            return True
         if self.spec.tear or not any(p.nt for p in self.spec.pieces):
             return True
         preds = self.preds
@@ -84,7 +87,16 @@ class Group:
 
     @cached_property
     def n(self) -> int:
+        w = self._window
+        if w is not None:
+            return w[0].cum_units[w[2]] - w[0].cum_units[w[1]]
         return sum(p.units for p in self.spec.pieces)
+
+    @property
+    def _window(self) -> tuple[LineBuffer, int, int] | None:
+        """The shared line buffer this group is a window of, if any: its sums answer in O(1)."""
+        pieces = self.spec.pieces
+        return pieces.window if isinstance(pieces, PieceRun) else None
 
     @cached_property
     def full(self) -> int:
@@ -97,6 +109,8 @@ class Group:
 
     @cached_property
     def lines(self) -> tuple[int, ...]:
+        if self._window is not None:
+            return (self.spec.pieces[0].line,)  # a line buffer holds one line's pieces
         return tuple(sorted({p.line for p in self.spec.pieces}))
 
     def kept_count(self, choice: int) -> int:
@@ -214,7 +228,7 @@ class Group:
         return out
 
     @cached_property
-    def _checkpoints(self) -> dict[tuple[bytes, ...], list[dict[int, bytes]]]:
+    def _checkpoints(self) -> dict[tuple[int, tuple[bytes, ...]], list[dict[int, bytes]]]:
         """Per base content: the lines after every `_EVERY` whole pieces, filled as choices need them."""
         return {}
 
@@ -222,29 +236,35 @@ class Group:
         """A prefix of a chain, from the nearest checkpoint: O(`_EVERY`) a choice, not O(choice).
 
         Why: every prefix of a line with n pending stores is a state; applying each from scratch
-        made checking them quadratic in n (20,000 stores on one line took 48 s).
+        made checking them quadratic in n (20,000 stores on one line took 48 s). Groups that are
+        windows of one line buffer (the same line at successive crash points) share its sums and
+        checkpoints, so a fence after each of n stores is not quadratic either.
         """
-        pieces = self.spec.pieces
-        cum = self._cum_units
-        k = bisect.bisect_right(cum, choice) - 1  # whole pieces kept
+        w = self._window
+        if w is not None:
+            pieces, lo, hi = w
+            cum, store = pieces.cum_units, pieces.checkpoints
+        else:
+            pieces, lo, hi = self.spec.pieces, 0, len(self.spec.pieces)  # type: ignore[assignment]
+            cum, store = self._cum_units, self._checkpoints
+        k = bisect.bisect_right(cum, cum[lo] + choice, lo, hi + 1) - 1 - lo  # whole pieces kept
         base = tuple(base_line(line) for line in self.lines)
-        cps = self._checkpoints.setdefault(base, [dict(zip(self.lines, base, strict=True))])
+        cps = store.setdefault((lo, base), [dict(zip(self.lines, base, strict=True))])
         while len(cps) <= k // _EVERY:
-            start = (len(cps) - 1) * _EVERY
+            start = lo + (len(cps) - 1) * _EVERY
             bufs = {line: bytearray(b) for line, b in cps[-1].items()}
             for p in pieces[start : start + _EVERY]:
                 off = p.addr - p.line * LINE
                 bufs[p.line][off : off + len(p.data)] = p.data
             cps.append({line: bytes(b) for line, b in bufs.items()})
-        start = k // _EVERY * _EVERY
         bufs = {line: bytearray(b) for line, b in cps[k // _EVERY].items()}
-        for p in pieces[start:k]:
+        for p in pieces[lo + k // _EVERY * _EVERY : lo + k]:
             off = p.addr - p.line * LINE
             bufs[p.line][off : off + len(p.data)] = p.data
-        left = choice - cum[k]
-        if left > 0 and k < len(pieces):
-            p = pieces[k]
+        left = choice - (cum[lo + k] - cum[lo])
+        if left > 0 and k < hi - lo:
+            p = pieces[lo + k]
             off = p.addr - p.line * LINE
-            hi = min(len(p.data), (p.addr // WORD + left) * WORD - p.addr)
-            bufs[p.line][off : off + hi] = p.data[:hi]
+            end = min(len(p.data), (p.addr // WORD + left) * WORD - p.addr)
+            bufs[p.line][off : off + end] = p.data[:end]
         return {line: bytes(b) for line, b in bufs.items()}

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import ParseError, clip
 from ..limits import MAX_TRACE_DEVICE, size_text
-from .model import Region, Trace, TraceEvent, TraceEventKind, Where
+from .model import MAX_MARKER_DEPTH, Region, Trace, TraceEvent, TraceEventKind, Where
 
 __all__ = ["format_jsonl", "parse_jsonl"]
 
@@ -100,6 +100,8 @@ def parse_jsonl(text: str, source: str | None = None) -> Trace:
             if not isinstance(name, str):
                 raise fail(f"marker name must be a string, got {clip(name)}", "name")
             if name.endswith(".BEGIN"):
+                if len(open_markers) >= MAX_MARKER_DEPTH:
+                    raise fail(f"markers nest deeper than {MAX_MARKER_DEPTH}", "name")
                 open_markers.append(name[: -len(".BEGIN")])
                 events.append(TraceEvent(TraceEventKind.BEGIN, name=open_markers[-1], where=where))
             elif name.endswith(".END"):

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from ..errors import ParseError, clip
 from ..limits import MAX_TRACE_DEVICE, size_text
-from .model import Region, Trace, TraceEvent, TraceEventKind, Where
+from .model import MAX_MARKER_DEPTH, Region, Trace, TraceEvent, TraceEventKind, Where
 
 __all__ = ["format_pmemcheck", "parse_pmemcheck"]
 
@@ -217,6 +217,10 @@ def parse_pmemcheck(text: str, source: str | None = None) -> Trace:
             regs.append(_Registration(fields[1], base, size, where))
         elif ident.endswith(".BEGIN"):
             name = ident[: -len(".BEGIN")]
+            if len(open_markers) >= MAX_MARKER_DEPTH:
+                raise ParseError(
+                    f"markers nest deeper than {MAX_MARKER_DEPTH}", line=where.line, column=where.column, source=source
+                )
             open_markers.append(name)
             raw.append((TraceEventKind.BEGIN, 0, 0, None, name, where, ()))
         elif ident.endswith(".END"):
