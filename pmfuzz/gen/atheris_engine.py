@@ -38,6 +38,10 @@ def run_atheris(cfg: CampaignConfig) -> Summary:
             "--engine atheris runs one process; use -workers/-jobs of libFuzzer or --engine native "
             f"for {cfg.workers} workers"
         )
+    from ..preflight import preflight
+    from ..target import make_target
+
+    preflight(make_target(cfg.target), cfg.device_size, cfg.op_timeout)
     writable_dir(cfg.crashes, "crashes directory")
     blob = cfg.crashes / ".atheris-config.json"
     atomic_write(blob, config_to_json(cfg))
