@@ -22,11 +22,10 @@ def runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def allowed_text(expect: Expectation, name: str, word: int) -> str:
-    vals = []
-    for v in expect.versions(name, expect.window(name)):
-        if word * 8 < v.size and word < len(v.words):
-            vals.append(int(v.words[word]))
-    kinds = sorted({str(decode(x)) for x in vals} | {"zero"})
+    """What the rules accept at this word, as the oracles judged it (nothing: "no value")."""
+    kinds = sorted({str(decode(x)) for x in expect.allowed(name, word)})
+    if not kinds:
+        return "no value: the word is outside every size the file may recover to"
     return " or ".join(kinds[:4]) + (" ..." if len(kinds) > 4 else "")
 
 

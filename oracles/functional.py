@@ -29,6 +29,7 @@ class Functional:
             a, b = fs.read(f, 0, ws or 0), ref.read(f, 0, ws or 0)
             if a != b:
                 i = next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y) if len(a) == len(b) else 0
+                i -= i % 8
                 out.append(
                     Violation(
                         self.name,

@@ -35,6 +35,7 @@ from .corpus import CorpusDir, CrashDir
 from .engine import Finding, Options, check
 from .errors import PmfuzzError
 from .gen.drawing import Drawer
+from .gen.forms import workload_forms
 from .gen.mutate import mutate
 from .gen.strategies import DEFAULT_SHAPE, Shape, ops, workloads
 from .preflight import preflight
@@ -121,14 +122,14 @@ class _Worker:
                 features |= new
                 corpus.append(w)
                 self.emit("corpus", (format_workload(w), sorted(new)))
-            self.emit("exec", v.stats.distinct)
+            self.emit("exec", (v.stats.distinct, _form_texts(w)))
             for f in v.findings:
                 self._finding(f, w, variant, opts, replay)
 
     def one(self, w: Workload, variant: dict[str, str], opts: Options) -> None:
         """Judge one workload: report coverage, the exec and every finding (for engines that drive input)."""
         v = check(make_target(self.cfg.target, **variant), w, opts)
-        self.emit("exec", v.stats.distinct)
+        self.emit("exec", (v.stats.distinct, _form_texts(w)))
         for f in v.findings:
             self._finding(f, w, variant, opts)
 
@@ -374,7 +375,7 @@ def _run_batched(
             if new:
                 prog.handle("corpus", (ex.workload, sorted(new)))
                 texts.extend(format_workload(w) for w in corpus.entries[len(texts) :])
-            prog.handle("exec", ex.distinct)
+            prog.handle("exec", (ex.distinct, _form_texts(parse(ex.workload))))
             firsts = {f.signature_text: f for f in ex.firsts}
             for sig in ex.signatures:
                 if sig in known:
@@ -462,3 +463,7 @@ def _run_workers(
             raise RuntimeError(f"a fuzzing worker failed (a bug in pmfuzz):\n{error}")
     finally:
         mgr.shutdown()
+
+
+def _form_texts(w: Workload) -> tuple[str, ...]:
+    return tuple(sorted(str(f) for f in workload_forms(w)))

@@ -16,7 +16,7 @@ import enum
 import hashlib
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -404,6 +404,11 @@ def _check_once(
         ):
             findings[f.signature] = f
 
+    def diverged() -> bool:
+        """The target already left the reference (a functional finding): later differences follow
+        from that first one, so the functional oracle reports only the first diverging op."""
+        return any(f.oracle is OracleName.FUNCTIONAL for f in findings.values())
+
     state_log: list[tuple[str, list[str]]] = []
 
     def add_crash(here: _Here, v: _V) -> None:
@@ -455,7 +460,7 @@ def _check_once(
             skip_to = i + n
             try:
                 gr = _run_group(
-                    target, fs, pm, ref, hist, ops, i, g, n, chooser, run_oracles, add, notes, orders, steps
+                    target, fs, pm, ref, hist, ops, i, g, n, chooser, run_oracles, add, notes, orders, steps, diverged
                 )
             except (Exception, TargetHang) as e:  # the target's view failed while the group was judged
                 if _oracle_fault(e):
@@ -507,6 +512,8 @@ def _check_once(
         ctx = RunContext(i, op, got, want, fs, ref)
         try:
             for o in run_oracles:
+                if o.name is OracleName.FUNCTIONAL and diverged():
+                    continue
                 for v in o.check(ctx):
                     add(Finding(v.oracle, v.message, v.evidence, i, str(op), op.kind.value, ""))
         except (Exception, TargetHang) as e:
@@ -682,6 +689,7 @@ def _run_group(
     notes: list[str],
     orders: list[tuple[int, ...]],
     steps: list[ScheduleStep],
+    diverged: Callable[[], bool],
 ) -> tuple[int | None, list[str]]:
     """Run one parallel group under the chooser; apply it to the reference in a serial order that explains it.
 
@@ -789,9 +797,11 @@ def _run_group(
         hist.record()
         last = (j, want)
     j, want = last
-    ctx = RunContext(start + n - 1, Parallel(tuple(ops[k] for k in idx)), got[j], want, fs, ref, first=start)
+    # Results were matched (or reported) by the serial-order search; the state after the group is
+    # judged here, so that a difference it left is blamed on the group, not on the op after it.
+    ctx = RunContext(start + n - 1, Parallel(tuple(ops[k] for k in idx)), want, want, fs, ref, first=start)
     for o in run_oracles:
-        if o.name is OracleName.FUNCTIONAL:
+        if o.name is OracleName.FUNCTIONAL and diverged():
             continue
         for v in o.check(ctx):
             add(Finding(v.oracle, v.message, v.evidence, start, group_text, "parallel", ""))

@@ -22,6 +22,7 @@ from oracles import OracleName
 from .campaign_config import PICTURE_SECONDS, CampaignConfig
 from .corpus import CorpusDir, CrashDir
 from .errors import shown_path
+from .gen.forms import ALL_FORMS, missing
 from .watchdog import TargetHang, deadline
 from .workload import parse
 
@@ -38,6 +39,8 @@ class Summary:
     findings: dict[str, dict] = field(default_factory=dict)
     new: list[str] = field(default_factory=list)
     stopped: str = ""
+    forms: set[str] = field(default_factory=set)
+    """Op forms reached (`pmfuzz.gen.forms`): op kind, flags and the state each op hit."""
     first_hit: float | None = None
     """Seconds to the first finding of `stop_on`'s oracle (raw, before minimizing)."""
     error: str | None = None
@@ -130,8 +133,10 @@ class Progress:
     def _handle(self, kind: str, value: Any) -> None:
         s = self.s
         if kind == "exec":
+            distinct, forms = value
             s.execs += 1
-            s.states += value
+            s.states += distinct
+            s.forms.update(forms)
         elif kind == "corpus":
             text, feats = value
             self.corpus.add(parse(text))
@@ -223,6 +228,7 @@ class Progress:
             "states_per_s": round(sps, 1),
             "corpus": len(self.corpus.entries),
             "coverage": len(self.features),
+            "forms": len(self.s.forms & _ALL_FORM_TEXTS),
             "findings": len(self.crashes.counts),
             "oracles": sorted({k.split(":")[0] for k in self.crashes.counts}),
         }
@@ -234,6 +240,7 @@ def summary_text(s: Summary, crashes: Path) -> str:
     lines = [
         f"stopped ({s.stopped}) after {s.elapsed:.0f} s: {s.execs} execs ({eps:.1f}/s), "
         f"{s.states} crash states judged, corpus {s.corpus}, coverage {s.coverage}",
+        _forms_line(s.forms),
         f"findings: {len(s.findings)} unique ({len(s.new)} new this run) in {crashes}/",
     ]
     for sig, info in sorted(s.findings.items()):
@@ -242,3 +249,15 @@ def summary_text(s: Summary, crashes: Path) -> str:
     if s.error:
         lines.append(f"stopped early: {s.error} (everything written before is kept)")
     return "\n".join(lines)
+
+
+_ALL_FORM_TEXTS = frozenset(str(f) for f in ALL_FORMS)
+
+
+def _forms_line(reached: set[str]) -> str:
+    gaps = missing(reached)
+    text = f"op forms: {len(reached & _ALL_FORM_TEXTS)} of {len(_ALL_FORM_TEXTS)} reached"
+    if gaps:
+        shown = " ".join(str(f) for f in gaps[:12])
+        text += f" (missing: {shown}{' ...' if len(gaps) > 12 else ''})"
+    return text

@@ -262,6 +262,10 @@ class Reference:
     def _name_of(self, f: RefFile) -> str:
         return next((n for n, g in self.names.items() if g is f), "")
 
+    def is_shared(self, f: RefFile, b: int) -> bool:
+        """Block b of f shares its storage with another file's block (reflink, not since rewritten)."""
+        return self._shared(f, b)
+
     def _shared(self, f: RefFile, b: int) -> bool:
         g = self._group_of.get((f.ino, b))
         return g is not None and len(self._members[g]) >= 2
@@ -789,8 +793,23 @@ class Expectation:
             out.update(self.h.boundaries[b])
         return sorted(out)
 
+    def meta_start(self, name: str) -> int:
+        """Where the window of `name`'s size and existence starts: its last durability point, or a
+        later persist through a MAP_SYNC mapping of it. The write fault that let the persist count
+        forced the inode to the log, and nothing has changed the size since (a size change breaks
+        the mapping's layout, so its pages must fault again): data made durable there is reachable
+        only if the size that covers it is durable too."""
+        d = self.start(name)
+        if not self.durable or self.synchronous:
+            return d
+        inos = self.incarnations(name)
+        for j in range(d, self.completed):
+            if any(nm == name and {ino} == inos for nm, ino, _s, _e in self.h.effects[j].durable_ranges):
+                d = j + 1
+        return d
+
     def must_exist(self, name: str) -> bool:
-        return all(name in self.h.boundaries[b] for b in self.window(name))
+        return all(name in self.h.boundaries[b] for b in range(self.meta_start(name), self.upper + 1))
 
     def may_exist(self, name: str) -> bool:
         return any(name in self.h.boundaries[b] for b in self.window(name))
@@ -802,8 +821,9 @@ class Expectation:
         return {v.size for b in bs for alt in self.h.alternatives.get(b, ()) for nm, v in alt.values() if nm == name}
 
     def sizes(self, name: str) -> set[int]:
-        own = {self.h.boundaries[b][name].size for b in self.window(name) if name in self.h.boundaries[b]}
-        return own | self._alt_sizes(name, self.window(name))
+        bs = range(self.meta_start(name), self.upper + 1)
+        own = {self.h.boundaries[b][name].size for b in bs if name in self.h.boundaries[b]}
+        return own | self._alt_sizes(name, bs)
 
     def held_sizes(self, name: str) -> set[int]:
         own = {self.h.boundaries[b][name].size for b in range(self.upper + 1) if name in self.h.boundaries[b]}
@@ -878,6 +898,23 @@ class Expectation:
         zero = found == 0
         return WordVerdict(ok, held & ~ok, ~held & ~ok & ~zero, ~held & ~ok & zero)
 
+    def allowed(self, name: str, word: int) -> list[int]:
+        """The values `classify` accepts at one word of `name` (for reports: the same rule, listed)."""
+        idx = np.array([word], dtype=np.int64)
+        dword = int(self._word_start(name, idx)[0])
+        vals, sizes, bidx = self._stack(name)
+        out: set[int] = set()
+        if len(vals) and word < vals.shape[1]:
+            for row in np.flatnonzero(bidx >= dword).tolist():
+                v = int(vals[row, word])
+                if word * 8 < sizes[row] or v:
+                    out.add(v)
+        for j in range(min(self.upper, self.h.ops)):
+            for nm, _ino, s, e in self.h.effects[j].removed:
+                if nm == name and s <= word * 8 < e and j >= dword:
+                    out.add(0)
+        return sorted(out)
+
     def _stack(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every candidate version of `name` up to the crash, as one 2-D array: (words, sizes, boundary)."""
         hit = self._stacks.get(name)
@@ -929,7 +966,7 @@ class Expectation:
             (range(ev.boundary + 1, self.upper + 1), range(ev.boundary, min(self.upper, self.h.ops))),
         ):
             ok = np.zeros(len(idx), dtype=bool)
-            for v in self.versions(name, bs):
+            for v in self._side_versions(name, bs):
                 inside = idx * 8 < v.size
                 cap = idx < len(v.words)
                 vals = np.zeros(len(idx), dtype=np.uint64)
@@ -941,6 +978,17 @@ class Expectation:
                         ok |= (found == 0) & (idx * 8 >= s) & (idx * 8 < e)
             sides.append(bool(ok.all()))
         return sides[0], sides[1]
+
+    def _side_versions(self, name: str, bs: range) -> list[FileVersion]:
+        """The versions a COW block's side is taken from: the boundaries in `bs` and, inside a
+        parallel group, the other serial orders' states there (the same states `classify` accepts
+        word by word; a crash that drops a racing op's in-flight line shows one of them)."""
+        out = self.versions(name, bs)
+        incs = self.incarnations(name)
+        for b in bs:
+            for alt in self.h.alternatives.get(b, ()):
+                out += [v for i, (nm, v) in alt.items() if nm == name and i in incs]
+        return out
 
     def state_at(self, b: int) -> dict[str, FileVersion]:
         return self.h.boundaries[b]

@@ -92,7 +92,31 @@ def serial_order(
 def _fits(want: dict[int, Result], got: dict[int, Result], r2: Reference, fs: MountedFS, idx: list[int]) -> bool:
     if any(want[j] != got[j] for j in idx) or r2.files() != fs.files():
         return False
-    return all(fs.size(f) == r2.size(f) for f in r2.files())
+    return all(fs.size(f) == r2.size(f) for f in r2.files()) and _maps_fit(r2, fs)
+
+
+def _maps_fit(r2: Reference, fs: MountedFS) -> bool:
+    """Every live mapping shows what this order leaves past EOF (and faults where it does).
+
+    Inside EOF a mapping is the file, whose bytes may mix orders (judged by `_explain`); past EOF,
+    in the EOF page, only stores and EOF zeroing write, and which came last is visible through the
+    mapping alone: a truncate-down that zeroed the tail before a racing store shows the store's
+    bytes there, the other order shows zeroes. An order that disagrees there would be adopted and
+    then flagged by the next op's functional check.
+    """
+    for m, mp in r2.maps.items():
+        size = mp.file.size
+        for pos, k in page_pieces(0, mp.length):
+            want = r2.read_mapping(m, pos, k)
+            got = fs.read_mapping(m, pos, k)
+            if not (want.ok and got.ok):
+                if want != got:
+                    return False
+                continue
+            cut = min(k, max(0, size - (mp.off + pos)))
+            if bytes(got.value[cut:]) != bytes(want.value[cut:]):  # type: ignore[index]
+                return False
+    return True
 
 
 def _explain(fitting: list[tuple[tuple[int, ...], Reference]], actual: dict[str, bytes]) -> SerialOrder | str:
@@ -112,6 +136,7 @@ def _explain(fitting: list[tuple[tuple[int, ...], Reference]], actual: dict[str,
             explained |= np.frombuffer(r2.read(f, 0, len(data)), dtype=np.uint8) == mine
         if not explained.all():
             lo = int(np.argmin(explained))
+            lo -= lo % 8
             rest = explained[lo:]
             hi = lo + int(np.argmax(rest)) if rest.any() else len(explained)
             return (

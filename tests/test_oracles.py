@@ -120,6 +120,47 @@ def test_durability_of_a_map_sync_persist() -> None:
     assert judge(Durability(), h, state(h, 4), 5, 6) == []
 
 
+def test_a_map_sync_persist_makes_the_size_that_covers_it_durable() -> None:
+    """The write fault forced the inode (and its size) to the log: losing that size loses the data."""
+    text = "create f0\nfsync f0\ntruncate f0 4096\nmmap m0 f0 0 4096 sync\nstore m0 0 64\npersist m0 0 64\n"
+    _, h = run(text)
+    assert judge(Durability(), h, state(h, 6), 6, 6) == []
+    [v] = judge(Durability(), h, {"f0": b""}, 6, 6)
+    assert "size 0" in v.message and "[4096]" in v.message
+    assert judge(Durability(), h, {"f0": b""}, 5, 6) == []
+    gone = judge(Durability(), h, {}, 6, 6)
+    assert [v.message.split(" is ")[0] for v in gone] == ["f0"]
+
+
+def test_a_size_change_after_the_fault_is_not_made_durable_by_a_persist() -> None:
+    """A truncate after the fault breaks the layout: the page must fault again before a persist counts."""
+    text = (
+        "create f0\nfsync f0\ntruncate f0 4096\nmmap m0 f0 0 8192 sync\nstore m0 0 64\n"
+        "truncate f0 8192\npersist m0 0 64\n"
+    )
+    _, h = run(text)
+    assert judge(Durability(), h, {"f0": b""}, 7, 7) == []
+
+
+def test_cow_atomicity_accepts_a_side_from_another_serial_order_of_a_group() -> None:
+    """A version that only another serial order of a parallel group held counts for the before side."""
+    text = "create f0\nwrite f0 0 4096\nwrite f0 0 4096\ncreate f1\nreflink f0 f1\nwrite f1 0 100\n"
+    _, h = run(text)
+    other = Reference()
+    for i, op in enumerate(parse("create f0\nwrite f0 0 4096\ncreate f1\nreflink f0 f1\n")):
+        other.apply(i if i < 2 else i + 1, op)
+    torn = bytearray(state(h, 5)["f1"])
+    torn[64:128] = h.boundaries[2]["f0"].words.tobytes()[64:128]
+    files = {"f0": state(h, 6)["f0"], "f1": bytes(torn)}
+    assert [v.oracle for v in judge(CowAtomicity(), h, files, 5, 6)] == [OracleName.COW_ATOMICITY]
+    h.add_alternative(3, other)
+    assert h.alternatives[3]
+    older = bytearray(state(h, 5)["f1"])
+    older[64:128] = other.read("f1", 64, 64)
+    files = {"f0": state(h, 6)["f0"], "f1": bytes(older)}
+    assert judge(CowAtomicity(), h, files, 5, 6) == []
+
+
 def test_cow_atomicity_flags_a_block_half_old_half_new() -> None:
     text = "create f0\nwrite f0 0 4096\ncreate f1\nreflink f0 f1\nwrite f1 0 100\n"
     _, h = run(text)

@@ -84,12 +84,18 @@ def _dirty(fs: DaxFS, ip: Inode, lblk: int, n: int) -> IomapFlag:
 def iomap_begin(fs: DaxFS, ip: Inode, pos: int, length: int, req: Req) -> Iomap:
     """xfs_direct_write_iomap_begin for writes and zeroing; xfs_read_iomap_begin otherwise.
 
-    The extent lookup and any allocation run under ILOCK, with no preemption point inside.
+    The extent lookup and any allocation run under ILOCK, with no preemption point inside. A mapping
+    whose iomap_end will log a transaction (convert, commit, COW remap) is IOMAP_F_DIRTY, as
+    xfs_bmbt_to_iomap marks an inode with logged changes: a MAP_SYNC write fault must force that
+    transaction before it installs the writable entry, or a persisted store can be lost with it.
     """
     fs.preempt("iomap_begin")
     mode = LockMode.EXCL if req & (Req.WRITE | Req.ZERO) else LockMode.SHARED
     with ip.ilock.hold(fs.sched, mode, preempt=False):
-        return _iomap_begin_locked(fs, ip, pos, length, req)
+        m = _iomap_begin_locked(fs, ip, pos, length, req)
+    if m.deferred:
+        m.flags |= IomapFlag.DIRTY
+    return m
 
 
 def _iomap_begin_locked(fs: DaxFS, ip: Inode, pos: int, length: int, req: Req) -> Iomap:

@@ -10,7 +10,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import fields, replace
 
-from ..workload import BLOCK_SIZE, MAX_FILE_SIZE, MAX_OPS, PMD_SIZE, Op, Workload
+from ..workload import BLOCK_SIZE, MAX_FILE_SIZE, MAX_OPS, PMD_SIZE, Op, Parallel, Workload
 
 __all__ = ["mutate", "INTERESTING"]
 
@@ -58,7 +58,16 @@ def _tweak(rng: random.Random, v: int, name: str) -> int:
 
 
 def change_args(rng: random.Random, op: Op) -> Op:
+    """A numeric argument tweaked, or a flag flipped (fault read/write and pmd, mmap MAP_SYNC), or
+    one op of a parallel group changed so: the forms an op takes are as reachable as its values."""
+    if isinstance(op, Parallel):
+        i = rng.randrange(len(op.ops))
+        return replace(op, ops=(*op.ops[:i], change_args(rng, op.ops[i]), *op.ops[i + 1 :]))
     nums = [f.name for f in fields(op) if f.name in _NUMERIC and getattr(op, f.name) is not None]
+    flags = [f.name for f in fields(op) if isinstance(getattr(op, f.name), bool)]
+    if flags and (not nums or rng.randrange(3) == 0):
+        name = rng.choice(flags)
+        return replace(op, **{name: not getattr(op, name)})  # type: ignore[type-var]
     if not nums:
         return op
     name = rng.choice(nums)

@@ -28,6 +28,7 @@ from ..workload import (
     Fallocate,
     Fault,
     Fsync,
+    Madvise,
     Mmap,
     Munmap,
     Op,
@@ -47,7 +48,7 @@ from ..workload import (
     Write,
 )
 
-__all__ = ["workloads", "ops", "Shape", "DEFAULT_SHAPE"]
+__all__ = ["workloads", "ops", "Shape", "DEFAULT_SHAPE", "SCENARIOS", "scenario_shape"]
 
 K = BLOCK_SIZE
 
@@ -60,7 +61,8 @@ class Shape:
     mappings: int = 2
     max_file: int = 16 * K
     pmd: bool = False
-    """Allow 2 MiB files and PMD faults (bigger devices, slower crash checking)."""
+    """Allow 2 MiB mappings of single ops (bigger files, slower crash checking). PMD faults are drawn
+    either way: on a small mapping they fall back to PTEs, on the `hugezero` scenario's they map 2 MiB."""
     weights: dict[str, int] = field(
         default_factory=lambda: {
             "create": 3,
@@ -78,12 +80,14 @@ class Shape:
             "persist": 3,
             "unlink": 1,
             "read": 1,
+            "madvise": 1,
             "share": 4,
             "mapsync": 2,
             "mapstore": 2,
             "mapeof": 2,
             "race": 3,
             "hugezero": 1,
+            "prealloc": 2,
         }
     )
     """Per-kind weights; `share`, `mapsync`, `mapstore`, `mapeof`, `race` and `hugezero` are scenarios
@@ -104,6 +108,7 @@ _SCENARIOS: dict[str, set[str]] = {
     "mapeof": {"create", "write", "mmap", "truncate", "fault"},
     "race": {"create", "write", "truncate", "mmap", "parallel"},
     "hugezero": {"create", "truncate", "mmap", "fault", "write"},
+    "prealloc": {"create", "fallocate", "mmap", "fault", "store"},
 }
 """Multi-op steps and the op kinds they need. Crash bugs of COW and MAP_SYNC paths need
 a few ops in a row (data, then sharing, then a write into the shared range; a
@@ -114,6 +119,18 @@ op by op they are rare, drawn as one step
 they are as common as any single op, which is what ACE's workload skeletons do."""
 
 DEFAULT_SHAPE = Shape()
+
+SCENARIOS: tuple[str, ...] = tuple(_SCENARIOS)
+
+
+def scenario_shape(kind: str, weight: int = 16, base: Shape = DEFAULT_SHAPE) -> Shape:
+    """`base` with scenario `kind` weighted up (`"ops"`: single ops only, no scenario), so a test or a
+    benchmark can give every scenario its share of workloads instead of trusting the mix."""
+    if kind == "ops":
+        return replace(base, weights={k: w for k, w in base.weights.items() if k not in _SCENARIOS})
+    if kind not in _SCENARIOS:
+        raise ValueError(f"unknown scenario {kind!r} (scenarios: ops, {', '.join(_SCENARIOS)})")
+    return replace(base, weights={**base.weights, kind: weight})
 
 
 @dataclass
@@ -154,6 +171,9 @@ def _op(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> Op:
     if kind in ("write", "punch", "fallocate", "read"):
         off = draw(_offsets(ctx, file, shape))
         n = draw(_LENGTHS)
+        if kind == "write" and ctx.maps and not draw(st.integers(0, 5)):
+            src = draw(st.sampled_from(sorted(ctx.maps)))
+            return Write(file, off, n, map=src, moff=draw(st.sampled_from([0, 100, K])))
         return {"write": Write, "punch": Punch, "fallocate": Fallocate, "read": Read}[kind](file, off, n)
     if kind == "truncate":
         return Truncate(file, draw(_offsets(ctx, file, shape)))
@@ -185,8 +205,10 @@ def _op(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> Op:
     span = ctx.maps.get(m, ("", 0, 4 * K))[2]
     if kind == "munmap":
         return Munmap(m)
+    if kind == "madvise":
+        return Madvise(m)
     if kind == "fault":
-        pmd = shape.pmd and draw(st.integers(0, 3)) == 0
+        pmd = draw(st.integers(0, 3)) == 0
         return Fault(m, draw(st.integers(0, max(0, span // K))), draw(st.booleans()), pmd)
     off = draw(st.integers(0, max(0, span - 1)))
     n = draw(st.sampled_from([8, 64, 100, K, K + 8]))
@@ -323,7 +345,9 @@ def _scenario(draw: st.DrawFn, ctx: _Ctx, shape: Shape, kind: str) -> list[Op]:
             out.append(Punch(target, off, n))
         elif how == "mapread":
             m = draw(st.sampled_from(MAPPINGS[: shape.mappings]))
-            out += [Mmap(m, target, 0, max(K, -(-size // K) * K)), Fault(m, off // K, False), Write(target, off, n)]
+            span = max(K, -(-size // K) * K)
+            fault = Fault(m, off // K, not draw(st.integers(0, 2)), not draw(st.integers(0, 2)))
+            out += [Mmap(m, target, 0, span, draw(st.booleans())), fault, Write(target, off, n)]
         else:
             m = draw(st.sampled_from(MAPPINGS[: shape.mappings]))
             out += [Mmap(m, target, 0, max(K, -(-size // K) * K), draw(st.booleans())), Store(m, off, min(n, 64))]
@@ -335,17 +359,9 @@ def _scenario(draw: st.DrawFn, ctx: _Ctx, shape: Shape, kind: str) -> list[Op]:
     if kind == "race":
         return draw(_race(ctx, shape))
     if kind == "hugezero":
-        f = draw(st.sampled_from([n for n in names if n not in ctx.sizes] or names))
-        m = draw(st.sampled_from(MAPPINGS[: shape.mappings]))
-        out += [] if f in ctx.sizes else [Create(f)]
-        out += [Truncate(f, 2 * PMD_SIZE), Mmap(m, f, 0, 2 * PMD_SIZE, draw(st.booleans()))]
-        out.append(Fault(m, draw(st.sampled_from([0, 0, 1, 512])), False, True))
-        off = draw(st.sampled_from([0, 100, K, PMD_SIZE - K]))
-        if draw(st.booleans()):
-            out.append(Write(f, off, draw(st.sampled_from([100, K]))))
-        else:
-            out.append(Store(m, off, 64))
-        return out
+        return draw(_huge(ctx, shape))
+    if kind == "prealloc":
+        return draw(_prealloc(ctx, shape))
     if kind == "mapeof":
         f = draw(st.sampled_from(names))
         size = ctx.sizes.get(f, 0)
@@ -358,8 +374,15 @@ def _scenario(draw: st.DrawFn, ctx: _Ctx, shape: Shape, kind: str) -> list[Op]:
         span = -(-size // K) * K + draw(st.sampled_from([0, K]))
         out.append(Mmap(m, f, 0, span, draw(st.booleans())))
         eof_page = size // K
-        how = draw(st.sampled_from(["truncate", "fault", "store"]))
-        if how == "truncate":
+        how = draw(st.sampled_from(["truncate", "fault", "store", "grow"]))
+        if how == "grow":
+            # A store past EOF in the EOF page, then the size grows over it: EOF zeroing must clear it.
+            out.append(Store(m, draw(st.sampled_from([size, size + 8, -(-size // K) * K - 8])), 8))
+            new = size + draw(st.sampled_from([8, 100, K]))
+            out.append(draw(st.sampled_from([Truncate(f, new), Write(f, new - 4, 4), Fallocate(f, size, new - size)])))
+            if draw(st.booleans()):
+                out.append(Fsync(f))
+        elif how == "truncate":
             new = draw(st.sampled_from([100, K + 100, size - 100, size // 2]))
             out.append(Truncate(f, max(1, min(new, size - 1))))
             if draw(st.booleans()):
@@ -369,7 +392,7 @@ def _scenario(draw: st.DrawFn, ctx: _Ctx, shape: Shape, kind: str) -> list[Op]:
                 Fault(m, draw(st.sampled_from([eof_page, max(0, eof_page - 1), eof_page + 1])), draw(st.booleans()))
             )
         else:
-            out.append(Store(m, draw(st.sampled_from([size, size - 8, eof_page * K])), 8))
+            out.append(Store(m, draw(st.sampled_from([size, max(0, size - 8), eof_page * K])), 8))
         return out
     live = [f for f in sorted(ctx.sizes) if f not in {m[0] for m in ctx.maps.values()}] or sorted(ctx.sizes)
     f = draw(st.sampled_from(live or names))
@@ -381,19 +404,100 @@ def _scenario(draw: st.DrawFn, ctx: _Ctx, shape: Shape, kind: str) -> list[Op]:
         hole = -(-size // K) * K
         size = hole + draw(st.sampled_from([K, 2 * K]))
         out.append(draw(st.sampled_from([Truncate(f, size)] * 3 + [Write(f, hole, size - hole)])))
-        if kind == "mapsync" or draw(st.booleans()):
+        # Half the time not yet on the log: a MAP_SYNC fault must then force what the write allocated.
+        if draw(st.booleans()):
             out.append(Fsync(f))
     m = draw(st.sampled_from(MAPPINGS[: shape.mappings]))
     span = -(-size // K) * K
     sync = kind == "mapsync"
     out.append(Mmap(m, f, 0, span, sync))
     if not draw(st.integers(0, 3)):
-        out.append(Fault(m, draw(st.integers(0, span // K - 1)), True))
+        out.append(
+            Fault(m, draw(st.integers(0, span // K - 1)), draw(st.integers(0, 3)) > 0, not draw(st.integers(0, 2)))
+        )
     off = draw(st.sampled_from([hole, hole + 8, hole + 100, 0, K - 64]) | st.integers(0, span - 1))
     n = draw(st.sampled_from([8, 64, 100]))
     n = max(1, min(n, span - off))
     out.append(Store(m, off, n))
     out.append(Persist(m, off, n) if sync else Fsync(f))
+    if not draw(st.integers(0, 5)):
+        out.append(Unlink(f))  # an orphan while mapped: its blocks stay until munmap
+    return out
+
+
+@st.composite
+def _huge(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> list[Op]:
+    """A 4 MiB file mapped whole (MAP_SYNC or not) and a PMD fault, read (the huge zero page) or write
+    (a 2 MiB allocation, zeroed; synchronous on MAP_SYNC), then a write, store or punch under it and
+    maybe its writeback."""
+    names = list(FILES[: shape.files])
+    f = draw(st.sampled_from([n for n in names if n not in ctx.sizes] or names))
+    m = draw(st.sampled_from(MAPPINGS[: shape.mappings]))
+    out: list[Op] = [] if f in ctx.sizes else [Create(f)]
+    sync = draw(st.booleans())
+    out += [Truncate(f, 2 * PMD_SIZE), Mmap(m, f, 0, 2 * PMD_SIZE, sync)]
+    if draw(st.booleans()):
+        out.append(Fallocate(f, 0, PMD_SIZE))
+    write = draw(st.integers(0, 2)) == 0
+    out.append(Fault(m, draw(st.sampled_from([0, 0, 1, 512])), write, True))
+    off = draw(st.sampled_from([0, 100, K, PMD_SIZE - K]))
+    how = draw(st.sampled_from(["write", "store", "store", "punch"]))
+    if how == "write":
+        out.append(Write(f, off, draw(st.sampled_from([100, K]))))
+    elif how == "punch":
+        out.append(Punch(f, off, K))
+    else:
+        out.append(Store(m, off, 64))
+        if draw(st.booleans()):
+            out.append(Persist(m, off, 64) if sync else Fsync(f))
+    return out
+
+
+@st.composite
+def _prealloc(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> list[Op]:
+    """fallocate over a hole, data, data not yet on the log, or a shared range, then an access to the
+    preallocated (unwritten) blocks: a fault, a store through a mapping (MAP_SYNC or not), a write,
+    a read, a punch or a truncate into them."""
+    names = list(FILES[: shape.files])
+    f = draw(st.sampled_from(names))
+    out: list[Op] = [] if f in ctx.sizes else [Create(f)]
+    size = ctx.sizes.get(f, 0)
+    under = draw(st.sampled_from(["hole", "data", "fresh", "shared"]))
+    if under in ("data", "fresh") or (under == "shared" and len(names) < 2):
+        out.append(Write(f, 0, draw(st.sampled_from([K, 2 * K]))))
+        if under == "data":
+            out.append(Fsync(f))
+    elif under == "shared":
+        src = draw(st.sampled_from([n for n in names if n != f]))
+        out += [] if src in ctx.sizes else [Create(src)]
+        out += [Write(src, 0, 2 * K), Reflink(src, f)]
+    end = max(size, 2 * K)
+    off = draw(st.sampled_from([0, K, end, end + 100]))
+    n = draw(st.sampled_from([K, 2 * K, 3 * K - 100]))
+    out.append(Fallocate(f, off, n))
+    if draw(st.booleans()):
+        out.append(Fsync(f))
+    span = -(-(off + n) // K) * K
+    m = draw(st.sampled_from(MAPPINGS[: shape.mappings]))
+    sync = draw(st.booleans())
+    how = draw(st.sampled_from(["fault", "store", "store", "write", "read", "punch", "truncate"]))
+    pg = (off + draw(st.sampled_from([0, 100, K]))) // K
+    if how in ("fault", "store"):
+        out.append(Mmap(m, f, 0, span, sync))
+        if how == "fault":
+            out.append(Fault(m, pg, draw(st.booleans()), not draw(st.integers(0, 3))))
+        else:
+            out.append(Store(m, pg * K + draw(st.sampled_from([0, 8, 100])), 64))
+            if draw(st.booleans()):
+                out.append(Persist(m, pg * K, 64) if sync else Fsync(f))
+    elif how == "write":
+        out.append(Write(f, pg * K + draw(st.sampled_from([0, 100])), draw(st.sampled_from([100, K]))))
+    elif how == "read":
+        out.append(Read(f, pg * K, K))
+    elif how == "punch":
+        out.append(Punch(f, pg * K, K))
+    else:
+        out.append(Truncate(f, pg * K + 100))
     return out
 
 

@@ -1,0 +1,58 @@
+"""Op forms: the classifier names the state an op hits, and generation reaches the forms campaigns count."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+
+from pmfuzz.gen.forms import ALL_FORMS, Hit, OpForm, missing, workload_forms
+from pmfuzz.gen.strategies import workloads
+from pmfuzz.workload import OpKind, parse
+
+
+def forms(text: str) -> set[str]:
+    return {str(f) for f in workload_forms(parse(text))}
+
+
+def test_a_map_sync_store_over_a_block_a_write_allocated_is_fresh_until_fsync() -> None:
+    fresh = forms("create f0\nwrite f0 0 4096\nmmap m0 f0 0 4096 sync\nstore m0 0 8\n")
+    assert "store,sync:fresh" in fresh
+    durable = forms("create f0\nwrite f0 0 4096\nfsync f0\nmmap m0 f0 0 4096 sync\nstore m0 0 8\n")
+    assert "store,sync:written" in durable and "store,sync:fresh" not in durable
+
+
+def test_a_truncate_up_over_bytes_a_store_left_past_eof() -> None:
+    text = "create f0\nwrite f0 0 100\nmmap m0 f0 0 4096\nstore m0 200 8\ntruncate f0 4096\n"
+    assert "truncate,up:past-eof" in forms(text)
+    assert "truncate,up:*" in forms("create f0\nwrite f0 0 100\ntruncate f0 4096\n")
+
+
+def test_faults_name_their_flags_and_the_block_they_hit() -> None:
+    text = (
+        "create f0\nfallocate f0 0 8192\nmmap m0 f0 0 8192 sync\nfault m0 0 write pmd\n"
+        "create f1\nreflink f0 f1\nmmap m1 f1 0 8192\nfault m1 1 read\nfault m1 3 read\n"
+    )
+    got = forms(text)
+    assert {"fault,write,pmd,sync:unwritten", "fault,read:shared", "fault,read:past-eof"} <= got
+
+
+def test_writes_into_holes_unwritten_shared_and_past_eof() -> None:
+    text = (
+        "create f0\ntruncate f0 16384\nwrite f0 0 10\nfallocate f0 4096 4096\nwrite f0 4096 10\n"
+        "create f1\nreflink f0 f1\nwrite f1 0 10\nwrite f0 8192 10\nwrite f0 16380 10\n"
+    )
+    got = forms(text)
+    assert {"write:hole", "write:unwritten", "write:shared", "write:past-eof"} <= got
+
+
+def test_forms_render_and_the_checklist_is_consistent() -> None:
+    assert str(OpForm(OpKind.FAULT, ("write", "pmd"), Hit.FRESH)) == "fault,write,pmd:fresh"
+    assert not missing(ALL_FORMS)
+    assert [str(f) for f in missing([])] == sorted(str(f) for f in ALL_FORMS) or len(missing([])) == len(ALL_FORMS)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(workloads(max_ops=16))
+def test_every_form_a_workload_reaches_is_well_formed(w) -> None:
+    for f in workload_forms(w):
+        assert isinstance(f.kind, OpKind) and isinstance(f.hit, Hit)
+        assert all(isinstance(x, str) and x for x in f.flags)
