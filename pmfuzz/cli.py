@@ -63,8 +63,9 @@ def _enum_doc(member: object) -> str:
     return ""
 
 
-def _count_option(flag: str, default: int, help: str, least: int = 1):
-    return click.option(flag, type=click.IntRange(min=least), default=default, show_default=True, help=help)
+def _count_option(flag: str, default: int, help: str, least: int = 1, most: int = 10_000):
+    """A count flag; bounded above too, so that `--batch 10**20` is an error, not a batch that never fills."""
+    return click.option(flag, type=click.IntRange(least, most), default=default, show_default=True, help=help)
 
 
 def _op_timeout_option(f):
@@ -199,7 +200,7 @@ def regress(directory: str, scheduler: str | None, op_timeout: float | None, imp
     help="eADR crash points: op boundaries and fences, or every store.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True, help="Worker processes.")
 @click.option(
     "--corpus",
     type=click.Path(file_okay=False),

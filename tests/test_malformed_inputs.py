@@ -84,6 +84,9 @@ def test_malformed_reproducer_is_one_short_line(
         (["frobnicate"], "No such command 'frobnicate'"),
         (["run", "--seconds", "1", "--seed", "9" * 6000], "--seed"),
         (["run", "--seconds", "1", "--target", "os:system"], "not a class implementing the target protocol"),
+        (["run", "--seconds", "1", "--batch", "1" + "0" * 20], "is not in the range 1<=x<=10000"),
+        (["run", "--seconds", "1", "--workers", "100000"], "is not in the range 1<=x<=256"),
+        (["trace", "check", "x.log", "--checker", "c.py:f", "--timeout", "1e300"], "is not in the range"),
     ],
 )
 def test_bad_flags_are_one_line(tmp_path: Path, args: list[str], needle: str, capsys) -> None:

@@ -76,7 +76,7 @@ def trace() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample strategy.")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=click.FloatRange(min=0, min_open=True, max=1e6),
     default=10.0,
     show_default=True,
     help="Seconds a checker may take on one image.",
