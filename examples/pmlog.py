@@ -18,8 +18,8 @@ the classic "flag before data" mistake: the commit word's line can reach the
 media while the data's lines are still in the cache, so recovery replays a
 record whose data is the log's formatted poison.
 
-    pmfuzz run --target examples.pmlog:PmLog --seconds 20
-    pmfuzz run --target "examples.pmlog:PmLog bug=commit-with-data" --seconds 20
+    PYTHONPATH=. pmfuzz run --target examples.pmlog:PmLog --seconds 20
+    PYTHONPATH=. pmfuzz run --target "examples.pmlog:PmLog bug=commit-with-data" --seconds 20
 """
 
 from __future__ import annotations

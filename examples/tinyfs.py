@@ -16,7 +16,7 @@ returns, in an order that keeps every crash state consistent:
 Set `bug="size-before-data"` to store the size before the data is durable:
 pmfuzz then finds the slot's formatted poison behind the new size.
 
-Run it: `pmfuzz run --target examples.tinyfs:TinyFS --seconds 20`.
+Run it from the repository root: `PYTHONPATH=. pmfuzz run --target examples.tinyfs:TinyFS --seconds 20`.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ batch order and alone deduplicates, grows the corpus and minimizes.
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import random
@@ -27,26 +26,25 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any, Protocol
 
-from oracles import OracleName
-
+from .campaign_config import CampaignConfig
 from .corpus import CorpusDir, CrashDir
 from .engine import Finding, Options, check
 from .errors import PmfuzzError
 from .gen.drawing import Drawer
-from .gen.forms import ALL_FORMS, missing, workload_forms
+from .gen.forms import workload_forms
 from .gen.mutate import mutate
 from .gen.strategies import DEFAULT_SHAPE, Shape, ops, workloads
-from .minimize import MinimizeBudget, NotReproduced, minimize
-from .pmem import Domain, EadrPoints
-from .report import format_report
-from .repro import Reproducer, format_reproducer
-from .target import Target, TargetSpec, make_target, supported_falloc_modes, supported_ops
-from .watchdog import DEFAULT_OP_TIMEOUT, TargetHang, deadline
+from .preflight import preflight
+from .procs import die_with_parent
+from .progress import Progress, Summary, summary_text
+from .reporting import campaign_options as _options
+from .reporting import report_finding as _report_finding
+from .reporting import resume_unminimized
+from .target import Target, TargetSpec, admit, make_target, supported_falloc_modes, supported_ops
 from .workload import Workload, format_workload, parse
 
 __all__ = [
@@ -58,62 +56,8 @@ __all__ = [
     "batch_workloads",
     "run_batch",
     "run_campaign",
+    "summary_text",
 ]
-
-
-PICTURE_SECONDS = 120.0
-"""How long drawing one finding's picture (a re-run of its reproducer) may take."""
-
-
-@dataclass(frozen=True)
-class CampaignConfig:
-    target: TargetSpec = field(default_factory=lambda: TargetSpec("daxfs"))
-    domain: Domain = Domain.ADR
-    device_size: int = 8 << 20
-    eadr_points: EadrPoints = EadrPoints.OPS
-    seed: int = 0
-    seconds: float | None = None
-    max_execs: int | None = None
-    workers: int = 1
-    corpus: Path | None = Path("corpora/seeds")
-    crashes: Path = Path("crashes")
-    max_states: int = 48
-    max_ops: int = 10
-    minimize_checks: int = 300
-    minimize_seconds: float = 120.0
-    quiet: bool = False
-    pictures: bool = True
-    """Draw each minimized finding beside its reproducer (when matplotlib is installed)."""
-    preemption_bound: int = 1
-    """Preemptions per schedule of a parallel group. One finds every race in the zoo at a third of
-    the cost of two (iterative context bounding: CHESS runs the small bounds first); replay,
-    regress and minimize use the engine's default of two."""
-    op_timeout: float | None = DEFAULT_OP_TIMEOUT
-    """Seconds a call into the target may take before it is a hang finding (None: no limit)."""
-    stop_on: str | None = None
-    """Stop after the first finding of this oracle is minimized (for time-to-bug measurements)."""
-    batch: int = 8
-    """Workloads per batch: big enough that shipping a batch costs little next to running it."""
-    window: int = 8
-    """Batches in flight; a batch mutates the corpus as it stood `window - 1` batches before it.
-
-    Part of what decides the findings (like the seed), so it must not follow the number of workers."""
-
-
-@dataclass
-class Summary:
-    elapsed: float = 0.0
-    execs: int = 0
-    states: int = 0
-    corpus: int = 0
-    coverage: int = 0
-    findings: dict[str, dict] = field(default_factory=dict)
-    new: list[str] = field(default_factory=list)
-    stopped: str = ""
-    forms: set[str] = field(default_factory=set)
-    """Op forms reached (`pmfuzz.gen.forms`): op kind, flags and the state each op hit."""
-    first_hit: float | None = None
-    """Seconds to the first finding of `stop_on`'s oracle (raw, before minimizing)."""
 
 
 def _variants(target: Target, spec: TargetSpec) -> list[dict[str, str]]:
@@ -137,6 +81,8 @@ class _Worker:
     known: Any
     stop: Callable[[], bool]
     initial: list[Workload]
+    resumed: frozenset[str] = frozenset()
+    """Signatures known when the campaign started: their repeats in the corpus replay were counted before."""
 
     def run(self) -> None:
         cfg = self.cfg
@@ -153,6 +99,7 @@ class _Worker:
         execs = 0
         opts = _options(cfg)
         while not self.stop() and (quota is None or execs < quota):
+            replay = bool(todo)
             if todo:
                 w: Workload | None = todo.pop(0)
             elif corpus and rng.random() < 0.7:
@@ -177,7 +124,7 @@ class _Worker:
                 self.emit("corpus", (format_workload(w), sorted(new)))
             self.emit("exec", (v.stats.distinct, _form_texts(w)))
             for f in v.findings:
-                self._finding(f, w, variant, opts)
+                self._finding(f, w, variant, opts, replay)
 
     def one(self, w: Workload, variant: dict[str, str], opts: Options) -> None:
         """Judge one workload: report coverage, the exec and every finding (for engines that drive input)."""
@@ -186,85 +133,24 @@ class _Worker:
         for f in v.findings:
             self._finding(f, w, variant, opts)
 
-    def _finding(self, f: Finding, w: Workload, variant: dict[str, str], opts: Options) -> None:
+    def _finding(self, f: Finding, w: Workload, variant: dict[str, str], opts: Options, replay: bool = False) -> None:
         sig = f.signature_text
         if sig in self.known:
-            self.emit("repeat", sig)
+            if not (replay and sig in self.resumed):
+                self.emit("repeat", sig)
             return
         self.known[sig] = True
         _report_finding(self.cfg, f, w, variant, opts, self.emit, self.stop)
 
 
-def _options(cfg: CampaignConfig) -> Options:
-    return Options(
-        domain=cfg.domain,
-        device_size=cfg.device_size,
-        max_states=cfg.max_states,
-        exhaustive_upto=cfg.max_states,
-        eadr_points=cfg.eadr_points,
-        features=True,
-        op_timeout=cfg.op_timeout,
-        preemption_bound=cfg.preemption_bound,
-    )
-
-
-def _report_finding(
-    cfg: CampaignConfig,
-    f: Finding,
-    w: Workload,
-    variant: dict[str, str],
-    opts: Options,
-    emit: Callable[[str, Any], None],
-    stop: Callable[[], bool],
+def _worker_main(
+    cfg: CampaignConfig, index: int, q: Any, known: Any, stop_ev: Any, initial: list[str], parent: int
 ) -> None:
-    """Emit a new finding at once as found, then minimized: a kill during minimizing still leaves a reproducer."""
-    sig = f.signature_text
-    target = make_target(cfg.target, **variant)
-    spec = TargetSpec(cfg.target.name, tuple(target.options().items()))
-    raw = Reproducer(
-        w,
-        target=spec,
-        domain=cfg.domain,
-        device_size=cfg.device_size,
-        crash=f.crash.state if f.crash else None,
-        schedule=f.schedule,
-        eadr_points=cfg.eadr_points,
-        expect=(f.oracle.value,),
-        signature=sig,
-        notes=("not minimized yet",),
-    )
-    emit("finding", (sig, format_reproducer(raw), f"{f.oracle.value}: {f.message}\n", False))
-    try:
-        m = minimize(
-            lambda: make_target(cfg.target, **variant),
-            w,
-            f.signature,
-            opts,
-            MinimizeBudget(cfg.minimize_checks, cfg.minimize_seconds, stop),
-        )
-    except NotReproduced as e:
-        emit("warning", f"{sig}: {e}; kept unminimized")
-        r = replace(raw, notes=(f"not minimized: {e}",))
-        v = check(make_target(cfg.target, **variant), w, replace(opts, crash=raw.crash, schedule=raw.schedule))
-        emit("finding", (sig, format_reproducer(r), format_report(v, r), True))
-        return
-    note = f"minimized from {m.before_ops} to {len(m.workload)} ops in {m.checks} checks" + (
-        "" if m.complete else " (budget spent: stopped early)"
-    )
-    r = replace(raw, workload=m.workload, crash=m.crash, schedule=m.finding.schedule, notes=(note,))
-    v = check(
-        make_target(cfg.target, **variant),
-        m.workload,
-        replace(opts, crash=m.crash, schedule=m.finding.schedule, features=False),
-    )
-    emit("finding", (sig, format_reproducer(r), format_report(v, r), True))
-
-
-def _worker_main(cfg: CampaignConfig, index: int, q: Any, known: Any, stop_ev: Any, initial: list[str]) -> None:
+    die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ws = [parse(t) for t in initial]
     try:
-        _Worker(cfg, index, lambda k, v: q.put((k, v)), known, stop_ev.is_set, ws).run()
+        _Worker(cfg, index, lambda k, v: q.put((k, v)), known, stop_ev.is_set, ws, frozenset(known.keys())).run()
     except Exception as e:
         import traceback
 
@@ -352,6 +238,8 @@ def batch_workloads(
 
 def run_batch(cfg: CampaignConfig, index: int, corpus: Sequence[str], todo: Sequence[str] = ()) -> BatchResult:
     """Generate batch `index` and judge every workload: what a worker of any scheduler runs (pure)."""
+    if ":" in cfg.target.name:
+        admit(cfg.target.name)  # a cluster worker is another process: the campaign's own target, admitted again
     opts = _options(cfg)
     seen_features: set[str] = set()
     seen_sigs: set[str] = set()
@@ -385,133 +273,29 @@ def run_batch(cfg: CampaignConfig, index: int, corpus: Sequence[str], todo: Sequ
 # -- the main process ----------------------------------------------------------------------------
 
 
-class _Progress:
-    def __init__(self, cfg: CampaignConfig, crashes: CrashDir, corpus: CorpusDir, out=sys.stderr) -> None:
-        self.cfg = cfg
-        self.crashes = crashes
-        self.corpus = corpus
-        self.out = out
-        self.t0 = time.monotonic()
-        self.s = Summary()
-        self.tty = out.isatty() and not cfg.quiet
-        self.features: set[str] = set()
-        self._last_print = self._last_stats = 0.0
-        self.done = False
-        self.stats_path = crashes.path / "stats.jsonl"
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.t0
-
-    def handle(self, kind: str, value: Any) -> None:
-        s = self.s
-        if kind == "exec":
-            distinct, forms = value
-            s.execs += 1
-            s.states += distinct
-            s.forms.update(forms)
-        elif kind == "corpus":
-            text, feats = value
-            self.corpus.add(parse(text))
-            self.features.update(feats)
-        elif kind == "repeat":
-            self.crashes.bump(value)
-        elif kind == "finding":
-            sig, repro, report, final = value
-            fresh = not self.crashes.known(sig)
-            path = self.crashes.record(sig, repro, report, elapsed=self.elapsed(), execs=s.execs)
-            if self.cfg.stop_on and sig.split(":")[0] == self.cfg.stop_on:
-                if s.first_hit is None:
-                    s.first_hit = self.elapsed()
-                if final:
-                    self.done = True
-            if fresh:
-                s.new.append(sig)
-                self._line(f"new finding: {sig}  -> {path}")
-            elif final:
-                self._line(f"  minimized: {path.name} ({report.splitlines()[0] if report else ''})")
-            if final and self.cfg.pictures and not sig.startswith(f"{OracleName.TARGET_ERROR.value}:"):
-                self._picture(path)
-        elif kind == "warning":
-            self._line(f"warning: {value}")
-        self.tick()
-
-    def _picture(self, path: Path) -> None:
-        """A picture is a convenience: if drawing it fails, say so and keep fuzzing.
-
-        Drawing re-runs the reproducer on the target, so it runs under a deadline too (a finding
-        about a target that hangs gets no picture at all)."""
-        from .sight.cli import picture_beside
-
-        try:
-            with deadline(PICTURE_SECONDS, f"drawing {path.name}", target=self.cfg.target.name):
-                picture_beside(path)
-        except (Exception, TargetHang) as e:  # reported, not allowed to end the campaign
-            self._line(f"warning: no picture for {path.name}: {type(e).__name__}: {e}")
-
-    def tick(self, force: bool = False) -> None:
-        now = self.elapsed()
-        if force or now - self._last_stats >= 5:
-            self._last_stats = now
-            self._stats_line()
-        every = 1.0 if self.tty else 10.0
-        if not self.cfg.quiet and (force or now - self._last_print >= every):
-            self._last_print = now
-            self._status()
-
-    def _rates(self) -> tuple[float, float]:
-        t = max(self.elapsed(), 1e-9)
-        return self.s.execs / t, self.s.states / t
-
-    def _status(self) -> None:
-        s = self.s
-        eps, sps = self._rates()
-        t = int(self.elapsed())
-        line = (
-            f"[{t // 3600:02d}:{t % 3600 // 60:02d}:{t % 60:02d}] execs {s.execs} ({eps:.1f}/s)  "
-            f"states {s.states} ({sps:,.0f}/s)  corpus {len(self.corpus.entries)}  "
-            f"coverage {len(self.features)}  findings {len(self.crashes.counts)} ({len(s.new)} new)"
-        )
-        if self.tty:
-            print("\r" + line + " " * 4, end="", file=self.out, flush=True)
-        else:
-            print(line, file=self.out, flush=True)
-
-    def _line(self, text: str) -> None:
-        if self.cfg.quiet:
-            return
-        if self.tty:
-            print("\r" + " " * 110 + "\r", end="", file=self.out)
-        print(text, file=self.out, flush=True)
-
-    def _stats_line(self) -> None:
-        eps, sps = self._rates()
-        rec = {
-            "seconds": round(self.elapsed(), 2),
-            "execs": self.s.execs,
-            "execs_per_s": round(eps, 2),
-            "states": self.s.states,
-            "states_per_s": round(sps, 1),
-            "corpus": len(self.corpus.entries),
-            "coverage": len(self.features),
-            "forms": len(self.s.forms & _ALL_FORM_TEXTS),
-            "findings": len(self.crashes.counts),
-            "oracles": sorted({k.split(":")[0] for k in self.crashes.counts}),
-        }
-        with open(self.stats_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec) + "\n")
-
-
 def run_campaign(cfg: CampaignConfig, *, out=sys.stderr, runner: BatchRunner | None = None) -> Summary:
-    """Run until the time or exec budget is spent or SIGINT/SIGTERM; return the summary.
+    """Run until the time or exec budget is spent, SIGINT/SIGTERM, or a write fails; return the summary.
 
     With a `runner` (or one worker) batches run there and this process drives; else `cfg.workers` processes fuzz.
+    Before anything runs: the target is built and formats the device, and the crashes directory is
+    writable and not in use by another campaign (each a one-line error otherwise). Findings an earlier
+    run left unminimized are minimized first.
     """
-    make_target(cfg.target)  # bad target or options: one clear error before anything starts
+    if ":" in cfg.target.name:
+        admit(cfg.target.name)  # the configuration is the command line's (or the API caller's) choice
+    preflight(make_target(cfg.target), cfg.device_size, cfg.op_timeout)
     crashes = CrashDir.open(cfg.crashes)
+    try:
+        return _campaign(cfg, crashes, out, runner)
+    finally:
+        crashes.close()
+
+
+def _campaign(cfg: CampaignConfig, crashes: CrashDir, out: Any, runner: BatchRunner | None) -> Summary:
     sources = [p for p in (cfg.corpus,) if p is not None]
     corpus = CorpusDir.load(cfg.crashes / "corpus", *sources)
     initial = list(corpus.entries)
-    prog = _Progress(cfg, crashes, corpus, out)
+    prog = Progress(cfg, crashes, corpus, out)
     stop = {"why": ""}
 
     def on_signal(signum, _frame) -> None:
@@ -525,19 +309,28 @@ def run_campaign(cfg: CampaignConfig, *, out=sys.stderr, runner: BatchRunner | N
             stop["why"] = stop["why"] or "time"
         if prog.done:
             stop["why"] = stop["why"] or f"found {cfg.stop_on}"
+        if prog.error:
+            stop["why"] = stop["why"] or "write error"
         return bool(stop["why"])
 
     try:
-        if runner is not None or cfg.workers <= 1:
+        resume_unminimized(cfg, _options(cfg), prog.handle, should_stop)
+        if should_stop():
+            pass
+        elif runner is not None or cfg.workers <= 1:
             _run_batched(cfg, prog, crashes, corpus, should_stop, runner or _Inline())
         else:
             _run_workers(cfg, prog, crashes, initial, should_stop)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-        crashes.flush()
+        prog.tick(force=True)
+        if prog.error is None:
+            try:
+                crashes.flush()
+            except OSError as e:
+                prog.error = prog.s.error = f"cannot write findings.json: {e.strerror or e}"
     prog.s.stopped = stop["why"] or "max-execs"
-    prog.tick(force=True)
     if prog.tty:
         print(file=out)
     s = prog.s
@@ -550,7 +343,7 @@ def run_campaign(cfg: CampaignConfig, *, out=sys.stderr, runner: BatchRunner | N
 
 def _run_batched(
     cfg: CampaignConfig,
-    prog: _Progress,
+    prog: Progress,
     crashes: CrashDir,
     corpus: CorpusDir,
     should_stop: Callable[[], bool],
@@ -567,9 +360,12 @@ def _run_batched(
     results: dict[int, BatchResult] = {}
     submitted = merged = execs = 0
 
+    resumed = frozenset(known)  # on a resume, the corpus replay's repeats of these were counted by the earlier run
+
     def merge(res: BatchResult) -> bool:
         nonlocal execs
-        for ex in res.execs:
+        replays = len(initial[res.index * size : (res.index + 1) * size])
+        for k, ex in enumerate(res.execs):
             if should_stop() or (cfg.max_execs is not None and execs >= cfg.max_execs):
                 return False
             if ex.rejected:
@@ -583,7 +379,8 @@ def _run_batched(
             firsts = {f.signature_text: f for f in ex.firsts}
             for sig in ex.signatures:
                 if sig in known:
-                    prog.handle("repeat", sig)
+                    if not (k < replays and sig in resumed):
+                        prog.handle("repeat", sig)
                 else:
                     known.add(sig)
                     w, variant = parse(ex.workload), dict(ex.variant)
@@ -622,16 +419,21 @@ def _run_batched(
 
 
 def _run_workers(
-    cfg: CampaignConfig, prog: _Progress, crashes: CrashDir, initial: list[Workload], should_stop: Callable[[], bool]
+    cfg: CampaignConfig, prog: Progress, crashes: CrashDir, initial: list[Workload], should_stop: Callable[[], bool]
 ) -> None:
+    """Fuzz in `cfg.workers` processes; they, and the manager process, die with this one (even on kill -9)."""
+    from multiprocessing.managers import SyncManager
+
     ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
-    with ctx.Manager() as mgr:
+    mgr = SyncManager(ctx=ctx)
+    mgr.start(die_with_parent, (os.getpid(),))
+    try:
         known = mgr.dict(dict.fromkeys(crashes.counts, True))
         q = ctx.Queue()
         stop_ev = ctx.Event()
         texts = [format_workload(w) for w in initial]
         procs = [
-            ctx.Process(target=_worker_main, args=(cfg, i, q, known, stop_ev, texts), daemon=True)
+            ctx.Process(target=_worker_main, args=(cfg, i, q, known, stop_ev, texts, os.getpid()), daemon=True)
             for i in range(cfg.workers)
         ]
         for p in procs:
@@ -659,33 +461,9 @@ def _run_workers(
             p.join(timeout=30)
         if error:
             raise RuntimeError(f"a fuzzing worker failed (a bug in pmfuzz):\n{error}")
-
-
-def summary_text(s: Summary, crashes: Path) -> str:
-    eps = s.execs / s.elapsed if s.elapsed else 0.0
-    lines = [
-        f"stopped ({s.stopped}) after {s.elapsed:.0f} s: {s.execs} execs ({eps:.1f}/s), "
-        f"{s.states} crash states judged, corpus {s.corpus}, coverage {s.coverage}",
-        _forms_line(s.forms),
-        f"findings: {len(s.findings)} unique ({len(s.new)} new this run) in {crashes}/",
-    ]
-    for sig, info in sorted(s.findings.items()):
-        mark = "new " if sig in s.new else "    "
-        lines.append(f"  {mark}{sig}  x{info.get('count', 1)}  {info.get('file', '')}")
-    return "\n".join(lines)
-
-
-_ALL_FORM_TEXTS = frozenset(str(f) for f in ALL_FORMS)
+    finally:
+        mgr.shutdown()
 
 
 def _form_texts(w: Workload) -> tuple[str, ...]:
     return tuple(sorted(str(f) for f in workload_forms(w)))
-
-
-def _forms_line(reached: set[str]) -> str:
-    gaps = missing(reached)
-    text = f"op forms: {len(reached & _ALL_FORM_TEXTS)} of {len(_ALL_FORM_TEXTS)} reached"
-    if gaps:
-        shown = " ".join(str(f) for f in gaps[:12])
-        text += f" (missing: {shown}{' ...' if len(gaps) > 12 else ''})"
-    return text

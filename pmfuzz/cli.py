@@ -8,6 +8,7 @@ import textwrap
 import click
 
 from . import __version__
+from .cliparams import DeviceSize, Duration, Seconds, run_main
 from .errors import PmfuzzError
 
 __all__ = ["cli", "main"]
@@ -62,25 +63,9 @@ def _enum_doc(member: object) -> str:
     return ""
 
 
-class _Seconds(click.ParamType):
-    """`--op-timeout`: seconds >= 0, where 0 means no limit (None)."""
-
-    name = "seconds"
-
-    def convert(self, value, param, ctx):
-        if value is None or isinstance(value, float):
-            return value
-        try:
-            x = float(value)
-        except (TypeError, ValueError):
-            x = float("nan")
-        if not 0 <= x < float("inf"):
-            self.fail(f"{value!r} is not a number of seconds >= 0 (0: no limit)", param, ctx)
-        return x or None
-
-
-def _count_option(flag: str, default: int, help: str, least: int = 1):
-    return click.option(flag, type=click.IntRange(min=least), default=default, show_default=True, help=help)
+def _count_option(flag: str, default: int, help: str, least: int = 1, most: int = 10_000):
+    """A count flag; bounded above too, so that `--batch 10**20` is an error, not a batch that never fills."""
+    return click.option(flag, type=click.IntRange(least, most), default=default, show_default=True, help=help)
 
 
 def _op_timeout_option(f):
@@ -88,7 +73,7 @@ def _op_timeout_option(f):
 
     return click.option(
         "--op-timeout",
-        type=_Seconds(),
+        type=Seconds(),
         default=str(DEFAULT_OP_TIMEOUT),
         show_default=True,
         help="Seconds a call into the target may take before it is reported as a hang (0: no limit).",
@@ -96,37 +81,32 @@ def _op_timeout_option(f):
 
 
 def _load(path: str):
-    import pathlib
+    from .replaying import load_reproducer
 
-    from .repro import parse_reproducer
-
-    try:
-        text = pathlib.Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise PmfuzzError(f"cannot read {path}: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise PmfuzzError(f"{path} is not a text file") from None
-    return parse_reproducer(text, source=path)
+    return load_reproducer(path)
 
 
 def run_reproducer(r, *, all_points: bool = False, **options):
-    """Re-run a reproducer exactly: its target, domain, device, schedule and crash state.
+    """Re-run a reproducer exactly (see `replaying.run_reproducer`)."""
+    from .replaying import run_reproducer as rerun
 
-    `options` are further `engine.Options` fields (such as `op_timeout`), not recorded in reproducers.
-    """
-    from .engine import Options, check
-    from .target import make_target
+    return rerun(r, all_points=all_points, **options)
 
-    target = make_target(r.target)
-    opts = Options(
-        domain=r.domain,
-        device_size=r.device_size,
-        crash=None if all_points else r.crash,
-        eadr_points=r.eadr_points,
-        schedule=r.schedule,
-        **options,
-    )
-    return check(target, r.workload, opts)
+
+def _admit_option(f):
+    return click.option(
+        "--target",
+        "import_target",
+        metavar="MODULE:CLASS",
+        help="Let the reproducer name this module:Class target: pmfuzz imports it (a file alone never imports code).",
+    )(f)
+
+
+def _admit(name: str | None) -> None:
+    from .target import admit
+
+    if name:
+        admit(name)
 
 
 @cli.command()
@@ -134,7 +114,10 @@ def run_reproducer(r, *, all_points: bool = False, **options):
 @click.option("--all-points", is_flag=True, help="Check every crash point, not only the one the file names.")
 @click.option("--picture", type=click.Path(dir_okay=False), help="Also draw the finding to this PNG (matplotlib).")
 @_op_timeout_option
-def replay(file: str, all_points: bool, picture: str | None, op_timeout: float | None) -> None:
+@_admit_option
+def replay(
+    file: str, all_points: bool, picture: str | None, op_timeout: float | None, import_target: str | None
+) -> None:
     """Re-run a reproducer and print the report (exit 1: violation reproduces, 0: clean, 2: bad input)."""
     from .report import format_report
 
@@ -142,6 +125,7 @@ def replay(file: str, all_points: bool, picture: str | None, op_timeout: float |
         from .sight.cli import require_matplotlib
 
         require_matplotlib()
+    _admit(import_target)
     r = _load(file)
     v = run_reproducer(r, all_points=all_points, op_timeout=op_timeout)
     click.echo(format_report(v, r), nl=False)
@@ -153,11 +137,9 @@ def replay(file: str, all_points: bool, picture: str | None, op_timeout: float |
 
 
 def expectation_met(r, v) -> bool:
-    from .repro import CLEAN
+    from .replaying import expectation_met as met
 
-    if r.expect == (CLEAN,):
-        return v.clean
-    return set(r.expect) <= v.oracles()
+    return met(r, v)
 
 
 @cli.command()
@@ -168,52 +150,20 @@ def expectation_met(r, v) -> bool:
     help="Replay on a Dask cluster (tcp://HOST:8786), or on N local worker processes (local:N).",
 )
 @_op_timeout_option
-def regress(directory: str, scheduler: str | None, op_timeout: float | None) -> None:
-    """Replay every reproducer in DIRECTORY and check its `expect:` line (exit 1 on any mismatch)."""
-    import contextlib
-    import pathlib
+@click.option(
+    "--target",
+    "imports",
+    multiple=True,
+    metavar="MODULE:CLASS",
+    help="Let reproducers name this module:Class target: pmfuzz imports it (repeatable).",
+)
+def regress(directory: str, scheduler: str | None, op_timeout: float | None, imports: tuple[str, ...]) -> None:
+    """Replay every reproducer in DIRECTORY and check its `expect:` line (exit 1 on any mismatch, 2 on any error)."""
+    from .regress import regress_directory
 
-    from .distributed import open_scheduler, parse_scheduler, replay_outcomes
-
-    files = sorted(pathlib.Path(directory).glob("*.pmfuzz"))
-    if not files:
-        raise PmfuzzError(f"no reproducers (*.pmfuzz) in {directory}")
-    loaded: list = []
-    for path in files:
-        try:
-            r = _load(str(path))
-            if r.expect is None:
-                raise PmfuzzError(f"{path}: no `# expect:` line")
-            loaded.append(r)
-        except PmfuzzError as e:
-            loaded.append(e)
-    good = [r for r in loaded if not isinstance(r, PmfuzzError)]
-    failed = bad = 0
-    with open_scheduler(parse_scheduler(scheduler)) if scheduler else contextlib.nullcontext() as runner:
-        outcomes = replay_outcomes(runner, good, op_timeout)
-        for path, r in zip(files, loaded, strict=True):
-            if isinstance(r, PmfuzzError):
-                bad += 1
-                click.echo(f"ERROR {path.name}: {r}")
-                continue
-            got, met = next(outcomes)
-            want = ",".join(r.expect)
-            if met:
-                click.echo(f"ok    {path.name}  (expect {want}; got {got})")
-            else:
-                failed += 1
-                click.echo(f"FAIL  {path.name}  (expect {want}; got {got})")
-    click.echo(f"{len(files) - failed - bad} passed, {failed} failed, {bad} unreadable, of {len(files)}")
-    sys.exit(2 if bad else 1 if failed else 0)
-
-
-def _size(text: str) -> int:
-    import re
-
-    m = re.match(r"^(\d+)([KMG]?)$", text.strip())
-    if not m:
-        raise click.BadParameter(f"{text!r} is not a size like 8M")
-    return int(m.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[m.group(2)]
+    for name in imports:
+        _admit(name)
+    sys.exit(regress_directory(directory, scheduler, op_timeout, imports))
 
 
 def _target_device_size(spec) -> int:
@@ -224,9 +174,9 @@ def _target_device_size(spec) -> int:
 
 
 @cli.command()
-@click.option("--hours", type=float, help="Run for this long.")
-@click.option("--minutes", type=float)
-@click.option("--seconds", type=float)
+@click.option("--hours", type=Duration(), help="Run for this long.")
+@click.option("--minutes", type=Duration())
+@click.option("--seconds", type=Duration())
 @click.option("--max-execs", type=click.IntRange(min=1), help="Stop after this many workloads (deterministic).")
 @click.option(
     "--target",
@@ -239,7 +189,13 @@ def _target_device_size(spec) -> int:
 @click.option("--bugs", help="daxfs zoo bugs to switch on, comma-separated (see `pmfuzz bugs`).")
 @click.option("--cil", type=click.Choice(["lazy", "eager"]), help="daxfs log pushes (default: both, alternating).")
 @click.option("--domain", type=click.Choice(["adr", "eadr"]), default="adr", show_default=True)
-@click.option("--device", "device", default=None, help="Device size [default: the target's, else 8M].")
+@click.option(
+    "--device",
+    "device",
+    type=DeviceSize(),
+    default=None,
+    help="Device size, at most 256M [default: the target's, else 8M].",
+)
 @click.option(
     "--strategy",
     type=click.IntRange(min=1),
@@ -255,7 +211,7 @@ def _target_device_size(spec) -> int:
     help="eADR crash points: op boundaries and fences, or every store.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True, help="Worker processes.")
 @click.option(
     "--corpus",
     type=click.Path(file_okay=False),
@@ -315,6 +271,7 @@ def run(
     from .target import parse_target_spec
 
     spec = parse_target_spec(target_spec)
+    _admit(spec.name)
     extra = {k: v for k, v in (("design", design), ("bugs", bugs), ("cil", cil)) if v is not None}
     if extra:
         spec = type(spec)(spec.name, tuple({**dict(spec.options), **extra}.items()))
@@ -328,7 +285,7 @@ def run(
     cfg = CampaignConfig(
         target=spec,
         domain=Domain(domain),
-        device_size=_size(device) if device else _target_device_size(spec),
+        device_size=device if device else _target_device_size(spec),
         eadr_points=EadrPoints(eadr_points),
         seed=seed,
         seconds=duration or None,
@@ -360,27 +317,35 @@ def run(
     else:
         summary = run_campaign(cfg)
     click.echo(summary_text(summary, pathlib.Path(crashes)))
+    if summary.error:
+        raise PmfuzzError(f"{summary.error}; the campaign stopped, everything written before is kept")
 
 
 @cli.command("minimize")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Where to write (default: FILE with .min).")
 @click.option("--checks", type=click.IntRange(min=1), default=500, show_default=True, help="Budget of runs.")
-@click.option("--seconds", type=float, default=300, show_default=True, help="Budget of time.")
+@click.option("--seconds", type=Duration(), default=300, show_default=True, help="Budget of time.")
 @_op_timeout_option
-def minimize_cmd(file: str, output: str | None, checks: int, seconds: float, op_timeout: float | None) -> None:
+@_admit_option
+def minimize_cmd(
+    file: str, output: str | None, checks: int, seconds: float, op_timeout: float | None, import_target: str | None
+) -> None:
     """Shrink a reproducer's ops, arguments and crash state while its finding (signature) holds."""
     import pathlib
     from dataclasses import replace
 
     from .engine import Options, check
     from .minimize import MinimizeBudget, NotReproduced, minimize
+    from .preflight import preflight
     from .report import format_report
     from .repro import format_reproducer
     from .target import make_target
 
+    _admit(import_target)
     r = _load(file)
     target = make_target(r.target)
+    preflight(target, r.device_size, op_timeout)
     opts = Options(domain=r.domain, device_size=r.device_size, eadr_points=r.eadr_points, op_timeout=op_timeout)
     v = check(target, r.workload, replace(opts, schedule=r.schedule))
     if v.clean:
@@ -407,7 +372,10 @@ def minimize_cmd(file: str, output: str | None, checks: int, seconds: float, op_
     dest = pathlib.Path(output) if output else pathlib.Path(file).with_suffix(".min.pmfuzz")
     from .corpus import atomic_write
 
-    atomic_write(dest, format_reproducer(out))
+    try:
+        atomic_write(dest, format_reproducer(out))
+    except OSError as e:
+        raise PmfuzzError(f"cannot write {dest}: {e.strerror or e}") from None
     dev = (
         ""
         if m.before_deviations is None
@@ -425,18 +393,8 @@ def minimize_cmd(file: str, output: str | None, checks: int, seconds: float, op_
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: pmfuzz's own user errors become one line and exit status 2."""
-    try:
-        cli.main(args=argv, prog_name="pmfuzz", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("pmfuzz: interrupted", err=True)
-        sys.exit(130)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except PmfuzzError as e:
-        click.echo(f"pmfuzz: error: {e}", err=True)
-        sys.exit(2)
+    """Entry point: pmfuzz's own user errors (and machine faults) become one line and exit status 2."""
+    run_main(cli, argv)
 
 
 from .traces.cli import trace as _trace  # noqa: E402

@@ -23,11 +23,14 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import PmfuzzError
 from .repro import Reproducer
 from .watchdog import DEFAULT_OP_TIMEOUT
+
+if TYPE_CHECKING:
+    from .replaying import Outcome
 
 __all__ = [
     "INSTALL_HINT",
@@ -164,25 +167,33 @@ def _check_workers(client: Any, spec: SchedulerSpec) -> None:
             )
 
 
-def replay_outcome(r: Reproducer, op_timeout: float | None = DEFAULT_OP_TIMEOUT) -> tuple[str, bool]:
-    """What `regress` says of one reproducer: the oracles it gives now ("clean": none), and whether it met `expect:`."""
-    from .cli import expectation_met, run_reproducer
+def replay_outcome(
+    r: Reproducer, op_timeout: float | None = DEFAULT_OP_TIMEOUT, imports: Sequence[str] = ()
+) -> Outcome:
+    """What `regress` says of one reproducer (`replaying.replay_outcome`): never raises."""
+    from .replaying import replay_outcome as outcome
 
-    v = run_reproducer(r, op_timeout=op_timeout)
-    return ("clean" if v.clean else ",".join(sorted(v.oracles()))), expectation_met(r, v)
+    return outcome(r, op_timeout, imports)
 
 
-def _replay_chunk(rs: Sequence[Reproducer], op_timeout: float | None) -> list[tuple[str, bool]]:
-    return [replay_outcome(r, op_timeout) for r in rs]
+def _replay_chunk(rs: Sequence[Reproducer], op_timeout: float | None, imports: Sequence[str]) -> list[Outcome]:
+    return [replay_outcome(r, op_timeout, imports) for r in rs]
 
 
 def replay_outcomes(
-    runner: DaskRunner | None, rs: Sequence[Reproducer], op_timeout: float | None = DEFAULT_OP_TIMEOUT, chunk: int = 8
-) -> Iterator[tuple[str, bool]]:
+    runner: DaskRunner | None,
+    rs: Sequence[Reproducer],
+    op_timeout: float | None = DEFAULT_OP_TIMEOUT,
+    chunk: int = 8,
+    imports: Sequence[str] = (),
+) -> Iterator[Outcome]:
     """`replay_outcome` of every reproducer, in the order given; on a cluster `chunk` to a task."""
     if runner is None:
-        yield from (replay_outcome(r, op_timeout) for r in rs)
+        yield from (replay_outcome(r, op_timeout, imports) for r in rs)
         return
-    futures = [runner.submit(_replay_chunk, tuple(rs[i : i + chunk]), op_timeout) for i in range(0, len(rs), chunk)]
+    futures = [
+        runner.submit(_replay_chunk, tuple(rs[i : i + chunk]), op_timeout, tuple(imports))
+        for i in range(0, len(rs), chunk)
+    ]
     for fut in futures:
         yield from fut.result()

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import ParseError, PmfuzzError
+from .errors import ParseError, PmfuzzError, clip
 
 __all__ = [
     "Schedule",
@@ -58,7 +58,10 @@ def _thread_name(i: int) -> str:
 # -- schedule ids ---------------------------------------------------------------------
 
 
-_GROUP = re.compile(r"^(\d+)=((?:\d+(?:x\d+)?)(?:,\d+(?:x\d+)?)*)$")
+_GROUP = re.compile(r"^([0-9]{1,9})=((?:[0-9]{1,9}(?:x[0-9]{1,9})?)(?:,[0-9]{1,9}(?:x[0-9]{1,9})?)*)$")
+MAX_DECISIONS = 100_000
+"""Most decisions a schedule id may force per group: real schedules take tens; `3=1x300000000`
+must not make pmfuzz build a list of 300 million choices."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,15 +100,17 @@ class Schedule:
         for part in text.split():
             m = _GROUP.match(part)
             if not m:
-                raise ParseError(f"schedule part {part!r} is not GROUP=T[xN],... (e.g. 3=1x2,0)")
+                raise ParseError(f"schedule part {clip(part)} is not GROUP=T[xN],... (e.g. 3=1x2,0)")
             g = int(m.group(1))
             if any(gg == g for gg, _ in out):
-                raise ParseError(f"schedule names group {g} twice ({text!r})")
+                raise ParseError(f"schedule names group {g} twice ({clip(text)})")
             choices: list[int] = []
             for run in m.group(2).split(","):
                 t, _, n = run.partition("x")
                 if n and int(n) == 0:
-                    raise ParseError(f"schedule run {run!r} repeats a thread zero times ({part!r})")
+                    raise ParseError(f"schedule run {run!r} repeats a thread zero times ({clip(part)})")
+                if len(choices) + (int(n) if n else 1) > MAX_DECISIONS:
+                    raise ParseError(f"schedule group {g} forces more than {MAX_DECISIONS} decisions ({clip(part)})")
                 choices += [int(t)] * (int(n) if n else 1)
             out.append((g, tuple(choices)))
         return cls(tuple(sorted(out)))

@@ -10,8 +10,11 @@
     create f0
     ...
 
-Header lines are `# key: value` comments before the first op. A file without
-the version line is a plain workload, replayed with the defaults. Keys:
+Header lines are `# key: value` comments after the version line and before
+the first op. A file without the version line is a plain workload, replayed
+with the defaults; a header key in it (or after the first op, or before the
+version line) is an error, never a silently ignored comment. Every op must
+fit in the device (`device:`, 8M by default, at most 256M). Keys:
 target, domain, device, crash, schedule (of the parallel groups), eadr-points, expect (`clean` or oracle names,
 comma-separated), signature and note (informational).
 """
@@ -23,8 +26,9 @@ from dataclasses import dataclass, field, replace
 
 from oracles import OracleName
 
-from .errors import ParseError, PmfuzzError
+from .errors import ParseError, PmfuzzError, clip
 from .interleave import Schedule
+from .limits import check_device_size, parse_size, workload_overflow
 from .pmem import Domain, EadrPoints
 from .target import TargetSpec, parse_target_spec
 from .workload import Workload, format_workload, parse
@@ -35,7 +39,9 @@ VERSION_LINE = "# pmfuzz reproducer v1"
 CLEAN = "clean"
 _KEYS = ("target", "domain", "device", "crash", "schedule", "eadr-points", "expect", "signature", "note")
 _HEADER = re.compile(r"^#\s*([A-Za-z][\w-]*)\s*:\s*(.*?)\s*$")
-_SIZE = re.compile(r"^(\d+)([KMG]?)$")
+_CRASH = re.compile(r"^[FCSDOE][0-9]*(:.+)?$")
+MAX_HEADER_VALUE = 4096
+"""Longest header value read: a crash state id or a note is far shorter; a longer one is damage."""
 
 
 @dataclass(frozen=True)
@@ -86,74 +92,115 @@ def format_reproducer(r: Reproducer) -> str:
 
 
 def parse_reproducer(text: str, *, source: str | None = None) -> Reproducer:
-    """Parse a reproducer (or a plain workload); errors name the line."""
+    """Parse a reproducer (or a plain workload); errors name the line.
+
+    Header keys are read only in a reproducer, after its version line and before its first op. A
+    header key anywhere else is an error rather than a comment: a file that looks configured must
+    not be replayed silently with the defaults. Sizes are bounded by the device once the whole file
+    is read (the `device:` line may come after nothing, or the ops may come before it is known).
+    """
     lines = text.splitlines()
     kw: dict[str, object] = {}
+    seen: dict[str, int] = {}
     notes: list[str] = []
-    versioned = False
+    version_at: int | None = None
+    in_ops = False
     for i, raw in enumerate(lines, 1):
         line = raw.strip()
         if not line:
             continue
         if not line.startswith("#"):
-            break
+            in_ops = True
+            continue
+        fail = lambda msg, i=i: ParseError(msg, line=i, source=source)
         if line == VERSION_LINE:
-            versioned = True
+            if version_at is not None or in_ops:
+                raise fail("the version line must come once, first, before every header line and op")
+            version_at = i
             continue
         if re.match(r"^#\s*pmfuzz reproducer", line):
-            raise ParseError(
-                f"unsupported reproducer version {line[1:].strip()!r} (this pmfuzz reads v1)", line=i, source=source
-            )
+            raise fail(f"unsupported reproducer version {clip(line[1:].strip())} (this pmfuzz reads v1)")
         m = _HEADER.match(line)
-        if not m or not versioned:
+        if not m:
             continue
         key, value = m.group(1).lower(), m.group(2)
+        if version_at is None or in_ops:
+            if key not in _KEYS:
+                continue  # a comment such as `# seed: ...` in a plain workload
+            if in_ops:
+                raise fail(f"header line `{key}:` after the first op: header lines go before the ops")
+            if any(ln.strip() == VERSION_LINE for ln in lines[i:]):
+                raise fail(f"header line `{key}:` comes before the version line, and the version line must come first")
+            raise fail(
+                f"header line `{key}:` without the version line: a reproducer starts with `{VERSION_LINE}` "
+                "(a plain workload has no header)"
+            )
         if key not in _KEYS:
-            raise ParseError(f"unknown header key {key!r} (keys: {', '.join(_KEYS)})", line=i, source=source)
-        fail = lambda msg, i=i: ParseError(msg, line=i, source=source)
-        if key == "target":
-            try:
-                kw["target"] = parse_target_spec(value)
-            except Exception as e:
-                raise fail(str(e)) from None
-        elif key == "domain":
-            try:
-                kw["domain"] = Domain(value)
-            except ValueError:
-                raise fail(f"domain must be adr or eadr, got {value!r}") from None
-        elif key == "device":
-            sm = _SIZE.match(value)
-            if not sm:
-                raise fail(f"device size must be a number with an optional K/M/G suffix, got {value!r}")
-            kw["device_size"] = int(sm.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[sm.group(2)]
-        elif key == "crash":
-            if not re.match(r"^[FCSDOE]\d*(:.+)?$", value):
-                raise fail(f"crash must be a crash state id like F3:L0=1, got {value!r}")
-            kw["crash"] = value
-        elif key == "schedule":
-            try:
-                kw["schedule"] = str(Schedule.parse(value))
-            except PmfuzzError as e:
-                raise fail(str(e)) from None
-        elif key == "eadr-points":
-            try:
-                kw["eadr_points"] = EadrPoints(value)
-            except ValueError:
-                raise fail(f"eadr-points must be stores or ops, got {value!r}") from None
-        elif key == "expect":
-            items = tuple(x.strip() for x in value.split(",") if x.strip())
-            valid = {CLEAN, *(o.value for o in OracleName)}
-            bad = [x for x in items if x not in valid]
-            if not items or bad:
-                raise fail(
-                    f"expect must be 'clean' or oracle names ({', '.join(sorted(valid - {CLEAN}))}), got {value!r}"
-                )
-            if CLEAN in items and len(items) > 1:
-                raise fail("expect: 'clean' cannot be combined with oracle names")
-            kw["expect"] = items
-        elif key == "signature":
-            kw["signature"] = value
-        else:
-            notes.append(value)
+            raise fail(f"unknown header key {clip(key)} (keys: {', '.join(_KEYS)})")
+        if len(value) > MAX_HEADER_VALUE:
+            raise fail(f"the {key} header is {len(value)} characters long (at most {MAX_HEADER_VALUE})")
+        if key != "note" and key in seen:
+            raise fail(f"a second `{key}:` header (the first is on line {seen[key]})")
+        seen.setdefault(key, i)
+        _header(key, value, kw, notes, fail)
     workload = parse(text, source=source)
+    device = kw.get("device_size", Reproducer.__dataclass_fields__["device_size"].default)
+    assert isinstance(device, int)
+    over = workload_overflow(workload.ops, device)
+    if over is not None:
+        index, message = over
+        raise ParseError(message, line=_op_lines(lines)[index], source=source)
     return Reproducer(workload, notes=tuple(notes), **kw)  # type: ignore[arg-type]
+
+
+def _op_lines(lines: list[str]) -> list[int]:
+    """The line number of every op, as `parse` counts them (one op a non-blank, non-comment line)."""
+    return [i for i, raw in enumerate(lines, 1) if raw.split("#", 1)[0].strip()]
+
+
+def _header(key: str, value: str, kw: dict[str, object], notes: list[str], fail) -> None:
+    """Read one header value into `kw` (or `notes`); `fail(msg)` makes the line's error."""
+    if key == "target":
+        try:
+            kw["target"] = parse_target_spec(value)
+        except PmfuzzError as e:
+            raise fail(str(e)) from None
+    elif key == "domain":
+        try:
+            kw["domain"] = Domain(value)
+        except ValueError:
+            raise fail(f"domain must be adr or eadr, got {clip(value)}") from None
+    elif key == "device":
+        try:
+            kw["device_size"] = check_device_size(parse_size(value))
+        except PmfuzzError as e:
+            raise fail(str(e)) from None
+    elif key == "crash":
+        if not _CRASH.match(value):
+            raise fail(f"crash must be a crash state id like F3:L0=1, got {clip(value)}")
+        kw["crash"] = value
+    elif key == "schedule":
+        try:
+            kw["schedule"] = str(Schedule.parse(value))
+        except PmfuzzError as e:
+            raise fail(str(e)) from None
+    elif key == "eadr-points":
+        try:
+            kw["eadr_points"] = EadrPoints(value)
+        except ValueError:
+            raise fail(f"eadr-points must be stores or ops, got {clip(value)}") from None
+    elif key == "expect":
+        items = tuple(x.strip() for x in value.split(",") if x.strip())
+        valid = {CLEAN, *(o.value for o in OracleName)}
+        bad = [x for x in items if x not in valid]
+        if not items or bad:
+            raise fail(
+                f"expect must be 'clean' or oracle names ({', '.join(sorted(valid - {CLEAN}))}), got {clip(value)}"
+            )
+        if CLEAN in items and len(items) > 1:
+            raise fail("expect: 'clean' cannot be combined with oracle names")
+        kw["expect"] = items
+    elif key == "signature":
+        kw["signature"] = value
+    else:
+        notes.append(value)

@@ -13,11 +13,12 @@ swallowed and never confused with pmfuzz's own errors.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from .errors import PmfuzzError
+from .errors import PmfuzzError, clip
 from .falloc import FALLOC_MODES, FallocMode
 from .pmem import PMem
 from .workload import Fallocate, Op, OpKind
@@ -30,6 +31,8 @@ __all__ = [
     "Target",
     "MountedFS",
     "TargetSpec",
+    "admit",
+    "admitted",
     "register",
     "targets",
     "make_target",
@@ -225,29 +228,56 @@ class _Lazy:
         try:
             factory = self.ep.load()
         except Exception as e:
-            raise PmfuzzError(f"target {self.ep.name!r} (entry point {self.ep.value}) cannot be loaded: {e}") from None
+            raise PmfuzzError(
+                f"target {self.ep.name!r} (entry point {self.ep.value}) cannot be loaded: {clip(str(e), 200)}"
+            ) from None
         return factory(**opts)
 
 
-def _import_factory(path: str) -> TargetFactory:
-    """`module:Class` -> the class (or factory function) it names."""
-    import importlib
-    import sys
+_ADMITTED: dict[str, TargetFactory] = {}
+_PROTOCOL = ("name", "guarantees", "format", "mount", "options")
+_MODULE_CLASS = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
+
+def admit(name: str) -> None:
+    """Allow `make_target` to build `module:Class`: the command line's choice, never a file's.
+
+    A reproducer is data: it may name registered targets only. Importing a module runs its code,
+    so only `--target module:Class` given by the user imports one, and the class is checked
+    against the protocol (a class, with name, guarantees, format, mount and options) before any
+    of it is called. The current directory is not put on the import path.
+    """
+    if ":" not in name or name in _ADMITTED or name in targets():
+        return  # a plain name is looked up in the registry when the target is made
+    _ADMITTED[name] = _import_class(name)
+
+
+def admitted(name: str) -> bool:
+    return name in _ADMITTED
+
+
+def _import_class(path: str) -> TargetFactory:
+    """`module:Class` -> the class, checked against the target protocol before anything of it runs."""
+    import importlib
+    import inspect
+
+    if not _MODULE_CLASS.match(path):
+        raise PmfuzzError(f"target {clip(path)} is neither a registered target nor module:Class")
     mod, _, attr = path.partition(":")
-    if "" not in sys.path and "." not in sys.path:
-        sys.path.insert(0, "")
     try:
         module = importlib.import_module(mod)
     except Exception as e:
-        raise PmfuzzError(f"cannot import target module {mod!r}: {type(e).__name__}: {e}") from None
-    obj = module
+        raise PmfuzzError(f"cannot import target module {mod!r}: {type(e).__name__}: {clip(str(e), 200)}") from None
+    obj: object = module
     for part in attr.split("."):
         obj = getattr(obj, part, None)
         if obj is None:
             raise PmfuzzError(f"module {mod!r} has no {attr!r} (target given as {path!r})")
-    if not callable(obj):
-        raise PmfuzzError(f"target {path!r} is not a class or factory")
+    if not inspect.isclass(obj):
+        raise PmfuzzError(f"target {path!r} is a {type(obj).__name__}, not a class implementing the target protocol")
+    missing = [a for a in _PROTOCOL if not hasattr(obj, a)]
+    if missing:
+        raise PmfuzzError(f"class {path!r} does not implement the target protocol (no {', '.join(map(repr, missing))})")
     return obj  # type: ignore[return-value]
 
 
@@ -275,7 +305,7 @@ def parse_target_spec(text: str) -> TargetSpec:
     for p in parts[1:]:
         k, eq, v = p.partition("=")
         if not eq or not k:
-            raise PmfuzzError(f"target option {p!r} is not of the form key=value")
+            raise PmfuzzError(f"target option {clip(p)} is not of the form key=value")
         opts.append((k, v))
     return TargetSpec(parts[0], tuple(opts))
 
@@ -284,19 +314,26 @@ def make_target(spec: TargetSpec | str, **overrides: str) -> Target:
     """Build a target from its spec; unknown names and options are one clear error."""
     if isinstance(spec, str):
         spec = parse_target_spec(spec)
-    if ":" in spec.name:
-        factory = _import_factory(spec.name)
-    else:
-        reg = targets()
-        factory = reg.get(spec.name)
-        if factory is None:
-            raise PmfuzzError(f"unknown target {spec.name!r} (known: {', '.join(sorted(reg))}; or give module:Class)")
+    factory = _ADMITTED.get(spec.name) or targets().get(spec.name)
+    if factory is None:
+        if ":" in spec.name:
+            shown = spec.name if len(spec.name) <= 80 else clip(spec.name)
+            raise PmfuzzError(
+                f"target {shown} is not a registered target, and a file cannot make pmfuzz import a module: "
+                f"give --target {shown} on the command line to load it"
+            )
+        known = ", ".join(sorted(targets()))
+        raise PmfuzzError(f"unknown target {clip(spec.name)} (known: {known}; or give --target module:Class)")
     opts = dict(spec.options)
     opts.update(overrides)
     try:
         target = factory(**opts)
-    except TypeError as e:
-        raise PmfuzzError(f"target {spec.name!r} rejects its options {opts}: {e}") from None
+    except PmfuzzError:
+        raise
+    except Exception as e:  # the target's own validation of its options: a configuration error
+        raise PmfuzzError(
+            f"target {spec.name!r} rejects its options {clip(opts, 200)}: {type(e).__name__}: {clip(str(e), 200)}"
+        ) from None
     for attr in ("name", "guarantees", "format", "mount", "options"):
         if not hasattr(target, attr):
             raise PmfuzzError(f"target {spec.name!r} does not implement the target protocol (no {attr!r})")

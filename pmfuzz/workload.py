@@ -50,7 +50,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 
-from .errors import ParseError
+from .errors import ParseError, clip
 from .falloc import FallocMode, falloc_words, parse_falloc_words
 
 __all__ = [
@@ -423,7 +423,9 @@ def format_workload(w: Workload | Sequence[Op]) -> str:
     return "".join(f"{op}\n" for op in ops)
 
 
-_NUM = re.compile(r"^(0x[0-9a-fA-F]+|\d+)([KMG]?)$")
+_NUM = re.compile(r"^(0x[0-9a-fA-F]+|0|[1-9][0-9]*)([KMG]?)$")
+_LEADING_ZERO = re.compile(r"^0[0-9]+[KMG]?$")
+_NUM_DIGITS = 20  # longest number read (2**64 in decimal): longer ones are past every limit anyway
 _SCALE = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
@@ -446,25 +448,29 @@ class _Line:
     def name(self, i: int, allowed: tuple[str, ...], what: str) -> str:
         tok, col = self.tokens[i]
         if tok not in allowed:
-            raise self.fail(f"expected a {what} ({allowed[0]}..{allowed[-1]}), got {tok!r}", col)
+            raise self.fail(f"expected a {what} ({allowed[0]}..{allowed[-1]}), got {clip(tok)}", col)
         return tok
 
     def num(self, i: int, what: str, *, positive: bool = False, limit: int = MAX_FILE_SIZE) -> int:
         tok, col = self.tokens[i]
         m = _NUM.match(tok)
         if not m:
-            raise self.fail(f"expected a number for {what}, got {tok!r}", col)
-        v = int(m.group(1), 0) * _SCALE[m.group(2)]
+            if _LEADING_ZERO.match(tok):
+                raise self.fail(f"{what} {clip(tok)} has a leading zero (C would read octal): write it without", col)
+            raise self.fail(f"expected a number for {what}, got {clip(tok)}", col)
+        if len(m.group(1)) > _NUM_DIGITS:
+            raise self.fail(f"{what} {clip(tok)} is beyond the limit of {limit}", col)
+        v = int(m.group(1), 16 if m.group(1).startswith("0x") else 10) * _SCALE[m.group(2)]
         if positive and v == 0:
-            raise self.fail(f"{what} must be at least 1, got {tok!r}", col)
+            raise self.fail(f"{what} must be at least 1, got {clip(tok)}", col)
         if v > limit:
-            raise self.fail(f"{what} {tok!r} is beyond the limit of {limit}", col)
+            raise self.fail(f"{what} {clip(tok)} is beyond the limit of {limit}", col)
         return v
 
     def word(self, i: int, allowed: tuple[str, ...], what: str) -> str:
         tok, col = self.tokens[i]
         if tok not in allowed:
-            raise self.fail(f"expected {what} ({' or '.join(allowed)}), got {tok!r}", col)
+            raise self.fail(f"expected {what} ({' or '.join(allowed)}), got {clip(tok)}", col)
         return tok
 
 
@@ -510,7 +516,7 @@ def _parse_line(ln: _Line) -> Op:
     try:
         kind = OpKind(kw)
     except ValueError:
-        raise ln.fail(f"unknown op {kw!r} (expected one of: {', '.join(k.value for k in OpKind)})", col) from None
+        raise ln.fail(f"unknown op {clip(kw)} (expected one of: {', '.join(k.value for k in OpKind)})", col) from None
     f = lambda i: ln.name(i, FILES, "file name")
     m = lambda i: ln.name(i, MAPPINGS, "mapping name")
     if kind in (OpKind.CREATE, OpKind.UNLINK, OpKind.FSYNC):

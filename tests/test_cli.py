@@ -62,3 +62,18 @@ def test_help_and_lists() -> None:
     bugs = pmfuzz("bugs").stdout
     assert "zero-after-commit" in bugs and "caught by: stale-exposure" in bugs
     assert "cow-remap" in pmfuzz("designs").stdout
+
+
+def test_regress_replays_every_file_whatever_one_does(tmp_path: Path) -> None:
+    """A target that cannot be built or a device it cannot format is that file's ERROR line; the rest still run."""
+    v1 = "# pmfuzz reproducer v1\n"
+    (tmp_path / "a.pmfuzz").write_text(v1 + "# target: daxfs design=nope\n# expect: clean\ncreate f0\n")
+    (tmp_path / "b.pmfuzz").write_text(v1 + "# device: 64K\n# expect: clean\ncreate f0\n")
+    (tmp_path / "c.pmfuzz").write_text(v1 + "# target: daxfs\n# expect: clean\ncreate f0\n")
+    res = pmfuzz("regress", str(tmp_path))
+    assert res.returncode == 2, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("ERROR a.pmfuzz: ") and "design" in lines[0]
+    assert lines[1].startswith("ERROR b.pmfuzz: target daxfs cannot format a device of 64 KiB")
+    assert lines[2].startswith("ok    c.pmfuzz")
+    assert lines[3] == "1 passed, 0 failed, 2 in error, of 3" and res.stderr == ""

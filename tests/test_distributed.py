@@ -15,14 +15,15 @@ from hypothesis import strategies as st
 from pmfuzz.campaign import CampaignConfig, batch_workloads, run_batch, run_campaign
 from pmfuzz.cli import main
 from pmfuzz.distributed import DaskRunner, open_scheduler
-from pmfuzz.target import TargetSpec, make_target
+from pmfuzz.fs import DaxfsTarget
+from pmfuzz.target import TargetSpec
 from pmfuzz.workload import format_workload
 
 ROOT = Path(__file__).resolve().parents[1]
 BUGGY = TargetSpec("daxfs", (("bugs", "zero-after-commit"),))
 
 
-class DieOnce:
+class DieOnce(DaxfsTarget):
     """daxfs, except that the third target a Dask worker process builds ends that process, once per marker file.
 
     Outside a Dask worker it never dies, so a local run gives the reference findings.
@@ -31,7 +32,7 @@ class DieOnce:
     built = 0
 
     def __init__(self, marker: str = "", **options: str) -> None:
-        self._fs = make_target(TargetSpec("daxfs", tuple(options.items())))
+        super().__init__(**options)
         if marker and _in_dask_worker():
             DieOnce.built += 1
             if DieOnce.built == 3:
@@ -40,9 +41,6 @@ class DieOnce:
                 except FileExistsError:
                     return
                 os._exit(1)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._fs, name)
 
 
 @functools.cache

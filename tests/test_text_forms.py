@@ -73,13 +73,14 @@ def test_parse_errors_name_line_and_column(text: str, line: int, col, what: str)
         ("# crash: somewhere", "crash must be"),
         ("# exepct: clean", "unknown header key"),
         ("# target: daxfs design", "key=value"),
+        ("# target: daxfs\n# target: daxfs", "a second `target:` header (the first is on line 3)"),
     ],
 )
 def test_bad_reproducer_headers(header: str, what: str) -> None:
-    text = f"# pmfuzz reproducer v1\n# target: daxfs\n{header}\ncreate f0\n"
+    text = f"# pmfuzz reproducer v1\n# note: a bad header follows\n{header}\ncreate f0\n"
     with pytest.raises(ParseError) as e:
         parse_reproducer(text, source="r.pmfuzz")
-    assert what in str(e.value) and "r.pmfuzz:3:" in str(e.value)
+    assert what in str(e.value) and f"r.pmfuzz:{2 + header.count(chr(10)) + 1}:" in str(e.value)
 
 
 def test_unsupported_version() -> None:

@@ -335,6 +335,10 @@ def test_view_hang_after_a_parallel_group_is_a_target_error() -> None:
 # -- the command line ---------------------------------------------------------------------
 
 
+LOOPING = "tests.looping_target:LoopingTarget"
+"""A module:Class target: a reproducer may name it, only the command line (`--target`) may import it."""
+
+
 def _reproducer(tmp_path: Path, target: str, name: str = "hang.pmfuzz") -> Path:
     p = tmp_path / name
     p.write_text(
@@ -348,7 +352,7 @@ def test_cli_replay_of_a_looping_target_names_it_in_one_line(tmp_path: Path) -> 
     f = _reproducer(tmp_path, "tests.looping_target:LoopingTarget hang=write how=sleep")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     res = subprocess.run(
-        [sys.executable, "-m", "pmfuzz", "replay", str(f), "--op-timeout", "0.5"],
+        [sys.executable, "-m", "pmfuzz", "replay", str(f), "--op-timeout", "0.5", "--target", LOOPING],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -366,11 +370,11 @@ def test_cli_bad_op_timeout_is_one_error_line(tmp_path: Path, bad: str, capsys: 
     f = _reproducer(tmp_path, "tests.looping_target:LoopingTarget")
     for cmd in ("replay", "minimize"):
         with pytest.raises(SystemExit) as ei:
-            main([cmd, str(f), "--op-timeout", bad])
+            main([cmd, str(f), "--op-timeout", bad, "--target", LOOPING])
         assert ei.value.code == 2
-        err = capsys.readouterr().err
-        assert [ln for ln in err.splitlines() if "Error" in ln] == [
-            f"Error: Invalid value for '--op-timeout': {bad!r} is not a number of seconds >= 0 (0: no limit)"
+        assert capsys.readouterr().err.splitlines() == [
+            f"pmfuzz: error: Invalid value for '--op-timeout': {bad!r} is not a number of seconds >= 0 "
+            f"(0: no limit) (see 'pmfuzz {cmd} --help')"
         ]
     with pytest.raises(SystemExit) as ei:
         main(["regress", str(tmp_path), "--op-timeout", bad])
@@ -381,11 +385,11 @@ def test_cli_regress_and_minimize_take_the_limit(tmp_path: Path, capsys: pytest.
     f = _reproducer(tmp_path, "tests.looping_target:LoopingTarget hang=write")
     t0 = time.monotonic()
     with pytest.raises(SystemExit) as ei:
-        main(["regress", str(tmp_path), "--op-timeout", "0.3"])
+        main(["regress", str(tmp_path), "--op-timeout", "0.3", "--target", LOOPING])
     assert (
         ei.value.code == 0 and "ok    hang.pmfuzz  (expect target-error; got target-error)" in capsys.readouterr().out
     )
-    main(["minimize", str(f), "--op-timeout", "0.3", "--checks", "20"])
+    main(["minimize", str(f), "--op-timeout", "0.3", "--checks", "20", "--target", LOOPING])
     out = capsys.readouterr().out
     assert "did not return within 0.3 s (target looping loops or hangs)" in out
     assert time.monotonic() - t0 < 30
@@ -396,6 +400,8 @@ def test_cli_regress_and_minimize_take_the_limit(tmp_path: Path, capsys: pytest.
                 str(_reproducer(tmp_path, "tests.looping_target:LoopingTarget", "ok.pmfuzz")),
                 "--op-timeout",
                 "0",
+                "--target",
+                LOOPING,
             ]
         )
     assert ei.value.code == 0

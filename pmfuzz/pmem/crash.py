@@ -219,16 +219,12 @@ class CrashPoint:
 
     def _states(self, strategy: Strategy, seed: int, limit: int | None) -> Iterator[CrashState]:
         if strategy is Strategy.EXHAUSTIVE:
-            gen: Iterable[tuple[int, ...]] = itertools.product(*(list(g.choices()) for g in self.groups))
+            gen: Iterable[tuple[int, ...]] = _product(self.groups)
         elif strategy is Strategy.BOUNDED:
             gen = self._bounded()
         else:
             n = 64 if limit is None else limit
-            gen = (
-                itertools.product(*(list(g.choices()) for g in self.groups))
-                if self._count_at_most(n)
-                else self._sample(seed, n)
-            )
+            gen = _product(self.groups) if self._count_at_most(n) else self._sample(seed, n)
         seen: set[tuple[int, ...]] = set()
         for choices in gen:
             if choices in seen:
@@ -481,3 +477,38 @@ def distinct(states: Iterable[CrashState]) -> Iterator[CrashState]:
         if d not in seen:
             seen.add(d)
             yield s
+
+
+def _product(groups: Sequence[Group]) -> Iterator[tuple[int, ...]]:
+    """`itertools.product` of the groups' choices, in its order (the last group varies fastest), drawn lazily.
+
+    Why: `itertools.product` lists every input first; a line with n pending stores has n + 1
+    choices, listed at every crash point even when a limit keeps only a few states. An odometer,
+    not recursion: a large write has thousands of lines (groups) in flight.
+    """
+    n = len(groups)
+    drawn: list[list[int]] = [[] for _ in groups]
+    sources = [g.choices() for g in groups]
+
+    def has(i: int, k: int) -> bool:
+        while len(drawn[i]) <= k:
+            nxt = next(sources[i], None)
+            if nxt is None:
+                return False
+            drawn[i].append(nxt)
+        return True
+
+    if not all(has(i, 0) for i in range(n)):
+        return
+    idx = [0] * n
+    while True:
+        yield tuple(drawn[i][idx[i]] for i in range(n))
+        i = n - 1
+        while i >= 0:
+            idx[i] += 1
+            if has(i, idx[i]):
+                break
+            idx[i] = 0
+            i -= 1
+        if i < 0:
+            return

@@ -110,6 +110,11 @@ class PMem:
     def trace(self) -> tuple[Event, ...]:
         return tuple(self._events)
 
+    @property
+    def events_recorded(self) -> int:
+        """How many events the trace holds, without copying it as `trace` does (O(1): callers poll it per event)."""
+        return len(self._events)
+
     @contextmanager
     def site(self, label: str) -> Iterator[None]:
         """Label the events issued inside, for reports (`with pm.site("iomap_end.convert"): ...`)."""

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ParseError, PmfuzzError
+from ..errors import ParseError, PmfuzzError, clip
 
 __all__ = ["StatsRecord", "FindingEvent", "Campaign", "load_campaign", "STATS_FIELDS"]
 
@@ -85,7 +85,7 @@ def _strings(rec: dict, key: str, lineno: int, source: str) -> tuple[str, ...] |
     if v is None:
         return None
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        raise ParseError(f"stats field {key!r} must be a list of strings, got {v!r}", line=lineno, source=source)
+        raise ParseError(f"stats field {key!r} must be a list of strings, got {clip(v)}", line=lineno, source=source)
     return tuple(v)
 
 
@@ -99,13 +99,18 @@ def _read_records(path: Path) -> list[StatsRecord]:
         raise PmfuzzError(f"{path} is not a text file (expected the JSON lines `pmfuzz run` writes)") from None
     out: list[StatsRecord] = []
     session, offset, last = 0, 0.0, None
-    for lineno, line in enumerate(text.splitlines(), 1):
+    lines = text.splitlines()
+    for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ParseError(f"not JSON: {e.msg}", line=lineno, column=e.colno, source=src) from None
+        except (ValueError, RecursionError) as e:
+            if lineno == len(lines) and not text.endswith("\n"):
+                break  # the last line torn by a kill in mid-write: everything before it stands
+            col = e.colno if isinstance(e, json.JSONDecodeError) else None
+            why = e.msg if isinstance(e, json.JSONDecodeError) else type(e).__name__
+            raise ParseError(f"not JSON: {why}", line=lineno, column=col, source=src) from None
         if not isinstance(rec, dict):
             raise ParseError(f"expected a JSON object, got {type(rec).__name__}", line=lineno, source=src)
         nums = {k: _number(rec, k, lineno, src) for k in STATS_FIELDS}

@@ -22,7 +22,7 @@ from ..pmem import CrashState, Domain, EadrPoints, Strategy
 from ..pmem.crash import CrashImage
 from .checkers import Checker, CheckResult, ImageRef, Verdict
 from .model import Trace, TraceEvent, TraceEventKind
-from .playback import Replay, initial_content, replay
+from .playback import MarkerLog, Replay, initial_content, replay
 from .reorder import ReorderEngine, ReorderState, reorder_points
 from .sink import ImageSink
 
@@ -299,19 +299,15 @@ def _fates(rp: Replay, state: CrashState) -> tuple[StoreFate, ...]:
 
 def _pmreorder(trace: Trace, judge: _Judge, opts: CheckOptions, initial: bytes) -> tuple[int, int, list[Finding]]:
     points = reorder_points(trace, initial)
-    marker_log: list[str] = []
+    marker_log = MarkerLog(trace.events)
     stack: list[tuple[str, ...]] = []
-    seen: list[str] = []
     cur: list[str] = []
     for e in trace.events:
-        marker_log.append("|".join(seen))
         stack.append(tuple(cur))
-        if e.kind.is_marker:
-            seen.append(e.marker_record)
-            if e.kind is TraceEventKind.BEGIN:
-                cur.append(e.name)
-            else:
-                cur.pop()
+        if e.kind is TraceEventKind.BEGIN:
+            cur.append(e.name)
+        elif e.kind is TraceEventKind.END:
+            cur.pop()
     states = 0
     findings = []
     for point in points:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import enum
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import PmfuzzError
+from ..limits import MAX_TRACE_BYTES, MAX_TRACE_DEVICE, read_input, read_input_bytes
 
 if TYPE_CHECKING:
     from .model import Trace
@@ -30,10 +30,7 @@ def load_trace(path: str, fmt: TraceFormat | str = TraceFormat.AUTO) -> Trace:
 
     fmt = TraceFormat(fmt)
 
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
-    except OSError as e:
-        raise PmfuzzError(f"cannot read {path}: {e.strerror}") from None
+    text = read_input(path, MAX_TRACE_BYTES, "trace", errors="surrogateescape")
     if fmt is TraceFormat.AUTO:
         head = text.lstrip()[:1]
         if head in ("{", "#") or path.endswith((".jsonl", ".json")):
@@ -79,7 +76,7 @@ def trace() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample strategy.")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=click.FloatRange(min=0, min_open=True, max=1e6),
     default=10.0,
     show_default=True,
     help="Seconds a checker may take on one image.",
@@ -163,8 +160,5 @@ def _bases(items: tuple[str, ...], tr: Trace) -> dict[str, bytes]:
         else:
             paths = ", ".join(r.path for r in tr.regions)
             raise PmfuzzError(f"--base {item}: the trace registers several files ({paths}); use PATH=FILE")
-        try:
-            out[name] = Path(file).read_bytes()
-        except OSError as e:
-            raise PmfuzzError(f"cannot read base image {file}: {e.strerror}") from None
+        out[name] = read_input_bytes(file, MAX_TRACE_DEVICE, "base image")
     return out

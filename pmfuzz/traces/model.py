@@ -13,7 +13,11 @@ from dataclasses import dataclass
 
 from ..pmem.trace import EventKind
 
-__all__ = ["Region", "Trace", "TraceEvent", "TraceEventKind", "Where"]
+__all__ = ["MAX_MARKER_DEPTH", "Region", "Trace", "TraceEvent", "TraceEventKind", "Where"]
+
+MAX_MARKER_DEPTH = 256
+"""Deepest nesting of marker sections a trace may have. Real programs nest a few deep; every record
+keeps the stack of sections open around it, so an unbounded depth would cost depth x records."""
 
 
 class TraceEventKind(enum.StrEnum):

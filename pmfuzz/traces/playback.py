@@ -8,7 +8,7 @@ each in-flight line.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -16,7 +16,33 @@ from ..errors import PmfuzzError
 from ..pmem import Domain, PMem
 from .model import Trace, TraceEventKind
 
-__all__ = ["Replay", "initial_content", "replay"]
+__all__ = ["MarkerLog", "Replay", "initial_content", "replay"]
+
+
+class MarkerLog(Sequence[str]):
+    """`log[i]`: the marker records seen before trace record i, `|`-joined (pmreorder's PMREORDER_MARKERS).
+
+    Joined on demand: a joined string kept per record grew with the markers before it, quadratic
+    in a trace's markers in time and memory.
+    """
+
+    def __init__(self, events: Sequence) -> None:
+        records: list[str] = []
+        counts: list[int] = []
+        for e in events:
+            counts.append(len(records))
+            if e.kind.is_marker:
+                records.append(e.marker_record)
+        self._records = tuple(records)
+        self._counts = tuple(counts)
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return "|".join(self._records[: self._counts[i]])
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,7 +61,7 @@ class Replay:
     origin: tuple[int, ...]
     store_ordinal: tuple[int, ...]
     markers: tuple[tuple[str, ...], ...]
-    marker_log: tuple[str, ...]
+    marker_log: MarkerLog
 
 
 def initial_content(trace: Trace, bases: Mapping[str, bytes] | None = None) -> bytes:
@@ -63,27 +89,22 @@ def replay(trace: Trace, domain: Domain | str = Domain.ADR, bases: Mapping[str, 
     origin: list[int] = []
     ordinals: list[int] = []
     markers: list[tuple[str, ...]] = []
-    log: list[str] = []
-    seen: list[str] = []
     stack: list[str] = []
     sites: list[AbstractContextManager[None]] = []
     n_stores = 0
     for i, e in enumerate(trace.events):
         markers.append(tuple(stack))
-        log.append("|".join(seen))
         ordinals.append(n_stores if e.kind.is_store else -1)
-        before = len(pm.trace)
+        before = pm.events_recorded
         k = e.kind
         if k is TraceEventKind.BEGIN:
             stack.append(e.name)
             cm = pm.site("/".join(stack))
             cm.__enter__()
             sites.append(cm)
-            seen.append(e.marker_record)
         elif k is TraceEventKind.END:
             stack.pop()
             sites.pop().__exit__(None, None, None)
-            seen.append(e.marker_record)
         elif k is TraceEventKind.STORE:
             assert e.data is not None
             pm.store(e.addr, e.data)
@@ -102,7 +123,7 @@ def replay(trace: Trace, domain: Domain | str = Domain.ADR, bases: Mapping[str, 
             pm.mfence()
         if e.kind.is_store:
             n_stores += 1
-        origin.extend([i] * (len(pm.trace) - before))
+        origin.extend([i] * (pm.events_recorded - before))
     while sites:
         sites.pop().__exit__(None, None, None)
-    return Replay(trace, pm, tuple(origin), tuple(ordinals), tuple(markers), tuple(log))
+    return Replay(trace, pm, tuple(origin), tuple(ordinals), tuple(markers), MarkerLog(trace.events))

@@ -28,8 +28,9 @@ import bisect
 import re
 from dataclasses import dataclass
 
-from ..errors import ParseError
-from .model import Region, Trace, TraceEvent, TraceEventKind, Where
+from ..errors import ParseError, clip
+from ..limits import MAX_TRACE_DEVICE, size_text
+from .model import MAX_MARKER_DEPTH, Region, Trace, TraceEvent, TraceEventKind, Where
 
 __all__ = ["format_pmemcheck", "parse_pmemcheck"]
 
@@ -56,30 +57,44 @@ class _Positions:
         return Where(line, offset - self._starts[line - 1] + 1, record)
 
 
-def _hex(fields: list[str], i: int, what: str, where: Where, source: str | None) -> int:
-    """Field i of a record as a hexadecimal number; errors point at the field's column."""
-    field = fields[i]
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+MAX_STORE = 4096
+"""Largest store one record may write: a store instruction writes at most 64 bytes (AVX-512); a
+larger size is damage, and pmfuzz would build that many bytes from the value."""
+
+
+def _short(text: str) -> str:
+    """A record's name as written, unless it is long enough to be damage (then clipped)."""
+    return text if len(text) <= 40 else clip(text)
+
+
+def _hex(fields: list[str], i: int, what: str, where: Where, source: str | None, *, digits: int = 16) -> int:
+    """Field i of a record as a hex number (`0x` optional, at most `digits` significant digits).
+
+    Errors point at the field's column and show it clipped: a damaged log can hold a field of megabytes.
+    """
+    field = fields[i].strip()
     column = where.column + sum(len(f) + 1 for f in fields[:i])
-    try:
-        value = int(field, 16)
-    except ValueError:
+    body = field[2:] if field[:2] in ("0x", "0X") else field
+    problem = None
+    if not _HEX.match(body):
+        problem = "is not a hexadecimal number"
+    elif len(body.lstrip("0")) > digits:
+        problem = f"has more than {digits} hex digits"
+    if problem:
         raise ParseError(
-            f"{what} {field!r} (field {i} of {fields[0]}) is not a hexadecimal number",
+            f"{what} {clip(field)} (field {i} of {_short(fields[0])}) {problem}",
             line=where.line,
             column=column,
             source=source,
-        ) from None
-    if value < 0:
-        raise ParseError(
-            f"{what} {field!r} (field {i} of {fields[0]}) is negative", line=where.line, column=column, source=source
         )
-    return value
+    return int(body, 16)
 
 
 def _need(fields: list[str], n: int, form: str, where: Where, source: str | None) -> None:
     if len(fields) < n:
         raise ParseError(
-            f"{fields[0]} record {';'.join(fields)!r} needs {n - 1} fields ({form}), got {len(fields) - 1}",
+            f"{_short(fields[0])} record {clip(';'.join(fields))} needs {n - 1} fields ({form}), got {len(fields) - 1}",
             line=where.line,
             column=where.column,
             source=source,
@@ -147,8 +162,15 @@ def parse_pmemcheck(text: str, source: str | None = None) -> Trace:
         if kind == "Store":
             _need(fields, 4, "address;value;size", where, source)
             addr = _hex(fields, 1, "store address", where, source)
-            value = _hex(fields, 2, "store value", where, source)
             size = _hex(fields, 3, "store size", where, source)
+            if size > MAX_STORE:
+                raise ParseError(
+                    f"store size {clip(fields[3])} is {size} bytes: one store writes at most {MAX_STORE}",
+                    line=where.line,
+                    column=where.column,
+                    source=source,
+                )
+            value = _hex(fields, 2, "store value", where, source, digits=2 * max(size, 8))
             if size == 0:
                 zero += 1
                 continue
@@ -179,11 +201,26 @@ def parse_pmemcheck(text: str, source: str | None = None) -> Trace:
             _hex(fields, 4, "mapping offset", where, source)
             if size == 0:
                 raise ParseError(
-                    f"REGISTER_FILE of {fields[1]!r} has size 0", line=where.line, column=where.column, source=source
+                    f"REGISTER_FILE of {clip(fields[1])} has size 0",
+                    line=where.line,
+                    column=where.column,
+                    source=source,
+                )
+            if size > MAX_TRACE_DEVICE:
+                raise ParseError(
+                    f"REGISTER_FILE of {clip(fields[1])} has size {size:#x}, beyond the limit of "
+                    f"{size_text(MAX_TRACE_DEVICE)} pmfuzz replays",
+                    line=where.line,
+                    column=where.column,
+                    source=source,
                 )
             regs.append(_Registration(fields[1], base, size, where))
         elif ident.endswith(".BEGIN"):
             name = ident[: -len(".BEGIN")]
+            if len(open_markers) >= MAX_MARKER_DEPTH:
+                raise ParseError(
+                    f"markers nest deeper than {MAX_MARKER_DEPTH}", line=where.line, column=where.column, source=source
+                )
             open_markers.append(name)
             raw.append((TraceEventKind.BEGIN, 0, 0, None, name, where, ()))
         elif ident.endswith(".END"):
@@ -191,7 +228,8 @@ def parse_pmemcheck(text: str, source: str | None = None) -> Trace:
             if not open_markers or open_markers[-1] != name:
                 innermost = f"{open_markers[-1]}.BEGIN" if open_markers else "none"
                 raise ParseError(
-                    f"marker {ident} does not close the innermost open marker (open: {innermost}); markers must nest",
+                    f"marker {_short(ident)} does not close the innermost open marker (open: {_short(innermost)}); "
+                    "markers must nest",
                     line=where.line,
                     column=where.column,
                     source=source,
@@ -200,7 +238,7 @@ def parse_pmemcheck(text: str, source: str | None = None) -> Trace:
             raw.append((TraceEventKind.END, 0, 0, None, name, where, ()))
         else:
             raise ParseError(
-                f"unknown record {ident!r} (expected STORE, FLUSH, FENCE, REGISTER_FILE "
+                f"unknown record {clip(ident)} (expected STORE, FLUSH, FENCE, REGISTER_FILE "
                 "or a marker NAME.BEGIN / NAME.END)",
                 line=where.line,
                 column=where.column,
@@ -236,6 +274,12 @@ def parse_pmemcheck(text: str, source: str | None = None) -> Trace:
     if outside:
         notes.append(f"{outside} store/flush record(s) outside every registered file ignored")
     end = max((r.offset + r.size for r in regions), default=0)
+    if end > MAX_TRACE_DEVICE:
+        raise ParseError(
+            f"the registered files need a device of {size_text(end)}, beyond the limit of "
+            f"{size_text(MAX_TRACE_DEVICE)} pmfuzz replays",
+            source=source,
+        )
     device = max(_LINE, -(-end // _LINE) * _LINE)
     return Trace(device, tuple(regions), tuple(events), source or "", tuple(notes))
 
