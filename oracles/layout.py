@@ -3,14 +3,14 @@
 A pinned page is a promise to a device: the file system must not free or
 remap the block under it until the pin is dropped (dax_layout_busy_page,
 break_layouts). The black-box view cannot see blocks, so this oracle reads
-the target's optional `layout_violations()` introspection: (op index, what)
+the target's optional `layout_violations()` introspection (`pmfuzz.target.ReportsLayout`): (op index, what)
 for every access it let through to a block that the mapped file no longer
 has at that page. A target without it is not judged.
 """
 
 from __future__ import annotations
 
-from pmfuzz.target import Guarantee
+from pmfuzz.target import Guarantee, layout_violations_hook
 
 from . import OracleName, Phase, RunContext, Violation
 
@@ -23,7 +23,7 @@ class Layout:
     phase = Phase.RUN
 
     def check(self, ctx: RunContext) -> list[Violation]:  # type: ignore[override]
-        fn = getattr(ctx.target, "layout_violations", None)
+        fn = layout_violations_hook(ctx.target)
         if fn is None:
             return []
         first = ctx.index if ctx.first is None else ctx.first

@@ -14,7 +14,7 @@ which the first half sees.
 
 from __future__ import annotations
 
-from pmfuzz.target import Guarantee
+from pmfuzz.target import Guarantee, mapping_blocks_hook
 from pmfuzz.workload import PAGE_SIZE
 
 from . import Evidence, OracleName, Phase, RunContext, Violation
@@ -30,7 +30,7 @@ class MmapCoherency:
     def check(self, ctx: RunContext) -> list[Violation]:  # type: ignore[override]
         out: list[Violation] = []
         fs, ref = ctx.target, ctx.ref
-        blocks = getattr(fs, "mapping_blocks", None)
+        blocks = mapping_blocks_hook(fs)
         for m, mp in sorted(ref.maps.items()):
             name = next((n for n, f in ref.names.items() if f is mp.file), None)
             if name is None or name not in fs.files():

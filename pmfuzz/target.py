@@ -5,6 +5,12 @@ recovery), executes ops one at a time and offers a read-only view of its files
 plus an fsck. It declares the guarantees it makes; the engine runs exactly the
 oracles those guarantees select. See `docs/targets.md` for a tutorial.
 
+Everything else a target may offer is optional, and declared here as one small
+capability protocol each (`HasOps`, `HasMetadataRanges`, `Schedulable`, ...), so
+that this file is the whole surface a target author can implement. pmfuzz reads
+an optional hook only through the helper next to its protocol (`supported_ops`,
+`metadata_ranges`, `scheduler_hook`, ...), which says what its absence means.
+
 Errors of the target are findings: an exception raised by `mount` or
 `execute` is reported by the `mount` oracle (or as a target error), never
 swallowed and never confused with pmfuzz's own errors.
@@ -14,7 +20,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -37,10 +43,30 @@ __all__ = [
     "targets",
     "make_target",
     "parse_target_spec",
+    "HasOps",
+    "HasFallocModes",
+    "HasMetadataRanges",
+    "HasRegions",
+    "HasRangeLocks",
+    "HasVariants",
+    "HasDeviceSize",
+    "HasMinOpTimeout",
+    "Schedulable",
+    "MapsBlocks",
+    "ReportsLayout",
+    "DEFAULT_DEVICE_SIZE",
     "metadata_ranges",
+    "declared_regions",
     "supported_ops",
     "supported_falloc_modes",
     "check_supported",
+    "declares_range_locks",
+    "target_variants",
+    "device_size",
+    "min_op_timeout",
+    "scheduler_hook",
+    "mapping_blocks_hook",
+    "layout_violations_hook",
 ]
 
 
@@ -159,15 +185,34 @@ class Target(Protocol):
         ...
 
 
+# -- optional capabilities ------------------------------------------------------------------
+# Each protocol is one hook a target (or its mounted fs) may have; the helper after it is the
+# only place pmfuzz looks for it. The helpers use getattr rather than isinstance so that a
+# wrapper forwarding attributes (watchdog.GuardedFS) passes its target's hooks through.
+
+
+@runtime_checkable
+class HasOps(Protocol):
+    """A target that runs only some op kinds (a workload with others is rejected up front)."""
+
+    ops: Collection[OpKind]
+
+
 def supported_ops(target: Target) -> frozenset[OpKind]:
     """The op kinds a target handles: its `ops` attribute, or every op of the language."""
     ops = getattr(target, "ops", None)
     return frozenset(OpKind) if ops is None else frozenset(ops)
 
 
+@runtime_checkable
+class HasFallocModes(Protocol):
+    """A target that runs only some fallocate modes (ext4 has no FALLOC_FL_UNSHARE_RANGE, for one)."""
+
+    falloc_modes: Collection[FallocMode]
+
+
 def supported_falloc_modes(target: Target) -> tuple[FallocMode, ...]:
-    """The fallocate modes a target runs: its `falloc_modes` attribute, or every mode the language has
-    (ext4 has no FALLOC_FL_UNSHARE_RANGE, for one)."""
+    """The fallocate modes a target runs: its `falloc_modes` attribute, or every mode the language has."""
     modes = getattr(target, "falloc_modes", None)
     return FALLOC_MODES if modes is None else tuple(modes)
 
@@ -186,17 +231,129 @@ def check_supported(target: Target, ops: Sequence[Op]) -> None:
             raise PmfuzzError(f"target {target.name!r} does not support the fallocate mode of op {i}: `{op}`")
 
 
+@runtime_checkable
+class HasMetadataRanges(Protocol):
+    """A target whose mount and fsck read only these byte ranges of a device of `size` bytes, and
+    whose view reads file data from the device on every access."""
+
+    def metadata_ranges(self, size: int) -> Iterable[tuple[int, int]]: ...
+
+
 def metadata_ranges(target: Target, size: int) -> list[tuple[int, int]] | None:
     """The byte ranges a target's recovery and fsck read, if it declares them.
 
-    A target that defines `metadata_ranges(size)` promises that mount and fsck
-    read nothing outside them and that its view reads file data from the device
-    on every access. The engine then mounts once per distinct metadata state and
-    swaps only data lines between states. Without it, every state is mounted.
+    With them the engine mounts once per distinct metadata state and swaps only data
+    lines between states. Without them, every state is mounted.
     """
     fn = getattr(target, "metadata_ranges", None)
     return None if fn is None else list(fn(size))
 
+
+@runtime_checkable
+class HasRegions(Protocol):
+    """A target that names the regions of its device (name, start, end) for pictures."""
+
+    def regions(self, size: int) -> Iterable[tuple[str, int, int]]: ...
+
+
+def declared_regions(target: Target, size: int) -> list[tuple[str, int, int]] | None:
+    """The target's own named regions of a device of `size` bytes, or None if it names none."""
+    fn = getattr(target, "regions", None)
+    return None if fn is None else [(str(n), int(a), int(b)) for n, a, b in fn(size)]
+
+
+@runtime_checkable
+class HasRangeLocks(Protocol):
+    """A target that locks the byte range write(2) changes (`workload.write_lock_span`) and whose
+    faults lock their page, so a write from a mapping of that very range gets EDEADLK."""
+
+    range_locks: bool
+
+
+def declares_range_locks(target: object) -> bool:
+    """Whether the reference must expect EDEADLK from range locks (absent: no range locks)."""
+    return bool(getattr(target, "range_locks", False))
+
+
+@runtime_checkable
+class HasVariants(Protocol):
+    """A target with configurations a campaign alternates between when the user fixes none."""
+
+    def variants(self) -> list[dict[str, str]]: ...
+
+
+def target_variants(target: Target) -> list[dict[str, str]] | None:
+    """The option sets a campaign alternates between, or None for the target as configured."""
+    fn = getattr(target, "variants", None)
+    return None if fn is None else list(fn())
+
+
+DEFAULT_DEVICE_SIZE = 8 << 20
+
+
+@runtime_checkable
+class HasDeviceSize(Protocol):
+    """A target that needs a device of its own size (XFS's 16 MiB minimum, for one)."""
+
+    device_size: int
+
+
+def device_size(target: Target, default: int = DEFAULT_DEVICE_SIZE) -> int:
+    """The device size a target asks for, else `default`."""
+    return int(getattr(target, "device_size", default))
+
+
+@runtime_checkable
+class HasMinOpTimeout(Protocol):
+    """A target whose ops need at least this many seconds (one that boots a guest, say)."""
+
+    min_op_timeout: float
+
+
+def min_op_timeout(target: Target) -> float | None:
+    """The floor a target puts under the per-op deadline, or None."""
+    return getattr(target, "min_op_timeout", None)
+
+
+@runtime_checkable
+class Schedulable(Protocol):
+    """A mounted fs that can run a parallel group: it yields to `sched` at its preemption points."""
+
+    def set_scheduler(self, sched: object) -> None: ...
+
+
+def scheduler_hook(fs: MountedFS) -> Callable[[object], None] | None:
+    """The mounted fs's `set_scheduler`, or None if it cannot run parallel groups."""
+    return getattr(fs, "set_scheduler", None)
+
+
+@runtime_checkable
+class MapsBlocks(Protocol):
+    """A mounted fs that tells which block each page of a live mapping reaches (per page:
+    the block the PTE points at and the block the file has there)."""
+
+    def mapping_blocks(self, name: str) -> dict[int, tuple[int | None, int | None]]: ...
+
+
+def mapping_blocks_hook(fs: MountedFS) -> Callable[[str], dict[int, tuple[int | None, int | None]]] | None:
+    """The mounted fs's `mapping_blocks`, or None if it does not tell."""
+    return getattr(fs, "mapping_blocks", None)
+
+
+@runtime_checkable
+class ReportsLayout(Protocol):
+    """A mounted fs that reports every access it let through to a block the mapped file no longer
+    has at that page: (op index, what)."""
+
+    def layout_violations(self) -> list[tuple[int, str]]: ...
+
+
+def layout_violations_hook(fs: MountedFS) -> Callable[[], list[tuple[int, str]]] | None:
+    """The mounted fs's `layout_violations`, or None if it does not report them."""
+    return getattr(fs, "layout_violations", None)
+
+
+# -- the registry ----------------------------------------------------------------------------
 
 TargetFactory = Callable[..., Target]
 _REGISTRY: dict[str, TargetFactory] = {}
@@ -207,12 +364,21 @@ def register(name: str, factory: TargetFactory) -> None:
     _REGISTRY[name] = factory
 
 
-def targets() -> dict[str, TargetFactory]:
-    """Targets known by name: the built-in ones and those installed under the `pmfuzz.targets` entry points."""
-    _load_builtin()
-    from importlib.metadata import entry_points
+_BUILTIN = {"daxfs": "pmfuzz.fs.daxfs:DaxfsTarget"}
+"""pmfuzz's own entry points (pyproject.toml declares them too), for an install whose metadata
+predates them: an editable install keeps the entry points it was made with."""
 
-    for ep in entry_points(group="pmfuzz.targets"):
+
+def targets() -> dict[str, TargetFactory]:
+    """Targets known by name: those installed under the `pmfuzz.targets` entry points, daxfs first."""
+    from importlib.metadata import EntryPoint, entry_points
+
+    installed = {ep.name: ep for ep in entry_points(group="pmfuzz.targets")}
+    for name, value in _BUILTIN.items():
+        if name not in _REGISTRY:
+            ep = installed.get(name) or EntryPoint(name, value, "pmfuzz.targets")
+            _REGISTRY[name] = ep.load()
+    for ep in installed.values():
         if ep.name not in _REGISTRY:
             _REGISTRY[ep.name] = _Lazy(ep)
     return dict(_REGISTRY)
@@ -279,11 +445,6 @@ def _import_class(path: str) -> TargetFactory:
     if missing:
         raise PmfuzzError(f"class {path!r} does not implement the target protocol (no {', '.join(map(repr, missing))})")
     return obj  # type: ignore[return-value]
-
-
-def _load_builtin() -> None:
-    if "daxfs" not in _REGISTRY:
-        from .fs import daxfs  # noqa: F401  (registers itself)
 
 
 @dataclass(frozen=True, slots=True)

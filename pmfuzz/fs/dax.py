@@ -15,7 +15,8 @@ from ..target import Signal
 from .config import Bug, Design
 from .core import DaxFS
 from .inode import PMD_PAGES, Entry, Inode, PinWait, Pte, Vma
-from .iomap import Iomap, IomapFlag, IomapType, Req, iomap_begin, iomap_end
+from .iomap import iomap_begin, iomap_end
+from .iomap_types import Iomap, IomapFlag, IomapType, Req
 from .layout import BS
 from .locks import LockMode, fault_lock
 from .pmemops import dax_flush, memcpy_cached, memcpy_flushcache, memset_flush

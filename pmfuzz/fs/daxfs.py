@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..data import poison
 from ..pmem import PMem
-from ..target import Errno, Guarantee, Result, err, register
+from ..target import Errno, Guarantee, Result, err
 from ..workload import (
     Create,
     Dma,
@@ -197,6 +197,3 @@ def raise_unknown(key: str) -> None:
     from ..errors import PmfuzzError
 
     raise PmfuzzError(f"daxfs has no option {key!r} (options: design, bugs, cil, locks)")
-
-
-register("daxfs", DaxfsTarget)

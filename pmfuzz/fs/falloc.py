@@ -31,7 +31,8 @@ from .dax import (
 )
 from .file import _blocks, _free_blocks_from, _layout_locks
 from .inode import Inode
-from .iomap import Iomap, IomapFlag, IomapType, Req, iomap_begin
+from .iomap import iomap_begin
+from .iomap_types import Iomap, IomapFlag, IomapType, Req
 from .layout import BS
 from .pmemops import dax_flush, memcpy_cached, memset_flush
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
+from ..rules import EFAULT, page_pieces, reflink_error, round_up
 from ..target import OK, Errno, Result, Signal, err, sig
 from ..workload import PAGE_SIZE, RANGE_END, write_lock_span
 from .config import Bug, LockScheme
@@ -55,14 +56,6 @@ __all__ = [
 ]
 
 
-def _round_up(x: int, a: int) -> int:
-    return -(-x // a) * a
-
-
-EFAULT: Errno = Errno.EFAULT
-"""copy_from_user's error for a bad user buffer."""
-
-
 @dataclass(frozen=True, slots=True)
 class MappedSource:
     """write(2)'s user buffer when it is a live mapping: `len` bytes at offset `off` of mapping `map`."""
@@ -93,7 +86,7 @@ _WHOLE = (0, RANGE_END)
 
 
 def _blocks(off: int, end: int) -> tuple[int, int]:
-    return off // BS * BS, max(_round_up(end, BS), off // BS * BS + BS)
+    return off // BS * BS, max(round_up(end, BS), off // BS * BS + BS)
 
 
 @contextmanager
@@ -198,7 +191,7 @@ def copy_from_mapping(fs: DaxFS, src: MappedSource) -> bytes | Errno:
     vma = fs.vmas.get(src.map)
     if vma is None:
         return EFAULT
-    pages = _pages(src.off, src.len)
+    pages = page_pieces(src.off, src.len)
     for _ in range(_FAULT_RETRIES):
         limit, why = len(pages), None
         for i, (pos, _k) in enumerate(pages):
@@ -241,7 +234,7 @@ def setattr_size(fs: DaxFS, ip: Inode, new: int) -> Result:
             if new > old:
                 dax_zero_range(fs, ip, old, new)
             elif new <= old and new % BS and not fs.cfg.has(Bug.TRUNCATE_NO_ZERO_TAIL):
-                dax_zero_range(fs, ip, new, _round_up(new, BS))
+                dax_zero_range(fs, ip, new, round_up(new, BS))
         ip.size = new
         delete_entries(ip, -(-new // PAGE_SIZE))
         with pm.site("xfs_setattr_size"), fs.journal.trans("xfs_setattr_size") as tp:
@@ -289,8 +282,6 @@ def reflink(fs: DaxFS, src: Inode, dst: Inode, soff: int, doff: int, n: int, *, 
     under the locks before generic_remap_file_range_prep checks the ranges (`whole`:
     FICLONE, which rejects a file cloned onto itself and clones nothing from an empty one).
     """
-    from ..reference import reflink_error
-
     pm = fs.pm
     with ExitStack() as locks:
         for ip in sorted({src, dst}, key=lambda i: i.ino):
@@ -390,16 +381,6 @@ def fault(fs: DaxFS, name: str, pgoff: int, write: bool, pmd: bool) -> Result:
     return OK if s is None else sig(s)
 
 
-def _pages(off: int, n: int) -> list[tuple[int, int]]:
-    out = []
-    pos, end = off, off + n
-    while pos < end:
-        k = min(end, (pos // PAGE_SIZE + 1) * PAGE_SIZE) - pos
-        out.append((pos, k))
-        pos += k
-    return out
-
-
 def store(fs: DaxFS, name: str, off: int, data: bytes) -> Result:
     """User stores through a mapping: a write fault where the PTE is missing or read-only."""
     vma = fs.vmas.get(name)
@@ -407,7 +388,7 @@ def store(fs: DaxFS, name: str, off: int, data: bytes) -> Result:
         return err(Errno.EINVAL)
     if fs.sched.concurrent:
         return _store_atomic(fs, vma, name, off, data)
-    for pos, k in _pages(off, len(data)):
+    for pos, k in page_pieces(off, len(data)):
         vpage = pos // PAGE_SIZE
         bad = _check_page(vma, vpage)
         if bad is not None:
@@ -426,7 +407,7 @@ def _store_atomic(fs: DaxFS, vma: Vma, name: str, off: int, data: bytes) -> Resu
     preemption point in between, so that the op is one step against the other threads and its
     outcome has a serial explanation (hardware promises less; the explorer stays sound by asking less).
     A page that faults with a signal ends the store there, the pages before it stored."""
-    pages = _pages(off, len(data))
+    pages = page_pieces(off, len(data))
     limit, signal = len(pages), None
     for _ in range(_FAULT_RETRIES):
         faulted = False
@@ -460,7 +441,7 @@ def persist(fs: DaxFS, name: str, off: int, n: int) -> Result:
     vma = fs.vmas.get(name)
     if vma is None:
         return err(Errno.EINVAL)
-    for pos, k in _pages(off, n):
+    for pos, k in page_pieces(off, n):
         vpage = pos // PAGE_SIZE
         bad = _check_page(vma, vpage)
         if bad is not None:
@@ -490,7 +471,7 @@ def mapping_view(fs: DaxFS, name: str, off: int, n: int) -> Result:
         return err(Errno.EINVAL)
     ip = vma.inode
     out = bytearray()
-    for pos, k in _pages(off, n):
+    for pos, k in page_pieces(off, n):
         vpage = pos // PAGE_SIZE
         bad = _check_page(vma, vpage)
         if bad is not None:
@@ -578,7 +559,7 @@ def dma(fs: DaxFS, name: str, off: int, data: bytes) -> Result:
     vma = fs.vmas.get(name)
     if vma is None:
         return err(Errno.EINVAL)
-    pages = _pages(off, len(data))
+    pages = page_pieces(off, len(data))
     if any(pos // PAGE_SIZE not in vma.pins for pos, _ in pages):
         return err(Errno.EINVAL)
     for pos, k in pages:

@@ -8,69 +8,19 @@ remap, or the held-open allocation of `cow-remap`).
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass, field
-
 from .config import Bug, Design
 from .core import DaxFS
 from .inode import CowBlock, Inode
+from .iomap_types import Iomap, IomapFlag, IomapType, Req
 from .layout import BS
 from .locks import LockMode
 from .pmemops import memcpy_flushcache, nvdimm_flush
+from .reflink import allocate_cow, staged_run, unstaged_len
 
 __all__ = ["IomapType", "IomapFlag", "Req", "Iomap", "iomap_begin", "iomap_end", "MAX_MAP_BLOCKS"]
 
 MAX_MAP_BLOCKS = 1024
 """xfs_direct_write_iomap_begin caps an allocation at 1024 pages."""
-
-
-class IomapType(enum.StrEnum):
-    HOLE = "IOMAP_HOLE"
-    MAPPED = "IOMAP_MAPPED"
-    UNWRITTEN = "IOMAP_UNWRITTEN"
-
-
-class IomapFlag(enum.IntFlag):
-    NONE = 0
-    NEW = 1
-    SHARED = 2
-    DIRTY = 4
-
-
-class Req(enum.IntFlag):
-    """Request flags: IOMAP_WRITE, IOMAP_ZERO, IOMAP_FAULT, IOMAP_UNSHARE (IOMAP_DAX is implied)."""
-
-    READ = 0
-    WRITE = 1
-    ZERO = 2
-    FAULT = 4
-    UNSHARE = 8
-    """dax_file_unshare (with WRITE): a shared extent gets its COW staging extent; holes and unwritten
-    extents are returned as they are, never allocated ("We never need to allocate blocks for zeroing
-    or unsharing a hole", xfs_buffered_write_iomap_begin)."""
-
-
-@dataclass
-class Iomap:
-    """One mapping: file blocks [lblk, lblk+len) and what backs them."""
-
-    type: IomapType
-    lblk: int
-    len: int
-    pblk: int | None = None
-    flags: IomapFlag = IomapFlag.NONE
-    srcmap: Iomap | None = None
-    """For SHARED (COW): the old extent to copy the unaligned head and tail from."""
-    deferred: list[str] = field(default_factory=list)
-    """Work iomap_end must do: "convert", "commit_alloc", "end_cow"."""
-    staged: dict[int, CowBlock] = field(default_factory=dict)
-    """The blocks this op stages by file block: COW-fork blocks (over a shared extent, or a hole in
-    cow-remap) or unwritten blocks a write(2) fills. They stay this op's even after a racing op
-    committed them, so whether they are already filled is still known then."""
-
-    @property
-    def end(self) -> int:
-        return self.lblk + self.len
 
 
 def _zero_blocks(fs: DaxFS, pblk: int, n: int) -> None:
@@ -111,8 +61,6 @@ def _iomap_begin_locked(fs: DaxFS, ip: Inode, pos: int, length: int, req: Req) -
         no_cow = fs.cfg.has(Bug.COW_IN_PLACE) or (req & Req.FAULT and fs.cfg.has(Bug.WRITE_FAULT_SHARED_NO_COW))
         if req & (Req.WRITE | Req.ZERO) and shared[0] and not no_cow:
             k = shared.index(False) if False in shared else seg.len
-            from .reflink import allocate_cow
-
             return allocate_cow(fs, ip, seg.lblk, k, seg.pblk, seg.unwritten, req)  # type: ignore[arg-type]
         if True in shared:
             k = shared.index(True) if not shared[0] else (shared.index(False) if False in shared else seg.len)
@@ -203,8 +151,6 @@ def _cow_remap_hole(fs: DaxFS, ip: Inode, lblk: int, n: int, req: Req) -> Iomap:
     fork and committed by iomap_end after the data is in. A racing write fault finds them there
     (xfs_find_trim_cow_extent), zeroes what is not yet filled and commits them itself; before,
     each op allocated its own block and the later commit orphaned the other's, with its mapping."""
-    from .reflink import staged_run, unstaged_len
-
     pm = fs.pm
     blocks = staged_run(ip, lblk, n)
     if blocks:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .config import Bug, Design
 from .core import DaxFS
 from .inode import CowBlock, Inode
-from .iomap import Iomap, IomapFlag, IomapType, Req
+from .iomap_types import Iomap, IomapFlag, IomapType, Req
 from .layout import BS, COW_STAGING
 
 __all__ = ["allocate_cow", "end_cow", "remap_range", "staged_run", "take_staged", "uncommit", "unstaged_len"]

@@ -24,7 +24,7 @@ from ..errors import PMemError, PmfuzzError
 from ..pmem import LINE, CrashState, PMem, PointKind
 from ..reference import Expectation, History, Reference
 from ..repro import Reproducer
-from ..target import Errno, Guarantee, MountedFS, Target, make_target, metadata_ranges
+from ..target import Errno, Guarantee, MountedFS, Target, declared_regions, make_target, metadata_ranges
 
 __all__ = [
     "LineFate",
@@ -173,9 +173,9 @@ class Scene:
 
 def device_regions(target: Target, size: int) -> tuple[Region, ...]:
     """The device's named regions: a target's own `regions(size)`, daxfs's geometry, or metadata vs data."""
-    fn = getattr(target, "regions", None)
-    if fn is not None:
-        return tuple(Region(str(n), int(a), int(b)) for n, a, b in fn(size))
+    own = declared_regions(target, size)
+    if own is not None:
+        return tuple(Region(n, a, b) for n, a, b in own)
     if getattr(target, "name", "") == "daxfs":
         from ..fs.layout import Geometry
 
