@@ -16,7 +16,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from pmfuzz.reference import Expectation, Reference, WordVerdict
+from pmfuzz.reference_expect import Expectation, WordVerdict
+from pmfuzz.reference_model import Reference
 from pmfuzz.target import Guarantee, MountedFS, Result
 from pmfuzz.workload import Op
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pmfuzz.data import decode, describe
-from pmfuzz.reference import Expectation
+from pmfuzz.reference_expect import Expectation
 
 from . import Evidence
 

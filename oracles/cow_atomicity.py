@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pmfuzz.data import describe
-from pmfuzz.reference import WORDS_PER_BLOCK
+from pmfuzz.reference_expect import WORDS_PER_BLOCK
 from pmfuzz.target import Guarantee
 
 from . import CrashContext, Evidence, OracleName, Phase, Violation

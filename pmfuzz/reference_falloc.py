@@ -16,24 +16,16 @@ leave needs nothing new here, because the modes map onto rules the history alrea
 
 from __future__ import annotations
 
-import enum
 from typing import TYPE_CHECKING
 
 from .falloc import FallocMode
+from .reference_files import Backing, RefFile
 from .workload import BLOCK_SIZE, Fallocate
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["Backing", "FallocateSemantics"]
-
-
-class Backing(enum.Enum):
-    """Whether a file block has storage behind it (a hole has none)."""
-
-    YES = 1
-    UNKNOWN = 2
-    """Maybe: a PMD write fault may or may not have allocated the whole 2 MiB."""
+__all__ = ["FallocateSemantics"]
 
 
 class FallocateSemantics:
@@ -46,7 +38,7 @@ class FallocateSemantics:
     _shared: Callable
     _leave: Callable
 
-    def _fallocate_file(self, index: int, f, op: Fallocate) -> None:
+    def _fallocate_file(self, index: int, f: RefFile, op: Fallocate) -> None:
         self._layout_changed(f)
         start, end = op.off, op.off + op.len
         if op.mode & FallocMode.ZERO_RANGE:
@@ -59,7 +51,7 @@ class FallocateSemantics:
             self._zero_written(index, f, f.size, end)
             f.grow_to(end)
 
-    def _free_file_space(self, index: int, f, start: int, end: int) -> None:
+    def _free_file_space(self, index: int, f: RefFile, start: int, end: int) -> None:
         """xfs_free_file_space: unmap the whole blocks, zero the partial edges in place below EOF only."""
         first, last = -(-start // BLOCK_SIZE), end // BLOCK_SIZE
         edges = [(start, end)] if first >= last else [(start, first * BLOCK_SIZE), (last * BLOCK_SIZE, end)]
@@ -73,7 +65,7 @@ class FallocateSemantics:
                 self._edges(f, lo, hi)
                 f.zero(lo, hi)
 
-    def _reflink_unshare(self, f, start: int, end: int) -> None:
+    def _reflink_unshare(self, f: RefFile, start: int, end: int) -> None:
         """dax_file_unshare over [start, end) (already clamped to EOF): whole blocks stop being shared."""
         for b in range(start // BLOCK_SIZE, -(-end // BLOCK_SIZE)):
             if self._shared(f, b):

@@ -20,7 +20,9 @@ from math import comb
 
 import numpy as np
 
-from .reference import History, Reference, page_pieces
+from .reference_history import History
+from .reference_model import Reference
+from .rules import page_pieces
 from .target import MountedFS, Result
 from .workload import Fsync, Op, Persist, Store, Sync, Write
 

@@ -23,7 +23,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..falloc import FallocMode, falloc_words
-from ..reference import Reference, RefFile
+from ..reference_files import RefFile
+from ..reference_model import Reference
 from ..workload import (
     BLOCK_SIZE,
     PAGE_SIZE,

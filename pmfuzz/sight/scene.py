@@ -22,7 +22,9 @@ from ..data import WordKind, decode, decode_words, describe
 from ..engine import Finding, Options, Verdict, check, formatted
 from ..errors import PMemError, PmfuzzError
 from ..pmem import LINE, CrashState, PMem, PointKind
-from ..reference import Expectation, History, Reference
+from ..reference_expect import Expectation
+from ..reference_history import History
+from ..reference_model import Reference
 from ..repro import Reproducer
 from ..target import Errno, Guarantee, MountedFS, Target, declared_regions, make_target, metadata_ranges
 

@@ -1,0 +1,56 @@
+"""What each op of the reference did that the crash rules need, and a file as it was at an op boundary.
+
+The records the model writes as it runs (`OpEffects`, `CowEvent`) and the history keeps
+(`FileVersion`), apart from both so that the expectations can read them without the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["CowEvent", "OpEffects", "FileVersion"]
+
+
+@dataclass(frozen=True, slots=True)
+class CowEvent:
+    """Op `op` wrote (copied on write) block `block` of the file named `name`."""
+
+    op: int
+    name: str
+    ino: int
+    block: int
+    at: int = -1
+    """The boundary before the write, when it differs from `op` (an op of a parallel group applied out of order)."""
+
+    @property
+    def boundary(self) -> int:
+        return self.op if self.at < 0 else self.at
+
+
+@dataclass
+class OpEffects:
+    """What one op did that the crash rules need."""
+
+    durable_names: frozenset[str] | None = frozenset()
+    """Names whose content, size and existence the op made durable; None means every name (sync)."""
+    durable_ranges: list[tuple[str, int, int, int]] = field(default_factory=list)
+    """(name, incarnation, start, end) byte ranges made durable (persist on MAP_SYNC)."""
+    cow: list[CowEvent] = field(default_factory=list)
+    removed: list[tuple[str, int, int, int]] = field(default_factory=list)
+    """(name, incarnation, start, end) ranges a truncate removed: they may read zero in the window."""
+    torn: list[tuple[str, int, int]] = field(default_factory=list)
+    """(name, incarnation, word) words the op wrote only part of: a kernel copies such an unaligned
+    edge with narrower stores (__copy_user_flushcache: cached bytes and a 4-byte movnti), so at a
+    crash the word may hold any byte-wise mix of its values before and after."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileVersion:
+    """A file as it was at one op boundary."""
+
+    ino: int
+    size: int
+    words: np.ndarray
+    """The file's bytes up to the end of its last block, as little-endian uint64 words (read-only)."""
