@@ -19,6 +19,7 @@ from pmfuzz.target import (
     Guarantee,
     HasMetadataRanges,
     HasRangeLocks,
+    HasRegions,
     HasVariants,
     MapsBlocks,
     ReportsLayout,
@@ -71,6 +72,7 @@ def test_a_target_without_hooks_gets_the_documented_defaults() -> None:
 def test_daxfs_declares_its_hooks_through_the_protocols() -> None:
     t = DaxfsTarget(locks="range")
     assert isinstance(t, HasMetadataRanges) and isinstance(t, HasVariants) and isinstance(t, HasRangeLocks)
+    assert isinstance(t, HasRegions) and declared_regions(t, 4 << 20)[0][:2] == ("superblock", 0)
     assert declares_range_locks(t) and not declares_range_locks(DaxfsTarget())
     assert target_variants(t) == t.variants()
     assert metadata_ranges(t, 4 << 20) == list(t.metadata_ranges(4 << 20))

@@ -189,6 +189,22 @@ class DaxfsTarget:
 
         return [(0, Geometry.for_size(size).meta_bytes)]
 
+    def regions(self, size: int) -> list[tuple[str, int, int]]:
+        """The on-device layout by name, in bytes, for pictures of a crash state."""
+        from .layout import BS, Geometry
+
+        g = Geometry.for_size(size)
+        bounds = [
+            ("superblock", 0, g.log_start),
+            ("journal", g.log_start, g.inode_start),
+            ("inode table", g.inode_start, g.extmap_start),
+            ("extent maps", g.extmap_start, g.refc_start),
+            ("refcounts", g.refc_start, g.bitmap_start),
+            ("free-space bitmap", g.bitmap_start, g.data_start),
+            ("data blocks", g.data_start, g.nblocks),
+        ]
+        return [(n, a * BS, b * BS) for n, a, b in bounds if b > a]
+
     def __repr__(self) -> str:
         return "DaxfsTarget(" + " ".join(f"{k}={v}" for k, v in self.options().items()) + ")"
 

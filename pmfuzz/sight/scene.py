@@ -174,24 +174,10 @@ class Scene:
 
 
 def device_regions(target: Target, size: int) -> tuple[Region, ...]:
-    """The device's named regions: a target's own `regions(size)`, daxfs's geometry, or metadata vs data."""
+    """The device's named regions: a target's own `regions(size)` (`HasRegions`), or metadata vs data."""
     own = declared_regions(target, size)
     if own is not None:
         return tuple(Region(n, a, b) for n, a, b in own)
-    if getattr(target, "name", "") == "daxfs":
-        from ..fs.layout import Geometry
-
-        g = Geometry.for_size(size)
-        bounds = [
-            ("superblock", 0, g.log_start),
-            ("journal", g.log_start, g.inode_start),
-            ("inode table", g.inode_start, g.extmap_start),
-            ("extent maps", g.extmap_start, g.refc_start),
-            ("refcounts", g.refc_start, g.bitmap_start),
-            ("free-space bitmap", g.bitmap_start, g.data_start),
-            ("data blocks", g.data_start, g.nblocks),
-        ]
-        return tuple(Region(n, a * BLOCK, b * BLOCK) for n, a, b in bounds if b > a)
     meta = metadata_ranges(target, size)
     if not meta:
         return (Region("device", 0, size),)
