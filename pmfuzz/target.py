@@ -67,6 +67,8 @@ __all__ = [
     "scheduler_hook",
     "mapping_blocks_hook",
     "layout_violations_hook",
+    "TargetError",
+    "is_target_error",
 ]
 
 
@@ -351,6 +353,19 @@ class ReportsLayout(Protocol):
 def layout_violations_hook(fs: MountedFS) -> Callable[[], list[tuple[int, str]]] | None:
     """The mounted fs's `layout_violations`, or None if it does not report them."""
     return getattr(fs, "layout_violations", None)
+
+
+@runtime_checkable
+class TargetError(Protocol):
+    """An exception class of a target's own machinery (a guest that died, a helper that failed)
+    that sets `is_target_error = True`: reported against the target, never as pmfuzz's bug."""
+
+    is_target_error: bool
+
+
+def is_target_error(exc: BaseException) -> bool:
+    """Whether an exception declares itself the target's (`TargetError`)."""
+    return bool(getattr(exc, "is_target_error", False))
 
 
 # -- the registry ----------------------------------------------------------------------------

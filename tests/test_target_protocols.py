@@ -27,6 +27,7 @@ from pmfuzz.target import (
     declared_regions,
     declares_range_locks,
     device_size,
+    is_target_error,
     layout_violations_hook,
     mapping_blocks_hook,
     metadata_ranges,
@@ -119,3 +120,10 @@ def test_reference_dispatches_on_op_classes() -> None:
     assert [str(ref.apply(i, op)) for i, op in enumerate(ops)] == ["0", "10", "10 bytes"]
     with pytest.raises(TypeError):
         ref.apply(3, Parallel(tuple(ops[:2])))
+
+
+def test_an_exception_declares_itself_the_targets() -> None:
+    class GuestGone(Exception):
+        is_target_error = True
+
+    assert is_target_error(GuestGone()) and not is_target_error(ValueError())
