@@ -18,7 +18,7 @@ import time
 from pmfuzz.engine import Options, Stats, check
 from pmfuzz.gen.drawing import Drawer
 from pmfuzz.gen.strategies import DEFAULT_SHAPE, workloads
-from pmfuzz.target import make_target, supported_ops
+from pmfuzz.target import make_target, supported_falloc_modes, supported_ops
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     t0 = time.perf_counter()
     g = t.boot()
     boot = time.perf_counter() - t0
-    draw = Drawer(workloads(max_ops=10, shape=DEFAULT_SHAPE.only(supported_ops(t))))
+    draw = Drawer(workloads(max_ops=10, shape=DEFAULT_SHAPE.only(supported_ops(t), supported_falloc_modes(t))))
     rng = random.Random(args.seed)
     opts = Options(device_size=t.device_size, domain=args.domain, exhaustive_upto=48, max_states=48)
     check(t, [], opts)  # format once, outside the measurement

@@ -181,13 +181,17 @@ class _Watchdog:
     """
 
     def __init__(self) -> None:
-        self.cond = threading.Condition(threading.Lock())
+        self.lock = threading.Lock()
+        """Taken with `with self.lock` by the guarded threads: a C-level __enter__, so an exception the
+        watchdog injected cannot arrive between the acquire and the block (Condition.__enter__ is Python
+        code: one arriving there left the lock held and every later deadline hung)."""
+        self.cond = threading.Condition(self.lock)
         self.active: set[_Deadline] = set()
         self.wake: float | None = None
         self.thread: threading.Thread | None = None
 
     def add(self, d: _Deadline) -> None:
-        with self.cond:
+        with self.lock:
             self.active.add(d)
             if self.thread is None:
                 self.thread = threading.Thread(target=self._run, name="pmfuzz-watchdog", daemon=True)
@@ -197,7 +201,7 @@ class _Watchdog:
 
     def remove(self, d: _Deadline) -> bool:
         """End a deadline; True if it fired (its exception may still be pending)."""
-        with self.cond:
+        with self.lock:
             self.active.discard(d)
             fired = d.state == _FIRED
             d.state = _DONE

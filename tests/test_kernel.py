@@ -17,7 +17,7 @@ from pmfuzz.errors import PmfuzzError
 from pmfuzz.gen.drawing import Drawer
 from pmfuzz.gen.strategies import DEFAULT_SHAPE, workloads
 from pmfuzz.kernel import flushcache as fc
-from pmfuzz.kernel.commands import OPS
+from pmfuzz.kernel.commands import FALLOC_MODES_EXT4, OPS
 from pmfuzz.kernel.paths import KERNEL, missing
 from pmfuzz.pmem import PMem
 from pmfuzz.reference import Reference
@@ -86,7 +86,7 @@ def _run(target, text: str, size: int = 8 * MiB) -> tuple[PMem, object]:
 def test_trace_replays_to_the_guests_pmem_byte_for_byte(target):
     """Random workloads: replaying the recorded events gives the guest's real pmem, with no byte
     the recorder did not see (unexplained) and no event outside the device."""
-    draw = Drawer(workloads(max_ops=10, shape=DEFAULT_SHAPE.only(OPS)))
+    draw = Drawer(workloads(max_ops=10, shape=DEFAULT_SHAPE.only(OPS, FALLOC_MODES_EXT4)))
     rng = random.Random(17)
     done = 0
     while done < 6:

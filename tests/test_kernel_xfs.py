@@ -122,7 +122,7 @@ COW = "create f0\nwrite f0 0 8192\nfsync f0\ncreate f1\nreflink f0 f1\nwrite f1 
 def test_trace_replays_to_the_guests_pmem_byte_for_byte(target):
     """Random workloads weighted to reflink and writes into shared blocks: replaying the recorded
     events gives the guest's real pmem, with no byte the recorder did not see."""
-    draw = Drawer(workloads(max_ops=8, shape=scenario_shape("share").only(XFS.ops)))
+    draw = Drawer(workloads(max_ops=8, shape=scenario_shape("share").only(XFS.ops, XFS.falloc_modes)))
     rng = random.Random(18)
     done = 0
     while done < 4:

@@ -53,7 +53,7 @@ def campaign(tmp_path_factory) -> Path:
     """A real campaign in two sessions (the second resumes the first), so the stats file has a restart."""
     crashes = tmp_path_factory.mktemp("campaign") / "crashes"
     seeds = str(ROOT / "corpora" / "seeds")
-    argv = ["run", "--max-execs", "14", "--bugs", "zero-after-commit", "--cil", "eager", "--corpus", seeds, "--quiet"]
+    argv = ["run", "--max-execs", "24", "--bugs", "zero-after-commit", "--cil", "eager", "--corpus", seeds, "--quiet"]
     for seed in ("1", "2"):
         try:
             main([*argv, "--seed", seed, "--crashes", str(crashes)])
