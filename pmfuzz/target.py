@@ -67,6 +67,8 @@ __all__ = [
     "scheduler_hook",
     "mapping_blocks_hook",
     "layout_violations_hook",
+    "MapsFileBlocks",
+    "file_blocks",
     "TargetError",
     "is_target_error",
 ]
@@ -353,6 +355,20 @@ class ReportsLayout(Protocol):
 def layout_violations_hook(fs: MountedFS) -> Callable[[], list[tuple[int, str]]] | None:
     """The mounted fs's `layout_violations`, or None if it does not report them."""
     return getattr(fs, "layout_violations", None)
+
+
+@runtime_checkable
+class MapsFileBlocks(Protocol):
+    """A mounted fs that tells where each block of a file lives, for pictures of a finding:
+    (file offset, device offset or None for a hole, unwritten)."""
+
+    def file_blocks(self, name: str, size: int) -> list[tuple[int, int | None, bool]]: ...
+
+
+def file_blocks(fs: MountedFS, name: str, size: int) -> list[tuple[int, int | None, bool]] | None:
+    """The blocks of file `name` up to `size`, or None if the mounted fs does not tell."""
+    fn = getattr(fs, "file_blocks", None)
+    return None if fn is None else list(fn(name, size))
 
 
 @runtime_checkable

@@ -22,11 +22,13 @@ from pmfuzz.target import (
     HasRegions,
     HasVariants,
     MapsBlocks,
+    MapsFileBlocks,
     ReportsLayout,
     Schedulable,
     declared_regions,
     declares_range_locks,
     device_size,
+    file_blocks,
     is_target_error,
     layout_violations_hook,
     mapping_blocks_hook,
@@ -68,6 +70,7 @@ def test_a_target_without_hooks_gets_the_documented_defaults() -> None:
     assert min_op_timeout(t) is None
     fs = t.mount(PMem(4096))
     assert scheduler_hook(fs) is None and mapping_blocks_hook(fs) is None and layout_violations_hook(fs) is None
+    assert file_blocks(fs, "f0", 10) is None
 
 
 def test_daxfs_declares_its_hooks_through_the_protocols() -> None:
@@ -82,6 +85,11 @@ def test_daxfs_declares_its_hooks_through_the_protocols() -> None:
     fs = t.mount(pm)
     assert isinstance(fs, Schedulable) and isinstance(fs, MapsBlocks) and isinstance(fs, ReportsLayout)
     assert scheduler_hook(fs) == fs.set_scheduler and layout_violations_hook(fs) == fs.layout_violations
+    assert isinstance(fs, MapsFileBlocks) and file_blocks(fs, "f0", 10) == []
+    for i, op in enumerate(parse("create f0\nwrite f0 0 5000\n")):
+        fs.execute(i, op, None if i == 0 else bytes(5000))
+    (first, dev, unwritten), (second, _, _) = file_blocks(fs, "f0", 5000)
+    assert (first, second) == (0, 4096) and dev is not None and not unwritten
 
 
 def test_the_registry_finds_daxfs_by_its_entry_point_without_target_importing_fs() -> None:

@@ -33,6 +33,7 @@ from .config import Config, LockScheme
 from .core import DaxFS, format_device
 from .falloc import xfs_file_fallocate
 from .fsck import fsck
+from .layout import BS
 from .locks import Sched
 
 __all__ = ["DaxfsTarget", "MountedDaxfs"]
@@ -134,6 +135,19 @@ class MountedDaxfs:
         """Introspection for `layout`: (op index, what) per store or DMA that reached a block its file lost."""
         return list(self.fs.layout_violations)
 
+    def file_blocks(self, name: str, size: int) -> list[tuple[int, int | None, bool]]:
+        """Introspection for pictures: per block of `name` up to `size`, (file offset, device offset
+        or None for a hole, unwritten), from its extent map."""
+        ip = self.fs.lookup(name)
+        if ip is None:
+            return []
+        n = -(-max(size, 1) // BS)
+        return [
+            ((seg.lblk + k) * BS, None if seg.pblk is None else (seg.pblk + k) * BS, seg.unwritten)
+            for seg in ip.extents.segments(0, n)
+            for k in range(seg.len)
+        ]
+
     def set_scheduler(self, sched: Sched | None) -> None:
         """Run the next ops under `sched` (the interleaving explorer's), or sequentially with None."""
         self.fs.sched = sched if sched is not None else Sched()
@@ -191,7 +205,7 @@ class DaxfsTarget:
 
     def regions(self, size: int) -> list[tuple[str, int, int]]:
         """The on-device layout by name, in bytes, for pictures of a crash state."""
-        from .layout import BS, Geometry
+        from .layout import Geometry
 
         g = Geometry.for_size(size)
         bounds = [

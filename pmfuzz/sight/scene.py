@@ -26,7 +26,7 @@ from ..reference_expect import Expectation
 from ..reference_history import History
 from ..reference_model import Reference
 from ..repro import Reproducer
-from ..target import Errno, Guarantee, MountedFS, Target, declared_regions, make_target, metadata_ranges
+from ..target import Errno, Guarantee, MountedFS, Target, declared_regions, file_blocks, make_target, metadata_ranges
 
 __all__ = [
     "LineFate",
@@ -287,18 +287,8 @@ def _lines(state: CrashState) -> tuple[InFlightLine, ...]:
 
 
 def _file_view(rfs: MountedFS, name: str, size: int) -> FileView:
-    """Where each file block lives, for daxfs (its extent map); empty for targets that do not say."""
-    inner = getattr(rfs, "fs", None)
-    lookup = getattr(inner, "lookup", None)
-    blocks: list[FileBlock] = []
-    ip = lookup(name) if lookup is not None else None
-    extents = getattr(ip, "extents", None)
-    if extents is not None:
-        n = -(-max(size, 1) // BLOCK)
-        for seg in extents.segments(0, n):
-            for k in range(seg.len):
-                dev = None if seg.pblk is None else (seg.pblk + k) * BLOCK
-                blocks.append(FileBlock((seg.lblk + k) * BLOCK, dev, seg.unwritten))
+    """Where each file block lives (`MapsFileBlocks`); empty for targets that do not say."""
+    blocks = [FileBlock(off, dev, unwritten) for off, dev, unwritten in file_blocks(rfs, name, size) or ()]
     return FileView(name, size, tuple(blocks))
 
 
