@@ -88,7 +88,7 @@ class Shape:
             "mapstore": 2,
             "mapeof": 2,
             "race": 3,
-            "hugezero": 1,
+            "hugezero": 2,
             "prealloc": 2,
             "falloc": 2,
         }
@@ -454,18 +454,32 @@ def _scenario(draw: st.DrawFn, ctx: _Ctx, shape: Shape, kind: str) -> list[Op]:
 @st.composite
 def _huge(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> list[Op]:
     """A 4 MiB file mapped whole (MAP_SYNC or not) and a PMD fault, read (the huge zero page) or write
-    (a 2 MiB allocation, zeroed; synchronous on MAP_SYNC), then a write, store or punch under it and
-    maybe its writeback."""
+    (a 2 MiB allocation, zeroed; synchronous on MAP_SYNC) on a page that is a hole, preallocated,
+    written (durably or not), shared or past EOF; then a write, store or punch under it and maybe
+    its writeback."""
     names = list(FILES[: shape.files])
+    have = set(shape.weights)
     f = draw(st.sampled_from([n for n in names if n not in ctx.sizes] or names))
     m = draw(st.sampled_from(MAPPINGS[: shape.mappings]))
     out: list[Op] = [] if f in ctx.sizes else [Create(f)]
     sync = draw(st.booleans())
+    pg = draw(st.sampled_from([0, 0, 1, 512]))
+    under = draw(st.sampled_from(["hole", "unwritten", "written", "fresh", "shared", "past-eof"]))
     out += [Truncate(f, 2 * PMD_SIZE), Mmap(m, f, 0, 2 * PMD_SIZE, sync)]
-    if draw(st.booleans()):
+    if under == "unwritten" and "fallocate" in have:
         out.append(Fallocate(f, 0, PMD_SIZE))
-    write = draw(st.integers(0, 2)) == 0
-    out.append(Fault(m, draw(st.sampled_from([0, 0, 1, 512])), write, True))
+    elif under in ("written", "fresh"):
+        out.append(Write(f, pg * K, K))
+        if under == "written" and "fsync" in have:
+            out.append(Fsync(f))
+    elif under == "shared" and "reflink" in have and len(names) > 1:
+        src = draw(st.sampled_from([n for n in names if n != f]))
+        out += [] if src in ctx.sizes else [Create(src)]
+        out += [Write(src, 0, K), Reflink(src, f, 0, pg * K, K)]
+    elif under == "past-eof":
+        pg = max(pg, 1)
+        out.append(Truncate(f, pg * K))
+    out.append(Fault(m, pg, draw(st.integers(0, 2)) == 0, True))
     off = draw(st.sampled_from([0, 100, K, PMD_SIZE - K]))
     how = draw(st.sampled_from(["write", "store", "store", "punch"]))
     if how == "write":
@@ -488,8 +502,10 @@ def _prealloc(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> list[Op]:
     f = draw(st.sampled_from(names))
     out: list[Op] = [] if f in ctx.sizes else [Create(f)]
     size = ctx.sizes.get(f, 0)
-    under = draw(st.sampled_from(["hole", "data", "fresh", "shared"]))
-    if under in ("data", "fresh") or (under == "shared" and len(names) < 2):
+    under = draw(st.sampled_from(["hole", "data", "fresh", "shared", "unwritten"]))
+    if under == "unwritten":
+        out.append(Fallocate(f, 0, 2 * K))
+    elif under in ("data", "fresh") or (under == "shared" and len(names) < 2):
         out.append(Write(f, 0, draw(st.sampled_from([K, 2 * K]))))
         if under == "data":
             out.append(Fsync(f))
@@ -500,13 +516,14 @@ def _prealloc(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> list[Op]:
     end = max(size, 2 * K)
     off = draw(st.sampled_from([0, K, end, end + 100]))
     n = draw(st.sampled_from([K, 2 * K, 3 * K - 100]))
-    out.append(Fallocate(f, off, n))
+    keep = FallocMode.KEEP_SIZE in shape.falloc_modes and not draw(st.integers(0, 3))
+    out.append(Fallocate(f, off, n, FallocMode.KEEP_SIZE if keep else FallocMode.ALLOCATE_RANGE))
     if draw(st.booleans()):
         out.append(Fsync(f))
     span = -(-(off + n) // K) * K
     m = draw(st.sampled_from(MAPPINGS[: shape.mappings]))
     sync = draw(st.booleans())
-    how = draw(st.sampled_from(["fault", "store", "store", "write", "read", "punch", "truncate"]))
+    how = draw(st.sampled_from(["fault", "fault", "store", "store", "write", "read", "punch", "truncate"]))
     pg = (off + draw(st.sampled_from([0, 100, K]))) // K
     if how in ("fault", "store"):
         out.append(Mmap(m, f, 0, span, sync))
@@ -517,7 +534,11 @@ def _prealloc(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> list[Op]:
             if draw(st.booleans()):
                 out.append(Persist(m, pg * K, 64) if sync else Fsync(f))
     elif how == "write":
-        out.append(Write(f, pg * K + draw(st.sampled_from([0, 100])), draw(st.sampled_from([100, K]))))
+        at, n = pg * K + draw(st.sampled_from([0, 100])), draw(st.sampled_from([100, K]))
+        if draw(st.booleans()):
+            out += [Mmap(m, f, 0, span, sync), Write(f, at, n, map=m, moff=draw(st.sampled_from([0, 100])))]
+        else:
+            out.append(Write(f, at, n))
     elif how == "read":
         out.append(Read(f, pg * K, K))
     elif how == "punch":
