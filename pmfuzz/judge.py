@@ -253,7 +253,14 @@ class _Here:
         p, s = self.point, self.state
         ev = p.event
         return CrashSite(
-            p.id, s.id, p.op, self.op_text, ev.kind.value if ev else "end", p.site, tuple(s.outcomes()), s.deviations
+            p.id,
+            s.state_id,
+            p.op,
+            self.op_text,
+            ev.kind.value if ev else "end",
+            p.site,
+            tuple(s.outcomes()),
+            s.deviations,
         )
 
     def finding(self, oracle: OracleName, message: str, evidence: tuple = (), tb: str | None = None) -> Finding:

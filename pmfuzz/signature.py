@@ -11,7 +11,7 @@ from oracles import OracleName
 
 from .errors import PmfuzzError, clip
 
-__all__ = ["Signature", "top_site"]
+__all__ = ["Signature", "top_site", "oracle_of"]
 
 
 def top_site(site: str) -> str:
@@ -44,3 +44,11 @@ class Signature(NamedTuple):
 
     def __str__(self) -> str:
         return ":".join(x or "-" for x in (str(self.oracle), self.op_kind, self.site))
+
+
+def oracle_of(text: str) -> str:
+    """The oracle a signature's text names; tolerant, for indexes written by other versions."""
+    try:
+        return str(Signature.parse(text).oracle)
+    except PmfuzzError:
+        return text.partition(":")[0]

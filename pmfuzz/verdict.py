@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from oracles import Oracle, OracleName
 
-from .pmem import Domain, EadrPoints, GroupOutcome
+from .pmem import Domain, EadrPoints, GroupOutcome, StateId
 from .signature import Signature, top_site
 from .watchdog import DEFAULT_OP_TIMEOUT
 
@@ -35,7 +35,7 @@ class Options:
     max_states: int | None = 2048
     """At most this many states per crash point (None: no limit)."""
     eadr_points: EadrPoints = EadrPoints.STORES
-    crash: str | None = None
+    crash: StateId | str | None = None
     """Judge only this crash state (a state id), as a reproducer names it."""
     seed: int = 0
     oracles: tuple[Oracle, ...] | None = None
@@ -64,7 +64,7 @@ class CrashSite:
     """Where a crash struck and what it kept."""
 
     point: str
-    state: str
+    state: StateId
     op: int
     op_text: str
     event: str
