@@ -137,7 +137,7 @@ class _Judge:
         ops = run.ops
         op_text = str(ops[point.op]) if 0 <= point.op < len(ops) else ""
         op_kind = ops[point.op].kind.value if 0 <= point.op < len(ops) else ""
-        mounts: dict[tuple, _Mounted | str] = {}
+        mounts: dict[tuple, _Mounted | tuple[str, str]] = {}
         meta = self.meta
         if meta is not None:
             meta_g = [gi for gi, g in enumerate(point.groups) if all(_inside(ln, meta) for ln in g.lines)]
@@ -169,7 +169,10 @@ class _Judge:
                 try:
                     rfs: MountedFS = guarded_mount(target, mpm, opts.op_timeout, "recovery (mount)")
                 except (Exception, TargetHang) as e:
-                    hit = f"recovery failed: {failure(e)}\n{target_traceback(e) or ''}"
+                    tb = target_traceback(e) or ""
+                    # A finding's message is one line: the rest of a many-line failure goes with the traceback.
+                    msg, nl, more = f"recovery failed: {failure(e)}".partition("\n")
+                    hit = (msg, f"{more}\n{tb}" if nl else tb)
                     point_hung = point_hung or isinstance(e, TargetHang)
                 else:
                     stats.mounts += 1
@@ -183,9 +186,8 @@ class _Judge:
                     mounts[mkey] = hit
             t3 = time.perf_counter()
             stats.t_mount += t3 - t2
-            if isinstance(hit, str):
-                msg, _, tb = hit.partition("\n")
-                self.add_crash(here, (OracleName.MOUNT, msg, (), tb))
+            if isinstance(hit, tuple):
+                self.add_crash(here, (OracleName.MOUNT, hit[0], (), hit[1]))
                 if point_hung:
                     return True  # each further state would wait out the timeout again
                 continue

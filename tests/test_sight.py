@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pmfuzz.cli import main
+from pmfuzz.pmem import StateId
 from pmfuzz.repro import parse_reproducer
 from pmfuzz.sight import BadKind, LineFate, build_scene, load_campaign
-from pmfuzz.pmem import StateId
 from pmfuzz.sight.picture import finding_figure
 from pmfuzz.sight.plot import campaign_figure, time_unit
 
