@@ -365,7 +365,7 @@ def minimize_cmd(
         workload=m.workload,
         crash=m.crash,
         schedule=m.finding.schedule,
-        signature=wanted.signature_text,
+        signature=wanted.signature,
         expect=r.expect or (wanted.oracle.value,),
         notes=(note,),
     )

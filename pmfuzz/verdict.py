@@ -44,7 +44,7 @@ class Options:
     """Mount once per distinct metadata state when the target declares its metadata ranges (same verdicts)."""
     log_states: bool = False
     """Record every judged state's violations in `Verdict.state_log` (for tests and debugging)."""
-    focus: tuple[str, str, str] | None = None
+    focus: Signature | tuple[str, str, str] | None = None
     """(oracle, op kind, site): judge only crash points that could give this signature (for minimizing)."""
     features: bool = False
     """Collect coverage features of the run in `Verdict.features` (for the fuzzer)."""
