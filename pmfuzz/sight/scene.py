@@ -339,7 +339,9 @@ def build_scene(r: Reproducer, verdict: Verdict | None = None, finding: Finding 
     crash state contributes its flagged words.
     """
     if verdict is None:
-        opts = Options(domain=r.domain, device_size=r.device_size, crash=r.crash, eadr_points=r.eadr_points)
+        opts = Options(
+            domain=r.domain, device_size=r.device_size, crash=r.crash, eadr_points=r.eadr_points, schedule=r.schedule
+        )
         verdict = check(make_target(r.target), r.workload, opts)
     f = finding or pick_finding(verdict, r)
     state_id = f.crash.state if f.crash is not None else None
