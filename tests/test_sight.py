@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pmfuzz.cli import main
+from pmfuzz.errors import PmfuzzError
 from pmfuzz.pmem import StateId
 from pmfuzz.repro import parse_reproducer
 from pmfuzz.sight import BadKind, LineFate, build_scene, load_campaign
@@ -301,3 +302,11 @@ def test_picture_beside_a_reproducer_for_run(tmp_path: Path) -> None:
 def test_plot_of_a_directory_without_stats_is_one_line(tmp_path: Path, capsys) -> None:
     code, _, err = _run(["plot", str(tmp_path)], capsys)
     assert code == 2 and "stats.jsonl" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_scene_judges_a_reproducer_under_its_own_schedule() -> None:
+    """Its crash state exists only in that schedule's trace: the scene's verdict is replay's, not an exploration's."""
+    r = parse_reproducer((REGRESSION / "fp-racing-store-write-then-cow.pmfuzz").read_text())
+    assert r.schedule is not None and r.crash is not None and r.expect == ("clean",)
+    with pytest.raises(PmfuzzError, match="gives no finding"):
+        build_scene(r)
