@@ -350,7 +350,7 @@ def minimize_cmd(
     v = check(target, r.workload, replace(opts, schedule=r.schedule))
     if v.clean:
         raise PmfuzzError(f"{file} gives no finding: nothing to minimize")
-    wanted = next((f for f in v.findings if f.signature_text == r.signature), None) or next(
+    wanted = next((f for f in v.findings if f.signature == r.signature), None) or next(
         (f for f in v.findings if r.expect and f.oracle.value in r.expect), v.findings[0]
     )
     try:
@@ -365,7 +365,7 @@ def minimize_cmd(
         workload=m.workload,
         crash=m.crash,
         schedule=m.finding.schedule,
-        signature=wanted.signature_text,
+        signature=wanted.signature,
         expect=r.expect or (wanted.oracle.value,),
         notes=(note,),
     )

@@ -129,8 +129,8 @@ class CrashDir:
                 r = parse_reproducer(read_input(str(f), MAX_REPRODUCER_BYTES, "reproducer"), source=str(f))
             except PmfuzzError:
                 continue
-            if r.signature and r.signature not in d.counts:
-                d.counts[r.signature] = {"count": 1, "file": f.name}
+            if r.signature and str(r.signature) not in d.counts:
+                d.counts[str(r.signature)] = {"count": 1, "file": f.name}
                 d._dirty = True
         return d
 

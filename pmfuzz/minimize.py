@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 
 from .engine import Finding, Options, check
+from .pmem import StateId
 from .target import Target
 from .workload import (
     BLOCK_SIZE,
@@ -49,7 +50,7 @@ class MinimizeBudget:
 class Minimized:
     workload: Workload
     finding: Finding
-    crash: str | None
+    crash: StateId | None
     checks: int
     seconds: float
     complete: bool
@@ -81,7 +82,7 @@ def minimize(
     memo: dict[str, Finding | None] = {}
     calls = 0
 
-    def judge(w: Workload, crash: str | None = None, *, first: bool = False) -> Finding | None:
+    def judge(w: Workload, crash: StateId | None = None, *, first: bool = False) -> Finding | None:
         nonlocal calls
         key = format_workload(w) + f"@{crash}"
         if key in memo:
@@ -241,20 +242,18 @@ def _simpler(op: Op) -> list[Op]:
     return out
 
 
-def _shrink_state(w: Workload, f: Finding, judge) -> tuple[str | None, Finding]:
+def _shrink_state(w: Workload, f: Finding, judge) -> tuple[StateId | None, Finding]:
     """Keep every in-flight group that the violation does not need fully persisted."""
     if f.crash is None:
         return None, f
-    point, _, rest = f.crash.state.partition(":")
-    items = [x for x in rest.split(",") if x]
+    sid = f.crash.state
     changed = True
-    while changed and items:
+    while changed and sid.deviations:
         changed = False
-        for it in list(items):
-            trial = [x for x in items if x != it]
-            sid = point + (":" + ",".join(trial) if trial else "")
-            hit = judge(w, sid)
+        for name, _ in sid.deviations:
+            trial = sid.without(name)
+            hit = judge(w, trial)
             if hit is not None:
-                items, f = trial, hit
+                sid, f = trial, hit
                 changed = True
-    return point + (":" + ",".join(items) if items else ""), f
+    return sid, f

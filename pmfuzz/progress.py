@@ -23,6 +23,7 @@ from .campaign_config import PICTURE_SECONDS, CampaignConfig
 from .corpus import CorpusDir, CrashDir
 from .errors import shown_path
 from .gen.forms import ALL_FORMS, missing
+from .signature import oracle_of
 from .watchdog import TargetHang, deadline
 from .workload import parse
 
@@ -151,7 +152,7 @@ class Progress:
             finally:
                 if fresh and self.crashes.known(sig):
                     s.new.append(sig)  # counted as new even when a later write of it failed
-            if self.cfg.stop_on and sig.split(":")[0] == self.cfg.stop_on:
+            if self.cfg.stop_on and oracle_of(sig) == self.cfg.stop_on:
                 if s.first_hit is None:
                     s.first_hit = self.elapsed()
                 if final:
@@ -230,7 +231,7 @@ class Progress:
             "coverage": len(self.features),
             "forms": len(self.s.forms & _ALL_FORM_TEXTS),
             "findings": len(self.crashes.counts),
-            "oracles": sorted({k.split(":")[0] for k in self.crashes.counts}),
+            "oracles": sorted({oracle_of(k) for k in self.crashes.counts}),
         }
         append_line(self.stats_path, json.dumps(rec))
 

@@ -134,7 +134,7 @@ def resume_unminimized(cfg: CampaignConfig, opts: Options, emit: Emit, stop: Cal
         except PmfuzzError as e:
             emit("warning", f"{raw.signature}: cannot minimize it on resume: {e}")
             continue
-        f = next((x for x in v.findings if x.signature_text == raw.signature), None)
+        f = next((x for x in v.findings if x.signature == raw.signature), None)
         if f is None:
             emit("warning", f"{raw.signature}: does not reproduce on resume; kept unminimized")
             r = replace(raw, notes=("not minimized: it did not reproduce when the campaign resumed",))

@@ -21,22 +21,28 @@ comma-separated), signature and note (informational).
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass, field, replace
 
 from oracles import OracleName
 
-from .errors import ParseError, PmfuzzError, clip
+from .errors import ParseError, PMemError, PmfuzzError, clip
 from .interleave import Schedule
 from .limits import check_device_size, parse_size, workload_overflow
-from .pmem import Domain, EadrPoints
+from .pmem import Domain, EadrPoints, StateId
+from .signature import Signature
 from .target import TargetSpec, parse_target_spec
 from .workload import Workload, format_workload, parse
 
-__all__ = ["Reproducer", "parse_reproducer", "format_reproducer", "VERSION_LINE", "CLEAN"]
+__all__ = ["Reproducer", "parse_reproducer", "format_reproducer", "VERSION_LINE", "CLEAN", "Expect"]
 
 VERSION_LINE = "# pmfuzz reproducer v1"
-CLEAN = "clean"
+
+Expect = enum.StrEnum("Expect", [("CLEAN", "clean"), *((o.name, o.value) for o in OracleName)])
+"""What a reproducer's `# expect:` line may name: `clean`, or the oracles that must fire (one per OracleName)."""
+Expect.__module__ = __name__
+CLEAN = Expect.CLEAN
 _KEYS = ("target", "domain", "device", "crash", "schedule", "eadr-points", "expect", "signature", "note")
 _HEADER = re.compile(r"^#\s*([A-Za-z][\w-]*)\s*:\s*(.*?)\s*$")
 _CRASH = re.compile(r"^[FCSDOE][0-9]*(:.+)?$")
@@ -50,16 +56,25 @@ class Reproducer:
     target: TargetSpec = field(default_factory=lambda: TargetSpec("daxfs"))
     domain: Domain = Domain.ADR
     device_size: int = 8 << 20
-    crash: str | None = None
+    crash: StateId | None = None
     schedule: str | None = None
     """The schedule id of the parallel groups (`3=1x3,0`); None: explore every schedule."""
     eadr_points: EadrPoints = EadrPoints.STORES
-    expect: tuple[str, ...] | None = None
-    """None: no expectation; ("clean",) or oracle names."""
-    signature: str | None = None
+    expect: tuple[Expect, ...] | None = None
+    """None: no expectation; (Expect.CLEAN,) or oracles."""
+    signature: Signature | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
-    def with_crash(self, crash: str | None) -> Reproducer:
+    def __post_init__(self) -> None:
+        # The text forms are accepted too (as callers and older code pass them) and kept typed.
+        if isinstance(self.crash, str):
+            object.__setattr__(self, "crash", StateId.parse(self.crash))
+        if isinstance(self.signature, str):
+            object.__setattr__(self, "signature", Signature.parse(self.signature))
+        if self.expect is not None:
+            object.__setattr__(self, "expect", tuple(Expect(x) for x in self.expect))
+
+    def with_crash(self, crash: StateId | str | None) -> Reproducer:
         return replace(self, crash=crash)
 
 
@@ -84,7 +99,7 @@ def format_reproducer(r: Reproducer) -> str:
     if r.schedule is not None:
         lines.append(f"# schedule: {r.schedule}")
     if r.expect is not None:
-        lines.append(f"# expect: {', '.join(r.expect)}")
+        lines.append(f"# expect: {', '.join(x.value for x in r.expect)}")
     if r.signature:
         lines.append(f"# signature: {r.signature}")
     lines += [f"# note: {n}" for n in r.notes]
@@ -178,7 +193,10 @@ def _header(key: str, value: str, kw: dict[str, object], notes: list[str], fail)
     elif key == "crash":
         if not _CRASH.match(value):
             raise fail(f"crash must be a crash state id like F3:L0=1, got {clip(value)}")
-        kw["crash"] = value
+        try:
+            kw["crash"] = StateId.parse(value)
+        except PMemError as e:
+            raise fail(str(e)) from None
     elif key == "schedule":
         try:
             kw["schedule"] = str(Schedule.parse(value))
@@ -191,7 +209,7 @@ def _header(key: str, value: str, kw: dict[str, object], notes: list[str], fail)
             raise fail(f"eadr-points must be stores or ops, got {clip(value)}") from None
     elif key == "expect":
         items = tuple(x.strip() for x in value.split(",") if x.strip())
-        valid = {CLEAN, *(o.value for o in OracleName)}
+        valid = {x.value for x in Expect}
         bad = [x for x in items if x not in valid]
         if not items or bad:
             raise fail(
@@ -199,8 +217,11 @@ def _header(key: str, value: str, kw: dict[str, object], notes: list[str], fail)
             )
         if CLEAN in items and len(items) > 1:
             raise fail("expect: 'clean' cannot be combined with oracle names")
-        kw["expect"] = items
+        kw["expect"] = tuple(Expect(x) for x in items)
     elif key == "signature":
-        kw["signature"] = value
+        try:
+            kw["signature"] = Signature.parse(value)
+        except PmfuzzError as e:
+            raise fail(str(e)) from None
     else:
         notes.append(value)

@@ -443,7 +443,7 @@ def guarded_mount(target: Target, pm: Any, limit: float | None, what: str) -> Gu
 
 
 _HERE = Path(__file__).resolve().parent
-_DRIVERS = frozenset(str(_HERE / f) for f in ("watchdog.py", "engine.py", "interleave.py"))
+_DRIVERS = frozenset(str(_HERE / f) for f in ("watchdog.py", "engine.py", "execute.py", "judge.py", "interleave.py"))
 
 
 def hang_stack(e: TargetHang) -> str:

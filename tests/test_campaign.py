@@ -50,7 +50,7 @@ def test_findings_are_deduplicated_and_replayable(tmp_path: Path) -> None:
     assert sum(v["count"] for v in counts.values()) >= len(counts)
     for p in reproducers:
         r = parse_reproducer(p.read_text(), source=str(p))
-        assert r.expect and r.signature in s.findings
+        assert r.expect and str(r.signature) in s.findings
         assert (p.with_suffix(".txt")).exists()
         res = subprocess.run(
             [sys.executable, "-m", "pmfuzz", "replay", str(p)], capture_output=True, text=True, cwd=ROOT

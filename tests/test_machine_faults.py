@@ -144,7 +144,7 @@ def test_an_interrupted_minimization_is_resumed(tmp_path: Path) -> None:
     s = run_campaign(CampaignConfig(target=NO_ZERO, corpus=None, crashes=tmp_path, quiet=True, max_execs=1))
     r = parse_reproducer((tmp_path / name).read_text())
     assert r.notes and r.notes[0].startswith("minimized from 6 to ")
-    assert len(r.workload) < 6 and r.signature == "stale-exposure:end:-"
+    assert len(r.workload) < 6 and str(r.signature) == "stale-exposure:end:-"
     assert s.findings["stale-exposure:end:-"]["count"] >= 1
 
 

@@ -17,6 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pmfuzz.cli import main
+from pmfuzz.errors import PmfuzzError
+from pmfuzz.pmem import StateId
 from pmfuzz.repro import parse_reproducer
 from pmfuzz.sight import BadKind, LineFate, build_scene, load_campaign
 from pmfuzz.sight.picture import finding_figure
@@ -199,10 +201,9 @@ def _scene(name: str):
     return r, build_scene(r)
 
 
-def _dropped_groups(state_id: str) -> set[str]:
+def _dropped_groups(state_id: StateId) -> set[str]:
     """Groups a state id says kept nothing (`L5=0` for a chain, `L5=x0` for a mask)."""
-    _, _, rest = state_id.partition(":")
-    return {g for g, v in (item.split("=") for item in rest.split(",") if item) if v in ("0", "x0")}
+    return {g for g, v in state_id.deviations if v in ("0", "x0")}
 
 
 @pytest.mark.parametrize(
@@ -210,7 +211,7 @@ def _dropped_groups(state_id: str) -> set[str]:
 )
 def test_lines_in_flight_are_kept_or_dropped_as_the_state_id_says(name: str) -> None:
     r, scene = _scene(name)
-    assert scene.state == r.crash
+    assert scene.state == str(r.crash)
     assert scene.lines, "a crash point of these reproducers always has lines in flight"
     dropped = _dropped_groups(r.crash)
     for ln in scene.lines:
@@ -301,3 +302,11 @@ def test_picture_beside_a_reproducer_for_run(tmp_path: Path) -> None:
 def test_plot_of_a_directory_without_stats_is_one_line(tmp_path: Path, capsys) -> None:
     code, _, err = _run(["plot", str(tmp_path)], capsys)
     assert code == 2 and "stats.jsonl" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_scene_judges_a_reproducer_under_its_own_schedule() -> None:
+    """Its crash state exists only in that schedule's trace: the scene's verdict is replay's, not an exploration's."""
+    r = parse_reproducer((REGRESSION / "fp-racing-store-write-then-cow.pmfuzz").read_text())
+    assert r.schedule is not None and r.crash is not None and r.expect == ("clean",)
+    with pytest.raises(PmfuzzError, match="gives no finding"):
+        build_scene(r)

@@ -4,6 +4,7 @@ from .crash import CrashImage, CrashPoint, CrashState, CrashTimeline, GroupOutco
 from .device import PMem
 from .pages import Pages
 from .persistency import EadrPoints, PointKind
+from .stateid import StateId
 from .trace import LINE, PAGE, WORD, Domain, Event, EventKind
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "PMem",
     "Pages",
     "PointKind",
+    "StateId",
     "Strategy",
     "distinct",
 ]

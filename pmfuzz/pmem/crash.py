@@ -23,6 +23,7 @@ from ..errors import PMemError
 from .groups import Group
 from .pages import Pages
 from .persistency import EadrPoints, Piece, PointKind, PointSpec, compute_points
+from .stateid import StateId
 from .trace import LINE, Domain, Event
 
 __all__ = [
@@ -97,32 +98,32 @@ class CrashTimeline:
                 f"(it has {len(self.points)} points, from {self.points[0].id} to {self.points[-1].id})"
             ) from None
 
-    def state(self, state_id: str) -> CrashState:
-        """The state a printed id names."""
-        point_id, _, rest = state_id.strip().partition(":")
+    def state(self, state_id: str | StateId) -> CrashState:
+        """The state a printed id (or its parsed value) names."""
+        sid = state_id if isinstance(state_id, StateId) else StateId.parse(state_id)
+        point_id = sid.point
         point = self.point(point_id)
         choices = list(point.full_choices)
-        if rest:
-            names = {g.name: i for i, g in enumerate(point.groups)}
-            seen = set()
-            for item in rest.split(","):
-                name, eq, value = item.partition("=")
-                if not eq or name not in names:
-                    known = ", ".join(g.name for g in point.groups) or "none"
-                    raise PMemError(
-                        f"crash state {state_id!r}: {item!r} names no in-flight group at {point_id} (groups: {known})"
-                    )
-                if name in seen:
-                    raise PMemError(f"crash state {state_id!r}: group {name} given twice")
-                seen.add(name)
-                g = point.groups[names[name]]
-                choice = g.decode(value)
-                if choice is None:
-                    form = f"a count 0..{g.n}" if g.chain else "a down-set mask x<hex> of its units"
-                    raise PMemError(
-                        f"crash state {state_id!r}: {name}={value!r} is not a possible choice (expected {form})"
-                    )
-                choices[names[name]] = choice
+        names = {g.name: i for i, g in enumerate(point.groups)}
+        seen = set()
+        for name, value in sid.deviations:
+            if name not in names:
+                known = ", ".join(g.name for g in point.groups) or "none"
+                raise PMemError(
+                    f"crash state {str(sid)!r}: {name + '=' + value!r} names no in-flight group at {point_id} "
+                    f"(groups: {known})"
+                )
+            if name in seen:
+                raise PMemError(f"crash state {str(sid)!r}: group {name} given twice")
+            seen.add(name)
+            g = point.groups[names[name]]
+            choice = g.decode(value)
+            if choice is None:
+                form = f"a count 0..{g.n}" if g.chain else "a down-set mask x<hex> of its units"
+                raise PMemError(
+                    f"crash state {str(sid)!r}: {name}={value!r} is not a possible choice (expected {form})"
+                )
+            choices[names[name]] = choice
         return CrashState(point, tuple(choices))
 
     def _snapshot(self, log_len: int) -> _Snapshot:
@@ -303,6 +304,10 @@ class CrashPoint:
         """Lines of group gi that differ from the media as of the point, when it keeps `choice`."""
         return self._outcome(gi, choice)[0]
 
+    def base_pages(self) -> Pages:
+        """The media at this point with no in-flight store kept (shared: fork it before writing)."""
+        return self.timeline._snapshot(self.spec.log_len).pages
+
     def base_line(self, line: int) -> bytes:
         """A line of the media as of the point (before anything in flight)."""
         return self.timeline._snapshot(self.spec.log_len).line(line)
@@ -378,8 +383,12 @@ class CrashState:
 
     @property
     def id(self) -> str:
-        parts = [f"{g.name}={g.encode(c)}" for g, c in zip(self.point.groups, self.choices, strict=True) if c != g.full]
-        return self.point.id + (":" + ",".join(parts) if parts else "")
+        return str(self.state_id)
+
+    @property
+    def state_id(self) -> StateId:
+        devs = tuple((g.name, g.encode(c)) for g, c in zip(self.point.groups, self.choices, strict=True) if c != g.full)
+        return StateId(self.point.id, devs)
 
     @cached_property
     def digest(self) -> int:

@@ -17,6 +17,7 @@ from ..errors import PMemError
 from .crash import CrashImage, CrashPoint, CrashState, CrashTimeline
 from .pages import Pages
 from .persistency import EadrPoints
+from .stateid import StateId
 from .trace import LINE, Domain, Event, EventKind
 
 __all__ = ["Bytes", "PMem"]
@@ -137,6 +138,14 @@ class PMem:
     def current_op(self) -> int:
         return self._op
 
+    def labels(self) -> tuple[int, list[str]]:
+        """The current op and site stack, for a scheduler that switches threads between them."""
+        return (self._op, self._sites)
+
+    def set_labels(self, labels: tuple[int, list[str]]) -> None:
+        """Restore what `labels` returned (a thread's labels when it runs again)."""
+        self._op, self._sites = labels
+
     # -- instructions -----------------------------------------------------
 
     def store(self, addr: int, data: Bytes) -> None:
@@ -231,7 +240,7 @@ class PMem:
         """One point per fence and clflush and the end (eADR: per store, or per op with `eadr_points="ops"`)."""
         return self.timeline(eadr_points).points
 
-    def crash_state(self, state_id: str, eadr_points: EadrPoints | str = EadrPoints.STORES) -> CrashState:
+    def crash_state(self, state_id: str | StateId, eadr_points: EadrPoints | str = EadrPoints.STORES) -> CrashState:
         """The crash state a printed id names, e.g. `pm.crash_state("F3:L0=1,L2=0").image()`."""
         return self.timeline(eadr_points).state(state_id)
 

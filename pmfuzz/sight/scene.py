@@ -19,14 +19,12 @@ import numpy as np
 from oracles import CrashContext, Evidence, OracleName
 
 from ..data import WordKind, decode, decode_words, describe
-from ..engine import Finding, Options, Verdict, check, formatted
+from ..engine import Finding, Options, Verdict, check, execute
 from ..errors import PMemError, PmfuzzError
-from ..pmem import LINE, CrashState, PMem, PointKind
-from ..reference_expect import Expectation
-from ..reference_history import History
-from ..reference_model import Reference
+from ..pmem import LINE, CrashState, PMem
 from ..repro import Reproducer
-from ..target import Errno, Guarantee, MountedFS, Target, declared_regions, file_blocks, make_target, metadata_ranges
+from ..run import Run
+from ..target import MountedFS, Target, declared_regions, file_blocks, make_target, metadata_ranges
 
 __all__ = [
     "LineFate",
@@ -199,11 +197,9 @@ def pick_finding(v: Verdict, r: Reproducer | None = None) -> Finding:
         raise PmfuzzError("the reproducer gives no finding: there is nothing to picture")
     fs = sorted(v.findings, key=lambda f: f.signature)
     if r is not None and r.signature:
-        oracle, _, rest = r.signature.partition(":")
-        kind, _, site = rest.partition(":")
-        want = ":".join(x or "-" for x in (oracle, kind, site.split(".", 1)[0]))
+        want = r.signature.with_top_site()
         for f in fs:
-            if f.signature_text == want:
+            if f.signature == want:
                 return f
     if r is not None and r.expect:
         for f in fs:
@@ -212,59 +208,16 @@ def pick_finding(v: Verdict, r: Reproducer | None = None) -> Finding:
     return fs[0]
 
 
-@dataclass
-class _Run:
-    """The workload executed on a fresh device as the engine runs it, kept for rebuilding one crash state."""
+def _execute(r: Reproducer, f: Finding) -> Run:
+    """The reproducer's workload executed as the engine executes it (under the finding's schedule, if any)."""
+    opts = Options(domain=r.domain, device_size=r.device_size, eadr_points=r.eadr_points)
+    chooser = None
+    schedule = f.schedule or r.schedule
+    if schedule is not None:
+        from ..interleave import Chooser, Schedule
 
-    target: Target
-    pm: PMem
-    history: History
-    executed: int
-    incarnations: list[dict[str, int]]
-    """Per op boundary: each name's file incarnation in the reference."""
-
-    def expect(self, state: CrashState) -> Expectation:
-        """What the reference allows for a crash at this state's point (the engine's window rule)."""
-        point = state.point
-        if point.kind is PointKind.END:
-            completed = upper = self.executed
-        elif point.op < 0:
-            completed = upper = 0
-        elif point.kind is PointKind.OP:
-            completed = upper = point.op
-        else:
-            completed, upper = point.op, min(point.op + 1, self.executed)
-        g = self.target.guarantees
-        return self.history.expect(
-            completed, upper, durable=Guarantee.FSYNC_DURABLE in g, synchronous=Guarantee.ATOMIC_OPS in g
-        )
-
-
-def _execute(r: Reproducer) -> _Run:
-    target = make_target(r.target)
-    pm = PMem.from_image(formatted(target, r.device_size), r.domain)
-    fs = target.mount(pm)
-    pm.quiesce()
-    ref = Reference.for_target(target)
-    hist = History(ref)
-    inc: list[dict[str, int]] = [{}]
-    executed = 0
-    for i, op in enumerate(r.workload.ops):
-        payload = ref.payload(i, op)
-        want = ref.apply(i, op)
-        try:
-            got = fs.execute(i, op, payload)
-        except Exception:  # the target's error is a finding; like the engine, stop there
-            hist.record()
-            executed = i
-            break
-        hist.record()
-        inc.append({n: f.ino for n, f in ref.names.items()})
-        executed = i + 1
-        if got.errno is Errno.ENOSPC and want.errno is not Errno.ENOSPC:
-            executed = i
-            break
-    return _Run(target, pm, hist, executed, inc)
+        chooser = Chooser(Schedule.parse(schedule))
+    return execute(make_target(r.target), r.workload, opts, chooser)
 
 
 def _lines(state: CrashState) -> tuple[InFlightLine, ...]:
@@ -362,23 +315,26 @@ def build_scene(r: Reproducer, verdict: Verdict | None = None, finding: Finding 
     crash state contributes its flagged words.
     """
     if verdict is None:
-        opts = Options(domain=r.domain, device_size=r.device_size, crash=r.crash, eadr_points=r.eadr_points)
+        opts = Options(
+            domain=r.domain, device_size=r.device_size, crash=r.crash, eadr_points=r.eadr_points, schedule=r.schedule
+        )
         verdict = check(make_target(r.target), r.workload, opts)
     f = finding or pick_finding(verdict, r)
     state_id = f.crash.state if f.crash is not None else None
     same = [g for g in verdict.findings if (g.crash.state if g.crash else None) == state_id]
-    run = _execute(r)
+    run = _execute(r, f)
     lines: tuple[InFlightLine, ...] = ()
     ctx: CrashContext | None = None
     unbuilt: list[str] = []
     state: CrashState | None = None
     if state_id is not None:
         try:
-            state = run.pm.crash_state(state_id, r.eadr_points)
+            state = run.crash_state(state_id) if run.ran else None
         except PMemError:
+            state = None
+        if state is None:
             unbuilt.append(
-                f"(crash state {state_id} could not be rebuilt by a plain serial run of the ops, "
-                "e.g. it needs a schedule of parallel groups: its lines and words are not drawn)"
+                f"(crash state {state_id} could not be rebuilt by a run of the ops: its lines and words are not drawn)"
             )
     if state is not None:
         lines = _lines(state)
@@ -387,9 +343,9 @@ def build_scene(r: Reproducer, verdict: Verdict | None = None, finding: Finding 
         except Exception:  # the image does not mount (a `mount` finding): no file words to show
             pass
         else:
-            ctx = CrashContext(rfs, run.expect(state))
+            ctx = CrashContext(rfs, run.expect(state.point))
     op = f.crash.op if f.crash is not None else f.op
-    inc = run.incarnations[min(max(op, 0) + 1, len(run.incarnations) - 1)]
+    inc = run.incarnations(op) if run.ran else {}
     bad: list[BadRun] = []
     views: dict[str, FileView] = {}
     fsck_blocks: set[int] = set()
@@ -412,7 +368,7 @@ def build_scene(r: Reproducer, verdict: Verdict | None = None, finding: Finding 
         oracle=f.oracle,
         signature=f.signature_text,
         message=f.message,
-        state=state_id or NO_CRASH,
+        state=str(state_id) if state_id is not None else NO_CRASH,
         crash_text=_crash_text(f),
         target=str(r.target),
         device_size=r.device_size,

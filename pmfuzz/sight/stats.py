@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ParseError, PmfuzzError, clip
+from ..signature import oracle_of
 
 __all__ = ["StatsRecord", "FindingEvent", "Campaign", "load_campaign", "STATS_FIELDS"]
 
@@ -172,7 +173,7 @@ def _events(records: list[StatsRecord], index: dict[str, dict]) -> list[FindingE
         if s is None:
             s = next((k for k in range(len(starts)) if quota[k] > 0 and first <= ends[k] + 1), len(starts) - 1)
             quota[s] = max(0, quota[s] - 1)
-        out.append(FindingEvent(starts[s] + min(float(first), ends[s]), sig, sig.split(":", 1)[0]))
+        out.append(FindingEvent(starts[s] + min(float(first), ends[s]), sig, oracle_of(sig)))
     if not index:
         prev_count, prev_oracles = 0, set()
         for r in records:

@@ -1,0 +1,169 @@
+"""What the engine is asked (`Options`) and what it answers (`Verdict` of `Finding`s), shared by execute and judge."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from oracles import Oracle, OracleName
+
+from .pmem import Domain, EadrPoints, GroupOutcome, StateId
+from .signature import Signature, top_site
+from .watchdog import DEFAULT_OP_TIMEOUT
+
+__all__ = ["Options", "Finding", "CrashSite", "Verdict", "Stats", "StateChoice", "Findings", "MiB"]
+
+MiB = 1 << 20
+
+
+class StateChoice(enum.StrEnum):
+    """How the engine picks the states of a crash point."""
+
+    AUTO = "auto"
+    """Exhaustive where a point has at most `exhaustive_upto` states, else bounded."""
+    EXHAUSTIVE = "exhaustive"
+    BOUNDED = "bounded"
+    SAMPLE = "sample"
+
+
+@dataclass(frozen=True)
+class Options:
+    domain: Domain = Domain.ADR
+    device_size: int = 8 * MiB
+    strategy: StateChoice = StateChoice.AUTO
+    exhaustive_upto: int = 256
+    max_states: int | None = 2048
+    """At most this many states per crash point (None: no limit)."""
+    eadr_points: EadrPoints = EadrPoints.STORES
+    crash: StateId | str | None = None
+    """Judge only this crash state (a state id), as a reproducer names it."""
+    seed: int = 0
+    oracles: tuple[Oracle, ...] | None = None
+    first_per_signature: bool = True
+    group_by_metadata: bool = True
+    """Mount once per distinct metadata state when the target declares its metadata ranges (same verdicts)."""
+    log_states: bool = False
+    """Record every judged state's violations in `Verdict.state_log` (for tests and debugging)."""
+    focus: Signature | tuple[str, str, str] | None = None
+    """(oracle, op kind, site): judge only crash points that could give this signature (for minimizing)."""
+    features: bool = False
+    """Collect coverage features of the run in `Verdict.features` (for the fuzzer)."""
+    schedule: str | None = None
+    """Run parallel groups under this schedule id only (as a reproducer's `schedule:` names it)."""
+    preemption_bound: int = 2
+    """Explore every schedule of the parallel groups with at most this many preemptions."""
+    max_schedules: int | None = 2000
+    """Stop exploring after this many schedules (a note says so); None: no limit."""
+    op_timeout: float | None = DEFAULT_OP_TIMEOUT
+    """Seconds a call into the target (an op, a mount, format, an oracle's reads) may take before it is
+    reported as a hang of the target; None: no limit."""
+
+
+@dataclass(frozen=True)
+class CrashSite:
+    """Where a crash struck and what it kept."""
+
+    point: str
+    state: StateId
+    op: int
+    op_text: str
+    event: str
+    site: str
+    outcomes: tuple[GroupOutcome, ...]
+    deviations: int
+
+
+@dataclass(frozen=True)
+class Finding:
+    oracle: OracleName
+    message: str
+    evidence: tuple = ()
+    op: int = -1
+    op_text: str = ""
+    op_kind: str = ""
+    site: str = ""
+    crash: CrashSite | None = None
+    traceback: str | None = None
+    schedule: str | None = None
+    """The schedule id of the parallel groups this finding ran under (None: no groups)."""
+
+    @property
+    def signature(self) -> Signature:
+        """What deduplicates findings: (oracle, op kind at the crash, code site).
+
+        The site is the top-level label of the crash point ("xfs_file_fsync" for
+        "xfs_file_fsync.commit_record"): one code path, whichever phase of its log push.
+        A crash at the end of the run is `end` whatever op came last, so that the
+        minimizer may drop trailing ops that played no part.
+        """
+        if self.crash is not None and self.crash.point == "E":
+            return Signature(self.oracle, "end", "")
+        return Signature(self.oracle, self.op_kind, top_site(self.site))
+
+    @property
+    def signature_text(self) -> str:
+        return str(self.signature)
+
+
+@dataclass
+class Stats:
+    ops: int = 0
+    points: int = 0
+    states: int = 0
+    distinct: int = 0
+    mounts: int = 0
+    t_exec: float = 0.0
+    t_image: float = 0.0
+    t_mount: float = 0.0
+    t_oracles: float = 0.0
+
+    def add(self, other: Stats) -> None:
+        for k in ("ops", "points", "states", "distinct", "mounts", "t_exec", "t_image", "t_mount", "t_oracles"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    findings: tuple[Finding, ...]
+    stats: Stats
+    notes: tuple[str, ...] = ()
+    state_log: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(state id, sorted messages of its violations) per judged state, with `Options.log_states`."""
+    features: frozenset[str] = frozenset()
+    """What the run exercised (op results, code-site transitions, crash-point sites), with `Options.features`."""
+
+    @property
+    def clean(self) -> bool:
+        return not self.findings
+
+    def oracles(self) -> set[str]:
+        return {f.oracle.value for f in self.findings}
+
+
+class Findings:
+    """Findings kept one per signature: the first, or the one whose crash state deviates least."""
+
+    def __init__(self, first_per_signature: bool = True, initial: tuple[Finding, ...] = ()) -> None:
+        self.first_per_signature = first_per_signature
+        self._by: dict[Signature, Finding] = {f.signature: f for f in initial}
+
+    def add(self, f: Finding) -> None:
+        sig = f.signature
+        old = self._by.get(sig)
+        if (
+            old is None
+            or (self.first_per_signature is False)
+            or (f.crash is not None and old.crash is not None and f.crash.deviations < old.crash.deviations)
+        ):
+            self._by[sig] = f
+
+    def get(self, sig: Signature) -> Finding | None:
+        return self._by.get(sig)
+
+    def diverged(self) -> bool:
+        """The target already left the reference (a functional finding): later differences follow
+        from that first one, so the functional oracle reports only the first diverging op."""
+        return any(f.oracle is OracleName.FUNCTIONAL for f in self._by.values())
+
+    def values(self) -> tuple[Finding, ...]:
+        return tuple(self._by.values())
