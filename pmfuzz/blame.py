@@ -8,6 +8,7 @@ from pathlib import Path
 from oracles import default_oracles
 
 from .errors import PMemError, PmfuzzError
+from .target import is_target_error
 from .watchdog import TargetHang, TargetNonsense, hang_stack
 
 __all__ = ["pmfuzz_fault", "target_traceback", "oracle_fault", "failure", "what_failed"]
@@ -18,7 +19,7 @@ _ORACLES = Path(default_oracles.__code__.co_filename).resolve().parent
 
 def pmfuzz_fault(exc: BaseException) -> bool:
     """Was this exception raised by pmfuzz's own code (a bug) rather than the target's?"""
-    if isinstance(exc, (PMemError, TargetHang, TargetNonsense)) or getattr(exc, "is_target_error", False):
+    if isinstance(exc, (PMemError, TargetHang, TargetNonsense)) or is_target_error(exc):
         return False
     if isinstance(exc, PmfuzzError):
         return True

@@ -44,7 +44,15 @@ from .progress import Progress, Summary, summary_text
 from .reporting import campaign_options as _options
 from .reporting import report_finding as _report_finding
 from .reporting import resume_unminimized
-from .target import Target, TargetSpec, admit, make_target, supported_falloc_modes, supported_ops
+from .target import (
+    Target,
+    TargetSpec,
+    admit,
+    make_target,
+    supported_falloc_modes,
+    supported_ops,
+    target_variants,
+)
 from .workload import Workload, format_workload, parse
 
 __all__ = [
@@ -62,11 +70,11 @@ __all__ = [
 
 def _variants(target: Target, spec: TargetSpec) -> list[dict[str, str]]:
     """The target's own variants to explore (e.g. daxfs log-push modes), minus what the spec fixes."""
-    fn = getattr(target, "variants", None)
-    if fn is None:
+    variants = target_variants(target)
+    if variants is None:
         return [{}]
     fixed = dict(spec.options)
-    out = [v for v in fn() if all(fixed.get(k, val) == val for k, val in v.items())]
+    out = [v for v in variants if all(fixed.get(k, val) == val for k, val in v.items())]
     return out or [{}]
 
 

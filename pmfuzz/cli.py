@@ -168,9 +168,9 @@ def regress(directory: str, scheduler: str | None, op_timeout: float | None, imp
 
 def _target_device_size(spec) -> int:
     """The device size a target asks for (`device_size`, e.g. XFS's 16 MiB minimum), else 8 MiB."""
-    from .target import make_target
+    from .target import device_size, make_target
 
-    return int(getattr(make_target(spec), "device_size", 8 << 20))
+    return device_size(make_target(spec))
 
 
 @cli.command()

@@ -22,7 +22,16 @@ from .pmem import Pages, PMem
 from .reference import History, Reference
 from .run import Run, ScheduleStep
 from .serial import SerialOrder, serial_order
-from .target import Errno, MountedFS, Target, check_supported
+from .target import (
+    Errno,
+    MountedFS,
+    Target,
+    check_supported,
+    layout_violations_hook,
+    mapping_blocks_hook,
+    min_op_timeout,
+    scheduler_hook,
+)
 from .verdict import Finding, Findings, Options
 from .watchdog import TargetHang, TargetNonsense, deadline, guarded_mount
 from .workload import Fault, Op, Parallel, Pin, Store, Workload, flatten, groups
@@ -47,7 +56,7 @@ def formatted(target: Target, size: int) -> Pages:
 
 def effective_options(target: Target, opts: Options) -> Options:
     """The options as run: a target that boots a guest needs a longer op timeout than a model."""
-    floor = getattr(target, "min_op_timeout", None)
+    floor = min_op_timeout(target)
     if floor is not None and opts.op_timeout is not None and opts.op_timeout < floor:
         return replace(opts, op_timeout=floor)
     return opts
@@ -209,7 +218,7 @@ class _Execution:
 
         target, fs, pm, ref, hist, ops = self.target, self.fs, self.pm, self.ref, self.hist, self.ops
         add, notes = self.findings.add, self.notes
-        hook = getattr(fs, "set_scheduler", None)
+        hook = scheduler_hook(fs)
         if hook is None:
             raise PmfuzzError(
                 f"target {target.name!r} cannot run parallel groups (its mounted fs has no set_scheduler)"
@@ -299,7 +308,7 @@ class _Execution:
         for k, j in enumerate(order):
             want = ref.apply(j, ops[j]) if split is None else got[j]
             if faults:
-                ref.fx.cow = []  # Reference has no call to forget an op's COWs yet (reference.py is not ours)
+                ref.forget_cows()
             if k == len(order) - 1:
                 for f, data in mixed.items():
                     ref.names[f].put(0, data)
@@ -344,12 +353,12 @@ def _run_digest(pm: PMem, results: list[str], orders: list[tuple[int, ...]], fs:
         if e.data is not None:
             h.update(bytes(e.data))
     h.update(repr((results, orders)).encode())
-    blocks = getattr(fs, "mapping_blocks", None)
+    blocks = mapping_blocks_hook(fs)
     for m, mp in sorted(ref.maps.items()):
         h.update(repr(fs.read_mapping(m, 0, mp.length)).encode())
         if blocks is not None:
             h.update(repr(blocks(m)).encode())
-    layout = getattr(fs, "layout_violations", None)
+    layout = layout_violations_hook(fs)
     if layout is not None:
         h.update(repr(layout()).encode())
     return h.digest()

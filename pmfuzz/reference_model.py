@@ -10,6 +10,7 @@ zeroing does. Each op also records what it did that the crash rules need
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from .data import payload
 from .reference_effects import CowEvent, OpEffects
@@ -209,6 +210,11 @@ class Reference(FallocateSemantics):
         self._group_of, self._members, self._next_group = other._group_of, other._members, other._next_group
         self.range_locks = other.range_locks
         self.fx = OpEffects()
+
+    def forget_cows(self) -> None:
+        """The last op's copies on write are not held to atomicity: in a parallel group with a write
+        fault on the file, the fault may have copied the block first and the op then wrote in place."""
+        self.fx = replace(self.fx, cow=[])
 
     def apply(self, index: int, op: Op) -> Result:
         self.fx = OpEffects()
