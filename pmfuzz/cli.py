@@ -86,13 +86,6 @@ def _load(path: str):
     return load_reproducer(path)
 
 
-def run_reproducer(r, *, all_points: bool = False, **options):
-    """Re-run a reproducer exactly (see `replaying.run_reproducer`)."""
-    from .replaying import run_reproducer as rerun
-
-    return rerun(r, all_points=all_points, **options)
-
-
 def _admit_option(f):
     return click.option(
         "--target",
@@ -119,6 +112,7 @@ def replay(
     file: str, all_points: bool, picture: str | None, op_timeout: float | None, import_target: str | None
 ) -> None:
     """Re-run a reproducer and print the report (exit 1: violation reproduces, 0: clean, 2: bad input)."""
+    from .replaying import run_reproducer
     from .report import format_report
 
     if picture:
@@ -134,12 +128,6 @@ def replay(
 
         click.echo(f"picture: {write_picture(r, v, picture)}")
     sys.exit(0 if v.clean else 1)
-
-
-def expectation_met(r, v) -> bool:
-    from .replaying import expectation_met as met
-
-    return met(r, v)
 
 
 @cli.command()
@@ -418,3 +406,7 @@ def kernel_setup() -> None:
     from .kernel.setup import setup
 
     setup(say=click.echo)
+
+
+if __name__ == "__main__":
+    main()

@@ -94,7 +94,7 @@ def test_reproducer_golden_text() -> None:
 
 
 def test_report_golden_text() -> None:
-    from pmfuzz.cli import run_reproducer
+    from pmfuzz.replaying import run_reproducer
     from pmfuzz.report import format_report
 
     r = parse_reproducer((Path(__file__).parents[1] / "corpora/regression/refcount-not-journaled.pmfuzz").read_text())
