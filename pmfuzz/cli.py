@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+import itertools
 import sys
 import textwrap
 
@@ -44,22 +46,23 @@ def designs() -> None:
         click.echo(textwrap.fill(_enum_doc(ls), width=100, initial_indent="    ", subsequent_indent="    "))
 
 
-def _enum_doc(member: object) -> str:
+def _enum_doc(member: enum.Enum) -> str:
     """The docstring written under an enum member in its class body."""
     import ast
     import inspect
 
     cls = type(member)
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    for i, node in enumerate(body[:-1]):
+    node = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0]
+    if not isinstance(node, ast.ClassDef):
+        return ""
+    for stmt, nxt in itertools.pairwise(node.body):
         if (
-            isinstance(node, ast.Assign)
-            and any(getattr(t, "id", None) == member.name for t in node.targets)
-            and isinstance(body[i + 1], ast.Expr)
-            and isinstance(body[i + 1].value, ast.Constant)
+            isinstance(stmt, ast.Assign)
+            and any(getattr(t, "id", None) == member.name for t in stmt.targets)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
         ):
-            return " ".join(str(body[i + 1].value.value).split())
+            return " ".join(str(nxt.value.value).split())
     return ""
 
 

@@ -136,7 +136,7 @@ class OpKind(enum.StrEnum):
 class Op:
     """Base of all ops; `kind` names the op in the text form."""
 
-    kind = None  # type: ignore[assignment]
+    kind = None
 
     def args(self) -> list[str]:
         return [str(getattr(self, f.name)) for f in fields(self)]

@@ -87,12 +87,12 @@ def test_atomic_write_never_leaves_partial_files(tmp_path: Path) -> None:
     def explode(fd: int) -> None:
         raise Boom
 
-    corpus.os.fsync = explode  # type: ignore[attr-defined]
+    corpus.os.fsync = explode
     try:
         with pytest.raises(Boom):
             atomic_write(target, "new and half written")
     finally:
-        corpus.os.fsync = real  # type: ignore[attr-defined]
+        corpus.os.fsync = real
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["x.pmfuzz"]
 
