@@ -48,6 +48,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 from .errors import clip
 from .falloc import FallocMode, falloc_words, parse_falloc_words
@@ -136,13 +137,13 @@ class OpKind(enum.StrEnum):
 class Op:
     """Base of all ops; `kind` names the op in the text form."""
 
-    kind = None
+    kind: ClassVar[OpKind]
 
     def args(self) -> list[str]:
         return [str(getattr(self, f.name)) for f in fields(self)]
 
     def __str__(self) -> str:
-        return " ".join([self.kind.value, *self.args()])  # type: ignore[attr-defined]
+        return " ".join([self.kind.value, *self.args()])
 
     @property
     def files(self) -> tuple[str, ...]:
