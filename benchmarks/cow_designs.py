@@ -84,7 +84,7 @@ class CowBlock:
         self.new = np.frombuffer(new, dtype="<u8").reshape(len(blocks), 512)
         self.guarantees: frozenset[Guarantee] = frozenset()
 
-    def check(self, ctx: CrashContext) -> list[Violation]:  # type: ignore[override]
+    def check(self, ctx: CrashContext) -> list[Violation]:
         out = [v for o in self.inner if o.guarantee in self.guarantees for v in o.check(ctx)]
         if ctx.expect.upper > self.op:
             self.tally.states += 1

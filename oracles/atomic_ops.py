@@ -12,7 +12,7 @@ class AtomicOps:
     guarantee = Guarantee.ATOMIC_OPS
     phase = Phase.CRASH
 
-    def check(self, ctx: CrashContext) -> list[Violation]:  # type: ignore[override]
+    def check(self, ctx: CrashContext) -> list[Violation]:
         ex = ctx.expect
         candidates = sorted({ex.completed, ex.upper})
         files = ctx.fs.files()

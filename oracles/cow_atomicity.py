@@ -16,7 +16,7 @@ class CowAtomicity:
     guarantee = Guarantee.COW_ATOMIC
     phase = Phase.CRASH
 
-    def check(self, ctx: CrashContext) -> list[Violation]:  # type: ignore[override]
+    def check(self, ctx: CrashContext) -> list[Violation]:
         out = []
         ex = ctx.expect
         for name in ctx.fs.files():

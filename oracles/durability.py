@@ -13,7 +13,7 @@ class Durability:
     guarantee = Guarantee.FSYNC_DURABLE
     phase = Phase.CRASH
 
-    def check(self, ctx: CrashContext) -> list[Violation]:  # type: ignore[override]
+    def check(self, ctx: CrashContext) -> list[Violation]:
         out = []
         ex = ctx.expect
         present = set(ctx.fs.files())

@@ -13,7 +13,7 @@ class Functional:
     guarantee = Guarantee.POSIX
     phase = Phase.RUN
 
-    def check(self, ctx: RunContext) -> list[Violation]:  # type: ignore[override]
+    def check(self, ctx: RunContext) -> list[Violation]:
         out: list[Violation] = []
         if ctx.got != ctx.want:
             out.append(Violation(self.name, f"op {ctx.index} `{ctx.op}` returned {ctx.got}, POSIX says {ctx.want}"))

@@ -22,7 +22,7 @@ class Layout:
     guarantee = Guarantee.POSIX
     phase = Phase.RUN
 
-    def check(self, ctx: RunContext) -> list[Violation]:  # type: ignore[override]
+    def check(self, ctx: RunContext) -> list[Violation]:
         fn = layout_violations_hook(ctx.target)
         if fn is None:
             return []

@@ -27,7 +27,7 @@ class MmapCoherency:
     guarantee = Guarantee.POSIX
     phase = Phase.RUN
 
-    def check(self, ctx: RunContext) -> list[Violation]:  # type: ignore[override]
+    def check(self, ctx: RunContext) -> list[Violation]:
         out: list[Violation] = []
         fs, ref = ctx.target, ctx.ref
         blocks = mapping_blocks_hook(fs)

@@ -14,7 +14,7 @@ class Mount:
     metadata_only = True
     """Reads only what mount reads (fsck, names, sizes): the engine runs it once per metadata state."""
 
-    def check(self, ctx: CrashContext) -> list[Violation]:  # type: ignore[override]
+    def check(self, ctx: CrashContext) -> list[Violation]:
         out = [Violation(self.name, f"fsck: {p}") for p in ctx.fs.fsck()]
         ex = ctx.expect
         for name in ctx.fs.files():

@@ -13,7 +13,7 @@ class StaleExposure:
     guarantee = Guarantee.NO_STALE_DATA
     phase = Phase.CRASH
 
-    def check(self, ctx: CrashContext) -> list[Violation]:  # type: ignore[override]
+    def check(self, ctx: CrashContext) -> list[Violation]:
         out = []
         ex = ctx.expect
         for name in ctx.fs.files():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+import itertools
 import sys
 import textwrap
 
@@ -44,22 +46,23 @@ def designs() -> None:
         click.echo(textwrap.fill(_enum_doc(ls), width=100, initial_indent="    ", subsequent_indent="    "))
 
 
-def _enum_doc(member: object) -> str:
+def _enum_doc(member: enum.Enum) -> str:
     """The docstring written under an enum member in its class body."""
     import ast
     import inspect
 
     cls = type(member)
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    for i, node in enumerate(body[:-1]):
+    node = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0]
+    if not isinstance(node, ast.ClassDef):
+        return ""
+    for stmt, nxt in itertools.pairwise(node.body):
         if (
-            isinstance(node, ast.Assign)
-            and any(getattr(t, "id", None) == member.name for t in node.targets)
-            and isinstance(body[i + 1], ast.Expr)
-            and isinstance(body[i + 1].value, ast.Constant)
+            isinstance(stmt, ast.Assign)
+            and any(getattr(t, "id", None) == member.name for t in stmt.targets)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
         ):
-            return " ".join(str(body[i + 1].value.value).split())
+            return " ".join(str(nxt.value.value).split())
     return ""
 
 
@@ -84,13 +87,6 @@ def _load(path: str):
     from .replaying import load_reproducer
 
     return load_reproducer(path)
-
-
-def run_reproducer(r, *, all_points: bool = False, **options):
-    """Re-run a reproducer exactly (see `replaying.run_reproducer`)."""
-    from .replaying import run_reproducer as rerun
-
-    return rerun(r, all_points=all_points, **options)
 
 
 def _admit_option(f):
@@ -119,6 +115,7 @@ def replay(
     file: str, all_points: bool, picture: str | None, op_timeout: float | None, import_target: str | None
 ) -> None:
     """Re-run a reproducer and print the report (exit 1: violation reproduces, 0: clean, 2: bad input)."""
+    from .replaying import run_reproducer
     from .report import format_report
 
     if picture:
@@ -134,12 +131,6 @@ def replay(
 
         click.echo(f"picture: {write_picture(r, v, picture)}")
     sys.exit(0 if v.clean else 1)
-
-
-def expectation_met(r, v) -> bool:
-    from .replaying import expectation_met as met
-
-    return met(r, v)
 
 
 @cli.command()
@@ -418,3 +409,7 @@ def kernel_setup() -> None:
     from .kernel.setup import setup
 
     setup(say=click.echo)
+
+
+if __name__ == "__main__":
+    main()

@@ -12,12 +12,12 @@ inside its device, and an input file must be a regular file of bounded size
 from __future__ import annotations
 
 import os
-import re
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import fields
 
 from .errors import PmfuzzError, clip, shown_path
+from .textform import SizeError, read_size
 from .workload import PAGE_SIZE, Op, flatten
 
 __all__ = [
@@ -46,9 +46,6 @@ MAX_TRACE_DEVICE = 256 << 20
 file in memory (and writes it for program checkers): one flipped bit in a size must not ask for
 293 GB."""
 
-_SIZE = re.compile(r"^(0|[1-9][0-9]{0,15})([KMG]?)$")
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-
 
 def size_text(n: int) -> str:
     """`8 MiB`, `12 KiB`, or bytes: how error messages name a size."""
@@ -60,10 +57,12 @@ def size_text(n: int) -> str:
 
 def parse_size(text: str, what: str = "device size") -> int:
     """A size like `8M`, `64K` or `1048576` (decimal, no leading zero); errors show the value, clipped."""
-    m = _SIZE.match(text.strip())
-    if not m:
-        raise PmfuzzError(f"{what} must be a number with an optional K/M/G suffix (like 8M), got {clip(text)}")
-    return int(m.group(1)) * _UNITS[m.group(2)]
+    try:
+        return read_size(text.strip(), hex_ok=False)
+    except SizeError:
+        raise PmfuzzError(
+            f"{what} must be a number with an optional K/M/G suffix (like 8M), got {clip(text)}"
+        ) from None
 
 
 def check_device_size(n: int, what: str = "device size") -> int:

@@ -77,7 +77,7 @@ def minimize(
     """Smallest workload (and crash state) the search found that still gives `signature`."""
     opts = opts or Options()
     budget = budget or MinimizeBudget()
-    make = target if callable(target) and not hasattr(target, "mount") else (lambda: target)  # type: ignore[misc]
+    make = target if callable(target) and not hasattr(target, "mount") else (lambda: target)
     t0 = time.monotonic()
     memo: dict[str, Finding | None] = {}
     calls = 0
@@ -230,7 +230,7 @@ def _simpler(op: Op) -> list[Op]:
         cands = [lo, 8, 64, BLOCK_SIZE, (v // BLOCK_SIZE) * BLOCK_SIZE, v // 2, -(-v // 8) * 8 if v % 8 else v]
         for c in dict.fromkeys(cands):
             if lo <= c < v:
-                out.append(replace(op, **{fld.name: c}))  # type: ignore[type-var]
+                out.append(replace(op, **{fld.name: c}))
     if isinstance(op, Fault) and op.pmd:
         out.append(replace(op, pmd=False))
     if isinstance(op, Mmap) and op.sync:

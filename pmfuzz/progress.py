@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from .signature import oracle_of
 from .watchdog import TargetHang, deadline
 from .workload import parse
 
-__all__ = ["Progress", "Summary", "append_line", "repair_jsonl", "summary_text"]
+__all__ = ["Progress", "Summary", "append_line", "repair_jsonl", "summary_from_json", "summary_text", "summary_to_json"]
 
 
 @dataclass
@@ -46,6 +46,23 @@ class Summary:
     """Seconds to the first finding of `stop_on`'s oracle (raw, before minimizing)."""
     error: str | None = None
     """Why the campaign stopped early on a fault of the machine (a write that failed); None if it did not."""
+
+
+def summary_to_json(s: Summary) -> str:
+    """The summary as data: how the atheris child hands its campaign's summary to the command line."""
+    data = {f.name: getattr(s, f.name) for f in fields(s)}
+    data["forms"] = sorted(s.forms)
+    return json.dumps(data, sort_keys=True)
+
+
+def summary_from_json(text: str) -> Summary:
+    """What `summary_to_json` wrote; ValueError (or TypeError) if it is not that."""
+    data = json.loads(text)
+    if not isinstance(data, dict) or set(data) != {f.name for f in fields(Summary)}:
+        raise ValueError("not a campaign summary")
+    s = Summary(**data)
+    s.forms = set(s.forms)
+    return s
 
 
 def repair_jsonl(path: Path) -> None:

@@ -227,7 +227,7 @@ def _split_orders(
                 finished.append(j)
             hist.add_alternative(start + min(len(finished) + (done[j] < len(steps[j])), len(idx)), r2)
         want = {j: r for j, r in res.items() if r is not None}
-        if len(want) == len(idx) and _fits(want, got, r2, fs, idx):  # type: ignore[arg-type]
+        if len(want) == len(idx) and _fits(want, got, r2, fs, idx):
             fitting.append((tuple(finished), r2))
     return fitting
 
@@ -252,4 +252,4 @@ def _apply_step(r2: Reference, j: int, kind: str, op: Op, so_far: Result | None,
     tail = r2.apply(j, replace(op, off=op.off + c, len=op.len - c))
     if so_far is None or not tail.ok:
         return tail
-    return Result(int(so_far.value) + int(tail.value))  # type: ignore[arg-type]
+    return Result(int(so_far.value) + int(tail.value))

@@ -46,12 +46,13 @@ Semantics every target must follow (the reference model implements them):
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
-from .errors import ParseError, clip
+from .errors import clip
 from .falloc import FallocMode, falloc_words, parse_falloc_words
+from .textform import Line
 
 __all__ = [
     "OpKind",
@@ -102,9 +103,9 @@ MAX_FILE_SIZE = 1 << 30
 """Largest offset + length an op may name; keeps self-describing data unambiguous."""
 MAX_OPS = 4000
 MAX_PARALLEL = 3
+"""Most ops one `parallel { ... }` group may hold: the explorer's cost grows fast with threads."""
 RANGE_END = 1 << 62
 """The open end of a locked byte range (to EOF and beyond)."""
-"""Most ops one `parallel { ... }` group may hold: the explorer's cost grows fast with threads."""
 FILES = tuple(f"f{i}" for i in range(8))
 MAPPINGS = tuple(f"m{i}" for i in range(8))
 
@@ -136,13 +137,13 @@ class OpKind(enum.StrEnum):
 class Op:
     """Base of all ops; `kind` names the op in the text form."""
 
-    kind = None  # type: ignore[assignment]
+    kind: ClassVar[OpKind]
 
     def args(self) -> list[str]:
         return [str(getattr(self, f.name)) for f in fields(self)]
 
     def __str__(self) -> str:
-        return " ".join([self.kind.value, *self.args()])  # type: ignore[attr-defined]
+        return " ".join([self.kind.value, *self.args()])
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -423,58 +424,7 @@ def format_workload(w: Workload | Sequence[Op]) -> str:
     return "".join(f"{op}\n" for op in ops)
 
 
-_NUM = re.compile(r"^(0x[0-9a-fA-F]+|0|[1-9][0-9]*)([KMG]?)$")
-_LEADING_ZERO = re.compile(r"^0[0-9]+[KMG]?$")
-_NUM_DIGITS = 20  # longest number read (2**64 in decimal): longer ones are past every limit anyway
-_SCALE = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-
-
-class _Line:
-    """Tokens of one line with their columns, for errors that point at the value."""
-
-    def __init__(self, text: str, lineno: int, source: str | None) -> None:
-        self.text, self.lineno, self.source = text, lineno, source
-        self.tokens = [(m.group(), m.start() + 1) for m in re.finditer(r"\S+", text)]
-
-    def fail(self, msg: str, col: int | None = None) -> ParseError:
-        return ParseError(msg, line=self.lineno, column=col, source=self.source)
-
-    def arity(self, lo: int, hi: int, usage: str) -> None:
-        n = len(self.tokens) - 1
-        if not lo <= n <= hi:
-            col = self.tokens[hi + 1][1] if n > hi else None
-            raise self.fail(f"{self.tokens[0][0]} takes {usage}, got {n} argument(s)", col)
-
-    def name(self, i: int, allowed: tuple[str, ...], what: str) -> str:
-        tok, col = self.tokens[i]
-        if tok not in allowed:
-            raise self.fail(f"expected a {what} ({allowed[0]}..{allowed[-1]}), got {clip(tok)}", col)
-        return tok
-
-    def num(self, i: int, what: str, *, positive: bool = False, limit: int = MAX_FILE_SIZE) -> int:
-        tok, col = self.tokens[i]
-        m = _NUM.match(tok)
-        if not m:
-            if _LEADING_ZERO.match(tok):
-                raise self.fail(f"{what} {clip(tok)} has a leading zero (C would read octal): write it without", col)
-            raise self.fail(f"expected a number for {what}, got {clip(tok)}", col)
-        if len(m.group(1)) > _NUM_DIGITS:
-            raise self.fail(f"{what} {clip(tok)} is beyond the limit of {limit}", col)
-        v = int(m.group(1), 16 if m.group(1).startswith("0x") else 10) * _SCALE[m.group(2)]
-        if positive and v == 0:
-            raise self.fail(f"{what} must be at least 1, got {clip(tok)}", col)
-        if v > limit:
-            raise self.fail(f"{what} {clip(tok)} is beyond the limit of {limit}", col)
-        return v
-
-    def word(self, i: int, allowed: tuple[str, ...], what: str) -> str:
-        tok, col = self.tokens[i]
-        if tok not in allowed:
-            raise self.fail(f"expected {what} ({' or '.join(allowed)}), got {clip(tok)}", col)
-        return tok
-
-
-def _range(ln: _Line, i: int) -> tuple[int, int]:
+def _range(ln: Line, i: int) -> tuple[int, int]:
     off = ln.num(i, "offset")
     length = ln.num(i + 1, "length", positive=True)
     if off + length > MAX_FILE_SIZE:
@@ -482,7 +432,7 @@ def _range(ln: _Line, i: int) -> tuple[int, int]:
     return off, length
 
 
-def _parse_parallel(ln: _Line) -> Parallel:
+def _parse_parallel(ln: Line) -> Parallel:
     """`parallel { OP ; OP [; OP] }` on one line; each op is parsed with its own columns."""
     text = ln.text
     kw_end = ln.tokens[0][1] - 1 + len("parallel")
@@ -497,7 +447,7 @@ def _parse_parallel(ln: _Line) -> Parallel:
     ops: list[Op] = []
     start = open_at + 1
     for part in text[open_at + 1 : close_at].split(";"):
-        sub = _Line(" " * start + part, ln.lineno, ln.source)
+        sub = Line(" " * start + part, ln.lineno, ln.source, ln.limit)
         if not sub.tokens:
             raise ln.fail("empty op in a parallel group", start + 1)
         if sub.tokens[0][0] == OpKind.PARALLEL.value:
@@ -509,7 +459,7 @@ def _parse_parallel(ln: _Line) -> Parallel:
     return Parallel(tuple(ops))
 
 
-def _parse_line(ln: _Line) -> Op:
+def _parse_line(ln: Line) -> Op:
     kw, col = ln.tokens[0]
     if kw == OpKind.PARALLEL.value:
         return _parse_parallel(ln)
@@ -583,7 +533,7 @@ def _parse_line(ln: _Line) -> Op:
 
 def parse_op(text: str) -> Op:
     """One op from one line of text."""
-    ln = _Line(text, 1, None)
+    ln = Line(text, 1, None, MAX_FILE_SIZE)
     if not ln.tokens:
         raise ln.fail("empty op")
     return _parse_line(ln)
@@ -595,7 +545,7 @@ def parse(text: str, *, source: str | None = None) -> Workload:
     count = 0
     for i, raw in enumerate(text.splitlines(), 1):
         body = raw.split("#", 1)[0]
-        ln = _Line(body, i, source)
+        ln = Line(body, i, source, MAX_FILE_SIZE)
         if not ln.tokens:
             continue
         op = _parse_line(ln)

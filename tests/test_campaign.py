@@ -87,12 +87,12 @@ def test_atomic_write_never_leaves_partial_files(tmp_path: Path) -> None:
     def explode(fd: int) -> None:
         raise Boom
 
-    corpus.os.fsync = explode  # type: ignore[attr-defined]
+    corpus.os.fsync = explode
     try:
         with pytest.raises(Boom):
             atomic_write(target, "new and half written")
     finally:
-        corpus.os.fsync = real  # type: ignore[attr-defined]
+        corpus.os.fsync = real
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["x.pmfuzz"]
 
@@ -165,3 +165,19 @@ def test_run_needs_a_budget_and_a_real_target(tmp_path: Path) -> None:
     assert r.returncode == 2 and "unknown bug 'frobnicate'" in r.stderr
     r = run("--seconds", "1", "--target", "examples.nothere:X")
     assert r.returncode == 2 and "cannot import" in r.stderr
+
+
+def test_workers_do_not_change_what_a_seed_finds(tmp_path: Path) -> None:
+    """`--workers N` runs the same batches as one process, so the same seed gives the same campaign."""
+
+    def summed_up(name: str, workers: int) -> tuple:
+        s = campaign(tmp_path / name, workers=workers, batch=4, window=4, pictures=False)
+        d = tmp_path / name
+        corpus = sorted(p.read_text() for p in (d / "corpus").glob("*"))
+        counts = {sig: info["count"] for sig, info in s.findings.items()}
+        return counts, s.execs, s.states, s.corpus, s.coverage, s.forms, s.new, files(d), corpus
+
+    two = summed_up("two", 2)
+    assert two[0] and two[1] == 25
+    assert summed_up("two-again", 2) == two
+    assert summed_up("one", 1) == two

@@ -19,7 +19,9 @@ def test_regress_corpus_passes() -> None:
     res = pmfuzz("regress", "corpora/regression")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "0 failed" in res.stdout
-    assert res.stdout.count("ok ") >= 52
+    files = sorted((ROOT / "corpora" / "regression").glob("*.pmfuzz"))
+    assert files and res.stdout.count("ok ") == len(files)
+    assert f"{len(files)} passed, 0 failed" in res.stdout
 
 
 def test_replay_exit_codes(tmp_path: Path) -> None:
@@ -62,6 +64,16 @@ def test_help_and_lists() -> None:
     bugs = pmfuzz("bugs").stdout
     assert "zero-after-commit" in bugs and "caught by: stale-exposure" in bugs
     assert "cow-remap" in pmfuzz("designs").stdout
+
+
+def test_the_cli_module_runs_as_a_program() -> None:
+    """`python -m pmfuzz.cli` is the command line too, not a silent exit 0."""
+    res = subprocess.run([sys.executable, "-m", "pmfuzz.cli", "bugs"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0 and "caught by: stale-exposure" in res.stdout, res.stderr
+    res = subprocess.run(
+        [sys.executable, "-m", "pmfuzz.cli", "nosuchcommand"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert res.returncode == 2 and res.stderr.startswith("pmfuzz: error:")
 
 
 def test_regress_replays_every_file_whatever_one_does(tmp_path: Path) -> None:

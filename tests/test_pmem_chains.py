@@ -69,4 +69,4 @@ def test_lazy_product_is_itertools_product(shape: list[list[int]]) -> None:
     """Crash states are drawn lazily (a limit no longer lists every choice of every line), in the same order."""
     from pmfuzz.pmem.crash import _product
 
-    assert list(_product([_Choices(c) for c in shape])) == list(itertools.product(*shape))  # type: ignore[arg-type]
+    assert list(_product([_Choices(c) for c in shape])) == list(itertools.product(*shape))

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 
 from pmfuzz.data import WordKind, decode, decode_words, describe, payload, poison
-from pmfuzz.errors import ParseError
+from pmfuzz.errors import ParseError, PmfuzzError
 from pmfuzz.gen.strategies import Shape, ops, workloads
 from pmfuzz.repro import Reproducer, format_reproducer, parse_reproducer
 from pmfuzz.target import TargetSpec
@@ -94,7 +94,7 @@ def test_reproducer_golden_text() -> None:
 
 
 def test_report_golden_text() -> None:
-    from pmfuzz.cli import run_reproducer
+    from pmfuzz.replaying import run_reproducer
     from pmfuzz.report import format_report
 
     r = parse_reproducer((Path(__file__).parents[1] / "corpora/regression/refcount-not-journaled.pmfuzz").read_text())
@@ -172,3 +172,22 @@ def test_parallel_parse_errors_name_the_column(text: str, col: int, what: str) -
         parse("create f0\n" + text)
     assert e.value.line == 2 and e.value.column == col, str(e.value)
     assert what in str(e.value)
+
+
+@given(st.integers(0, 1 << 20), st.sampled_from(["", "K", "M", "G"]))
+def test_one_size_reader_for_ops_headers_and_flags(n: int, unit: str) -> None:
+    """`--device`, `# device:` and an op's numbers read a size the same way (one reader, `textform`)."""
+    from pmfuzz.limits import parse_size
+    from pmfuzz.textform import read_size
+    from pmfuzz.workload import MAX_FILE_SIZE, parse_op
+
+    tok = f"{n}{unit}"
+    value = read_size(tok)
+    assert parse_size(tok) == value == n * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[unit]
+    if value <= MAX_FILE_SIZE:
+        assert parse_op(f"truncate f0 {tok}").size == value
+    for bad in (f"0{tok}" if n else "00", f"{tok}x", f"-{tok}"):
+        with pytest.raises(PmfuzzError):
+            parse_size(bad)
+        with pytest.raises(PmfuzzError):
+            parse_op(f"truncate f0 {bad}")

@@ -71,12 +71,12 @@ def change_args(rng: random.Random, op: Op) -> Op:
     flags = [f.name for f in fields(op) if isinstance(getattr(op, f.name), bool)]
     if flags and (not nums or rng.randrange(3) == 0):
         name = rng.choice(flags)
-        return replace(op, **{name: not getattr(op, name)})  # type: ignore[type-var]
+        return replace(op, **{name: not getattr(op, name)})
     if not nums:
         return op
     name = rng.choice(nums)
-    new = replace(op, **{name: _tweak(rng, getattr(op, name), name)})  # type: ignore[type-var]
-    if hasattr(new, "off") and hasattr(new, "len") and new.off + new.len > MAX_FILE_SIZE:  # type: ignore[attr-defined]
+    new = replace(op, **{name: _tweak(rng, getattr(op, name), name)})
+    if hasattr(new, "off") and hasattr(new, "len") and new.off + new.len > MAX_FILE_SIZE:
         return op
     return new
 

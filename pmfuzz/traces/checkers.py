@@ -33,7 +33,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import PmfuzzError
+from ..watchdog import TargetHang, deadline
 
 __all__ = [
     "CheckResult",
@@ -166,10 +166,6 @@ class ProgramChecker:
         pass
 
 
-class _Timeout(BaseException):
-    """Raised inside a Python checker that overran; a BaseException so `except Exception` in it does not hide it."""
-
-
 class PythonChecker:
     """A Python function called in-process with the image as a memoryview."""
 
@@ -180,29 +176,12 @@ class PythonChecker:
         self.spec = spec
         self.func = func
         self.timeout = timeout
-        self._old_handler: object = None
-        self._armed = False
-
-    def _arm(self) -> bool:
-        """Install the SIGALRM handler once (installing it per call costs more than a trivial check)."""
-        if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-            return False
-        if not self._armed:
-
-            def alarm(signum: int, frame: object) -> None:
-                raise _Timeout
-
-            self._old_handler = signal.signal(signal.SIGALRM, alarm)
-            self._armed = True
-        return True
 
     def check(self, image: ImageRef) -> CheckResult:
-        timed = self._arm()
-        if timed:
-            signal.setitimer(signal.ITIMER_REAL, self.timeout)
         try:
-            out = self.func(image.view)
-        except _Timeout:
+            with deadline(self.timeout, f"checker {self.spec}"):  # the watchdog's timer: one SIGALRM owner
+                out = self.func(image.view)
+        except TargetHang:
             return CheckResult(Verdict.TIMEOUT, f"no answer within {self.timeout:g} s (interrupted)")
         except Exception as e:
             tb = e.__traceback__
@@ -210,9 +189,6 @@ class PythonChecker:
                 tb = tb.tb_next
             at = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb is not None else ""
             return CheckResult(Verdict.CRASHED, f"raised {type(e).__name__}: {e}{at}")
-        finally:
-            if timed:
-                signal.setitimer(signal.ITIMER_REAL, 0)
         if out is True:
             return CheckResult(Verdict.CONSISTENT)
         if out is False:
@@ -222,9 +198,7 @@ class PythonChecker:
         raise PmfuzzError(f"checker {self.spec} returned {out!r}; it must return True, False or a reason string")
 
     def close(self) -> None:
-        if self._armed and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGALRM, self._old_handler)  # type: ignore[arg-type]
-            self._armed = False
+        pass
 
 
 def _lib_worker(path: str, func: str, conn: Connection) -> None:

@@ -39,7 +39,7 @@ class MarkerLog(Sequence[str]):
     def __len__(self) -> int:
         return len(self._counts)
 
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[k] for k in range(*i.indices(len(self)))]
         return "|".join(self._records[: self._counts[i]])
