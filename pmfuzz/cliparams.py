@@ -19,6 +19,14 @@ from .limits import check_device_size, parse_size
 __all__ = ["DeviceSize", "Duration", "Seconds", "run_main"]
 
 
+def _number(value: object) -> float:
+    """The value as a float, nan when it is none (nan fails every bound the types check)."""
+    try:
+        return float(value) if isinstance(value, int | float | str) else float("nan")
+    except ValueError:
+        return float("nan")
+
+
 class Seconds(click.ParamType):
     """`--op-timeout`: seconds >= 0, where 0 means no limit (None)."""
 
@@ -27,10 +35,7 @@ class Seconds(click.ParamType):
     def convert(self, value, param, ctx):
         if value is None or isinstance(value, float):
             return value
-        try:
-            x = float(value)
-        except (TypeError, ValueError):
-            x = float("nan")
+        x = _number(value)
         if not 0 <= x < float("inf"):
             self.fail(f"{clip(value)} is not a number of seconds >= 0 (0: no limit)", param, ctx)
         return x or None
@@ -48,10 +53,7 @@ class Duration(click.ParamType):
     def convert(self, value, param, ctx):
         if value is None or isinstance(value, float):
             return value
-        try:
-            x = float(value)
-        except (TypeError, ValueError):
-            x = float("nan")
+        x = _number(value)
         if not (math.isfinite(x) and x > 0):
             self.fail(f"{clip(value)} is not a finite number above 0", param, ctx)
         return x
