@@ -37,6 +37,10 @@ class OpEffects:
     """Names whose content, size and existence the op made durable; None means every name (sync)."""
     durable_ranges: list[tuple[str, int, int, int]] = field(default_factory=list)
     """(name, incarnation, start, end) byte ranges made durable (persist on MAP_SYNC)."""
+    meta_synced: list[tuple[str, int, int]] = field(default_factory=list)
+    """(name, incarnation, op) for a persist through a MAP_SYNC mapping: the write fault of op made
+    the file's size and existence as of that op durable (IOMAP_F_DIRTY forced the log), not as of
+    the persist -- a size changed since without zapping the page (an extending write) is not."""
     cow: list[CowEvent] = field(default_factory=list)
     removed: list[tuple[str, int, int, int]] = field(default_factory=list)
     """(name, incarnation, start, end) ranges a truncate removed: they may read zero in the window."""

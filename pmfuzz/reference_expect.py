@@ -86,19 +86,21 @@ class Expectation:
         return sorted(out)
 
     def meta_start(self, name: str) -> int:
-        """Where the window of `name`'s size and existence starts: its last durability point, or a
-        later persist through a MAP_SYNC mapping of it. The write fault that let the persist count
-        forced the inode to the log, and nothing has changed the size since (a size change breaks
-        the mapping's layout, so its pages must fault again): data made durable there is reachable
-        only if the size that covers it is durable too."""
+        """Where the window of `name`'s size and existence starts: its last durability point, or the
+        write fault behind a later persist through a MAP_SYNC mapping of it. That fault forced the
+        inode to the log (IOMAP_F_DIRTY), so data made durable by the persist is reachable only if
+        the size and name as of the fault are durable too; a size changed after the fault without
+        zapping the page (an extending write, a truncate up) is not made durable by the persist."""
         d = self.start(name)
         if not self.durable or self.synchronous:
             return d
         inos = self.incarnations(name)
+        out = d
         for j in range(d, self.completed):
-            if any(nm == name and {ino} == inos for nm, ino, _s, _e in self.h.effects[j].durable_ranges):
-                d = j + 1
-        return d
+            for nm, ino, fault in self.h.effects[j].meta_synced:
+                if nm == name and {ino} == inos:
+                    out = max(out, fault + 1)
+        return out
 
     def must_exist(self, name: str) -> bool:
         return all(name in self.h.boundaries[b] for b in range(self.meta_start(name), self.upper + 1))

@@ -86,5 +86,8 @@ class RefMapping:
     sync: bool
     faulted: set[int] = field(default_factory=set)
     """Pages write-faulted through this MAP_SYNC mapping since the file's layout last changed."""
+    first_fault: dict[int, int] = field(default_factory=dict)
+    """The op that first write-faulted each page of this MAP_SYNC mapping (never forgotten: the
+    earliest fault that may have made the inode's metadata durable, so a window from it is safe)."""
     pins: dict[int, int] = field(default_factory=dict)
     """Pinned pages of the mapping and their pin counts."""

@@ -485,6 +485,7 @@ class Reference(FallocateSemantics):
             self._write_blocks(index, m.file, fpos, fpos + PAGE_SIZE, atomic=False)
             if m.sync:
                 m.faulted.add(op.pgoff)
+                m.first_fault.setdefault(op.pgoff, index)
         return OK
 
     def _store(self, index: int, op: Store) -> Result:
@@ -501,6 +502,7 @@ class Reference(FallocateSemantics):
             self._write_blocks(index, m.file, m.off + page * PAGE_SIZE, m.off + (page + 1) * PAGE_SIZE, atomic=False)
             if m.sync:
                 m.faulted.add(page)
+                m.first_fault.setdefault(page, index)
             m.file.put(m.off + pos, data[pos - op.off : pos - op.off + k])
         return OK
 
@@ -518,6 +520,7 @@ class Reference(FallocateSemantics):
             for pos, k in pages:
                 if pos // PAGE_SIZE in m.faulted:
                     self.fx.durable_ranges.append((name, m.file.ino, m.off + pos, m.off + pos + k))
+                    self.fx.meta_synced.append((name, m.file.ino, m.first_fault[pos // PAGE_SIZE]))
         return OK
 
     def _madvise(self, index: int, op: Madvise) -> Result:
