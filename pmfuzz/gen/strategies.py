@@ -181,7 +181,7 @@ def _op(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> Op:
         n = draw(_LENGTHS)
         if kind == "fallocate":
             return Fallocate(file, off, n, draw(st.sampled_from(shape.falloc_modes)))
-        if kind == "write" and ctx.maps and not draw(st.integers(0, 5)):
+        if kind == "write" and ctx.maps and not draw(st.integers(0, 3)):
             src = draw(st.sampled_from(sorted(ctx.maps)))
             return Write(file, off, n, map=src, moff=draw(st.sampled_from([0, 100, K])))
         return {"write": Write, "punch": Punch, "read": Read}[kind](file, off, n)
@@ -516,7 +516,7 @@ def _prealloc(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> list[Op]:
     end = max(size, 2 * K)
     off = draw(st.sampled_from([0, K, end, end + 100]))
     n = draw(st.sampled_from([K, 2 * K, 3 * K - 100]))
-    keep = FallocMode.KEEP_SIZE in shape.falloc_modes and not draw(st.integers(0, 3))
+    keep = FallocMode.KEEP_SIZE in shape.falloc_modes and draw(st.booleans())
     out.append(Fallocate(f, off, n, FallocMode.KEEP_SIZE if keep else FallocMode.ALLOCATE_RANGE))
     if draw(st.booleans()):
         out.append(Fsync(f))
