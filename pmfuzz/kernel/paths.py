@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 __all__ = ["KERNEL", "Layout", "layout", "missing"]
 
@@ -141,3 +145,24 @@ def tool(name: str) -> str:
         if Path(d, name).exists():
             return str(Path(d, name))
     return name
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A private directory for images handed to host tools, in RAM where there is a /dev/shm."""
+    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+
+
+def format_over(base: np.ndarray, prefix: str, argv: list[str], env: dict[str, str]) -> np.ndarray:
+    """Run a host mkfs (`argv`, the image path appended) over a copy of `base`: the formatted image."""
+    d = scratch_dir(prefix)
+    img = d / "img"
+    try:
+        base.tofile(img)
+        p = subprocess.run([tool(argv[0]), *argv[1:], str(img)], capture_output=True, text=True, env=env)
+        if p.returncode:
+            raise RuntimeError(f"{argv[0]} failed: {p.stderr.strip()}")
+        return np.fromfile(img, dtype=np.uint8)
+    finally:
+        img.unlink(missing_ok=True)
+        d.rmdir()

@@ -14,7 +14,6 @@ import atexit
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import numpy as np
 from ..pmem import Pages, PMem
 from ..target import Errno, Result, err
 from .ext4image import Ext4Error, Ext4Image
-from .paths import tool
+from .paths import format_over, scratch_dir, tool
 
 __all__ = ["Recovered", "recover", "mkfs"]
 
@@ -53,25 +52,10 @@ MKFS_OPTS = (
 )
 
 
-def _scratch() -> Path:
-    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
-    return Path(tempfile.mkdtemp(prefix="pmfuzz-ext4-", dir=base))
-
-
 def mkfs(base: np.ndarray) -> np.ndarray:
     """mke2fs over `base` (the poisoned device): the formatted image."""
-    d = _scratch()
-    img = d / "img"
-    try:
-        base.tofile(img)
-        env = dict(os.environ, E2FSPROGS_FAKE_TIME="1700000000")
-        p = subprocess.run([tool("mke2fs"), *MKFS_OPTS, str(img)], capture_output=True, text=True, env=env)
-        if p.returncode:
-            raise RuntimeError(f"mke2fs failed: {p.stderr.strip()}")
-        return np.fromfile(img, dtype=np.uint8)
-    finally:
-        img.unlink(missing_ok=True)
-        d.rmdir()
+    env = dict(os.environ, E2FSPROGS_FAKE_TIME="1700000000")
+    return format_over(base, "pmfuzz-ext4-", ["mke2fs", *MKFS_OPTS], env)
 
 
 class Unrecoverable(Exception):
@@ -88,7 +72,7 @@ class Scratch:
     """
 
     def __init__(self, size: int) -> None:
-        self.dir = _scratch()
+        self.dir = scratch_dir("pmfuzz-ext4-")
         self.path = self.dir / f"image-{os.getpid()}"
         with open(self.path, "wb") as f:
             f.truncate(size)

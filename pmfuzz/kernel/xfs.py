@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .paths import tool
+from .paths import format_over, tool
 
 __all__ = ["MIN_SIZE", "mkfs", "written_blocks", "repair_problems", "UUID"]
 
@@ -36,29 +35,13 @@ mount in the guest that also has the workload's file system mounted needs `nouui
 _ENV = {"TEST_DIR": "1", "TEST_DEV": "1", "QA_CHECK_FS": "1"}
 
 
-def _scratch() -> Path:
-    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
-    return Path(tempfile.mkdtemp(prefix="pmfuzz-xfs-", dir=base))
-
-
 def mkfs(base: np.ndarray) -> np.ndarray:
     """mkfs.xfs over `base` (the poisoned device, its whole size): the formatted image."""
     if len(base) < MIN_SIZE:
         raise ValueError(f"XFS needs a device of at least {MIN_SIZE >> 20} MiB (4096 blocks), not {len(base)} bytes")
-    d = _scratch()
-    img = d / "img"
-    try:
-        base.tofile(img)
-        opts = ["-q", "-f", "-K", "-b", f"size={BLOCK}", "-m", f"crc=1,reflink=1,uuid={UUID}"]
-        opts += ["-d", f"size={len(base)},agcount=1", "-l", "size=1368b"]
-        env = dict(os.environ, **_ENV)
-        p = subprocess.run([tool("mkfs.xfs"), *opts, str(img)], capture_output=True, text=True, env=env)
-        if p.returncode:
-            raise RuntimeError(f"mkfs.xfs failed: {p.stderr.strip()}")
-        return np.fromfile(img, dtype=np.uint8)
-    finally:
-        img.unlink(missing_ok=True)
-        d.rmdir()
+    opts = ["-q", "-f", "-K", "-b", f"size={BLOCK}", "-m", f"crc=1,reflink=1,uuid={UUID}"]
+    opts += ["-d", f"size={len(base)},agcount=1", "-l", "size=1368b"]
+    return format_over(base, "pmfuzz-xfs-", ["mkfs.xfs", *opts], dict(os.environ, **_ENV))
 
 
 def log_range(img: np.ndarray) -> tuple[int, int]:
