@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from pmfuzz.engine import Options, Stats, check
 from pmfuzz.fs import DaxfsTarget
-from pmfuzz.workload import parse
+from pmfuzz.judging.engine import Options, Stats, check
+from pmfuzz.lang.workload import parse
 
 WORKLOADS = {
     "write into holes": "create f0\nwrite f0 0 8192\nwrite f0 20000 100\nfsync f0\n",

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from oracles import CrashContext, Oracle, OracleName, Phase, Violation, default_oracles
-from pmfuzz.engine import Options, check
+from pmfuzz.judging.engine import Options, check
+from pmfuzz.lang.workload import parse
 from pmfuzz.reference import Reference
 from pmfuzz.target import Guarantee, make_target
-from pmfuzz.workload import parse
 
 PREFIX = "create f0\nwrite f0 0 8192\nfsync f0\ncreate f1\nreflink f0 f1\nfsync f1\n"
 
@@ -75,6 +75,7 @@ class CowBlock:
     name = OracleName.STALE_EXPOSURE
     guarantee = Guarantee.MOUNTABLE
     phase = Phase.CRASH
+    metadata_only = False
 
     def __init__(
         self, inner: list[Oracle], op: int, blocks: tuple[int, ...], old: bytes, new: bytes, tally: Tally
@@ -137,7 +138,7 @@ def run(spec: str, name: str, states: int, domain: str) -> Tally:
     tally = Tally()
     t = make_target(spec)
     size = getattr(t, "device_size", 8 << 20)
-    data = [o for o in default_oracles() if o.phase is Phase.CRASH and not getattr(o, "metadata_only", False)]
+    data = [o for o in default_oracles() if o.phase is Phase.CRASH and not o.metadata_only]
     cow = CowBlock(data, op, blocks, old, new, tally)
     cow.guarantees = t.guarantees
     others = [o for o in default_oracles() if o not in data]

@@ -15,13 +15,13 @@ import random
 import statistics
 import time
 
-from pmfuzz.engine import formatted
 from pmfuzz.fs import DaxfsTarget
 from pmfuzz.gen.drawing import Drawer
 from pmfuzz.gen.strategies import workloads
+from pmfuzz.judging.engine import formatted
+from pmfuzz.lang.workload import Workload
 from pmfuzz.pmem import PMem
 from pmfuzz.reference import Reference
-from pmfuzz.workload import Workload
 
 SIZE = 8 << 20
 

@@ -15,9 +15,9 @@ import argparse
 import random
 import time
 
-from pmfuzz.engine import Options, Stats, check
 from pmfuzz.gen.drawing import Drawer
 from pmfuzz.gen.strategies import DEFAULT_SHAPE, workloads
+from pmfuzz.judging.engine import Options, Stats, check
 from pmfuzz.target import make_target, supported_falloc_modes, supported_ops
 
 

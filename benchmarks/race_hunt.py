@@ -19,12 +19,12 @@ from dataclasses import replace
 
 from hypothesis import HealthCheck, Phase, given, settings
 
-from pmfuzz.engine import Options, check
 from pmfuzz.fs import DaxfsTarget
 from pmfuzz.gen.strategies import DEFAULT_SHAPE, workloads
+from pmfuzz.judging.engine import Options, check
+from pmfuzz.judging.report import format_report
+from pmfuzz.lang.workload import format_workload
 from pmfuzz.pmem import Domain
-from pmfuzz.report import format_report
-from pmfuzz.workload import format_workload
 
 CONFIGS = [
     (d, c, dom) for d in ("zero", "unwritten", "cow-remap") for c in ("lazy", "eager") for dom in ("adr", "eadr")

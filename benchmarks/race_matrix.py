@@ -20,11 +20,11 @@ import time
 
 from race_hunt import CONFIGS
 
-from pmfuzz.engine import Options, check
 from pmfuzz.fs import DaxfsTarget
+from pmfuzz.judging.engine import Options, check
+from pmfuzz.judging.report import format_report
+from pmfuzz.lang.workload import Workload, format_workload, parse
 from pmfuzz.pmem import Domain
-from pmfuzz.report import format_report
-from pmfuzz.workload import Workload, format_workload, parse
 
 PREFIXES = {
     "hole": "create f0\ntruncate f0 8192\n",

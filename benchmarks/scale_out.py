@@ -17,10 +17,10 @@ import os
 import time
 from concurrent.futures import wait
 
-from pmfuzz.campaign import BatchResult, CampaignConfig, batch_workloads, run_batch
-from pmfuzz.distributed import open_scheduler
+from pmfuzz.fuzzing.campaign import BatchResult, CampaignConfig, batch_workloads, run_batch
+from pmfuzz.fuzzing.distributed import open_scheduler
+from pmfuzz.lang.workload import format_workload
 from pmfuzz.target import TargetSpec
-from pmfuzz.workload import format_workload
 
 
 def fixed_batches(cfg: CampaignConfig, workloads: int) -> list[tuple[str, ...]]:

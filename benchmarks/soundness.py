@@ -23,13 +23,13 @@ import sys
 import time
 from dataclasses import dataclass
 
-from pmfuzz.engine import Options, check
 from pmfuzz.fs import DaxfsTarget
 from pmfuzz.gen.drawing import Drawer
 from pmfuzz.gen.strategies import SCENARIOS, scenario_shape, workloads
+from pmfuzz.judging.engine import Options, check
+from pmfuzz.judging.report import format_report
+from pmfuzz.lang.workload import Parallel, format_workload
 from pmfuzz.pmem import Domain
-from pmfuzz.report import format_report
-from pmfuzz.workload import Parallel, format_workload
 
 CONFIGS = [
     (d, c, dom) for d in ("zero", "unwritten", "cow-remap") for c in ("lazy", "eager") for dom in ("adr", "eadr")

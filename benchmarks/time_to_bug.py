@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pmfuzz.campaign import CampaignConfig, run_campaign
 from pmfuzz.fs import BUG_ORACLE, Bug
-from pmfuzz.repro import parse_reproducer
+from pmfuzz.fuzzing.campaign import CampaignConfig, run_campaign
+from pmfuzz.judging.repro import parse_reproducer
 from pmfuzz.target import TargetSpec
 
 DESIGN_OF = {Bug.CONVERT_BEFORE_PERSIST: "unwritten"}

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pmfuzz.data import poison
 from pmfuzz.errors import PmfuzzError
+from pmfuzz.lang.data import poison
+from pmfuzz.lang.workload import FILES, Create, Fsync, Op, OpKind, Read, Sync, Truncate, Unlink, Write
 from pmfuzz.pmem import PMem
 from pmfuzz.target import OK, Errno, Guarantee, Result, Signal, err
-from pmfuzz.workload import FILES, Create, Fsync, Op, OpKind, Read, Sync, Truncate, Unlink, Write
 
 __all__ = ["PmLog"]
 

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import struct
 
-from pmfuzz.data import poison
+from pmfuzz.lang.data import poison
+from pmfuzz.lang.workload import FILES, Create, Fsync, Op, OpKind, Read, Sync, Truncate, Unlink, Write
 from pmfuzz.pmem import PMem
 from pmfuzz.target import OK, Errno, Guarantee, Result, Signal, err
-from pmfuzz.workload import FILES, Create, Fsync, Op, OpKind, Read, Sync, Truncate, Unlink, Write
 
 SLOT = 64 << 10
 DIR = 4096

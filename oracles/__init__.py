@@ -16,10 +16,11 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from pmfuzz.reference_expect import Expectation, WordVerdict
-from pmfuzz.reference_model import Reference
+from pmfuzz.errors import PmfuzzError
+from pmfuzz.lang.workload import Op
+from pmfuzz.reference.expect import Expectation, WordVerdict
+from pmfuzz.reference.model import Reference
 from pmfuzz.target import Guarantee, MountedFS, Result
-from pmfuzz.workload import Op
 
 __all__ = [
     "OracleName",
@@ -152,9 +153,16 @@ class CrashContext:
 
 @runtime_checkable
 class Oracle(Protocol):
+    """One check over a run (`Phase.RUN`) or a recovered crash state (`Phase.CRASH`).
+
+    `metadata_only` says the check reads only names, sizes and fsck, never file data: the judge then
+    runs it once per metadata state and shares its verdict with the states that differ only in data.
+    """
+
     name: OracleName
     guarantee: Guarantee
     phase: Phase
+    metadata_only: bool
 
     def check(self, ctx: RunContext | CrashContext) -> list[Violation]: ...
 
@@ -164,6 +172,8 @@ _EXTRA: list[Oracle] = []
 
 def register(oracle: Oracle) -> None:
     """Add an oracle to every run from now on."""
+    if not isinstance(oracle, Oracle):
+        raise PmfuzzError(f"not an oracle (needs name, guarantee, phase, metadata_only and check): {oracle!r}")
     _EXTRA.append(oracle)
 
 

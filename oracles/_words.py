@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pmfuzz.data import decode, describe
-from pmfuzz.reference_expect import Expectation
+from pmfuzz.lang.data import decode, describe
+from pmfuzz.reference.expect import Expectation
 
 from . import Evidence
 

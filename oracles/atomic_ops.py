@@ -11,6 +11,7 @@ class AtomicOps:
     name = OracleName.ATOMIC_OPS
     guarantee = Guarantee.ATOMIC_OPS
     phase = Phase.CRASH
+    metadata_only = False
 
     def check(self, ctx: CrashContext) -> list[Violation]:
         ex = ctx.expect

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pmfuzz.data import describe
-from pmfuzz.reference_expect import WORDS_PER_BLOCK
+from pmfuzz.lang.data import describe
+from pmfuzz.reference.expect import WORDS_PER_BLOCK
 from pmfuzz.target import Guarantee
 
 from . import CrashContext, Evidence, OracleName, Phase, Violation
@@ -15,6 +15,7 @@ class CowAtomicity:
     name = OracleName.COW_ATOMICITY
     guarantee = Guarantee.COW_ATOMIC
     phase = Phase.CRASH
+    metadata_only = False
 
     def check(self, ctx: CrashContext) -> list[Violation]:
         out = []

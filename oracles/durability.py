@@ -12,6 +12,7 @@ class Durability:
     name = OracleName.DURABILITY
     guarantee = Guarantee.FSYNC_DURABLE
     phase = Phase.CRASH
+    metadata_only = False
 
     def check(self, ctx: CrashContext) -> list[Violation]:
         out = []

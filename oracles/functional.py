@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from pmfuzz.lang.workload import PAGE_SIZE
 from pmfuzz.target import Guarantee
-from pmfuzz.workload import PAGE_SIZE
 
 from . import Evidence, OracleName, Phase, RunContext, Violation
 
@@ -12,6 +12,7 @@ class Functional:
     name = OracleName.FUNCTIONAL
     guarantee = Guarantee.POSIX
     phase = Phase.RUN
+    metadata_only = False
 
     def check(self, ctx: RunContext) -> list[Violation]:
         out: list[Violation] = []
@@ -55,13 +56,13 @@ class Functional:
 
 def _short(r) -> str:
     if r.ok and isinstance(r.value, bytes):
-        from pmfuzz.data import describe
+        from pmfuzz.lang.data import describe
 
         return describe(r.value)[:160]
     return str(r)
 
 
 def _describe(b: bytes, base: int) -> str:
-    from pmfuzz.data import describe
+    from pmfuzz.lang.data import describe
 
     return describe(b, base=base)

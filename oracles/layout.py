@@ -21,6 +21,7 @@ class Layout:
     name = OracleName.LAYOUT
     guarantee = Guarantee.POSIX
     phase = Phase.RUN
+    metadata_only = False
 
     def check(self, ctx: RunContext) -> list[Violation]:
         fn = layout_violations_hook(ctx.target)

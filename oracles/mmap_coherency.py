@@ -14,8 +14,8 @@ which the first half sees.
 
 from __future__ import annotations
 
+from pmfuzz.lang.workload import PAGE_SIZE
 from pmfuzz.target import Guarantee, mapping_blocks_hook
-from pmfuzz.workload import PAGE_SIZE
 
 from . import Evidence, OracleName, Phase, RunContext, Violation
 
@@ -26,6 +26,7 @@ class MmapCoherency:
     name = OracleName.MMAP_COHERENCY
     guarantee = Guarantee.POSIX
     phase = Phase.RUN
+    metadata_only = False
 
     def check(self, ctx: RunContext) -> list[Violation]:
         out: list[Violation] = []
@@ -86,6 +87,6 @@ class MmapCoherency:
 
 
 def _describe(b: bytes, base: int) -> str:
-    from pmfuzz.data import describe
+    from pmfuzz.lang.data import describe
 
     return describe(b, base=base)

@@ -12,6 +12,7 @@ class StaleExposure:
     name = OracleName.STALE_EXPOSURE
     guarantee = Guarantee.NO_STALE_DATA
     phase = Phase.CRASH
+    metadata_only = False
 
     def check(self, ctx: CrashContext) -> list[Violation]:
         out = []

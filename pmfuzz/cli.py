@@ -72,7 +72,7 @@ def _count_option(flag: str, default: int, help: str, least: int = 1, most: int 
 
 
 def _op_timeout_option(f):
-    from .watchdog import DEFAULT_OP_TIMEOUT
+    from .verdict import DEFAULT_OP_TIMEOUT
 
     return click.option(
         "--op-timeout",
@@ -84,7 +84,7 @@ def _op_timeout_option(f):
 
 
 def _load(path: str):
-    from .replaying import load_reproducer
+    from .fuzzing.replaying import load_reproducer
 
     return load_reproducer(path)
 
@@ -115,8 +115,8 @@ def replay(
     file: str, all_points: bool, picture: str | None, op_timeout: float | None, import_target: str | None
 ) -> None:
     """Re-run a reproducer and print the report (exit 1: violation reproduces, 0: clean, 2: bad input)."""
-    from .replaying import run_reproducer
-    from .report import format_report
+    from .fuzzing.replaying import run_reproducer
+    from .judging.report import format_report
 
     if picture:
         from .sight.cli import require_matplotlib
@@ -150,7 +150,7 @@ def replay(
 )
 def regress(directory: str, scheduler: str | None, op_timeout: float | None, imports: tuple[str, ...]) -> None:
     """Replay every reproducer in DIRECTORY and check its `expect:` line (exit 1 on any mismatch, 2 on any error)."""
-    from .regress import regress_directory
+    from .fuzzing.regress import regress_directory
 
     for name in imports:
         _admit(name)
@@ -257,7 +257,7 @@ def run(
     """Fuzz a target: minimized, deduplicated reproducers land in the crashes directory."""
     import pathlib
 
-    from .campaign import CampaignConfig, run_campaign, summary_text
+    from .fuzzing.campaign import CampaignConfig, run_campaign, summary_text
     from .pmem import Domain, EadrPoints
     from .target import parse_target_spec
 
@@ -293,7 +293,7 @@ def run(
         op_timeout=op_timeout,
     )
     if scheduler is not None:
-        from .distributed import open_scheduler, parse_scheduler
+        from .fuzzing.distributed import open_scheduler, parse_scheduler
 
         if engine == "atheris":
             raise PmfuzzError("--engine atheris drives one process: --scheduler runs the native engine only")
@@ -302,7 +302,7 @@ def run(
         with open_scheduler(parse_scheduler(scheduler)) as runner:
             summary = run_campaign(cfg, runner=runner)
     elif engine == "atheris":
-        from .gen.atheris_engine import run_atheris
+        from .fuzzing.atheris_engine import run_atheris
 
         summary = run_atheris(cfg)
     else:
@@ -326,11 +326,11 @@ def minimize_cmd(
     import pathlib
     from dataclasses import replace
 
-    from .engine import Options, check
-    from .minimize import MinimizeBudget, NotReproduced, minimize
-    from .preflight import preflight
-    from .report import format_report
-    from .repro import format_reproducer
+    from .fuzzing.minimize import MinimizeBudget, NotReproduced, minimize
+    from .fuzzing.preflight import preflight
+    from .judging.engine import Options, check
+    from .judging.report import format_report
+    from .judging.repro import format_reproducer
     from .target import make_target
 
     _admit(import_target)
@@ -361,7 +361,7 @@ def minimize_cmd(
         notes=(note,),
     )
     dest = pathlib.Path(output) if output else pathlib.Path(file).with_suffix(".min.pmfuzz")
-    from .corpus import atomic_write
+    from .fuzzing.corpus import atomic_write
 
     try:
         atomic_write(dest, format_reproducer(out))

@@ -14,7 +14,7 @@ from typing import NoReturn
 import click
 
 from .errors import PmfuzzError, clip, one_line, shown_path
-from .limits import check_device_size, parse_size
+from .lang.limits import check_device_size, parse_size
 
 __all__ = ["DeviceSize", "Duration", "Seconds", "run_main"]
 

@@ -25,14 +25,18 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from .errors import PmfuzzError, clip
-from .falloc import FALLOC_MODES, FallocMode
+from .lang.falloc import FALLOC_MODES, FallocMode
+from .lang.results import OK, Errno, Result, Signal, err, sig
+from .lang.workload import Fallocate, Op, OpKind
 from .pmem import PMem
-from .workload import Fallocate, Op, OpKind
 
 __all__ = [
     "Errno",
     "Signal",
     "Result",
+    "OK",
+    "err",
+    "sig",
     "Guarantee",
     "Target",
     "MountedFS",
@@ -72,55 +76,6 @@ __all__ = [
     "TargetError",
     "is_target_error",
 ]
-
-
-class Errno(enum.StrEnum):
-    ENOENT = "ENOENT"
-    EEXIST = "EEXIST"
-    EINVAL = "EINVAL"
-    ENOSPC = "ENOSPC"
-    EIO = "EIO"
-    EBUSY = "EBUSY"
-    EDEADLK = "EDEADLK"
-    EFAULT = "EFAULT"
-
-
-class Signal(enum.StrEnum):
-    SIGBUS = "SIGBUS"
-    SIGSEGV = "SIGSEGV"
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """What one op returned: a value (int, or bytes for read), an errno, or a signal."""
-
-    value: int | bytes = 0
-    errno: Errno | None = None
-    signal: Signal | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.errno is None and self.signal is None
-
-    def __str__(self) -> str:
-        if self.errno is not None:
-            return self.errno.value
-        if self.signal is not None:
-            return self.signal.value
-        if isinstance(self.value, bytes):
-            return f"{len(self.value)} bytes"
-        return str(self.value)
-
-
-OK = Result()
-
-
-def err(e: Errno) -> Result:
-    return Result(errno=e)
-
-
-def sig(s: Signal) -> Result:
-    return Result(signal=s)
 
 
 class Guarantee(enum.StrEnum):

@@ -9,11 +9,24 @@ from oracles import Oracle, OracleName
 
 from .pmem import Domain, EadrPoints, GroupOutcome, StateId
 from .signature import Signature, top_site
-from .watchdog import DEFAULT_OP_TIMEOUT
 
-__all__ = ["Options", "Finding", "CrashSite", "Verdict", "Stats", "StateChoice", "Findings", "MiB"]
+__all__ = [
+    "Options",
+    "Finding",
+    "CrashSite",
+    "Verdict",
+    "Stats",
+    "StateChoice",
+    "Findings",
+    "MiB",
+    "DEFAULT_OP_TIMEOUT",
+]
 
 MiB = 1 << 20
+
+
+DEFAULT_OP_TIMEOUT = 10.0
+"""Seconds a call into a target may take by default (`Options.op_timeout`)."""
 
 
 class StateChoice(enum.StrEnum):

@@ -8,12 +8,9 @@ import hypothesis.strategies as st
 from hypothesis import assume, note
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from pmfuzz.falloc import FALLOC_MODES
 from pmfuzz.fs import DaxfsTarget
-from pmfuzz.pmem import PMem
-from pmfuzz.reference import Reference
-from pmfuzz.target import Errno
-from pmfuzz.workload import (
+from pmfuzz.lang.falloc import FALLOC_MODES
+from pmfuzz.lang.workload import (
     FILES,
     MAPPINGS,
     Create,
@@ -33,6 +30,9 @@ from pmfuzz.workload import (
     Unlink,
     Write,
 )
+from pmfuzz.pmem import PMem
+from pmfuzz.reference import Reference
+from pmfuzz.target import Errno
 
 K = 4096
 OFFSETS = st.one_of(

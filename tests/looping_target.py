@@ -18,9 +18,9 @@ from __future__ import annotations
 import time
 
 from examples.pmlog import MountedLog, PmLog
+from pmfuzz.lang.workload import Op
 from pmfuzz.pmem import PMem
 from pmfuzz.target import Result
-from pmfuzz.workload import Op
 
 __all__ = ["LoopingTarget"]
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pmfuzz.campaign import CampaignConfig, Driver
-from pmfuzz.campaign_config import config_from_json, config_to_json
-from pmfuzz.corpus import CrashDir
-from pmfuzz.reporting import NOT_MINIMIZED
+from pmfuzz.fuzzing.campaign import CampaignConfig, Driver
+from pmfuzz.fuzzing.campaign_config import config_from_json, config_to_json
+from pmfuzz.fuzzing.corpus import CrashDir
+from pmfuzz.fuzzing.reporting import NOT_MINIMIZED
 
 pytest.importorskip("atheris")
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from pmfuzz.campaign import CampaignConfig, run_campaign
-from pmfuzz.corpus import CrashDir, atomic_write
-from pmfuzz.minimize import minimize
-from pmfuzz.repro import parse_reproducer
+from pmfuzz.fuzzing.campaign import CampaignConfig, run_campaign
+from pmfuzz.fuzzing.corpus import CrashDir, atomic_write
+from pmfuzz.fuzzing.minimize import minimize
+from pmfuzz.judging.repro import parse_reproducer
+from pmfuzz.lang.workload import parse
 from pmfuzz.target import TargetSpec, make_target
-from pmfuzz.workload import parse
 
 ROOT = Path(__file__).resolve().parents[1]
 BUGGY = TargetSpec("daxfs", (("design", "zero"), ("bugs", "no-zero")))
@@ -80,7 +80,7 @@ def test_atomic_write_never_leaves_partial_files(tmp_path: Path) -> None:
     class Boom(Exception):
         pass
 
-    import pmfuzz.corpus as corpus
+    import pmfuzz.fuzzing.corpus as corpus
 
     real = os.fsync
 
@@ -137,7 +137,7 @@ def test_minimize_shrinks_and_keeps_the_signature() -> None:
         "create f1\nstore m0 0 64\nreflink f0 f1\nwrite f1 100 200\nfsync f1\nsync\n"
     )
     target = make_target("daxfs design=zero bugs=cow-remap-before-copy cil=eager")
-    from pmfuzz.engine import Options, check
+    from pmfuzz.judging.engine import Options, check
 
     v = check(target, w, Options())
     f = next(f for f in v.findings if f.oracle.value == "cow-atomicity")

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pmfuzz.campaign import CampaignConfig, batch_workloads, run_batch, run_campaign
 from pmfuzz.cli import main
-from pmfuzz.distributed import DaskRunner, open_scheduler
 from pmfuzz.fs import DaxfsTarget
+from pmfuzz.fuzzing.campaign import CampaignConfig, batch_workloads, run_batch, run_campaign
+from pmfuzz.fuzzing.distributed import DaskRunner, open_scheduler
+from pmfuzz.lang.workload import format_workload
 from pmfuzz.target import TargetSpec
-from pmfuzz.workload import format_workload
 
 ROOT = Path(__file__).resolve().parents[1]
 BUGGY = TargetSpec("daxfs", (("bugs", "zero-after-commit"),))

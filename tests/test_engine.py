@@ -9,13 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from oracles import OracleName
-from pmfuzz.engine import Options, check
 from pmfuzz.fs import Bug, DaxfsTarget
 from pmfuzz.gen.strategies import workloads
+from pmfuzz.judging.engine import Options, check
+from pmfuzz.judging.repro import parse_reproducer
+from pmfuzz.lang.workload import parse
 from pmfuzz.pmem import PMem
-from pmfuzz.repro import parse_reproducer
 from pmfuzz.target import Guarantee, make_target
-from pmfuzz.workload import parse
 
 BUGS = [b.value for b in Bug]
 

@@ -10,10 +10,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 
 from examples.tinyfs import TinyFS
-from pmfuzz.engine import Options, check
 from pmfuzz.gen.strategies import DEFAULT_SHAPE, workloads
+from pmfuzz.judging.engine import Options, check
+from pmfuzz.lang.workload import parse
 from pmfuzz.target import supported_ops
-from pmfuzz.workload import parse
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTS = Options(device_size=1 << 20, max_states=64)
@@ -35,7 +35,7 @@ def test_tinyfs_planted_bug_is_stale_exposure() -> None:
 
 
 def _campaign(tmp: Path, spec: str, execs: int) -> object:
-    from pmfuzz.campaign import CampaignConfig, run_campaign
+    from pmfuzz.fuzzing.campaign import CampaignConfig, run_campaign
     from pmfuzz.target import parse_target_spec
 
     cfg = CampaignConfig(

@@ -8,15 +8,15 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from pmfuzz.data import payload
-from pmfuzz.engine import Options, check
 from pmfuzz.errors import ParseError
-from pmfuzz.falloc import FALLOC_MODES, FallocMode
 from pmfuzz.fs import Bug, DaxfsTarget
 from pmfuzz.gen.strategies import DEFAULT_SHAPE, workloads
+from pmfuzz.judging.engine import Options, check
+from pmfuzz.lang.data import payload
+from pmfuzz.lang.falloc import FALLOC_MODES, FallocMode
+from pmfuzz.lang.workload import FILES, Fallocate, OpKind, flatten, parse, parse_op
 from pmfuzz.pmem import Domain, PMem
 from pmfuzz.reference import Reference
-from pmfuzz.workload import FILES, Fallocate, OpKind, flatten, parse, parse_op
 
 K = 4096
 DESIGNS = ("zero", "unwritten", "cow-remap")

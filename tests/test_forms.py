@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 
 from pmfuzz.gen.forms import ALL_FORMS, Hit, OpForm, missing, workload_forms
 from pmfuzz.gen.strategies import workloads
-from pmfuzz.workload import OpKind, parse
+from pmfuzz.lang.workload import OpKind, parse
 
 
 def forms(text: str) -> set[str]:

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from oracles import OracleName
 from pmfuzz.errors import PMemError, PmfuzzError
+from pmfuzz.judging.repro import CLEAN, Expect, format_reproducer, parse_reproducer
 from pmfuzz.pmem import StateId
-from pmfuzz.repro import CLEAN, Expect, format_reproducer, parse_reproducer
 from pmfuzz.signature import Signature, oracle_of
 
 REGRESSION = Path(__file__).resolve().parent.parent / "corpora" / "regression"

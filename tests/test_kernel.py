@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 
 from oracles import OracleName
-from pmfuzz.engine import Options, check
 from pmfuzz.errors import PmfuzzError
 from pmfuzz.gen.drawing import Drawer
 from pmfuzz.gen.strategies import DEFAULT_SHAPE, workloads
+from pmfuzz.judging.engine import Options, check
 from pmfuzz.kernel import flushcache as fc
 from pmfuzz.kernel.commands import FALLOC_MODES_EXT4, OPS
 from pmfuzz.kernel.paths import KERNEL, missing
+from pmfuzz.lang.workload import parse
 from pmfuzz.pmem import PMem
 from pmfuzz.reference import Reference
 from pmfuzz.target import make_target
-from pmfuzz.workload import parse
 
 MiB = 1 << 20
 SMALL = Options(device_size=8 * MiB, exhaustive_upto=48, max_states=48)

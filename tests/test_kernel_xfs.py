@@ -13,17 +13,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from pmfuzz.engine import Options, check
 from pmfuzz.gen.drawing import Drawer
 from pmfuzz.gen.strategies import scenario_shape, workloads
+from pmfuzz.judging.engine import Options, check
 from pmfuzz.kernel import xfs
 from pmfuzz.kernel.filesystems import XFS
 from pmfuzz.kernel.guestmount import Extent, FileInfo, Listing, MountedImage, RecoveryFailed, parse_listing
 from pmfuzz.kernel.paths import missing
+from pmfuzz.lang.workload import parse
 from pmfuzz.pmem import LINE, PMem
 from pmfuzz.reference import Reference
 from pmfuzz.target import make_target
-from pmfuzz.workload import parse
 
 MiB = 1 << 20
 SIZE = XFS.device_size
@@ -80,7 +80,7 @@ def test_the_view_reads_through_extents_and_takes_recoverys_lines():
 def test_mkfs_metadata_is_headers_inodes_and_the_log():
     if missing(tools=("mkfs.xfs",)):
         pytest.skip(f"xfs-dax: {missing(tools=('mkfs.xfs',))}")
-    from pmfuzz.data import poison
+    from pmfuzz.lang.data import poison
 
     base = poison(0, SIZE)
     img = xfs.mkfs(base)

@@ -20,13 +20,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pmfuzz.campaign import CampaignConfig, run_campaign
-from pmfuzz.campaign_config import config_from_json, config_to_json
-from pmfuzz.corpus import CorpusDir, CrashDir, atomic_write
 from pmfuzz.errors import PmfuzzError
+from pmfuzz.fuzzing.campaign import CampaignConfig, run_campaign
+from pmfuzz.fuzzing.campaign_config import config_from_json, config_to_json
+from pmfuzz.fuzzing.corpus import CorpusDir, CrashDir, atomic_write
+from pmfuzz.fuzzing.progress import Progress, repair_jsonl
+from pmfuzz.judging.repro import parse_reproducer
 from pmfuzz.pmem import Domain, EadrPoints
-from pmfuzz.progress import Progress, repair_jsonl
-from pmfuzz.repro import parse_reproducer
 from pmfuzz.sight.stats import load_campaign
 from pmfuzz.target import TargetSpec
 

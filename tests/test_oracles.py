@@ -11,10 +11,10 @@ from oracles.durability import Durability
 from oracles.functional import Functional
 from oracles.mount import Mount
 from oracles.stale_exposure import StaleExposure
-from pmfuzz.data import poison
+from pmfuzz.lang.data import poison
+from pmfuzz.lang.workload import parse
 from pmfuzz.reference import History, Reference
 from pmfuzz.target import OK, Errno, Result, err
-from pmfuzz.workload import parse
 
 
 class View:
@@ -225,7 +225,7 @@ def test_atomic_ops_accepts_before_or_after_only() -> None:
 
 def test_functional_compares_results_and_state() -> None:
     ref, _ = run("create f0\nwrite f0 0 10\n")
-    from pmfuzz.workload import Write
+    from pmfuzz.lang.workload import Write
 
     same = View({"f0": ref.read("f0", 0, 10)})
     ok = Functional().check(RunContext(1, Write("f0", 0, 10), Result(10), Result(10), same, ref))

@@ -10,15 +10,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from oracles import OracleName
-from pmfuzz.engine import Options, check
 from pmfuzz.errors import ParseError, PmfuzzError
+from pmfuzz.execution.interleave import Chooser, Schedule, Scheduler, explore, preemptions
 from pmfuzz.fs import BUG_ORACLE, Bug
 from pmfuzz.fs.locks import Lock, Sched
-from pmfuzz.interleave import Chooser, Schedule, Scheduler, explore, preemptions
+from pmfuzz.judging.engine import Options, check
+from pmfuzz.judging.repro import Reproducer, format_reproducer, parse_reproducer
+from pmfuzz.lang.workload import parse
 from pmfuzz.pmem import Domain
-from pmfuzz.repro import Reproducer, format_reproducer, parse_reproducer
 from pmfuzz.target import TargetSpec, make_target
-from pmfuzz.workload import parse
 
 REGRESSION = Path(__file__).resolve().parents[1] / "corpora" / "regression"
 DESIGNS = ["zero", "unwritten", "cow-remap"]
@@ -500,7 +500,7 @@ def test_the_layout_oracle_names_the_freed_block_the_dma_reached() -> None:
 
 @pytest.mark.parametrize("text", ["pin m0 3", "unpin m7 0", "dma m1 4096 100", "dma m0 0x10 4K", "madvise m2 dontneed"])
 def test_pin_ops_round_trip(text: str) -> None:
-    from pmfuzz.workload import format_workload
+    from pmfuzz.lang.workload import format_workload
 
     w = parse(text + "\n")
     assert parse(format_workload(w)) == w

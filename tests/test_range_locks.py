@@ -10,18 +10,15 @@ from hypothesis import HealthCheck, given, settings
 
 from oracles import OracleName, RunContext
 from oracles.functional import Functional
-from pmfuzz.engine import check
 from pmfuzz.errors import ParseError, PmfuzzError
+from pmfuzz.execution.interleave import Scheduler, explore
 from pmfuzz.fs import DaxfsTarget
 from pmfuzz.fs.file import EFAULT
 from pmfuzz.fs.locks import LockMode, RangeDeadlock, RangeLock, Sched
 from pmfuzz.gen.strategies import workloads
-from pmfuzz.interleave import Scheduler, explore
-from pmfuzz.pmem import PMem
-from pmfuzz.reference import Reference
-from pmfuzz.repro import Reproducer, format_reproducer, parse_reproducer
-from pmfuzz.target import Errno, Result, TargetSpec, make_target, parse_target_spec
-from pmfuzz.workload import (
+from pmfuzz.judging.engine import check
+from pmfuzz.judging.repro import Reproducer, format_reproducer, parse_reproducer
+from pmfuzz.lang.workload import (
     FILES,
     MAPPINGS,
     MAX_FILE_SIZE,
@@ -36,6 +33,9 @@ from pmfuzz.workload import (
     parse,
     write_lock_span,
 )
+from pmfuzz.pmem import PMem
+from pmfuzz.reference import Reference
+from pmfuzz.target import Errno, Result, TargetSpec, make_target, parse_target_spec
 
 K = 4096
 DESIGNS = ["zero", "unwritten", "cow-remap"]

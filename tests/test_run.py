@@ -8,13 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from pmfuzz.engine import Options, check, execute, judge
+from pmfuzz.execution.interleave import Chooser, Schedule
 from pmfuzz.fs import DaxfsTarget
-from pmfuzz.interleave import Chooser, Schedule
+from pmfuzz.judging.engine import Options, check, execute, judge
+from pmfuzz.judging.repro import parse_reproducer
+from pmfuzz.lang.workload import parse
 from pmfuzz.pmem import PointKind, StateId
-from pmfuzz.repro import parse_reproducer
 from pmfuzz.target import make_target
-from pmfuzz.workload import parse
 
 REGRESSION = Path(__file__).resolve().parent.parent / "corpora" / "regression"
 

@@ -10,11 +10,11 @@ from math import factorial
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pmfuzz.engine import Options, check
+from pmfuzz.execution.serial import _interleavings, _steps
+from pmfuzz.judging.engine import Options, check
+from pmfuzz.lang.workload import Store, Write, parse
 from pmfuzz.pmem import Domain
-from pmfuzz.serial import _interleavings, _steps
 from pmfuzz.target import make_target
-from pmfuzz.workload import Store, Write, parse
 
 
 @given(st.lists(st.integers(1, 3), min_size=1, max_size=3))

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from pmfuzz.cli import main
 from pmfuzz.errors import PmfuzzError
+from pmfuzz.judging.repro import parse_reproducer
 from pmfuzz.pmem import StateId
-from pmfuzz.repro import parse_reproducer
 from pmfuzz.sight import BadKind, LineFate, build_scene, load_campaign
 from pmfuzz.sight.picture import finding_figure
 from pmfuzz.sight.plot import campaign_figure, time_unit

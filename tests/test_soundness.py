@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from pmfuzz.engine import Options, check
 from pmfuzz.fs import DaxfsTarget
 from pmfuzz.gen.strategies import SCENARIOS, scenario_shape, workloads
+from pmfuzz.judging.engine import Options, check
+from pmfuzz.judging.report import format_report
+from pmfuzz.lang.workload import format_workload
 from pmfuzz.pmem import Domain
-from pmfuzz.report import format_report
-from pmfuzz.workload import format_workload
 
 CONFIGS = [
     (d, c, dom) for d in ("zero", "unwritten", "cow-remap") for c in ("lazy", "eager") for dom in ("adr", "eadr")
@@ -56,7 +56,7 @@ SEEDS = sorted((ROOT / "corpora" / "seeds").glob("*.pmfuzz"))
 @pytest.mark.parametrize("shard", range(8))
 def test_seed_corpus_is_clean(shard: int) -> None:
     """Every seed, each on one of the 12 correct configurations in turn (all configurations get seeds)."""
-    from pmfuzz.repro import parse_reproducer
+    from pmfuzz.judging.repro import parse_reproducer
 
     assert len(SEEDS) > 300
     for i, path in enumerate(SEEDS):

@@ -1,5 +1,5 @@
 """The target surface in one file: capability protocols and their helpers, the registry's entry
-point for daxfs, and the kernel rules the reference and daxfs share (`pmfuzz.rules`)."""
+point for daxfs, and the kernel rules the reference and daxfs share (`pmfuzz.lang.rules`)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import sys
 
 import pytest
 
-from pmfuzz.falloc import FALLOC_MODES
 from pmfuzz.fs import DaxfsTarget
+from pmfuzz.lang.falloc import FALLOC_MODES
+from pmfuzz.lang.rules import EFAULT, page_pieces, reflink_error, round_up
+from pmfuzz.lang.workload import OpKind, Parallel, parse
 from pmfuzz.pmem import PMem
 from pmfuzz.reference import Reference
-from pmfuzz.rules import EFAULT, page_pieces, reflink_error, round_up
 from pmfuzz.target import (
     DEFAULT_DEVICE_SIZE,
     Errno,
@@ -40,7 +41,6 @@ from pmfuzz.target import (
     target_variants,
     targets,
 )
-from pmfuzz.workload import OpKind, Parallel, parse
 
 
 class Bare:

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from pmfuzz.data import WordKind, decode, decode_words, describe, payload, poison
 from pmfuzz.errors import ParseError, PmfuzzError
 from pmfuzz.gen.strategies import Shape, ops, workloads
-from pmfuzz.repro import Reproducer, format_reproducer, parse_reproducer
+from pmfuzz.judging.repro import Reproducer, format_reproducer, parse_reproducer
+from pmfuzz.lang.data import WordKind, decode, decode_words, describe, payload, poison
+from pmfuzz.lang.workload import Workload, format_workload, parse, parse_op
 from pmfuzz.target import TargetSpec
-from pmfuzz.workload import Workload, format_workload, parse, parse_op
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -94,8 +94,8 @@ def test_reproducer_golden_text() -> None:
 
 
 def test_report_golden_text() -> None:
-    from pmfuzz.replaying import run_reproducer
-    from pmfuzz.report import format_report
+    from pmfuzz.fuzzing.replaying import run_reproducer
+    from pmfuzz.judging.report import format_report
 
     r = parse_reproducer((Path(__file__).parents[1] / "corpora/regression/refcount-not-journaled.pmfuzz").read_text())
     assert format_report(run_reproducer(r), r) == (GOLDEN / "refcount-not-journaled.report").read_text()
@@ -131,7 +131,7 @@ def test_decode_words_matches_decode() -> None:
 
 @st.composite
 def _with_parallel_groups(draw) -> Workload:
-    from pmfuzz.workload import Parallel
+    from pmfuzz.lang.workload import Parallel
 
     base = list(draw(workloads(max_ops=8)).ops)
     for _ in range(draw(st.integers(1, 3))):
@@ -143,7 +143,7 @@ def _with_parallel_groups(draw) -> Workload:
 @settings(max_examples=200)
 @given(_with_parallel_groups())
 def test_parallel_groups_round_trip(w: Workload) -> None:
-    from pmfuzz.workload import Parallel, flatten, groups
+    from pmfuzz.lang.workload import Parallel, flatten, groups
 
     text = format_workload(w)
     assert parse(text) == w
@@ -177,9 +177,9 @@ def test_parallel_parse_errors_name_the_column(text: str, col: int, what: str) -
 @given(st.integers(0, 1 << 20), st.sampled_from(["", "K", "M", "G"]))
 def test_one_size_reader_for_ops_headers_and_flags(n: int, unit: str) -> None:
     """`--device`, `# device:` and an op's numbers read a size the same way (one reader, `textform`)."""
-    from pmfuzz.limits import parse_size
-    from pmfuzz.textform import read_size
-    from pmfuzz.workload import MAX_FILE_SIZE, parse_op
+    from pmfuzz.lang.limits import parse_size
+    from pmfuzz.lang.textform import read_size
+    from pmfuzz.lang.workload import MAX_FILE_SIZE, parse_op
 
     tok = f"{n}{unit}"
     value = read_size(tok)

@@ -15,9 +15,10 @@ import pytest
 
 from oracles import OracleName
 from pmfuzz.cli import main
-from pmfuzz.engine import Options, check
-from pmfuzz.watchdog import DEFAULT_OP_TIMEOUT, TargetHang, deadline
-from pmfuzz.workload import parse
+from pmfuzz.execution.watchdog import TargetHang, deadline
+from pmfuzz.judging.engine import Options, check
+from pmfuzz.lang.workload import parse
+from pmfuzz.verdict import DEFAULT_OP_TIMEOUT
 from tests.looping_target import LoopingTarget
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,7 +141,7 @@ def test_alarm_handler_from_c_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> 
     """A SIGALRM handler Python cannot put back (getsignal gives None): the watchdog thread serves instead."""
     import _signal
 
-    import pmfuzz.watchdog as wd
+    import pmfuzz.execution.watchdog as wd
 
     class FromC:
         def __getattr__(self, name: str) -> object:

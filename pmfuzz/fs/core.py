@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..lang.workload import FILES
 from ..pmem import PMem
-from ..workload import FILES
 from .alloc import NoSpace, Space
 from .config import Bug, Config
 from .extents import Extent, ExtentMap

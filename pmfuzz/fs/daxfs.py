@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from ..data import poison
-from ..pmem import PMem
-from ..target import Errno, Guarantee, Result, err
-from ..workload import (
+from ..lang.data import poison
+from ..lang.workload import (
     Create,
     Dma,
     Fallocate,
@@ -27,6 +25,8 @@ from ..workload import (
     Unpin,
     Write,
 )
+from ..pmem import PMem
+from ..target import Errno, Guarantee, Result, err
 from . import file as F
 from .alloc import NoSpace
 from .config import Config, LockScheme

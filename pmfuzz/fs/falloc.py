@@ -16,9 +16,9 @@ and, unless keep-size, xfs_falloc_setsize extends i_size to the end of the range
 
 from __future__ import annotations
 
-from ..falloc import FallocMode
+from ..lang.falloc import FallocMode
+from ..lang.workload import PAGE_SIZE, write_lock_span
 from ..target import OK, Errno, Result, err
-from ..workload import PAGE_SIZE, write_lock_span
 from .config import Bug
 from .core import DaxFS
 from .dax import (

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
-from ..rules import EFAULT, page_pieces, reflink_error, round_up
+from ..lang.rules import EFAULT, page_pieces, reflink_error, round_up
+from ..lang.workload import PAGE_SIZE, RANGE_END, write_lock_span
 from ..target import OK, Errno, Result, Signal, err, sig
-from ..workload import PAGE_SIZE, RANGE_END, write_lock_span
 from .config import Bug, LockScheme
 from .core import DaxFS
 from .dax import (

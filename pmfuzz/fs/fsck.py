@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..workload import FILES, MAX_FILE_SIZE
+from ..lang.workload import FILES, MAX_FILE_SIZE
 from .core import DaxFS
 from .journal import LogCorrupt, find_checkpoint
 from .layout import COW_STAGING, MAX_EXTENTS

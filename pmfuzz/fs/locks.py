@@ -1,7 +1,7 @@
 """Modelled locks and the preemption hook.
 
 Every lock point and iomap phase boundary calls `Sched.preempt(label)`. Run
-sequentially it does nothing; the interleaving explorer (`pmfuzz.interleave`)
+sequentially it does nothing; the interleaving explorer (`pmfuzz.execution.interleave`)
 passes a scheduler that switches threads there. Locks record their holders so
 the scheduler can see who waits on whom: a thread that finds a lock taken
 calls `Sched.block`, which for the sequential scheduler is a model bug (one
@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from ..workload import PAGE_SIZE, PMD_SIZE, RANGE_END
+from ..lang.workload import PAGE_SIZE, PMD_SIZE, RANGE_END
 
 __all__ = [
     "Sched",

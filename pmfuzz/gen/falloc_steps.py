@@ -6,8 +6,8 @@ from collections.abc import Container, Mapping
 
 import hypothesis.strategies as st
 
-from ..falloc import FALLOC_MODES, FallocMode
-from ..workload import BLOCK_SIZE, FILES, MAPPINGS, Create, Fallocate, Fsync, Mmap, Op, Reflink, Store, Write
+from ..lang.falloc import FALLOC_MODES, FallocMode
+from ..lang.workload import BLOCK_SIZE, FILES, MAPPINGS, Create, Fallocate, Fsync, Mmap, Op, Reflink, Store, Write
 
 __all__ = ["falloc_steps"]
 

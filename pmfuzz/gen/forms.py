@@ -22,10 +22,8 @@ import enum
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from ..falloc import FallocMode, falloc_words
-from ..reference_files import RefFile
-from ..reference_model import Reference
-from ..workload import (
+from ..lang.falloc import FallocMode, falloc_words
+from ..lang.workload import (
     BLOCK_SIZE,
     PAGE_SIZE,
     Fallocate,
@@ -47,6 +45,8 @@ from ..workload import (
     Write,
     flatten,
 )
+from ..reference.files import RefFile
+from ..reference.model import Reference
 
 __all__ = ["Hit", "OpForm", "ALL_FORMS", "workload_forms", "missing"]
 

@@ -10,8 +10,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import fields, replace
 
-from ..falloc import FallocMode
-from ..workload import BLOCK_SIZE, MAX_FILE_SIZE, MAX_OPS, PMD_SIZE, Fallocate, Op, Parallel, Workload
+from ..lang.falloc import FallocMode
+from ..lang.workload import BLOCK_SIZE, MAX_FILE_SIZE, MAX_OPS, PMD_SIZE, Fallocate, Op, Parallel, Workload
 
 __all__ = ["mutate", "INTERESTING"]
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, replace
 
 import hypothesis.strategies as st
 
-from ..falloc import FALLOC_MODES, FallocMode
-from ..workload import (
+from ..lang.falloc import FALLOC_MODES, FallocMode
+from ..lang.workload import (
     BLOCK_SIZE,
     FILES,
     MAPPINGS,

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..workload import Workload, format_workload, parse
+from ..lang.workload import Workload, format_workload, parse
 
 __all__ = ["SETUPS", "ALPHABET", "seeds", "write_seeds"]
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from ..falloc import FALLOC_MODES, FallocMode
-from ..target import Errno, Result, Signal, err, sig
-from ..workload import (
+from ..lang.falloc import FALLOC_MODES, FallocMode
+from ..lang.workload import (
     Create,
     Fallocate,
     Fault,
@@ -27,6 +26,7 @@ from ..workload import (
     Unlink,
     Write,
 )
+from ..target import Errno, Result, Signal, err, sig
 from .guest import Reply
 
 __all__ = ["OPS", "FALLOC_MODES_EXT4", "command", "result", "View", "parse_view", "UnknownErrno"]

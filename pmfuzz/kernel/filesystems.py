@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..falloc import FALLOC_MODES, FallocMode
+from ..lang.falloc import FALLOC_MODES, FallocMode
+from ..lang.workload import OpKind
 from ..target import Guarantee
-from ..workload import OpKind
 from . import ext4image, recovery, xfs
 from .commands import FALLOC_MODES_EXT4, OPS
 

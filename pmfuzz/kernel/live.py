@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 
 from ..errors import PmfuzzError
+from ..lang.workload import PAGE_SIZE, Op, Read, Store, Write
 from ..pmem import LINE, PMem
 from ..target import Errno, Result, Signal, err, sig
-from ..workload import PAGE_SIZE, Op, Read, Store, Write
 from .commands import View, command, parse_view, result
 from .guest import MBOX_BYTES, RING_BYTES, Guest, GuestDied
 from .replay import Accounting, Fences, Replayer

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data import poison
 from ..errors import PmfuzzError
-from ..falloc import FallocMode
+from ..lang.data import poison
+from ..lang.falloc import FallocMode
 from ..pmem import LINE, PMem
 from ..target import Guarantee
 from . import pool
@@ -145,7 +145,7 @@ class KernelTarget:
         _STATIC_META[(self.fs.name, pm.size)] = self.fs.static_meta(base, img)
 
     def mount(self, pm: PMem):
-        if not getattr(pm, "_recording", True):
+        if not pm.recording:
             if self.fs.recovery is Recovery.HOST_FSCK:
                 return mount_crash_image(pm)
             return self.recovery.mount(pm, self.meta_pages(pm.size))

@@ -59,6 +59,11 @@ class PMem:
         self._timeline_key: tuple[int, EadrPoints] | None = None
         self._recording = record
 
+    @property
+    def recording(self) -> bool:
+        """Whether this device traces its events; a device made only to mount a crash image does not."""
+        return self._recording
+
     @classmethod
     def from_image(cls, image: CrashImage | Pages, domain: Domain | str = Domain.ADR, *, record: bool = True) -> PMem:
         """A device whose media holds a crash image (or a snapshot), ready to be mounted.

@@ -39,7 +39,7 @@ def picture_beside(reproducer: str | Path) -> Path | None:
         require_matplotlib()
     except PmfuzzError:
         return None
-    from ..repro import parse_reproducer
+    from ..judging.repro import parse_reproducer
     from .scene import build_scene
 
     path = Path(reproducer)

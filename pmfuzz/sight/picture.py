@@ -20,9 +20,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from ..engine import Finding, Verdict
+from ..judging.engine import Finding, Verdict
+from ..judging.repro import Reproducer
 from ..pmem import LINE
-from ..repro import Reproducer
 from .output import save_figure
 from .scene import BLOCK, BadKind, InFlightLine, LineFate, Region, Scene, build_scene
 

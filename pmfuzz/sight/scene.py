@@ -18,12 +18,12 @@ import numpy as np
 
 from oracles import CrashContext, Evidence, OracleName
 
-from ..data import WordKind, decode, decode_words, describe
-from ..engine import Finding, Options, Verdict, check, execute
 from ..errors import PMemError, PmfuzzError
+from ..execution.run import Run
+from ..judging.engine import Finding, Options, Verdict, check, execute
+from ..judging.repro import Reproducer
+from ..lang.data import WordKind, decode, decode_words, describe
 from ..pmem import LINE, CrashState, PMem
-from ..repro import Reproducer
-from ..run import Run
 from ..target import MountedFS, Target, declared_regions, file_blocks, make_target, metadata_ranges
 
 __all__ = [
@@ -214,7 +214,7 @@ def _execute(r: Reproducer, f: Finding) -> Run:
     chooser = None
     schedule = f.schedule or r.schedule
     if schedule is not None:
-        from ..interleave import Chooser, Schedule
+        from ..execution.interleave import Chooser, Schedule
 
         chooser = Chooser(Schedule.parse(schedule))
     return execute(make_target(r.target), r.workload, opts, chooser)

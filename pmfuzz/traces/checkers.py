@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import PmfuzzError
-from ..watchdog import TargetHang, deadline
+from ..execution.watchdog import TargetHang, deadline
 
 __all__ = [
     "CheckResult",

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import PmfuzzError
-from ..limits import MAX_TRACE_BYTES, MAX_TRACE_DEVICE, read_input, read_input_bytes
+from ..lang.limits import MAX_TRACE_BYTES, MAX_TRACE_DEVICE, read_input, read_input_bytes
 
 if TYPE_CHECKING:
     from .model import Trace

@@ -23,7 +23,7 @@ import re
 from typing import Any
 
 from ..errors import ParseError, clip
-from ..limits import MAX_TRACE_DEVICE, size_text
+from ..lang.limits import MAX_TRACE_DEVICE, size_text
 from .model import MAX_MARKER_DEPTH, Region, Trace, TraceEvent, TraceEventKind, Where
 
 __all__ = ["format_jsonl", "parse_jsonl"]

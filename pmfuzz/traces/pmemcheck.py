@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import ParseError, clip
-from ..limits import MAX_TRACE_DEVICE, size_text
+from ..lang.limits import MAX_TRACE_DEVICE, size_text
 from .model import MAX_MARKER_DEPTH, Region, Trace, TraceEvent, TraceEventKind, Where
 
 __all__ = ["format_pmemcheck", "parse_pmemcheck"]

@@ -1,0 +1,364 @@
+"""Execute a workload on a fresh device beside the reference, judging each op crash-free: a `Run`.
+
+    run = execute(target, workload, options)          # serial ops
+    run = execute(target, workload, options, chooser) # one schedule of its parallel groups
+
+Exceptions raised by the target's code are findings (`target-error`), kept with their
+traceback; exceptions of pmfuzz itself propagate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+from oracles import Oracle, OracleName, Phase, RunContext, default_oracles
+
+from ..errors import PmfuzzError
+from ..lang.workload import Fault, Op, Parallel, Pin, Store, Workload, flatten, groups
+from ..pmem import Pages, PMem
+from ..reference import History, Reference
+from ..target import (
+    Errno,
+    MountedFS,
+    Target,
+    check_supported,
+    layout_violations_hook,
+    mapping_blocks_hook,
+    min_op_timeout,
+    scheduler_hook,
+)
+from ..verdict import Finding, Findings, Options
+from .blame import failure, oracle_fault, target_traceback, what_failed
+from .run import Run, ScheduleStep
+from .serial import SerialOrder, serial_order
+from .watchdog import TargetHang, TargetNonsense, deadline, guarded_mount
+
+__all__ = ["execute", "formatted", "effective_options"]
+
+_FORMATTED: dict[tuple[str, tuple[tuple[str, str], ...], int], Pages] = {}
+
+
+def formatted(target: Target, size: int) -> Pages:
+    """A formatted device for this target configuration, made once and shared copy-on-write."""
+    key = (target.name, tuple(sorted(target.options().items())), size)
+    hit = _FORMATTED.get(key)
+    if hit is None:
+        pm = PMem(size)
+        target.format(pm)
+        pm.quiesce()
+        hit = pm.pages.fork()
+        _FORMATTED[key] = hit
+    return hit
+
+
+def effective_options(target: Target, opts: Options) -> Options:
+    """The options as run: a target that boots a guest needs a longer op timeout than a model."""
+    floor = min_op_timeout(target)
+    if floor is not None and opts.op_timeout is not None and opts.op_timeout < floor:
+        return replace(opts, op_timeout=floor)
+    return opts
+
+
+def execute(
+    target: Target, workload: Workload | Sequence[Op], opts: Options, chooser=None, *, digest: bool = False
+) -> Run:
+    """Run the ops on a fresh device and the reference side by side; run-phase oracles judge each op.
+
+    A workload with parallel groups runs them under `chooser` (an `interleave.Chooser`; the
+    default schedule when None). `digest` also computes `Run.digest`, for exploring schedules.
+    """
+    top = workload.ops if isinstance(workload, Workload) else tuple(workload)
+    grps = groups(top)
+    ops = flatten(top) if grps else top
+    if grps and chooser is None:
+        from .interleave import Chooser
+
+        chooser = Chooser()
+    check_supported(target, ops)
+    opts = effective_options(target, opts)
+    return _Execution(target, ops, opts, grps, chooser).run(digest)
+
+
+class _Execution:
+    """The state of one execution while it runs; `run` returns it as a `Run`."""
+
+    def __init__(self, target: Target, ops: tuple[Op, ...], opts: Options, grps, chooser) -> None:
+        self.target, self.ops, self.opts, self.grps, self.chooser = target, ops, opts, grps, chooser
+        oracles = default_oracles() if opts.oracles is None else opts.oracles
+        self.run_oracles: list[Oracle] = [
+            o for o in oracles if o.phase is Phase.RUN and o.guarantee in target.guarantees
+        ]
+        self.findings = Findings(opts.first_per_signature)
+        self.notes: list[str] = []
+        self.orders: list[tuple[int, ...]] = []
+        self.steps: list[ScheduleStep] = []
+        self.spans = {start + k: (start, start + n) for _g, start, n in grps for k in range(n)}
+
+    def _unrun(self) -> Run:
+        """Formatting or the first mount failed: a run with nothing on its device."""
+        return Run(
+            self.target, self.ops, self.opts, None, None, 0, 0, self.spans, self.grps,
+            self.findings.values(), (), (), True, 0.0,
+        )  # fmt: skip
+
+    def run(self, want_digest: bool) -> Run:
+        target, ops, opts = self.target, self.ops, self.opts
+        add = self.findings.add
+        t0 = time.perf_counter()
+        try:
+            with deadline(opts.op_timeout, "format", target=target.name):
+                blank = formatted(target, opts.device_size)
+        except (Exception, TargetHang) as e:
+            tb = target_traceback(e)
+            add(Finding(OracleName.TARGET_ERROR, f"formatting a fresh device failed: {failure(e)}", traceback=tb))
+            return self._unrun()
+        pm = PMem.from_image(blank, opts.domain)
+        try:
+            fs = guarded_mount(target, pm, opts.op_timeout, "mount")
+        except (Exception, TargetHang) as e:
+            tb = target_traceback(e)
+            add(Finding(OracleName.MOUNT, f"the freshly formatted device does not mount: {e}", traceback=tb))
+            return self._unrun()
+        pm.quiesce()
+        self.pm, self.fs = pm, fs
+        self.ref = ref = Reference.for_target(target)
+        self.hist = hist = History(ref)
+        executed = returned = 0
+        results: list[str] = []
+        starts = {start: (g, n) for g, start, n in self.grps}
+        crashes_sound = True
+        i = 0
+        while i < len(ops):
+            op = ops[i]
+            if i in starts:
+                g, n = starts[i]
+                try:
+                    after, texts = self._group(i, g, n)
+                except (Exception, TargetHang) as e:  # the target's view failed while the group was judged
+                    if oracle_fault(e):
+                        raise
+                    tb = target_traceback(e)
+                    msg = f"after the parallel group at op {i}, reading the target's files: {failure(e)}"
+                    add(Finding(OracleName.TARGET_ERROR, msg, op=i, op_text=str(op), op_kind="parallel", traceback=tb))
+                    self.notes.append(f"stopped at op {i}: reading the target's files failed")
+                    executed = i
+                    crashes_sound = False
+                    break
+                if opts.features:
+                    results += [f"parallel:{r}" for r in texts]
+                if after is None:
+                    executed = i
+                    crashes_sound = False
+                    break
+                executed = returned = after
+                i += n
+                continue
+            payload = ref.payload(i, op)
+            want = ref.apply(i, op)
+            try:
+                got = fs.execute(i, op, payload)
+            except (Exception, TargetHang) as e:
+                tb = target_traceback(e)
+                raised = not isinstance(e, (TargetHang, TargetNonsense))
+                add(
+                    Finding(
+                        OracleName.TARGET_ERROR,
+                        f"op {i} `{op}` raised {type(e).__name__}: {e}" if raised else str(e),
+                        op=i,
+                        op_text=str(op),
+                        op_kind=op.kind.value,
+                        traceback=tb,
+                    )
+                )
+                hist.record()
+                executed = i
+                self.notes.append(f"stopped at op {i}: the target {what_failed(e)}")
+                break
+            hist.record()
+            executed = returned = i + 1
+            if opts.features:
+                results.append(f"{op.kind.value}:{got}" if not got.ok else f"{op.kind.value}:ok")
+            if got.errno is Errno.ENOSPC and want.errno is not Errno.ENOSPC:
+                self.notes.append(f"stopped at op {i}: the target ran out of space (ENOSPC); later ops not run")
+                executed = i
+                break
+            ctx = RunContext(i, op, got, want, fs, ref)
+            try:
+                for o in self.run_oracles:
+                    if o.name is OracleName.FUNCTIONAL and self.findings.diverged():
+                        continue
+                    for v in o.check(ctx):
+                        add(Finding(v.oracle, v.message, v.evidence, i, str(op), op.kind.value, ""))
+            except (Exception, TargetHang) as e:
+                if oracle_fault(e):
+                    raise
+                tb = target_traceback(e)
+                msg = f"after op {i} `{op}`, reading the target's files: {failure(e)}"
+                add(Finding(OracleName.TARGET_ERROR, msg, op=i, op_text=str(op), op_kind=op.kind.value, traceback=tb))
+                self.notes.append(f"stopped after op {i}: reading the target's files failed")
+                break
+            i += 1
+        t_exec = time.perf_counter() - t0
+        key = _run_digest(pm, results, self.orders, fs, ref) if want_digest and self.chooser is not None else None
+        sid = str(self.chooser.schedule()) if self.chooser is not None else None
+        return Run(
+            target, ops, opts, pm, hist, executed, returned, self.spans, self.grps, self.findings.values(),
+            tuple(self.notes), tuple(results), crashes_sound, t_exec, sid, tuple(self.steps), key,
+        )  # fmt: skip
+
+    def _group(self, start: int, g: int, n: int) -> tuple[int | None, list[str]]:
+        """Run one parallel group under the chooser; apply it to the reference in a serial order that explains it.
+
+        Returns (ops executed after it, or None if the run cannot go on; result texts).
+        """
+        from .interleave import Scheduler
+
+        target, fs, pm, ref, hist, ops = self.target, self.fs, self.pm, self.ref, self.hist, self.ops
+        add, notes = self.findings.add, self.notes
+        hook = scheduler_hook(fs)
+        if hook is None:
+            raise PmfuzzError(
+                f"target {target.name!r} cannot run parallel groups (its mounted fs has no set_scheduler)"
+            )
+        idx = list(range(start, start + n))
+        texts = [str(ops[j]) for j in idx]
+        group_text = str(Parallel(tuple(ops[j] for j in idx)))
+        payloads = {j: ref.payload(j, ops[j]) for j in idx}
+        sched = Scheduler(self.chooser, (pm.labels, pm.set_labels, lambda: (-1, [])))
+        hook(sched)
+        try:
+            run = sched.run_group(g, [lambda j=j: fs.execute(j, ops[j], payloads[j]) for j in idx], texts)
+        finally:
+            hook(None)
+        self.steps += _slices(texts, run.steps)
+        if run.deadlock is not None and not run.deadlock.cycle:
+            notes.append(
+                f"stopped at op {start}: the parallel group hangs without a lock cycle "
+                f"(the workload never releases what it waits for: {run.deadlock})"
+            )
+            return None, []
+        if run.deadlock is not None:
+            waits = "+".join(sorted({w[2].split("[", 1)[0] for w in run.deadlock.waits}))
+            msg = f"the parallel group at op {start} deadlocks: {run.deadlock}"
+            add(Finding(OracleName.DEADLOCK, msg, (), start, group_text, "parallel", waits))
+            notes.append(f"stopped at op {start}: the parallel group deadlocked")
+            return None, []
+        for k, e in enumerate(run.errors):
+            if e is not None:
+                tb = target_traceback(e)
+                add(
+                    Finding(
+                        OracleName.TARGET_ERROR,
+                        f"op {idx[k]} `{texts[k]}` (thread t{k} of a parallel group) "
+                        + (
+                            str(e) if isinstance(e, (TargetHang, TargetNonsense)) else f"raised {type(e).__name__}: {e}"
+                        ),
+                        op=idx[k],
+                        op_text=texts[k],
+                        op_kind=ops[idx[k]].kind.value,
+                        traceback=tb,
+                    )
+                )
+                notes.append(f"stopped at op {start}: the target {what_failed(e)} in a parallel group")
+                return None, []
+        got = {j: run.results[j - start] for j in idx}
+        out = [f"{ops[j].kind.value}:{got[j]}" if not got[j].ok else f"{ops[j].kind.value}:ok" for j in idx]
+        if any(got[j].errno is Errno.ENOSPC for j in idx):
+            notes.append(f"stopped at op {start}: the target ran out of space (ENOSPC) in a parallel group")
+            return None, out
+        last: dict[int, int] = {}
+        for e in pm.trace:
+            if start <= e.op < start + n:
+                last[e.op] = e.seq
+        finished = {t: k for k, t in enumerate(run.finish_order)}
+        # The order the ops last changed the device in is the order lock-serialized ops really ran in,
+        # and it credits a copy-on-write to the op whose remap or copy finished it: a write(2) that
+        # staged a block and copied its data after a racing write fault remapped that block wrote in
+        # place, not copied on write.
+        prefer = tuple(sorted(range(n), key=lambda t: (last.get(start + t, 1 << 62), finished.get(t, n))))
+        found = serial_order(ref, hist, ops, start, n, got, fs, prefer)
+        mixed: dict[str, bytes] = {}
+        split: Reference | None = None
+        if isinstance(found, SerialOrder):
+            order, mixed, split = found.order, found.mixed, found.split
+        else:
+            add(
+                Finding(
+                    OracleName.FUNCTIONAL,
+                    f"no serial order of the parallel group at op {start} explains what it did: results "
+                    + ", ".join(f"t{j - start} {got[j]}" for j in idx)
+                    + f"; {found}",
+                    (),
+                    start,
+                    group_text,
+                    "parallel",
+                )
+            )
+            order = tuple(start + t for t in run.finish_order)
+        self.orders.append(order)
+        faults = _write_faults([ops[j] for j in idx])
+        if split is not None:
+            # Only the ops' steps interleaved explain the run: take over the state they leave. What
+            # the ops made durable is not credited, and no COW is held to atomicity (permissive).
+            ref.become(split)
+        want = None
+        for k, j in enumerate(order):
+            want = ref.apply(j, ops[j]) if split is None else got[j]
+            if faults:
+                ref.forget_cows()
+            if k == len(order) - 1:
+                for f, data in mixed.items():
+                    ref.names[f].put(0, data)
+            hist.record()
+        # Results were matched (or reported) by the serial-order search; the state after the group is
+        # judged here, so that a difference it left is blamed on the group, not on the op after it.
+        ctx = RunContext(start + n - 1, Parallel(tuple(ops[k] for k in idx)), want, want, fs, ref, first=start)
+        for o in self.run_oracles:
+            if o.name is OracleName.FUNCTIONAL and self.findings.diverged():
+                continue
+            for v in o.check(ctx):
+                add(Finding(v.oracle, v.message, v.evidence, start, group_text, "parallel", ""))
+        return start + n, out
+
+
+def _write_faults(group: Sequence[Op]) -> bool:
+    """Whether an op of the group may write-fault. A write fault may then have done a write(2)'s
+    copy-on-write first -- on the same file, or on another that shared the block, which breaks the
+    sharing for both -- and the write(2) then wrote in place, so the group's COWs are not
+    all-or-nothing writes that `cow-atomicity` can hold it to (the other oracles still judge it)."""
+    return any(isinstance(op, (Store, Pin)) or (isinstance(op, Fault) and op.write) for op in group)
+
+
+def _slices(texts: list[str], steps: tuple[tuple[int, str], ...]) -> list[ScheduleStep]:
+    out: list[ScheduleStep] = []
+    for t, label in steps:
+        if out and out[-1].thread == t:
+            out[-1] = ScheduleStep(t, texts[t], (*out[-1].labels, label))
+        else:
+            out.append(ScheduleStep(t, texts[t], (label,)))
+    return out
+
+
+def _run_digest(pm: PMem, results: list[str], orders: list[tuple[int, ...]], fs: MountedFS, ref: Reference) -> bytes:
+    """What decides every verdict of a run: its trace, results, serial orders, mapping views, and what
+    the target's introspection hooks tell the oracles (which block each mapped page reaches, which
+    accesses reached a block the file lost): two schedules may leave the same trace -- a lazy log
+    writes nothing at commit -- yet differ in whether a store came before a remap."""
+    h = hashlib.blake2b(digest_size=16)
+    for e in pm.trace:
+        h.update(repr((e.kind, e.addr, e.size, e.op, e.site)).encode())
+        if e.data is not None:
+            h.update(bytes(e.data))
+    h.update(repr((results, orders)).encode())
+    blocks = mapping_blocks_hook(fs)
+    for m, mp in sorted(ref.maps.items()):
+        h.update(repr(fs.read_mapping(m, 0, mp.length)).encode())
+        if blocks is not None:
+            h.update(repr(blocks(m)).encode())
+    layout = layout_violations_hook(fs)
+    if layout is not None:
+        h.update(repr(layout()).encode())
+    return h.digest()

@@ -1,0 +1,255 @@
+"""Which serial order of a parallel group explains what the target did.
+
+A group is correct if some serial order of its ops gives the same results, files and
+sizes, with every byte equal to that byte after some such order (write(2) and stores
+are not atomic against each other, block by block). Two ops are not atomic even in
+results: a store through a mapping takes a page fault per page, and a write(2) that
+extends a file copies its data before it sets the new size (xfs_file_dax_write), so a
+racing store may see its first page after the write's data and its next page still
+beyond EOF (SIGBUS). When no order of whole ops explains a run, the ops are split into
+those steps and their interleavings are tried.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from math import comb
+
+import numpy as np
+
+from ..lang.rules import page_pieces
+from ..lang.workload import Fsync, Op, Persist, Store, Sync, Write
+from ..reference.history import History
+from ..reference.model import Reference
+from ..target import MountedFS, Result
+
+__all__ = ["SerialOrder", "serial_order"]
+
+MAX_INTERLEAVINGS = 2000
+"""Split orders tried at most; past this the group is judged by whole-op orders only."""
+
+
+@dataclass(frozen=True)
+class SerialOrder:
+    """The explaining order (by when each op finished), the files whose content is a byte mix
+    of orders, and, if only a split order explains the run, the reference it leaves (to adopt
+    instead of re-applying whole ops)."""
+
+    order: tuple[int, ...]
+    mixed: dict[str, bytes]
+    split: Reference | None = None
+
+
+def serial_order(
+    ref: Reference,
+    hist: History,
+    ops: Sequence[Op],
+    start: int,
+    n: int,
+    got: dict[int, Result],
+    fs: MountedFS,
+    prefer: tuple[int, ...],
+) -> SerialOrder | str:
+    """A serial order of the group's ops that explains what the target did, or why none does.
+
+    Every order's intermediate states are recorded in `hist` as alternatives of the group's
+    boundaries: a crash inside or after the group may show what any of them held.
+    """
+    idx = list(range(start, start + n))
+    finish = {start + t: k for k, t in enumerate(prefer)}
+    durable = (Fsync, Sync, Persist)
+
+    def rank(order: tuple[int, ...]) -> tuple:
+        # The ops that change files in the order they really did (a COW is attributed to the op
+        # that made it); durability ops as early as the results then allow, so that a serial order
+        # never credits an fsync or persist with data that may have arrived after it flushed.
+        changing = tuple(finish.get(j, n) for j in order if not isinstance(ops[j], durable))
+        early = tuple(p for p, j in enumerate(order) if isinstance(ops[j], durable))
+        return changing, early
+
+    actual = {f: fs.read(f, 0, fs.size(f) or 0) for f in fs.files()}
+    fitting: list[tuple[tuple[int, ...], Reference]] = []
+    for order in sorted(itertools.permutations(idx), key=rank):
+        r2 = copy.deepcopy(ref)
+        want = {}
+        for k, j in enumerate(order):
+            want[j] = r2.apply(j, ops[j])
+            hist.add_alternative(start + k + 1, r2)
+        if _fits(want, got, r2, fs, idx):
+            fitting.append((order, r2))
+    whole = _explain(fitting, actual)
+    if not isinstance(whole, str):
+        return whole
+    split = _split_orders(ref, hist, ops, start, idx, got, fs)
+    found = _explain(split, actual) if split else whole
+    if isinstance(found, str):
+        return whole
+    r2 = next(r for o, r in split if o == found.order)
+    return SerialOrder(found.order, found.mixed, r2)
+
+
+def _fits(want: dict[int, Result], got: dict[int, Result], r2: Reference, fs: MountedFS, idx: list[int]) -> bool:
+    if any(want[j] != got[j] for j in idx) or r2.files() != fs.files():
+        return False
+    return all(fs.size(f) == r2.size(f) for f in r2.files()) and _maps_fit(r2, fs)
+
+
+def _maps_fit(r2: Reference, fs: MountedFS) -> bool:
+    """Every live mapping shows what this order leaves past EOF (and faults where it does).
+
+    Inside EOF a mapping is the file, whose bytes may mix orders (judged by `_explain`); past EOF,
+    in the EOF page, only stores and EOF zeroing write, and which came last is visible through the
+    mapping alone: a truncate-down that zeroed the tail before a racing store shows the store's
+    bytes there, the other order shows zeroes. An order that disagrees there would be adopted and
+    then flagged by the next op's functional check.
+    """
+    for m, mp in r2.maps.items():
+        size = mp.file.size
+        for pos, k in page_pieces(0, mp.length):
+            want = r2.read_mapping(m, pos, k)
+            got = fs.read_mapping(m, pos, k)
+            if not (want.ok and got.ok):
+                if want != got:
+                    return False
+                continue
+            cut = min(k, max(0, size - (mp.off + pos)))
+            if bytes(got.value[cut:]) != bytes(want.value[cut:]):  # type: ignore[index]
+                return False
+    return True
+
+
+def _explain(fitting: list[tuple[tuple[int, ...], Reference]], actual: dict[str, bytes]) -> SerialOrder | str:
+    """The first fitting order whose files hold what the target's do, or a byte mix of them."""
+    for order, r2 in fitting:
+        if all(actual[f] == r2.read(f, 0, r2.size(f) or 0) for f in actual):
+            return SerialOrder(order, {})
+    if not fitting:
+        return "no serial order gives the same results, files and sizes"
+    mixed: dict[str, bytes] = {}
+    for f, data in actual.items():
+        if data == fitting[0][1].read(f, 0, len(data)):
+            continue
+        mine = np.frombuffer(data, dtype=np.uint8)
+        explained = np.zeros(len(mine), dtype=bool)
+        for _order, r2 in fitting:
+            explained |= np.frombuffer(r2.read(f, 0, len(data)), dtype=np.uint8) == mine
+        if not explained.all():
+            lo = int(np.argmin(explained))
+            lo -= lo % 8
+            rest = explained[lo:]
+            hi = lo + int(np.argmax(rest)) if rest.any() else len(explained)
+            return (
+                f"{f}[{lo}:{hi}] holds what no serial order with these results leaves there "
+                f"(read(2) gives {hexcut(data[lo:hi])}, serial order {' '.join(map(str, fitting[0][0]))} "
+                f"gives {hexcut(fitting[0][1].read(f, lo, hi - lo))})"
+            )
+        mixed[f] = data
+    return SerialOrder(fitting[0][0], mixed)
+
+
+def hexcut(b: bytes, n: int = 8) -> str:
+    return b[:n].hex() + ("..." if len(b) > n else "")
+
+
+# -- split orders ---------------------------------------------------------------------------------
+
+_HEAD, _TAIL, _PAGE = "head", "tail", "page"
+
+
+def _steps(op: Op) -> list[tuple[str, Op]]:
+    """The steps a racing op may see `op` take one by one."""
+    if isinstance(op, Store):
+        return [(_PAGE, replace(op, off=pos, len=k)) for pos, k in page_pieces(op.off, op.len)]
+    if isinstance(op, Write) and op.map is None:
+        return [(_HEAD, op), (_TAIL, op)]
+    return [(_PAGE, op)]
+
+
+def _interleavings(chains: list[list[int]]) -> Iterator[list[int]]:
+    """Every merge of the chains that keeps each chain's order (as chain numbers)."""
+    left = [len(c) for c in chains]
+    total = sum(left)
+    out: list[int] = []
+
+    def go() -> Iterator[list[int]]:
+        if len(out) == total:
+            yield list(out)
+            return
+        for c in range(len(chains)):
+            if left[c]:
+                left[c] -= 1
+                out.append(c)
+                yield from go()
+                out.pop()
+                left[c] += 1
+
+    return go()
+
+
+def _split_orders(
+    ref: Reference,
+    hist: History,
+    ops: Sequence[Op],
+    start: int,
+    idx: list[int],
+    got: dict[int, Result],
+    fs: MountedFS,
+) -> list[tuple[tuple[int, ...], Reference]]:
+    steps = {j: _steps(ops[j]) for j in idx}
+    if all(len(s) == 1 for s in steps.values()):
+        return []
+    counts = [len(steps[j]) for j in idx]
+    ways = 1
+    total = 0
+    for c in counts:
+        total += c
+        ways *= comb(total, c)
+    if ways > MAX_INTERLEAVINGS:
+        return []
+    fitting: list[tuple[tuple[int, ...], Reference]] = []
+    for merge in _interleavings([[0] * c for c in counts]):
+        r2 = copy.deepcopy(ref)
+        done = {j: 0 for j in idx}
+        res: dict[int, Result | None] = {j: None for j in idx}
+        cut: dict[int, int] = {}
+        finished: list[int] = []
+        for c in merge:
+            j = idx[c]
+            kind, op = steps[j][done[j]]
+            done[j] += 1
+            r = res[j]
+            if r is None or r.ok:
+                res[j] = _apply_step(r2, j, kind, op, r, cut)
+            if done[j] == len(steps[j]):
+                finished.append(j)
+            hist.add_alternative(start + min(len(finished) + (done[j] < len(steps[j])), len(idx)), r2)
+        want = {j: r for j, r in res.items() if r is not None}
+        if len(want) == len(idx) and _fits(want, got, r2, fs, idx):
+            fitting.append((tuple(finished), r2))
+    return fitting
+
+
+def _apply_step(r2: Reference, j: int, kind: str, op: Op, so_far: Result | None, cut: dict[int, int]) -> Result | None:
+    """Apply one step of op j; the op's result so far (None: nothing visible done yet)."""
+    if kind == _PAGE:
+        return r2.apply(j, op)
+    assert isinstance(op, Write)
+    if kind == _HEAD:
+        size = r2.size(op.file)
+        c = 0 if size is None else max(0, min(op.len, size - op.off))
+        cut[j] = c
+        if c == 0:
+            return None
+        return r2.apply(j, op if c == op.len else replace(op, len=c))
+    c = cut[j]
+    if c == op.len:
+        return so_far
+    if c == 0:
+        return r2.apply(j, op)
+    tail = r2.apply(j, replace(op, off=op.off + c, len=op.len - c))
+    if so_far is None or not tail.ok:
+        return tail
+    return Result(int(so_far.value) + int(tail.value))

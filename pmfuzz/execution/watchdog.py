@@ -1,0 +1,457 @@
+"""Deadlines on calls into a target, and a checked view of what it returns.
+
+A target under test is untrusted code: it may loop, sleep forever or return
+values of the wrong type. pmfuzz must then report a finding that names the
+target and the call, not hang and not die in a traceback of its own.
+
+    with deadline(10.0, "op 3 `write f0 0 8`"):
+        fs.execute(3, op, payload)   # raises TargetHang after 10 s
+
+On the main thread a deadline is an `ITIMER_REAL` timer whose SIGALRM handler
+raises (this also interrupts `time.sleep` and lock waits); on other threads one
+shared watchdog thread injects the exception with `PyThreadState_SetAsyncExc`
+(delivered at the thread's next bytecode, so a thread blocked inside a C call is
+interrupted only when the call returns). `GuardedFS` wraps a mounted target so
+that every call has a deadline and every result is checked against the protocol.
+"""
+
+from __future__ import annotations
+
+import _signal  # the C module: `signal.signal`'s enum conversions cost 10 us a call
+import ctypes
+import numbers
+import os
+import signal
+import threading
+import time
+import traceback
+from pathlib import Path
+from types import CodeType, FrameType
+from typing import Any
+
+from ..target import Errno, MountedFS, Result, Signal, Target
+
+__all__ = ["TargetHang", "TargetNonsense", "deadline", "hang_stack", "GuardedFS", "guarded_mount"]
+
+
+class TargetHang(BaseException):
+    """A call into the target did not return within its deadline.
+
+    A BaseException, so that a target's own `except Exception` cannot swallow it.
+    """
+
+    what: str = "the call"
+    limit: float = 0.0
+    target: str | None = None
+
+    def __init__(self, what: str | None = None, limit: float | None = None, target: str | None = None) -> None:
+        if what is not None:
+            self.what = what
+        if limit is not None:
+            self.limit = limit
+        if target is not None:
+            self.target = target
+        super().__init__(self.what, self.limit)
+
+    def __str__(self) -> str:
+        s = f"{self.what} did not return within {self.limit:g} s"
+        return s if self.target is None else f"{s} (target {self.target} loops or hangs)"
+
+    def __reduce__(self) -> tuple:
+        return (TargetHang, (self.what, self.limit, self.target))
+
+
+class TargetNonsense(Exception):
+    """A call into the target returned something the target protocol does not allow (the message says what)."""
+
+
+# -- the main thread: ITIMER_REAL and SIGALRM -------------------------------------------------
+
+_ALARM = getattr(signal, "SIGALRM", None)
+_MAIN = threading.main_thread().ident
+_LONGEST = 1e8
+"""Timers are clamped to this (about three years): setitimer and Condition.wait refuse larger values."""
+_RETRY = 0.05
+"""Seconds between repeated raises when the target swallows TargetHang and keeps running."""
+
+_stack: list[_Deadline] = []
+"""The main thread's active deadlines, outermost first."""
+_prev_handler: Any = None
+_foreign: float | None = None
+"""When the ITIMER_REAL timer set before our outermost deadline is due (monotonic), if one was set."""
+_foreign_interval = 0.0
+
+
+def _arm(now: float) -> None:
+    """Set the timer for the earliest of our deadlines (and of the timer we displaced)."""
+    if not _stack:
+        return
+    due = _stack[0].expiry
+    for d in _stack:
+        if d.expiry < due:
+            due = d.expiry
+    if _foreign is not None and _foreign < due:
+        due = _foreign
+    _signal.setitimer(signal.ITIMER_REAL, min(max(due - now, 1e-5), _LONGEST))
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    global _foreign
+    if not _stack:
+        return
+    now = time.monotonic()
+    if frame is not None and frame.f_code in _QUIET:
+        # Inside our own bookkeeping: a block that reached its __exit__ has finished, so never raise
+        # here; the timer is re-armed for whatever is still active.
+        _arm(now)
+        return
+    if _foreign is not None and _foreign <= now:
+        _foreign = now + _foreign_interval if _foreign_interval else None
+        _arm(now)
+        if callable(_prev_handler):
+            _prev_handler(signum, frame)
+        return
+    hit = None
+    for d in _stack:
+        if d.expiry <= now and (hit is None or d.expiry < hit.expiry):
+            hit = d
+    if hit is None:
+        _arm(now)
+        return
+    hit.expiry = now + max(_RETRY, hit.seconds / 10)
+    _arm(now)
+    raise TargetHang(hit.what, hit.seconds, hit.target)
+
+
+def _main_enter(d: _Deadline) -> None:
+    global _prev_handler, _foreign, _foreign_interval
+    now = time.monotonic()
+    d.expiry = now + d.seconds
+    if _stack:
+        _stack.append(d)
+        _arm(now)
+        return
+    _prev_handler = _signal.signal(_ALARM, _on_alarm)
+    _stack.append(d)
+    delay, interval = _signal.setitimer(signal.ITIMER_REAL, min(d.seconds, _LONGEST))
+    if delay > 0:
+        _foreign, _foreign_interval = now + delay, interval
+        if _foreign < d.expiry:
+            _arm(now)
+    else:
+        _foreign = None
+
+
+def _main_exit(d: _Deadline) -> None:
+    global _foreign
+    for k in range(len(_stack) - 1, -1, -1):
+        if _stack[k] is d:
+            del _stack[k:]
+            break
+    else:
+        return
+    now = time.monotonic()
+    if _stack:
+        _arm(now)
+        return
+    _signal.setitimer(signal.ITIMER_REAL, 0)
+    _signal.signal(_ALARM, _prev_handler if _prev_handler is not None else signal.SIG_DFL)
+    if _foreign is not None:
+        _signal.setitimer(signal.ITIMER_REAL, max(_foreign - now, 1e-5), _foreign_interval)
+        _foreign = None
+
+
+# -- other threads: one watchdog thread injects the exception ---------------------------------
+
+_ARMED, _FIRED, _DONE = 0, 1, 2
+_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+
+
+def _inject(tid: int, exc: type[BaseException] | None) -> None:
+    _set_async_exc(ctypes.c_ulong(tid), None if exc is None else ctypes.py_object(exc))
+
+
+class _Watchdog:
+    """Fires expired thread deadlines from one daemon thread (a Timer per call would cost a thread start).
+
+    It keeps the set of active deadlines (a few: one per thread and nesting level) and sleeps until
+    the earliest is due; a deadline that ends first just leaves the set.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        """Taken with `with self.lock` by the guarded threads: a C-level __enter__, so an exception the
+        watchdog injected cannot arrive between the acquire and the block (Condition.__enter__ is Python
+        code: one arriving there left the lock held and every later deadline hung)."""
+        self.cond = threading.Condition(self.lock)
+        self.active: set[_Deadline] = set()
+        self.wake: float | None = None
+        self.thread: threading.Thread | None = None
+
+    def add(self, d: _Deadline) -> None:
+        with self.lock:
+            self.active.add(d)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="pmfuzz-watchdog", daemon=True)
+                self.thread.start()
+            elif self.wake is None or d.expiry < self.wake:
+                self.cond.notify()
+
+    def remove(self, d: _Deadline) -> bool:
+        """End a deadline; True if it fired (its exception may still be pending)."""
+        with self.lock:
+            self.active.discard(d)
+            fired = d.state == _FIRED
+            d.state = _DONE
+        return fired
+
+    def _run(self) -> None:
+        with self.cond:
+            while True:
+                now = time.monotonic()
+                nxt: float | None = None
+                for d in list(self.active):
+                    if d.expiry <= now:
+                        self.active.discard(d)
+                        d.state = _FIRED
+                        _inject(d.tid, _hang_class(d))
+                    elif nxt is None or d.expiry < nxt:
+                        nxt = d.expiry
+                self.wake = nxt
+                self.cond.wait(None if nxt is None else min(nxt - now, _LONGEST))
+
+
+def _hang_class(d: _Deadline) -> type[TargetHang]:
+    """An async exception is raised from its class alone: one that carries this deadline's message."""
+    return type("TargetHang", (TargetHang,), {"what": d.what, "limit": d.seconds, "target": d.target})
+
+
+_watchdog = _Watchdog()
+_local = threading.local()
+
+
+def _after_fork() -> None:
+    """A forked child has no watchdog thread (and maybe a lock held by the parent's): start afresh."""
+    global _watchdog
+    _watchdog = _Watchdog()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def _covered() -> bool:
+    """Is a deadline active on this thread?"""
+    if _stack and threading.get_ident() == _MAIN:
+        return True
+    st = getattr(_local, "stack", None)
+    return bool(st) and st[-1].state == _ARMED
+
+
+# -- the context manager ---------------------------------------------------------------------
+
+
+class _Deadline:
+    __slots__ = ("alarm", "expiry", "seconds", "state", "target", "tid", "what")
+
+    def __init__(self, seconds: float, what: str, target: str | None) -> None:
+        self.seconds = seconds
+        self.what = what
+        self.target = target
+        self.expiry = 0.0
+        self.tid = 0
+        self.state = _ARMED
+        self.alarm = False
+
+    def __enter__(self) -> None:
+        tid = threading.get_ident()
+        self.tid = tid
+        # SIGALRM only if its current handler is one Python can put back (not one installed from C,
+        # as libFuzzer's under atheris); otherwise the watchdog thread serves the main thread too.
+        if tid == _MAIN and _ALARM is not None and (_stack or _signal.getsignal(_ALARM) is not None):
+            self.alarm = True
+            _main_enter(self)
+        else:
+            self.expiry = time.monotonic() + self.seconds
+            st = _local.__dict__.setdefault("stack", [])
+            while st and st[-1].state != _ARMED:
+                st.pop()  # left by a block whose __exit__ an injected exception cut short
+            st.append(self)
+            _watchdog.add(self)
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        if self.alarm:
+            _main_exit(self)
+            return
+        st = _local.stack
+        if st and st[-1] is self:
+            st.pop()
+        if _watchdog.remove(self):
+            # The block ended as the watchdog fired: an exception injected but not yet raised must not
+            # surface after the block. (Clearing also drops an enclosing deadline's pending one, which
+            # can only have fired at the same instant; it is then not raised.)
+            _inject(self.tid, None)
+
+
+class _NoDeadline:
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        return None
+
+
+_NONE = _NoDeadline()
+
+_QUIET: frozenset[CodeType] = frozenset(
+    {
+        _arm.__code__,
+        _on_alarm.__code__,
+        _main_enter.__code__,
+        _main_exit.__code__,
+        _Deadline.__enter__.__code__,
+        _Deadline.__exit__.__code__,
+    }
+)
+"""Code that a SIGALRM must never raise in: our own bookkeeping around a block."""
+
+
+def deadline(seconds: float | None, what: str, *, target: str | None = None) -> _Deadline | _NoDeadline:
+    """A context manager that raises `TargetHang` in the block if it runs longer than `seconds`.
+
+    `what` names the block in the message (and `target`, if given, the target that hung).
+    `None` disables it. Deadlines nest: each fires at its own limit. The exception is
+    raised only inside the block, never after it.
+    """
+    if seconds is None:
+        return _NONE
+    if not seconds > 0:
+        raise ValueError(f"deadline must be positive seconds or None, got {seconds!r}")
+    return _Deadline(float(seconds), what, target)
+
+
+# -- the checked view of a mounted target ------------------------------------------------------
+
+_VIEW = ("execute", "files", "size", "read", "read_mapping", "fsck")
+
+
+def _short(x: object) -> str:
+    s = repr(x)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def _is_result(r: object) -> bool:
+    return (
+        isinstance(r, Result)
+        and isinstance(r.value, (numbers.Integral, bytes))
+        and not isinstance(r.value, bool)
+        and (r.errno is None or isinstance(r.errno, Errno))
+        and (r.signal is None or isinstance(r.signal, Signal))
+    )
+
+
+class GuardedFS:
+    """A mounted target seen through deadlines and type checks, so that pmfuzz never trusts what it returns.
+
+    Every protocol call runs under `deadline(limit, ...)` (raising `TargetHang`) and a result
+    of the wrong type or length raises `TargetNonsense` naming the target and the call.
+    Other attributes (optional hooks such as `set_scheduler`) pass through unchanged.
+    """
+
+    __slots__ = ("_fs", "_limit", "_target")
+
+    def __init__(self, fs: MountedFS, target: str, limit: float | None) -> None:
+        missing = [m for m in _VIEW if not callable(getattr(fs, m, None))]
+        if missing:
+            raise TargetNonsense(
+                f"target {target}: mount returned {_short(fs)}, which has no {', '.join(m + '()' for m in missing)}"
+            )
+        self._fs = fs
+        self._target = target
+        self._limit = limit
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(object.__getattribute__(self, "_fs"), name)
+
+    def _call(self, name: str, what: str, *args: Any, own: bool = False) -> Any:
+        """Call the target; a view call inside an enclosing deadline (an oracle's) runs under that one."""
+        fn = getattr(self._fs, name)
+        try:
+            if self._limit is None or (not own and _covered()):
+                return fn(*args)
+            with deadline(self._limit, what, target=self._target):
+                return fn(*args)
+        except TypeError as e:
+            tb = e.__traceback__
+            while tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            if tb is not None and tb.tb_frame.f_code is GuardedFS._call.__code__:
+                raise TargetNonsense(
+                    f"target {self._target}: {name}() cannot be called as the protocol does: {e}"
+                ) from None
+            raise
+
+    def _bad(self, what: str, got: object, want: str) -> TargetNonsense:
+        return TargetNonsense(f"target {self._target}: {what} returned {_short(got)}, not {want}")
+
+    def execute(self, index: int, op: Any, payload: bytes | None) -> Result:
+        what = f"op {index} `{op}`"
+        r = self._call("execute", what, index, op, payload, own=True)
+        if not _is_result(r):
+            raise self._bad(what, r, "a pmfuzz.target.Result")
+        return r
+
+    def files(self) -> list[str]:
+        out = self._call("files", "files()")
+        if not isinstance(out, list) or not all(isinstance(n, str) for n in out):
+            raise self._bad("files()", out, "a list of str")
+        return out
+
+    def size(self, name: str) -> int | None:
+        out = self._call("size", "size()", name)
+        if out is not None and (not isinstance(out, numbers.Integral) or isinstance(out, bool) or out < 0):
+            raise self._bad(f"size({name!r})", out, "an int >= 0 or None")
+        return out
+
+    def read(self, name: str, off: int, n: int) -> bytes:
+        out = self._call("read", "read()", name, off, n)
+        if not isinstance(out, (bytes, bytearray)) or len(out) > n:
+            raise self._bad(f"read({name!r}, {off}, {n})", out, f"bytes of length <= {n}")
+        return bytes(out)
+
+    def read_mapping(self, name: str, off: int, n: int) -> Result:
+        r = self._call("read_mapping", "read_mapping()", name, off, n)
+        if not _is_result(r):
+            raise self._bad(f"read_mapping({name!r}, {off}, {n})", r, "a pmfuzz.target.Result")
+        return r
+
+    def fsck(self) -> list[str]:
+        out = self._call("fsck", "fsck()")
+        if not isinstance(out, list) or not all(isinstance(p, str) for p in out):
+            raise self._bad("fsck()", out, "a list of str")
+        return out
+
+
+def guarded_mount(target: Target, pm: Any, limit: float | None, what: str) -> GuardedFS:
+    """`target.mount(pm)` under a deadline, its result wrapped in `GuardedFS`."""
+    with deadline(limit, what, target=target.name):
+        fs = target.mount(pm)
+    return GuardedFS(fs, target.name, limit)
+
+
+_HERE = Path(__file__).resolve().parent.parent
+_DRIVERS = frozenset(
+    str(_HERE / stage / f"{name}.py")
+    for stage, names in (("execution", ("watchdog", "execute", "interleave")), ("judging", ("engine", "judge")))
+    for name in names
+)
+
+
+def hang_stack(e: TargetHang) -> str:
+    """Where the target was when its deadline stopped it: its frames only, innermost last.
+
+    Not a traceback of pmfuzz: the frames of the engine and of this module are left out.
+    """
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if str(Path(f.filename).resolve()) not in _DRIVERS]
+    return "".join(traceback.format_list(frames)) + f"stopped there after {e.limit:g} s\n"

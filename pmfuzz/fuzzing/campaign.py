@@ -1,0 +1,405 @@
+"""`pmfuzz run`: a fuzzing campaign that keeps going, deduplicates, minimizes and writes reproducers.
+
+Work goes out in batches, and a batch is a pure function of the seed, its
+index and the corpus the driver held `window - 1` batches earlier
+(`run_batch`): fresh workloads from the hypothesis strategies driven by a
+seeded PRNG, and mutations of corpus entries, each judged by the engine on one
+of the target's variants. So the findings do not depend on where or when a
+batch ran: in this process, in `--workers N` local processes or on a cluster
+(`pmfuzz.fuzzing.distributed`), and a batch lost with its worker is simply run again.
+The `Driver` merges results in batch order and alone deduplicates, grows the
+corpus, minimizes each new finding and writes; the same seed and settings with
+`--max-execs` give the same findings whatever the number of workers.
+The atheris engine feeds the same `Driver` one input at a time.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Protocol
+
+from ..errors import PmfuzzError
+from ..gen.drawing import Drawer
+from ..gen.forms import workload_forms
+from ..gen.mutate import mutate
+from ..gen.strategies import DEFAULT_SHAPE, Shape, ops, workloads
+from ..judging.engine import Finding, Options, check
+from ..lang.workload import Workload, format_workload, parse
+from ..target import (
+    Target,
+    TargetSpec,
+    admit,
+    make_target,
+    supported_falloc_modes,
+    supported_ops,
+    target_variants,
+)
+from .campaign_config import CampaignConfig
+from .corpus import CorpusDir, CrashDir
+from .preflight import preflight
+from .procs import die_with_parent
+from .progress import Progress, Summary, summary_text
+from .reporting import campaign_options as _options
+from .reporting import report_finding as _report_finding
+from .reporting import resume_unminimized
+
+__all__ = [
+    "BatchResult",
+    "BatchRunner",
+    "CampaignConfig",
+    "Driver",
+    "ExecResult",
+    "Summary",
+    "batch_workloads",
+    "judge",
+    "process_pool",
+    "run_batch",
+    "run_campaign",
+    "summary_text",
+]
+
+
+def _variants(target: Target, spec: TargetSpec) -> list[dict[str, str]]:
+    """The target's own variants to explore (e.g. daxfs log-push modes), minus what the spec fixes."""
+    variants = target_variants(target)
+    if variants is None:
+        return [{}]
+    fixed = dict(spec.options)
+    out = [v for v in variants if all(fixed.get(k, val) == val for k, val in v.items())]
+    return out or [{}]
+
+
+# -- batches: the unit of work a scheduler ships ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """One workload of a batch, as much as the driver needs to grow the corpus, count and minimize."""
+
+    workload: str
+    variant: tuple[tuple[str, str], ...]
+    rejected: bool = False
+    """The target refused the workload (a `PmfuzzError`): not an exec, not counted."""
+    distinct: int = 0
+    features: frozenset[str] = frozenset()
+    """Features of this run not already reached earlier in the batch (the driver has those by then)."""
+    signatures: tuple[str, ...] = ()
+    """Every finding's signature, in the engine's order."""
+    firsts: tuple[Finding, ...] = ()
+    """The findings whose signature is new to the batch: all a driver needs to minimize."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    index: int
+    execs: tuple[ExecResult, ...]
+
+
+class BatchRunner(Protocol):
+    """Where batches run: in this process, or a cluster (`fuzzing.distributed`); any `concurrent.futures.Executor`."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future: ...
+
+
+class _Inline:
+    """Runs a batch at once in this process; its exceptions propagate as in a plain loop."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future:
+        fut: Future = Future()
+        fut.set_result(fn(*args))
+        return fut
+
+
+@cache
+def _generators(spec: TargetSpec, max_ops: int) -> tuple[list[dict[str, str]], Drawer, Drawer]:
+    """Once per process: building the strategies costs more than drawing a batch."""
+    base = make_target(spec)
+    shape: Shape = DEFAULT_SHAPE.only(supported_ops(base), supported_falloc_modes(base))
+    return _variants(base, spec), Drawer(workloads(max_ops=max_ops, shape=shape)), Drawer(ops(shape))
+
+
+def batch_workloads(
+    cfg: CampaignConfig, index: int, corpus: Sequence[str], todo: Sequence[str] = ()
+) -> list[tuple[Workload, dict[str, str]]]:
+    """The workloads (and target variants) of batch `index`: `todo` first, then mutants of `corpus` and fresh draws.
+
+    A pure function of its arguments, whichever process calls it and whatever it ran before.
+    """
+    rng = random.Random(f"{cfg.seed}/batch/{index}")
+    variants, draw_w, draw_op = _generators(cfg.target, cfg.max_ops)
+    queue = [parse(t) for t in todo]
+    out: list[tuple[Workload, dict[str, str]]] = []
+    misses = 0
+    while len(out) < cfg.batch and misses < 100 * cfg.batch:
+        if queue:
+            w: Workload | None = queue.pop(0)
+        elif corpus and rng.random() < 0.7:
+            donors = [parse(t) for t in rng.sample(list(corpus), min(3, len(corpus)))]
+            fresh = [o for o in (draw_op(rng.randbytes(64)) for _ in range(2)) if o is not None]
+            w = mutate(rng, parse(rng.choice(corpus)), donors, fresh)
+        else:
+            w = draw_w(rng.randbytes(rng.choice((512, 2048, 8192))))
+        if w is None or not w.ops:
+            misses += 1
+            continue
+        out.append((w, rng.choice(variants)))
+    return out
+
+
+def judge(
+    cfg: CampaignConfig,
+    w: Workload,
+    variant: dict[str, str],
+    opts: Options,
+    seen_features: set[str] | None = None,
+    seen_sigs: set[str] | None = None,
+) -> ExecResult:
+    """Run one workload through the engine: what every engine does with a workload, whoever drew it.
+
+    `seen_features` and `seen_sigs` (updated here) are what the caller already holds: features and
+    findings already reached are not shipped again.
+    """
+    text, var = format_workload(w), tuple(sorted(variant.items()))
+    try:
+        v = check(make_target(cfg.target, **variant), w, opts)
+    except PmfuzzError:  # other exceptions reaching here are bugs of pmfuzz: they propagate
+        return ExecResult(text, var, rejected=True)
+    seen_features = set() if seen_features is None else seen_features
+    seen_sigs = set() if seen_sigs is None else seen_sigs
+    firsts = []
+    for f in v.findings:
+        if f.signature_text not in seen_sigs:
+            seen_sigs.add(f.signature_text)
+            firsts.append(f)
+    ex = ExecResult(
+        text,
+        var,
+        distinct=v.stats.distinct,
+        features=frozenset(v.features - seen_features),
+        signatures=tuple(f.signature_text for f in v.findings),
+        firsts=tuple(firsts),
+    )
+    seen_features |= v.features
+    return ex
+
+
+def run_batch(cfg: CampaignConfig, index: int, corpus: Sequence[str], todo: Sequence[str] = ()) -> BatchResult:
+    """Generate batch `index` and judge every workload: what a worker of any runner runs (pure)."""
+    if ":" in cfg.target.name:
+        admit(cfg.target.name)  # a cluster worker is another process: the campaign's own target, admitted again
+    opts = _options(cfg)
+    seen_features: set[str] = set()
+    seen_sigs: set[str] = set()
+    execs = [judge(cfg, w, v, opts, seen_features, seen_sigs) for w, v in batch_workloads(cfg, index, corpus, todo)]
+    return BatchResult(index, tuple(execs))
+
+
+# -- the main process ----------------------------------------------------------------------------
+
+
+class Driver:
+    """The one process that owns a campaign's results, whichever engine draws the workloads.
+
+    It alone deduplicates, grows the corpus, minimizes and writes (through `Progress`), so the
+    native engine (batches on any runner) and atheris (one input at a time) count, report and sum
+    up a campaign the same way.
+    """
+
+    def __init__(self, cfg: CampaignConfig, crashes: CrashDir, out: Any = sys.stderr) -> None:
+        self.cfg = cfg
+        self.crashes = crashes
+        sources = [p for p in (cfg.corpus,) if p is not None]
+        self.corpus = CorpusDir.load(cfg.crashes / "corpus", *sources)
+        self.prog = Progress(cfg, crashes, self.corpus, out)
+        self.opts = _options(cfg)
+        self.known = set(crashes.counts)
+        self.resumed = frozenset(self.known)
+        """Signatures known when the campaign started: their repeats in the corpus replay were counted before."""
+        self.execs = 0
+        self.why = ""
+        self._deadline = None if cfg.seconds is None else time.monotonic() + cfg.seconds
+
+    def should_stop(self) -> bool:
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            self.why = self.why or "time"
+        if self.prog.done:
+            self.why = self.why or f"found {self.cfg.stop_on}"
+        if self.prog.error:
+            self.why = self.why or "write error"
+        if self.cfg.max_execs is not None and self.execs >= self.cfg.max_execs:
+            self.why = self.why or "max-execs"
+        return bool(self.why)
+
+    def on_signal(self, signum: int, _frame: Any = None) -> None:
+        self.why = self.why or signal.Signals(signum).name
+
+    def resume(self) -> None:
+        """Minimize what an earlier run of this campaign left unminimized."""
+        resume_unminimized(self.cfg, self.opts, self.prog.handle, self.should_stop)
+
+    def merge(self, ex: ExecResult, replay: bool = False) -> None:
+        """Count one judged workload, keep it if it reached new coverage, and report its new findings.
+
+        `replay`: the workload is a corpus entry run again at the start of a resumed campaign.
+        """
+        if ex.rejected:
+            return
+        prog = self.prog
+        self.execs += 1
+        new = ex.features - prog.features
+        if new:
+            prog.handle("corpus", (ex.workload, sorted(new)))
+        w = parse(ex.workload)
+        prog.handle("exec", (ex.distinct, _form_texts(w)))
+        firsts = {f.signature_text: f for f in ex.firsts}
+        for sig in ex.signatures:
+            if sig in self.known:
+                if not (replay and sig in self.resumed):
+                    prog.handle("repeat", sig)
+            else:
+                self.known.add(sig)
+                _report_finding(self.cfg, firsts[sig], w, dict(ex.variant), self.opts, prog.handle, self.should_stop)
+
+    def finish(self) -> Summary:
+        """Write the last statistics and the findings' index; the campaign's summary."""
+        prog = self.prog
+        prog.tick(force=True)
+        if prog.error is None:
+            try:
+                self.crashes.flush()
+            except OSError as e:
+                prog.error = prog.s.error = f"cannot write findings.json: {e.strerror or e}"
+        s = prog.s
+        s.stopped = self.why or ("write error" if prog.error else "max-execs")
+        if prog.tty:
+            print(file=prog.out)
+        s.elapsed = prog.elapsed()
+        s.corpus = len(self.corpus.entries)
+        s.coverage = len(prog.features)
+        s.findings = dict(self.crashes.counts)
+        return s
+
+
+def run_campaign(cfg: CampaignConfig, *, out=sys.stderr, runner: BatchRunner | None = None) -> Summary:
+    """Run until the time or exec budget is spent, SIGINT/SIGTERM, or a write fails; return the summary.
+
+    Batches run on `runner` (a cluster, see `pmfuzz.fuzzing.distributed`), else on `cfg.workers` local
+    processes, else in this process; the findings are the same on each.
+    Before anything runs: the target is built and formats the device, and the crashes directory is
+    writable and not in use by another campaign (each a one-line error otherwise). Findings an earlier
+    run left unminimized are minimized first.
+    """
+    if ":" in cfg.target.name:
+        admit(cfg.target.name)  # the configuration is the command line's (or the API caller's) choice
+    preflight(make_target(cfg.target), cfg.device_size, cfg.op_timeout)
+    crashes = CrashDir.open(cfg.crashes)
+    try:
+        if runner is not None or cfg.workers <= 1:
+            return _campaign(cfg, crashes, out, runner or _Inline())
+        with process_pool(cfg.workers) as pool:
+            return _campaign(cfg, crashes, out, pool)
+    finally:
+        crashes.close()
+
+
+def _campaign(cfg: CampaignConfig, crashes: CrashDir, out: Any, runner: BatchRunner) -> Summary:
+    d = Driver(cfg, crashes, out)
+    old = {s: signal.signal(s, d.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        d.resume()
+        if not d.should_stop():
+            _run_batched(d, runner)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return d.finish()
+
+
+def _run_batched(d: Driver, runner: BatchRunner) -> None:
+    """Keep up to `cfg.window` batches in flight and merge their results strictly in batch order."""
+    cfg = d.cfg
+    size, window = cfg.batch, cfg.window
+    initial = [format_workload(w) for w in d.corpus.entries]
+    texts = list(initial)
+    sizes = [len(texts)]  # corpus length after k merged batches: batch b mutates texts[: sizes[b - window + 1]]
+    pending: dict[int, Future] = {}
+    results: dict[int, BatchResult] = {}
+    submitted = merged = 0
+
+    def merge(res: BatchResult) -> bool:
+        replays = len(initial[res.index * size : (res.index + 1) * size])
+        for k, ex in enumerate(res.execs):
+            if d.should_stop():
+                return False
+            d.merge(ex, replay=k < replays)
+            texts.extend(format_workload(w) for w in d.corpus.entries[len(texts) :])
+        return not d.should_stop()
+
+    try:
+        while not d.should_stop():
+            for b in [b for b, fut in pending.items() if fut.done()]:
+                fut = pending.pop(b)
+                if fut.exception() is not None:
+                    if d.should_stop():
+                        return
+                    raise RuntimeError(f"batch {b} failed (a bug in pmfuzz, or the cluster is gone)") from (
+                        fut.exception()
+                    )
+                results[b] = fut.result()
+            if merged in results:
+                if not merge(results.pop(merged)):
+                    return
+                merged += 1
+                sizes.append(len(texts))
+                continue
+            left = None if cfg.max_execs is None else cfg.max_execs - d.execs
+            if submitted - merged < window and (left is None or (submitted - merged) * size < left):
+                todo = tuple(initial[submitted * size : (submitted + 1) * size])
+                snapshot = tuple(texts[: sizes[max(0, submitted - window + 1)]])
+                pending[submitted] = runner.submit(run_batch, cfg, submitted, snapshot, todo)
+                submitted += 1
+                continue
+            wait(list(pending.values()), timeout=0.5, return_when=FIRST_COMPLETED)
+            d.prog.tick()
+    finally:
+        for fut in pending.values():
+            fut.cancel()
+
+
+# -- local worker processes ------------------------------------------------------------------------
+
+
+@contextmanager
+def process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """`workers` local processes as a `BatchRunner`: the same batches as any runner, so the same findings.
+
+    The workers die with this process (even on kill -9), leave Ctrl-C to it, and are ended at once
+    when the campaign stops: a batch still running then has nothing left to give.
+    """
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pool_worker, initargs=(os.getpid(),))
+    try:
+        yield pool
+    finally:
+        for p in list((getattr(pool, "_processes", None) or {}).values()):
+            p.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _pool_worker(parent: int) -> None:
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _form_texts(w: Workload) -> tuple[str, ...]:
+    return tuple(sorted(str(f) for f in workload_forms(w)))

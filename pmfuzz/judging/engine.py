@@ -1,0 +1,113 @@
+"""Run one workload on a target, crash it at every crash point, recover every state, judge it.
+
+    verdict = check(target, workload, Options(domain="adr"))
+
+`check` is `judge(execute(...))`, once per schedule of the workload's parallel groups:
+`execute` (execute.py) runs the target and the reference side by side into a `Run` (run.py),
+the `functional` oracle judging every op crash-free; `judge` (judge.py) builds, mounts and
+judges every crash point's states. The shared vocabulary (`Options`, `Finding`, `Verdict`)
+is in verdict.py; every name stays importable from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..execution.execute import effective_options, execute, formatted
+from ..execution.run import Run, ScheduleHead, ScheduleStep, crash_window
+from ..lang.workload import Op, Workload, groups
+from ..signature import Signature
+from ..verdict import CrashSite, Finding, Options, StateChoice, Stats, Verdict
+from .judge import HUNG, judge
+
+__all__ = [
+    "Options",
+    "Finding",
+    "CrashSite",
+    "Verdict",
+    "Stats",
+    "check",
+    "StateChoice",
+    "formatted",
+    "execute",
+    "judge",
+    "Run",
+    "Signature",
+    "ScheduleStep",
+    "ScheduleHead",
+    "crash_window",
+    "default_options",
+]
+
+
+_DEFAULT = Options()
+
+
+def check(target, workload: Workload | Sequence[Op], opts: Options = _DEFAULT) -> Verdict:
+    """Execute a workload on a fresh device, then judge every crash state; return the verdict.
+
+    A workload with parallel groups is run once per schedule the explorer enumerates (or
+    under `opts.schedule` only); findings carry the schedule they ran under.
+    """
+    top = workload.ops if isinstance(workload, Workload) else tuple(workload)
+    grps = groups(top)
+    if not grps:
+        return judge(execute(target, top, opts))
+    return _explore(target, top, grps, opts)
+
+
+def _explore(target, top: tuple[Op, ...], grps: tuple[tuple[int, int, int], ...], opts: Options) -> Verdict:
+    from ..execution.interleave import Chooser, Schedule, explore
+
+    if opts.schedule is not None:
+        return judge(execute(target, top, opts, Chooser(Schedule.parse(opts.schedule))))
+    findings: dict[Signature, Finding] = {}
+    stats = Stats()
+    notes: list[str] = []
+    log: list[tuple[str, tuple[str, ...]]] = []
+    feats: set[str] = set()
+    seen: set[bytes] = set()
+    first_group = min(start for _g, start, _n in grps)
+    runs = distinct = 0
+    for chooser in explore(opts.preemption_bound):
+        if opts.max_schedules is not None and runs >= opts.max_schedules:
+            notes.append(f"stopped exploring after {runs} schedules (max_schedules)")
+            break
+        runs += 1
+        run = execute(target, top, opts, chooser, digest=True)
+        skip_before = 0
+        if run.digest is not None:
+            if run.digest in seen:
+                continue
+            # Crash points before the first group are the same in every schedule: judge them in the first only.
+            skip_before = first_group if seen else 0
+            seen.add(run.digest)
+        v = judge(run, skip_before=skip_before)
+        distinct += 1
+        hung = any(HUNG in n for n in v.notes)
+        for f in v.findings:
+            old = findings.get(f.signature)
+            if old is None or (
+                f.crash is not None and old.crash is not None and f.crash.deviations < old.crash.deviations
+            ):
+                findings[f.signature] = f
+        stats.add(v.stats)
+        notes += [n for n in v.notes if n not in notes]
+        log += v.state_log
+        feats |= v.features
+        if hung:
+            notes.append("stopped exploring: a schedule hung the target (every other would wait out the timeout)")
+            break
+    notes.insert(
+        0,
+        f"explored {runs} schedule(s) of {len(grps)} parallel group(s) with at most "
+        f"{opts.preemption_bound} preemption(s); {distinct} gave distinct executions",
+    )
+    return Verdict(tuple(findings.values()), stats, tuple(notes), tuple(log), frozenset(feats))
+
+
+def default_options(**kw) -> Options:
+    return Options(**kw)
+
+
+effective_options  # noqa: B018  (re-exported for callers that run `execute` and `judge` themselves)

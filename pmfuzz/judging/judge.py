@@ -1,0 +1,309 @@
+"""Judge a `Run`: build every crash point's states, recover each, and let the crash oracles judge it.
+
+    verdict = judge(run)
+
+Whatever executed the workload (the built-in model here, a kernel target in its guest), the
+crash points, windows, mounts and findings are decided here alone. A recovery that raises is
+a `mount` finding, kept with its traceback.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from oracles import CrashContext, Oracle, OracleName, Phase, VerdictCache, Violation, default_oracles
+
+from ..execution.blame import failure, target_traceback
+from ..execution.run import Run, ScheduleHead
+from ..execution.watchdog import TargetHang, TargetNonsense, deadline, guarded_mount
+from ..pmem import LINE, CrashImage, CrashPoint, CrashState, PMem, PointKind, Strategy
+from ..signature import Signature, top_site
+from ..target import MountedFS, metadata_ranges
+from ..verdict import CrashSite, Finding, Findings, Options, StateChoice, Stats, Verdict
+
+__all__ = ["judge", "HUNG"]
+
+HUNG = "the target hung"
+"""Said by the note of a run whose crash points hung the target."""
+
+
+def judge(run: Run, *, skip_before: int = 0) -> Verdict:
+    """Judge every crash state of the run (or only `Options.crash`) and return its verdict.
+
+    Crash points of ops before `skip_before` are not judged (an earlier schedule judged them).
+    """
+    if not run.ran:
+        return Verdict(run.findings, Stats())
+    return _Judge(run).verdict(skip_before)
+
+
+class _Judge:
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        opts = self.opts = run.options
+        oracles = default_oracles() if opts.oracles is None else opts.oracles
+        guarantees = run.target.guarantees
+        crash = [o for o in oracles if o.phase is Phase.CRASH and o.guarantee in guarantees]
+        self.meta_oracles = [o for o in crash if o.metadata_only]
+        self.data_oracles = [o for o in crash if not o.metadata_only]
+        self.findings = Findings(opts.first_per_signature, run.findings)
+        self.state_log: list[tuple[str, list[str]]] = []
+        self.stats = Stats(ops=run.executed, t_exec=run.t_exec)
+
+    def add_crash(self, here: _Here, v: _V) -> None:
+        """A crash finding; its crash site (the costly part) is built only if it will be kept."""
+        oracle, message, evidence, tb = v
+        if self.opts.log_states:
+            self.state_log[-1][1].append(f"{oracle.value}: {message} {' '.join(map(str, evidence))}")
+        old = self.findings.get(here.signature(oracle))
+        if (
+            old is not None
+            and self.opts.first_per_signature
+            and old.crash is not None
+            and (old.crash.deviations <= here.state.deviations)
+        ):
+            return
+        self.findings.add(here.finding(oracle, message, evidence, tb))
+
+    def verdict(self, skip_before: int) -> Verdict:
+        run, opts, stats = self.run, self.opts, self.stats
+        notes = list(run.notes)
+        if not run.crashes_sound:
+            notes.append("crash states not judged: the parallel group did not finish")
+        feats: set[str] = set()
+        if opts.features:
+            feats.update(run.results)
+            prev = ""
+            for e in run.device.trace:
+                if e.site != prev:
+                    feats.add(f"{prev}>{e.site}")
+                    prev = e.site
+        if opts.crash is not None:
+            state = run.crash_state(opts.crash)
+            todo: list[tuple[CrashPoint, list[CrashState]]] = [(state.point, [state])]
+        else:
+            todo = [(p, []) for p in run.crash_points()]
+        self.seen: set[tuple[int, int, int]] = set()
+        self.meta = metadata_ranges(run.target, opts.device_size) if opts.group_by_metadata else None
+        skip_crashes = opts.focus is not None and opts.focus[0] in (OracleName.FUNCTIONAL, OracleName.TARGET_ERROR)
+        hung_points = 0
+        for point, fixed in todo:
+            if skip_crashes or not run.crashes_sound:
+                break
+            if opts.crash is None and not self._wanted(point, skip_before):
+                continue
+            if opts.features:
+                feats.add(f"point:{point.kind.value}:{point.site}")
+            stats.points += 1
+            if self._point(point, fixed):
+                hung_points += 1
+        if hung_points:
+            notes.append(f"the target hung at {hung_points} crash point(s): their other crash states were not judged")
+        log = tuple((sid, tuple(sorted(msgs))) for sid, msgs in self.state_log)
+        out = self.findings.values()
+        if opts.features:
+            feats.update(f"finding:{f.signature_text}" for f in out)
+        if run.schedule is not None:
+            sid = run.schedule
+            head = (ScheduleHead(sid), *run.steps)
+            out = tuple(replace(f, schedule=sid, evidence=(*f.evidence, *head)) for f in out)
+            log = tuple((f"{sid}/{s}", m) for s, m in log)
+        return Verdict(out, stats, tuple(notes), log, frozenset(feats))
+
+    def _wanted(self, point: CrashPoint, skip_before: int) -> bool:
+        """Whether a crash point is judged: ops that ran, not judged by an earlier schedule, in focus."""
+        run, opts = self.run, self.opts
+        if point.kind is not PointKind.END and (point.op >= run.executed or point.op < skip_before):
+            return False
+        if opts.focus is not None:
+            if point.kind is PointKind.END:
+                where = ("end", "")
+            else:
+                ops = run.ops
+                fk = ops[point.op].kind.value if 0 <= point.op < len(ops) else ""
+                where = (fk, top_site(point.site))
+            if where != opts.focus[1:]:
+                return False
+        return True
+
+    def _point(self, point: CrashPoint, fixed: list[CrashState]) -> bool:
+        """Judge one crash point's states; True when the target hung (its other states are skipped)."""
+        run, opts, stats, target = self.run, self.opts, self.stats, self.run.target
+        window = run.window(point)
+        completed, upper = window
+        expect = run.expect(point, window)
+        states = fixed or _states(point, opts)
+        ops = run.ops
+        op_text = str(ops[point.op]) if 0 <= point.op < len(ops) else ""
+        op_kind = ops[point.op].kind.value if 0 <= point.op < len(ops) else ""
+        mounts: dict[tuple, _Mounted | tuple[str, str]] = {}
+        meta = self.meta
+        if meta is not None:
+            meta_g = [gi for gi, g in enumerate(point.groups) if all(_inside(ln, meta) for ln in g.lines)]
+        else:
+            meta_g = list(range(len(point.groups)))
+        meta_set = set(meta_g)
+        data_g = [gi for gi in range(len(point.groups)) if gi not in meta_set]
+        point_hung = False
+        seen = self.seen
+        for state in states:
+            stats.states += 1
+            t1 = time.perf_counter()
+            key = (state.digest, completed, upper)
+            if key in seen:
+                continue
+            seen.add(key)
+            stats.distinct += 1
+            ch = state.choices
+            mkey = tuple(ch[gi] for gi in meta_g)
+            t2 = time.perf_counter()
+            stats.t_image += t2 - t1
+            here = _Here(point, state, op_text, op_kind)
+            if opts.log_states:
+                self.state_log.append((f"{point.id}/{state.id}", []))
+            hit = mounts.get(mkey)
+            if hit is None:
+                m_over = {ln: b for gi in meta_g for ln, b in point.group_lines(gi, ch[gi])}
+                mpm = PMem.from_image(CrashImage(point.base_pages(), m_over, 0), opts.domain, record=False)
+                try:
+                    rfs: MountedFS = guarded_mount(target, mpm, opts.op_timeout, "recovery (mount)")
+                except (Exception, TargetHang) as e:
+                    tb = target_traceback(e) or ""
+                    # A finding's message is one line: the rest of a many-line failure goes with the traceback.
+                    msg, nl, more = f"recovery failed: {failure(e)}".partition("\n")
+                    hit = (msg, f"{more}\n{tb}" if nl else tb)
+                    point_hung = point_hung or isinstance(e, TargetHang)
+                else:
+                    stats.mounts += 1
+                    hit = _Mounted(rfs, mpm, point, data_g)
+                    meta_ctx = CrashContext(rfs, expect)
+                    for o in self.meta_oracles:
+                        hit.meta_findings += _run_oracle(o, meta_ctx, opts.op_timeout, target.name)
+                if meta is not None:
+                    if len(mounts) >= 64:
+                        mounts.pop(next(iter(mounts)))
+                    mounts[mkey] = hit
+            t3 = time.perf_counter()
+            stats.t_mount += t3 - t2
+            if isinstance(hit, tuple):
+                self.add_crash(here, (OracleName.MOUNT, hit[0], (), hit[1]))
+                if point_hung:
+                    return True  # each further state would wait out the timeout again
+                continue
+            for v in hit.meta_findings:
+                self.add_crash(here, v)
+                point_hung = point_hung or isinstance(v, _Hung)
+            hit.patch(ch)
+            cctx = CrashContext(hit.fs, expect, verdicts=hit.verdicts)
+            for o in self.data_oracles:
+                for v in _run_oracle(o, cctx, opts.op_timeout, target.name):
+                    self.add_crash(here, v)
+                    point_hung = point_hung or isinstance(v, _Hung)
+            stats.t_oracles += time.perf_counter() - t3
+            if point_hung:
+                return True
+        return False
+
+
+class _Mounted:
+    """A recovered image mounted once per metadata state; data groups are swapped in per crash state.
+
+    The device starts with every data group at "nothing kept"; `patch` rewrites only the groups
+    whose choice differs from the previous state's.
+    """
+
+    def __init__(self, fs: MountedFS, pm: PMem, point: CrashPoint, data_groups: list[int]) -> None:
+        self.fs = fs
+        self.pm = pm
+        self.point = point
+        self.data_groups = data_groups
+        self.meta_findings: list[_V] = []
+        self.verdicts = VerdictCache()
+        self._cur: dict[int, int] = dict.fromkeys(data_groups, 0)
+        for gi in data_groups:
+            for ln, b in point.group_lines(gi, 0):
+                pm.pages.write(ln * LINE, b)
+
+    def patch(self, choices: tuple[int, ...]) -> None:
+        pages, point, cur = self.pm.pages, self.point, self._cur
+        for gi in self.data_groups:
+            c = choices[gi]
+            if cur[gi] == c:
+                continue
+            new = dict(point.group_lines(gi, c))
+            for ln in point.groups[gi].lines:
+                b = new.get(ln)
+                pages.write(ln * LINE, b if b is not None else point.base_line(ln))
+            cur[gi] = c
+
+
+class _Here:
+    """Where the judge is: builds findings with their crash site (outcomes computed only when needed)."""
+
+    __slots__ = ("op_kind", "op_text", "point", "state")
+
+    def __init__(self, point: CrashPoint, state: CrashState, op_text: str, op_kind: str) -> None:
+        self.point, self.state, self.op_text, self.op_kind = point, state, op_text, op_kind
+
+    def signature(self, oracle: OracleName) -> Signature:
+        if self.point.kind is PointKind.END:
+            return Signature(oracle, "end", "")
+        return Signature(oracle, self.op_kind, top_site(self.point.site))
+
+    def site(self) -> CrashSite:
+        p, s = self.point, self.state
+        ev = p.event
+        return CrashSite(
+            p.id,
+            s.state_id,
+            p.op,
+            self.op_text,
+            ev.kind.value if ev else "end",
+            p.site,
+            tuple(s.outcomes()),
+            s.deviations,
+        )
+
+    def finding(self, oracle: OracleName, message: str, evidence: tuple = (), tb: str | None = None) -> Finding:
+        return Finding(
+            oracle, message, evidence, self.point.op, self.op_text, self.op_kind, self.point.site, self.site(), tb
+        )
+
+
+_V = tuple  # (oracle, message, evidence, traceback): a violation before it becomes a finding
+
+
+class _Hung(tuple):
+    """A violation saying the target hung reading a recovered image: its crash point's other states are skipped."""
+
+
+def _run_oracle(o: Oracle, ctx: CrashContext, limit: float | None = None, target: str | None = None) -> list[_V]:
+    try:
+        with deadline(limit, f"oracle {getattr(o.name, 'value', o.name)}", target=target):
+            vs: list[Violation] = o.check(ctx)
+    except TargetNonsense as e:
+        return [(OracleName.TARGET_ERROR, f"reading the recovered image: {e}", (), None)]
+    except (Exception, TargetHang) as e:
+        tb = target_traceback(e)
+        if isinstance(e, TargetHang):
+            return [_Hung((OracleName.MOUNT, f"reading the recovered image: {e}", (), tb))]
+        return [(OracleName.MOUNT, f"reading the recovered image raised {type(e).__name__}: {e}", (), tb)]
+    return [(v.oracle, v.message, v.evidence, None) for v in vs]
+
+
+def _inside(line: int, ranges: list[tuple[int, int]]) -> bool:
+    a = line * LINE
+    return any(lo <= a < hi for lo, hi in ranges)
+
+
+def _states(point: CrashPoint, opts: Options):
+    s = opts.strategy
+    if s is StateChoice.AUTO:
+        n = 1
+        for g in point.groups:
+            n *= g.count(cap=opts.exhaustive_upto + 1)
+            if n > opts.exhaustive_upto:
+                break
+        s = StateChoice.EXHAUSTIVE if n <= opts.exhaustive_upto else StateChoice.BOUNDED
+    return point.states(Strategy(s.value), seed=opts.seed, limit=opts.max_states)

@@ -1,0 +1,331 @@
+"""What a crash state may show: the windows and word rules of DESIGN.md section 4, read off a history.
+
+`Expectation` judges one crash (ops [0, completed) finished, op `completed` maybe under way)
+against the history's boundaries and effects. It reads the history through `Record`, the part of
+`history.History` it needs, so that the history can build expectations without a cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ..lang.workload import BLOCK_SIZE
+from .effects import CowEvent, FileVersion, OpEffects
+
+__all__ = ["Expectation", "Record", "WordVerdict", "WORDS_PER_BLOCK", "eof_mask"]
+
+WORDS_PER_BLOCK = BLOCK_SIZE // 8
+
+
+class Record(Protocol):
+    """What an expectation reads of the history (`History`)."""
+
+    boundaries: list[dict[str, FileVersion]]
+    by_ino: list[dict[int, FileVersion]]
+    effects: list[OpEffects]
+    alternatives: dict[int, list[dict[int, tuple[str | None, FileVersion]]]]
+
+    @property
+    def ops(self) -> int: ...
+
+
+@dataclass
+class WordVerdict:
+    """Per-word classification of a found file against its window."""
+
+    ok: np.ndarray
+    older: np.ndarray
+    """Values the file held at this offset before its last durability point (durability)."""
+    stale: np.ndarray
+    """Non-zero values the file never held at this offset (stale exposure)."""
+    lost: np.ndarray
+    """Zero where the file never read zero in the window: its size reached the media before its data."""
+
+
+class Expectation:
+    """The allowed recovered states for one crash, derived from the history."""
+
+    def __init__(self, h: Record, completed: int, upper: int, durable: bool, synchronous: bool) -> None:
+        self.h = h
+        self.completed = completed
+        self.upper = upper
+        self.durable = durable
+        self.synchronous = synchronous
+        self._start: dict[str, int] = {}
+        self._stacks: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    # -- windows -----------------------------------------------------------------
+
+    def start(self, name: str) -> int:
+        """The boundary where `name`'s window starts (its last durability point)."""
+        hit = self._start.get(name)
+        if hit is not None:
+            return hit
+        d = 0
+        if self.synchronous:
+            d = self.completed
+        elif self.durable:
+            for j in range(self.completed):
+                dn = self.h.effects[j].durable_names
+                if dn is None or name in dn:
+                    d = j + 1
+        self._start[name] = d
+        return d
+
+    def window(self, name: str) -> range:
+        return range(self.start(name), self.upper + 1)
+
+    def names(self) -> list[str]:
+        out: set[str] = set()
+        for b in range(self.upper + 1):
+            out.update(self.h.boundaries[b])
+        return sorted(out)
+
+    def meta_start(self, name: str) -> int:
+        """Where the window of `name`'s size and existence starts: its last durability point, or the
+        write fault behind a later persist through a MAP_SYNC mapping of it. That fault forced the
+        inode to the log (IOMAP_F_DIRTY), so data made durable by the persist is reachable only if
+        the size and name as of the fault are durable too; a size changed after the fault without
+        zapping the page (an extending write, a truncate up) is not made durable by the persist."""
+        d = self.start(name)
+        if not self.durable or self.synchronous:
+            return d
+        inos = self.incarnations(name)
+        out = d
+        for j in range(d, self.completed):
+            for nm, ino, fault in self.h.effects[j].meta_synced:
+                if nm == name and {ino} == inos:
+                    out = max(out, fault + 1)
+        return out
+
+    def must_exist(self, name: str) -> bool:
+        return all(name in self.h.boundaries[b] for b in range(self.meta_start(name), self.upper + 1))
+
+    def may_exist(self, name: str) -> bool:
+        return any(name in self.h.boundaries[b] for b in self.window(name))
+
+    def existed_before(self, name: str) -> bool:
+        return any(name in self.h.boundaries[b] for b in range(self.start(name)))
+
+    def _alt_sizes(self, name: str, bs: Iterable[int]) -> set[int]:
+        return {v.size for b in bs for alt in self.h.alternatives.get(b, ()) for nm, v in alt.values() if nm == name}
+
+    def sizes(self, name: str) -> set[int]:
+        bs = range(self.meta_start(name), self.upper + 1)
+        own = {self.h.boundaries[b][name].size for b in bs if name in self.h.boundaries[b]}
+        return own | self._alt_sizes(name, bs)
+
+    def held_sizes(self, name: str) -> set[int]:
+        own = {self.h.boundaries[b][name].size for b in range(self.upper + 1) if name in self.h.boundaries[b]}
+        return own | self._alt_sizes(name, range(self.upper + 1))
+
+    def versions(self, name: str, bs: Iterable[int]) -> list[FileVersion]:
+        return [self.h.boundaries[b][name] for b in bs if name in self.h.boundaries[b]]
+
+    def incarnations(self, name: str) -> set[int]:
+        """Incarnations that carried `name` at some boundary of its window."""
+        return {self.h.boundaries[b][name].ino for b in self.window(name) if name in self.h.boundaries[b]}
+
+    def candidates(self, name: str, b: int) -> list[FileVersion]:
+        """What `name` may be recovered as, as of boundary b: any of its window's incarnations, named or not.
+
+        An incarnation written after its unlink (through a mapping) comes back with those writes
+        when the crash loses the unlink.
+        """
+        live = self.h.by_ino[b]
+        incs = sorted(self.incarnations(name))
+        out = [live[i] for i in incs if i in live]
+        for alt in self.h.alternatives.get(b, ()):
+            out += [alt[i][1] for i in incs if i in alt]
+        return out
+
+    # -- words ---------------------------------------------------------------------
+
+    def _word_start(self, name: str, idx: np.ndarray) -> np.ndarray:
+        """Per word: the boundary its window starts at (a MAP_SYNC persist can move it later)."""
+        d = np.full(len(idx), self.start(name), dtype=np.int64)
+        if not self.durable or self.synchronous:
+            return d
+        inos = {self.h.boundaries[b][name].ino for b in self.window(name) if name in self.h.boundaries[b]}
+        for j in range(self.completed):
+            for nm, ino, s, e in self.h.effects[j].durable_ranges:
+                if nm != name or inos != {ino}:
+                    continue
+                inside = (idx * 8 >= s - 7) & (idx * 8 < e)
+                full = (idx * 8 >= s) & (idx * 8 + 8 <= e)
+                d = np.where(inside & full, np.maximum(d, j + 1), d)
+        return d
+
+    def classify(self, name: str, idx: np.ndarray, found: np.ndarray, size: int | None = None) -> WordVerdict:
+        """Judge the words `found` (uint64) at word indices `idx` of the recovered file `name`.
+
+        `size` is the recovered size: in the word it cuts, only the bytes before it count.
+        A version's words past its size but inside its last block count too: on DAX that
+        block is the media, so a store through a mapping past EOF lands there and shows
+        again if a crash brings back an older, larger size. (Zeros there are not counted as
+        held: a zero where durable data should be stays "lost", not "older".)
+        """
+        idx = np.asarray(idx, dtype=np.int64)
+        found = np.asarray(found, dtype=np.uint64)
+        mask = eof_mask(idx, size)
+        found = found & mask
+        dword = self._word_start(name, idx)
+        vals, sizes, bidx = self._stack(name)
+        if len(vals):
+            cap = idx < vals.shape[1]
+            cols = np.where(cap, idx, 0)
+            got = vals[:, cols] & mask
+            eq = (got == found) & cap & ((idx * 8 < sizes[:, None]) | (found != 0))
+            held = eq.any(axis=0)
+            ok = (eq & (bidx[:, None] >= dword)).any(axis=0)
+        else:
+            held = np.zeros(len(idx), dtype=bool)
+            ok = np.zeros(len(idx), dtype=bool)
+        for j in range(min(self.upper, self.h.ops)):
+            for nm, _ino, s, e in self.h.effects[j].removed:
+                if nm == name:
+                    ok |= (found == 0) & (idx * 8 >= s) & (idx * 8 < e) & (j >= dword)
+        if len(vals) and not ok.all():
+            ok |= self._torn_ok(name, idx, found, mask, dword, vals, sizes, bidx)
+        zero = found == 0
+        return WordVerdict(ok, held & ~ok, ~held & ~ok & ~zero, ~held & ~ok & zero)
+
+    def _torn_ok(
+        self,
+        name: str,
+        idx: np.ndarray,
+        found: np.ndarray,
+        mask: np.ndarray,
+        dword: np.ndarray,
+        vals: np.ndarray,
+        sizes: np.ndarray,
+        bidx: np.ndarray,
+    ) -> np.ndarray:
+        """Words an op in their window wrote only in part that hold, byte by byte, values the word
+        may hold (a torn unaligned edge, `OpEffects.torn`)."""
+        out = np.zeros(len(idx), dtype=bool)
+        torn: dict[int, int] = {}
+        for j in range(min(self.upper, self.h.ops)):
+            for nm, _ino, w in self.h.effects[j].torn:
+                if nm == name:
+                    torn[w] = min(torn.get(w, j), j)
+        if not torn:
+            return out
+        for k in np.flatnonzero(np.isin(idx, list(torn))).tolist():
+            w = int(idx[k])
+            if w >= vals.shape[1] or torn[w] < dword[k]:
+                continue
+            rows = (bidx >= dword[k]) & ((w * 8 < sizes) | (vals[:, w] != 0))
+            if not rows.any():
+                continue
+            cand = (vals[rows, w] & mask[k]).astype("<u8").view(np.uint8).reshape(-1, 8)
+            got = np.array([found[k]], dtype="<u8").view(np.uint8)
+            out[k] = bool((cand == got).any(axis=0).all())
+        return out
+
+    def allowed(self, name: str, word: int) -> list[int]:
+        """The values `classify` accepts at one word of `name` (for reports: the same rule, listed)."""
+        idx = np.array([word], dtype=np.int64)
+        dword = int(self._word_start(name, idx)[0])
+        vals, sizes, bidx = self._stack(name)
+        out: set[int] = set()
+        if len(vals) and word < vals.shape[1]:
+            for row in np.flatnonzero(bidx >= dword).tolist():
+                v = int(vals[row, word])
+                if word * 8 < sizes[row] or v:
+                    out.add(v)
+        for j in range(min(self.upper, self.h.ops)):
+            for nm, _ino, s, e in self.h.effects[j].removed:
+                if nm == name and s <= word * 8 < e and j >= dword:
+                    out.add(0)
+        return sorted(out)
+
+    def _stack(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every candidate version of `name` up to the crash, as one 2-D array: (words, sizes, boundary)."""
+        hit = self._stacks.get(name)
+        if hit is not None:
+            return hit
+        rows: list[FileVersion] = []
+        bs: list[int] = []
+        seen: dict[int, int] = {}
+        for b in range(self.upper + 1):
+            for v in self.candidates(name, b):
+                key = id(v)
+                if key in seen:
+                    bs[seen[key]] = max(bs[seen[key]], b)
+                    continue
+                seen[key] = len(rows)
+                rows.append(v)
+                bs.append(b)
+        if not rows:
+            hit = (np.zeros((0, 0), dtype=np.uint64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        else:
+            width = max(len(v.words) for v in rows)
+            vals = np.zeros((len(rows), width), dtype=np.uint64)
+            for i, v in enumerate(rows):
+                vals[i, : len(v.words)] = v.words
+            hit = (vals, np.array([v.size for v in rows], dtype=np.int64), np.array(bs, dtype=np.int64))
+        self._stacks[name] = hit
+        return hit
+
+    def cow_events(self, name: str) -> list[CowEvent]:
+        lo = self.start(name)
+        inos = {v.ino for v in self.versions(name, self.window(name))}
+        out = []
+        for j in range(lo, min(self.upper, self.h.ops)):
+            for ev in self.h.effects[j].cow:
+                if ev.name == name and inos == {ev.ino}:
+                    out.append(ev)
+        return out
+
+    def block_side(
+        self, name: str, ev: CowEvent, idx: np.ndarray, found: np.ndarray, size: int | None = None
+    ) -> tuple[bool, bool]:
+        """Do the words of one COW block all match a version from before the write, or all one from after?"""
+        mask = eof_mask(idx, size)
+        found = np.asarray(found, dtype=np.uint64) & mask
+        lo = self.start(name)
+        sides = []
+        for bs, ops in (
+            (range(lo, ev.boundary + 1), range(lo, ev.boundary)),
+            (range(ev.boundary + 1, self.upper + 1), range(ev.boundary, min(self.upper, self.h.ops))),
+        ):
+            ok = np.zeros(len(idx), dtype=bool)
+            for v in self._side_versions(name, bs):
+                inside = idx * 8 < v.size
+                cap = idx < len(v.words)
+                vals = np.zeros(len(idx), dtype=np.uint64)
+                vals[cap] = v.words[idx[cap]]
+                ok |= ((vals & mask) == found) & inside
+            for j in ops:
+                for nm, _ino, s, e in self.h.effects[j].removed:
+                    if nm == name:
+                        ok |= (found == 0) & (idx * 8 >= s) & (idx * 8 < e)
+            sides.append(bool(ok.all()))
+        return sides[0], sides[1]
+
+    def _side_versions(self, name: str, bs: range) -> list[FileVersion]:
+        """The versions a COW block's side is taken from: the boundaries in `bs` and, inside a
+        parallel group, the other serial orders' states there (the same states `classify` accepts
+        word by word; a crash that drops a racing op's in-flight line shows one of them)."""
+        out = self.versions(name, bs)
+        incs = self.incarnations(name)
+        for b in bs:
+            for alt in self.h.alternatives.get(b, ()):
+                out += [v for i, (nm, v) in alt.items() if nm == name and i in incs]
+        return out
+
+    def state_at(self, b: int) -> dict[str, FileVersion]:
+        return self.h.boundaries[b]
+
+
+def eof_mask(idx: np.ndarray, size: int | None) -> np.ndarray:
+    """Per word, the bytes that lie inside a file of `size` bytes (all ones except the word EOF cuts)."""
+    mask = np.full(len(idx), np.uint64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64)
+    if size is not None and size % 8:
+        mask[idx == size // 8] = np.uint64((1 << (8 * (size % 8))) - 1)
+    return mask

@@ -1,0 +1,81 @@
+"""The history of a reference run: every file at every op boundary, and what each op did.
+
+The engine records a boundary after each op; `History.expect` turns the record into what a
+crash at a given point may leave (`expect.Expectation`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .effects import FileVersion, OpEffects
+from .expect import Expectation
+from .files import RefFile
+from .model import Reference
+
+__all__ = ["History"]
+
+
+class History:
+    """Every name's file at every op boundary, and what each op did for crash recovery."""
+
+    def __init__(self, ref: Reference) -> None:
+        self.ref = ref
+        self.boundaries: list[dict[str, FileVersion]] = [{}]
+        self.by_ino: list[dict[int, FileVersion]] = [{}]
+        """Every live incarnation at each boundary, unlinked-but-mapped ones (orphans) included."""
+        self.effects: list[OpEffects] = []
+        self._cache: dict[int, tuple[int, FileVersion]] = {}
+        self._expects: dict[tuple, Expectation] = {}
+        self.alternatives: dict[int, list[dict[int, tuple[str | None, FileVersion]]]] = {}
+        """Boundary -> other states it may stand for: inside a parallel group, the states after the
+        same number of ops in every other serial order (values and sizes that existed transiently)."""
+
+    def add_alternative(self, b: int, other: Reference) -> None:
+        """Record `other` (a copy of the reference run in another serial order) as a state at boundary b."""
+        names = {id(f): n for n, f in other.names.items()}
+        live: dict[int, tuple[str | None, FileVersion]] = {}
+        for f in [*other.names.values(), *(m.file for m in other.maps.values())]:
+            live[f.ino] = (names.get(id(f)), FileVersion(f.ino, f.size, f.words()))
+        self.alternatives.setdefault(b, []).append(live)
+        self._expects.clear()
+
+    def _version(self, f: RefFile) -> FileVersion:
+        hit = self._cache.get(id(f))
+        if hit is None or hit[0] != f.version or hit[1].ino != f.ino:
+            hit = (f.version, FileVersion(f.ino, f.size, f.words()))
+            self._cache[id(f)] = hit
+        return hit[1]
+
+    def record(self) -> None:
+        """Call after each op: snapshot the boundary after it."""
+        state = {name: self._version(f) for name, f in self.ref.names.items()}
+        live = {v.ino: v for v in state.values()}
+        for m in self.ref.maps.values():
+            if m.file.ino not in live:
+                live[m.file.ino] = self._version(m.file)
+        self.boundaries.append(state)
+        self.by_ino.append(live)
+        fx = self.ref.fx
+        pos = len(self.effects)
+        if any(ev.op != pos for ev in fx.cow):
+            # An op of a parallel group applied out of index order: its COW happened at this boundary.
+            fx = replace(fx, cow=[replace(ev, at=pos) for ev in fx.cow])
+        self.effects.append(fx)
+
+    @property
+    def ops(self) -> int:
+        return len(self.effects)
+
+    def expect(self, completed: int, upper: int, *, durable: bool = True, synchronous: bool = False) -> Expectation:
+        """What a crash may leave when ops [0, completed) finished and op `completed` may be under way.
+
+        `upper` is the last boundary the crash can reach (completed+1 inside an op).
+        With `durable=False` there are no durability points (only stale data is judged);
+        with `synchronous=True` every finished op is a durability point.
+        """
+        key = (completed, upper, durable, synchronous, len(self.effects))
+        hit = self._expects.get(key)
+        if hit is None:
+            hit = self._expects[key] = Expectation(self, completed, upper, durable, synchronous)
+        return hit
