@@ -22,6 +22,7 @@ from pathlib import Path
 from pmfuzz.fs import BUG_ORACLE, Bug
 from pmfuzz.fuzzing.campaign import CampaignConfig, run_campaign
 from pmfuzz.judging.repro import parse_reproducer
+from pmfuzz.signature import oracle_of
 from pmfuzz.target import TargetSpec
 
 DESIGN_OF = {Bug.CONVERT_BEFORE_PERSIST: "unwritten"}
@@ -48,7 +49,7 @@ def one(bug: Bug | None, design: str, seed: int, cap: float) -> tuple[float | No
         ops = min(
             len(parse_reproducer((Path(tmp) / v["file"]).read_text()).workload)
             for k, v in s.findings.items()
-            if k.startswith(BUG_ORACLE[bug] + ":")
+            if oracle_of(k) == BUG_ORACLE[bug]
         )
         return s.first_hit, ops, len(s.findings)
 

@@ -109,13 +109,24 @@ def _admit(name: str | None) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--all-points", is_flag=True, help="Check every crash point, not only the one the file names.")
 @click.option("--picture", type=click.Path(dir_okay=False), help="Also draw the finding to this PNG (matplotlib).")
+@click.option(
+    "--against",
+    metavar="TARGET",
+    help='Replay on another target configuration instead (e.g. "daxfs design=zero", the design without the bug): '
+    "exit 1 if the finding is still there, 0 if it is gone.",
+)
 @_op_timeout_option
 @_admit_option
 def replay(
-    file: str, all_points: bool, picture: str | None, op_timeout: float | None, import_target: str | None
+    file: str,
+    all_points: bool,
+    picture: str | None,
+    against: str | None,
+    op_timeout: float | None,
+    import_target: str | None,
 ) -> None:
     """Re-run a reproducer and print the report (exit 1: violation reproduces, 0: clean, 2: bad input)."""
-    from .fuzzing.replaying import run_reproducer
+    from .fuzzing.replaying import replay_against, run_reproducer
     from .judging.report import format_report
 
     if picture:
@@ -124,6 +135,11 @@ def replay(
         require_matplotlib()
     _admit(import_target)
     r = _load(file)
+    if against is not None:
+        a = replay_against(r, against, op_timeout=op_timeout)
+        click.echo(format_report(a.verdict, a.reproducer), nl=False)
+        click.echo(a.summary())
+        sys.exit(1 if a.still else 0)
     v = run_reproducer(r, all_points=all_points, op_timeout=op_timeout)
     click.echo(format_report(v, r), nl=False)
     if picture and not v.clean:
@@ -131,6 +147,22 @@ def replay(
 
         click.echo(f"picture: {write_picture(r, v, picture)}")
     sys.exit(0 if v.clean else 1)
+
+
+@cli.command()
+@click.argument("crashes", type=click.Path(file_okay=False, exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the groups as JSON (for CI).")
+@click.option("--no-replay", is_flag=True, help="Do not replay reproducers that name no cause (older versions).")
+@_op_timeout_option
+def triage(crashes: str, as_json: bool, no_replay: bool, op_timeout: float | None) -> None:
+    """One line per root cause of the findings in CRASHES: count, first and last seen, shortest reproducer."""
+    from pathlib import Path
+
+    from .fuzzing.triage import format_triage, triage_json
+    from .fuzzing.triage import triage as triage_dir
+
+    groups, notes = triage_dir(Path(crashes), replay=not no_replay, op_timeout=op_timeout)
+    click.echo(triage_json(groups, notes) if as_json else format_triage(groups, notes, Path(crashes)), nl=False)
 
 
 @cli.command()
@@ -349,7 +381,7 @@ def minimize_cmd(
     except NotReproduced as e:
         raise PmfuzzError(f"{file}: {e}") from None
     note = f"minimized from {m.before_ops} to {len(m.workload)} ops in {m.checks} checks" + (
-        "" if m.complete else " (budget spent: stopped early)"
+        "" if m.complete else f" (budget spent: stopped early, {m.stopped_in})"
     )
     out = replace(
         r,
@@ -376,7 +408,8 @@ def minimize_cmd(
     )
     click.echo(
         f"{wanted.signature_text}: {m.before_ops} -> {len(m.workload)} ops{dev}; "
-        f"{m.checks} checks in {m.seconds:.1f} s" + ("" if m.complete else " (budget spent: stopped early)")
+        f"{m.checks} checks in {m.seconds:.1f} s"
+        + ("" if m.complete else f" (budget spent: stopped early, {m.stopped_in})")
     )
     click.echo(f"written {dest}")
     v2 = check(make_target(out.target), out.workload, replace(opts, crash=out.crash, schedule=out.schedule))

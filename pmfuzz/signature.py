@@ -1,17 +1,23 @@
-"""What deduplicates findings: (oracle, op kind at the crash, code site), and its text `oracle:op:site`.
+"""What identifies a finding: where the crash fell (`Signature`) and what went wrong (`Cause`).
 
-A tuple, so it stays a dict key and sorts as before; `-` stands for an empty field in the text.
+A signature, `oracle:op:site`, names the crash point: one root cause shows under as many
+signatures as there are places a crash can reveal it. A cause, `oracle/how/where`, names the
+cause as far as the evidence knows it (the store a crash lost, the store that wrote a wrong
+value, the rule an fsck or the reference applied); campaigns group findings by it.
+Both are tuples, so they stay dict keys and sort; `-` stands for an empty field in the text.
 """
 
 from __future__ import annotations
 
+import enum
+import re
 from typing import NamedTuple
 
 from oracles import OracleName
 
 from .errors import PmfuzzError, clip
 
-__all__ = ["Signature", "top_site", "oracle_of"]
+__all__ = ["Signature", "Cause", "How", "top_site", "oracle_of", "rule_of"]
 
 
 def top_site(site: str) -> str:
@@ -46,9 +52,71 @@ class Signature(NamedTuple):
         return ":".join(x or "-" for x in (str(self.oracle), self.op_kind, self.site))
 
 
+class How(enum.StrEnum):
+    """How a finding's cause was established."""
+
+    LOST = "lost"
+    """A store to a wrong word that the crash did not keep (dropped in flight, or not yet issued)."""
+    WRITTEN = "written"
+    """The store that put the wrong word there (no later store would have fixed it)."""
+    NEVER_WRITTEN = "never-written"
+    """Nothing wrote the wrong word before the crash nor after it: media nobody wrote."""
+    UNMAPPED = "unmapped"
+    """The wrong word reads as a hole: the block map that held it was lost."""
+    DROPPED = "dropped"
+    """The target does not map words to the device: the code whose in-flight stores the crash dropped."""
+    AT = "at"
+    """Nothing more is known than where the crash fell."""
+    RULE = "rule"
+    """The rule a message states, numbers and names taken out (fsck, sizes, names, functional)."""
+
+
+class Cause(NamedTuple):
+    oracle: OracleName
+    how: How
+    where: str
+    """A code site (`xfs_zero_extent`), or for `rule` the message with numbers and names taken out."""
+
+    @classmethod
+    def parse(cls, text: str) -> Cause:
+        """The value of `oracle/how/where`."""
+        parts = text.strip().split("/", 2)
+        if len(parts) != 3:
+            raise PmfuzzError(f"a cause is oracle/how/where, got {clip(text)}")
+        try:
+            return cls(OracleName(parts[0]), How(parts[1]), "" if parts[2] == "-" else parts[2])
+        except ValueError:
+            raise PmfuzzError(f"a cause names an oracle and one of {', '.join(How)}, got {clip(text)}") from None
+
+    def __str__(self) -> str:
+        return f"{self.oracle}/{self.how}/{self.where or '-'}"
+
+
+_NUMBERS = re.compile(r"\b0x[0-9a-f]+\b|\b\d+\b")
+_NAMES = re.compile(r"\b([fm])\d+\b")
+_FILE_IDS = re.compile(r"file#\d+")
+
+
+def rule_of(message: str) -> str:
+    """A message with what varies between runs of one rule taken out: op texts, numbers, names, what was seen."""
+    m = message.split("\n", 1)[0]
+    for tail in (" see ", ", POSIX says", ";", ": results"):
+        m = m.split(tail, 1)[0]
+    m = re.sub(r"`[^`]*`", "`op`", m)
+    m = re.sub(r"\([^()]*\)", "", m)
+    m = re.sub(r"\[[^\[\]]*\]", "[]", m)
+    m = _FILE_IDS.sub("file#", m)
+    m = _NAMES.sub(lambda x: x[1].upper(), m)
+    m = _NUMBERS.sub("N", m)
+    m = m.replace("/", "|")
+    return re.sub(r"\s+", " ", m).strip(" :,.")[:160]
+
+
 def oracle_of(text: str) -> str:
-    """The oracle a signature's text names; tolerant, for indexes written by other versions."""
-    try:
-        return str(Signature.parse(text).oracle)
-    except PmfuzzError:
-        return text.partition(":")[0]
+    """The oracle a cause's or a signature's text names; tolerant, for indexes written by other versions."""
+    for parse in (Cause.parse, Signature.parse):
+        try:
+            return str(parse(text).oracle)
+        except PmfuzzError:
+            pass
+    return re.split(r"[:/]", text, maxsplit=1)[0]

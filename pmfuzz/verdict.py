@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from oracles import Oracle, OracleName
 
 from .pmem import Domain, EadrPoints, GroupOutcome, StateId
-from .signature import Signature, top_site
+from .signature import Cause, How, Signature, rule_of, top_site
 
 __all__ = [
     "Options",
@@ -99,6 +99,20 @@ class Finding:
     traceback: str | None = None
     schedule: str | None = None
     """The schedule id of the parallel groups this finding ran under (None: no groups)."""
+    cause: Cause | None = None
+    """What the judge read off a crash finding's evidence (`judging.cause`); None: the message's rule."""
+
+    @property
+    def root_cause(self) -> Cause:
+        """What groups findings: one per root cause, wherever the crash fell.
+
+        A crash finding's cause as the judge established it; otherwise the rule its message states
+        (numbers and names out), with the op kind for findings of a crash-free run.
+        """
+        if self.cause is not None:
+            return self.cause
+        rule = rule_of(self.message)
+        return Cause(self.oracle, How.RULE, f"{self.op_kind}: {rule}" if self.crash is None and self.op_kind else rule)
 
     @property
     def signature(self) -> Signature:

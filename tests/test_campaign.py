@@ -50,7 +50,8 @@ def test_findings_are_deduplicated_and_replayable(tmp_path: Path) -> None:
     assert sum(v["count"] for v in counts.values()) >= len(counts)
     for p in reproducers:
         r = parse_reproducer(p.read_text(), source=str(p))
-        assert r.expect and str(r.signature) in s.findings
+        assert r.expect and r.cause is not None and str(r.cause) in s.findings
+        assert str(r.signature) in s.findings[str(r.cause)]["signatures"]
         assert (p.with_suffix(".txt")).exists()
         res = subprocess.run(
             [sys.executable, "-m", "pmfuzz", "replay", str(p)], capture_output=True, text=True, cwd=ROOT

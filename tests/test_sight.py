@@ -23,6 +23,7 @@ from pmfuzz.pmem import StateId
 from pmfuzz.sight import BadKind, LineFate, build_scene, load_campaign
 from pmfuzz.sight.picture import finding_figure
 from pmfuzz.sight.plot import campaign_figure, time_unit
+from pmfuzz.signature import oracle_of
 
 ROOT = Path(__file__).resolve().parents[1]
 REGRESSION = ROOT / "corpora" / "regression"
@@ -116,11 +117,11 @@ def test_campaign_figure_draws_the_stats_series(campaign: Path) -> None:
     sps = _line(_axes(fig, "speed-states"), "crash states/s")
     assert list(sps.get_ydata())[1:] == pytest.approx(want_sps)
     index = json.loads((campaign / "findings.json").read_text())
-    oracles = {sig.split(":")[0] for sig in index}
+    oracles = {oracle_of(key) for key in index}
     assert oracles, "the zoo bug was not found: the campaign is too short to test the findings panel"
     for oracle in oracles:
         marks = _line(findings, oracle)
-        assert len(marks.get_xdata()) == sum(1 for sig in index if sig.startswith(oracle + ":"))
+        assert len(marks.get_xdata()) == sum(1 for key in index if oracle_of(key) == oracle)
     assert _line(findings, "unique findings").get_ydata()[-1] == len(index)
 
 
@@ -223,6 +224,9 @@ def test_lines_in_flight_are_kept_or_dropped_as_the_state_id_says(name: str) -> 
         assert f"line:{ln.line}:{ln.fate.value}" in ids
     texts = " ".join(t.get_text() for t in fig.texts)
     assert scene.signature in texts and f"crash state {r.crash}" in texts
+    assert scene.cause and oracle_of(scene.cause) == scene.oracle.value
+    headline = fig.texts[0].get_text()
+    assert headline.startswith(f"[{scene.oracle.value}]") and scene.signature not in headline
     labels = " ".join(t.get_text() for t in _axes(fig, "lines").texts)
     for site in {s for ln in scene.lines for s in ln.sites}:
         assert site in labels

@@ -93,10 +93,10 @@ class ExecResult:
     distinct: int = 0
     features: frozenset[str] = frozenset()
     """Features of this run not already reached earlier in the batch (the driver has those by then)."""
-    signatures: tuple[str, ...] = ()
-    """Every finding's signature, in the engine's order."""
+    found: tuple[tuple[str, str], ...] = ()
+    """Every finding's (root cause, signature), in the engine's order; campaigns group by the cause."""
     firsts: tuple[Finding, ...] = ()
-    """The findings whose signature is new to the batch: all a driver needs to minimize."""
+    """The findings whose cause is new to the batch: all a driver needs to minimize."""
 
 
 @dataclass(frozen=True)
@@ -162,11 +162,11 @@ def judge(
     variant: dict[str, str],
     opts: Options,
     seen_features: set[str] | None = None,
-    seen_sigs: set[str] | None = None,
+    seen_causes: set[str] | None = None,
 ) -> ExecResult:
     """Run one workload through the engine: what every engine does with a workload, whoever drew it.
 
-    `seen_features` and `seen_sigs` (updated here) are what the caller already holds: features and
+    `seen_features` and `seen_causes` (updated here) are what the caller already holds: features and
     findings already reached are not shipped again.
     """
     text, var = format_workload(w), tuple(sorted(variant.items()))
@@ -175,18 +175,18 @@ def judge(
     except PmfuzzError:  # other exceptions reaching here are bugs of pmfuzz: they propagate
         return ExecResult(text, var, rejected=True)
     seen_features = set() if seen_features is None else seen_features
-    seen_sigs = set() if seen_sigs is None else seen_sigs
+    seen_causes = set() if seen_causes is None else seen_causes
     firsts = []
     for f in v.findings:
-        if f.signature_text not in seen_sigs:
-            seen_sigs.add(f.signature_text)
+        if str(f.root_cause) not in seen_causes:
+            seen_causes.add(str(f.root_cause))
             firsts.append(f)
     ex = ExecResult(
         text,
         var,
         distinct=v.stats.distinct,
         features=frozenset(v.features - seen_features),
-        signatures=tuple(f.signature_text for f in v.findings),
+        found=tuple((str(f.root_cause), f.signature_text) for f in v.findings),
         firsts=tuple(firsts),
     )
     seen_features |= v.features
@@ -199,8 +199,8 @@ def run_batch(cfg: CampaignConfig, index: int, corpus: Sequence[str], todo: Sequ
         admit(cfg.target.name)  # a cluster worker is another process: the campaign's own target, admitted again
     opts = _options(cfg)
     seen_features: set[str] = set()
-    seen_sigs: set[str] = set()
-    execs = [judge(cfg, w, v, opts, seen_features, seen_sigs) for w, v in batch_workloads(cfg, index, corpus, todo)]
+    seen_causes: set[str] = set()
+    execs = [judge(cfg, w, v, opts, seen_features, seen_causes) for w, v in batch_workloads(cfg, index, corpus, todo)]
     return BatchResult(index, tuple(execs))
 
 
@@ -224,7 +224,7 @@ class Driver:
         self.opts = _options(cfg)
         self.known = set(crashes.counts)
         self.resumed = frozenset(self.known)
-        """Signatures known when the campaign started: their repeats in the corpus replay were counted before."""
+        """Causes known when the campaign started: their repeats in the corpus replay were counted before."""
         self.execs = 0
         self.why = ""
         self._deadline = None if cfg.seconds is None else time.monotonic() + cfg.seconds
@@ -261,14 +261,15 @@ class Driver:
             prog.handle("corpus", (ex.workload, sorted(new)))
         w = parse(ex.workload)
         prog.handle("exec", (ex.distinct, _form_texts(w)))
-        firsts = {f.signature_text: f for f in ex.firsts}
-        for sig in ex.signatures:
-            if sig in self.known:
-                if not (replay and sig in self.resumed):
-                    prog.handle("repeat", sig)
+        firsts = {str(f.root_cause): f for f in ex.firsts}
+        for cause, sig in ex.found:
+            key = cause if cause in self.known or sig not in self.known else sig  # sig: an index of old versions
+            if key in self.known:
+                if not (replay and key in self.resumed):
+                    prog.handle("repeat", (key, sig))
             else:
-                self.known.add(sig)
-                _report_finding(self.cfg, firsts[sig], w, dict(ex.variant), self.opts, prog.handle, self.should_stop)
+                self.known.add(key)
+                _report_finding(self.cfg, firsts[key], w, dict(ex.variant), self.opts, prog.handle, self.should_stop)
 
     def finish(self) -> Summary:
         """Write the last statistics and the findings' index; the campaign's summary."""

@@ -3,7 +3,7 @@
     crashes/
       <signature>.pmfuzz     minimized reproducer (with its `expect:` line)
       <signature>.txt        human report
-      findings.json          per signature: count, first seen (seconds, exec)
+      findings.json          per root cause: count, first and last seen (seconds, exec), signatures
       stats.jsonl            one line of campaign statistics every few seconds
       corpus/                workloads that reached new coverage (reloaded on resume)
 
@@ -129,8 +129,9 @@ class CrashDir:
                 r = parse_reproducer(read_input(str(f), MAX_REPRODUCER_BYTES, "reproducer"), source=str(f))
             except PmfuzzError:
                 continue
-            if r.signature and str(r.signature) not in d.counts:
-                d.counts[str(r.signature)] = {"count": 1, "file": f.name}
+            key = r.cause or r.signature
+            if key and str(key) not in d.counts:
+                d.counts[str(key)] = {"count": 1, "file": f.name}
                 d._dirty = True
         return d
 
@@ -156,23 +157,43 @@ class CrashDir:
         self._dirty = True
         return {}
 
-    def known(self, signature: str) -> bool:
-        return signature in self.counts
+    def known(self, key: str) -> bool:
+        return key in self.counts
 
-    def record(self, signature: str, reproducer: str, report: str, *, elapsed: float, execs: int) -> Path:
-        name = slug(signature)
+    def record(
+        self, key: str, reproducer: str, report: str, *, elapsed: float, execs: int, signature: str = ""
+    ) -> Path:
+        """Write a finding under its key (a root cause; an index of older versions has signatures)."""
+        name = slug(key)
         atomic_write(self.path / f"{name}.pmfuzz", reproducer)
         atomic_write(self.path / f"{name}.txt", report)
-        entry = self.counts.setdefault(
-            signature, {"count": 0, "file": f"{name}.pmfuzz", "first_seconds": round(elapsed, 2), "first_exec": execs}
-        )
+        seen = {"first_seconds": round(elapsed, 2), "first_exec": execs}
+        entry = self.counts.setdefault(key, {"count": 0, "file": f"{name}.pmfuzz", **seen})
+        entry.setdefault("last_seconds", seen["first_seconds"])
+        entry.setdefault("last_exec", execs)
         entry["count"] = max(1, entry["count"])
+        self._add_signature(entry, key, signature)
         self._save()
         return self.path / f"{name}.pmfuzz"
 
-    def bump(self, signature: str) -> None:
-        self.counts.setdefault(signature, {"count": 0})["count"] += 1
+    def bump(self, key: str, signature: str = "", *, elapsed: float | None = None, execs: int | None = None) -> None:
+        """One more sighting of a known finding: counted, when, and under which signature (the crash's place)."""
+        entry = self.counts.setdefault(key, {"count": 0})
+        entry["count"] += 1
+        if elapsed is not None:
+            entry["last_seconds"] = round(elapsed, 2)
+        if execs is not None:
+            entry["last_exec"] = execs
+        self._add_signature(entry, key, signature)
         self._dirty = True
+
+    @staticmethod
+    def _add_signature(entry: dict, key: str, signature: str) -> None:
+        if signature and signature != key:
+            sigs = entry.setdefault("signatures", [])
+            if signature not in sigs and len(sigs) < 64:
+                sigs.append(signature)
+                sigs.sort()
 
     def _save(self) -> None:
         atomic_write(self.path / "findings.json", json.dumps(self.counts, indent=1, sort_keys=True) + "\n")

@@ -1,9 +1,11 @@
 """Shrink a finding: fewer ops, simpler arguments, then the fewest deviating lines, same signature.
 
 Delta debugging in the order that pays off first: cut the ops after the one
-the finding happened in; drop every op outside the dependency closure of the
-files it touched; drop single ops from the end, then single ops out of
-parallel groups; move arguments toward small,
+the finding happened in; shrink parallel groups (drop a group, keep one side,
+run it serially: a race finding that survives serializing is no race, and
+every candidate with a group costs a schedule search); drop every op outside
+the dependency closure of the files it touched; drop single ops from the end,
+then single ops out of parallel groups; move arguments toward small,
 block-aligned values; and last, keep in flight only the lines the violation
 needs. Every candidate is judged by the engine (focused on crash points that
 could give the signature), memoized by its text. A budget bounds the work;
@@ -57,6 +59,8 @@ class Minimized:
     """False if the budget ran out before a fixpoint."""
     before_ops: int
     before_deviations: int | None
+    stopped_in: str = ""
+    """The step the budget ran out in (empty when complete), for the reproducer's note."""
 
 
 class NotReproduced(Exception):
@@ -110,16 +114,27 @@ def minimize(
     best, best_f = workload, first
     before_dev = first.crash.deviations if first.crash else None
     complete = True
+    step = ["shrinking the ops"]
+    progress = [(best, best_f)]
     try:
-        best, best_f = _shrink_ops(best, best_f, judge)
+        best, best_f = _shrink_ops(best, best_f, judge, step, progress)
+        step[0] = "shrinking the crash state"
         crash, best_f = _shrink_state(best, best_f, judge)
     except _Out:
         complete = False
+        best, best_f = progress[-1]
         crash = best_f.crash.state if best_f.crash else None
-    return Minimized(best, best_f, crash, calls, time.monotonic() - t0, complete, len(workload), before_dev)
+    return Minimized(
+        best, best_f, crash, calls, time.monotonic() - t0, complete, len(workload), before_dev,
+        "" if complete else step[0],
+    )  # fmt: skip
 
 
-def _shrink_ops(w: Workload, f: Finding, judge) -> tuple[Workload, Finding]:
+def _shrink_ops(
+    w: Workload, f: Finding, judge, step: list[str], progress: list[tuple[Workload, Finding]]
+) -> tuple[Workload, Finding]:
+    """Shrink the ops to a fixpoint; `step` names the step under way and `progress` holds the best so far."""
+
     def attempt(ops: list[Op]) -> bool:
         nonlocal w, f
         if not ops or (len(ops) >= len(w.ops) and tuple(ops) == w.ops):
@@ -128,18 +143,32 @@ def _shrink_ops(w: Workload, f: Finding, judge) -> tuple[Workload, Finding]:
         hit = judge(cand)
         if hit is not None:
             w, f = cand, hit
+            progress.append((w, f))
             return True
         return False
 
     changed = True
     while changed:
         changed = False
+        step[0] = "cutting the ops after the crash"
         at = _top(w, f.op)
         if 0 <= at < len(w.ops) - 1:
             changed |= attempt(list(w.ops[: at + 1]))
+        step[0] = "shrinking parallel groups"
+        i = 0
+        while i < len(w.ops):
+            op = w.ops[i]
+            if isinstance(op, Parallel):
+                for cand in _group_shrinks(op):
+                    if attempt([*w.ops[:i], *cand, *w.ops[i + 1 :]]):
+                        changed = True
+                        break
+            i += 1
+        step[0] = "dropping ops outside the finding's files"
         keep = _closure(w, _top(w, f.op))
         if len(keep) < len(w.ops):
             changed |= attempt([op for i, op in enumerate(w.ops) if i in keep])
+        step[0] = "dropping single ops"
         i = len(w.ops) - 1
         while i >= 0:
             if len(w.ops) > 1 and attempt([op for j, op in enumerate(w.ops) if j != i]):
@@ -150,6 +179,7 @@ def _shrink_ops(w: Workload, f: Finding, judge) -> tuple[Workload, Finding]:
                 if attempt([*w.ops[:i], *smaller, *w.ops[i + 1 :]]):
                     changed = True
                     break
+        step[0] = "simplifying arguments"
         for i in range(len(w.ops)):
             for simpler in _simpler(w.ops[i]):
                 if attempt([simpler if j == i else op for j, op in enumerate(w.ops)]):
@@ -168,6 +198,14 @@ def _top(w: Workload, flat: int) -> int:
         if flat < seen:
             return top
     return len(w.ops)
+
+
+def _group_shrinks(op: Parallel) -> list[list[Op]]:
+    """A group's cheapest replacements first: nothing, one side alone, its ops serially (in order, then reversed)."""
+    out: list[list[Op]] = [[]]
+    out += [[side] for side in op.ops]
+    out += [list(op.ops), list(reversed(op.ops))]
+    return out
 
 
 def _ungrouped(op: Op) -> list[list[Op]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -160,12 +161,16 @@ class Progress:
             self.corpus.add(parse(text))
             self.features.update(feats)
         elif kind == "repeat":
-            self.crashes.bump(value)
+            key, sig = value
+            self.crashes.bump(key, sig, elapsed=self.elapsed(), execs=s.execs)
         elif kind == "finding":
             sig, repro, report, final = value
             fresh = not self.crashes.known(sig)
             try:
-                path = self.crashes.record(sig, repro, report, elapsed=self.elapsed(), execs=s.execs)
+                found_as = re.search(r"^# signature: (.+)$", repro, re.M)
+                path = self.crashes.record(
+                    sig, repro, report, elapsed=self.elapsed(), execs=s.execs, signature=found_as[1] if found_as else ""
+                )
             finally:
                 if fresh and self.crashes.known(sig):
                     s.new.append(sig)  # counted as new even when a later write of it failed
@@ -178,7 +183,7 @@ class Progress:
                 self._line(f"new finding: {sig}  -> {path}")
             elif final:
                 self._line(f"  minimized: {path.name} ({report.splitlines()[0] if report else ''})")
-            if final and self.cfg.pictures and not sig.startswith(f"{OracleName.TARGET_ERROR.value}:"):
+            if final and self.cfg.pictures and oracle_of(sig) != OracleName.TARGET_ERROR.value:
                 self._picture(path)
         elif kind == "warning":
             self._line(f"warning: {value}")
@@ -259,11 +264,13 @@ def summary_text(s: Summary, crashes: Path) -> str:
         f"stopped ({s.stopped}) after {s.elapsed:.0f} s: {s.execs} execs ({eps:.1f}/s), "
         f"{s.states} crash states judged, corpus {s.corpus}, coverage {s.coverage}",
         _forms_line(s.forms),
-        f"findings: {len(s.findings)} unique ({len(s.new)} new this run) in {crashes}/",
+        f"findings: {len(s.findings)} root cause(s) ({len(s.new)} new this run) in {crashes}/",
     ]
-    for sig, info in sorted(s.findings.items()):
-        mark = "new " if sig in s.new else "    "
-        lines.append(f"  {mark}{sig}  x{info.get('count', 1)}  {info.get('file', '')}")
+    for key, info in sorted(s.findings.items()):
+        mark = "new " if key in s.new else "    "
+        n = len(info.get("signatures", ()))
+        where = f"  at {n} crash sites" if n > 1 else ""
+        lines.append(f"  {mark}{key}  x{info.get('count', 1)}{where}  {info.get('file', '')}")
     if s.error:
         lines.append(f"stopped early: {s.error} (everything written before is kept)")
     return "\n".join(lines)

@@ -10,19 +10,19 @@ one file end a `regress` run: its errors come back as part of its outcome.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ..errors import PmfuzzError, clip
 from ..judging.repro import CLEAN, Reproducer, parse_reproducer
 from ..lang.limits import MAX_REPRODUCER_BYTES, read_input
-from ..target import admit, make_target
+from ..target import admit, make_target, parse_target_spec
 from ..verdict import DEFAULT_OP_TIMEOUT
 
 if TYPE_CHECKING:
     from ..judging.engine import Verdict
 
-__all__ = ["Outcome", "expectation_met", "load_reproducer", "replay_outcome", "run_reproducer"]
+__all__ = ["Outcome", "expectation_met", "load_reproducer", "replay_against", "replay_outcome", "run_reproducer"]
 
 
 def load_reproducer(path: str) -> Reproducer:
@@ -86,3 +86,41 @@ def replay_outcome(
     except (Exception, SystemExit) as e:  # a bug of pmfuzz, or a target that exits: keep going, say which
         return Outcome("", False, f"{type(e).__name__}: {clip(str(e), 200)}", bug=not isinstance(e, SystemExit))
     return Outcome("clean" if v.clean else ",".join(sorted(v.oracles())), expectation_met(r, v))
+
+
+@dataclass(frozen=True)
+class Against:
+    """A finding replayed on another target configuration: is it still there?"""
+
+    reproducer: Reproducer
+    """The reproducer as run: the other target, every crash point, every schedule."""
+    verdict: Verdict
+    wanted: frozenset[str]
+    """The oracles whose finding means "still there" (empty: any finding)."""
+    still: bool
+    same_cause: bool
+
+    def summary(self) -> str:
+        where = f"against `{self.reproducer.target}`"
+        what = ", ".join(sorted(self.wanted)) or "finding"
+        if not self.still:
+            return f"{where}: gone (no {what} in {self.verdict.stats.distinct} crash states)"
+        cause = " (same root cause)" if self.same_cause else " (another root cause)"
+        return f"{where}: still there: {what}{cause}"
+
+
+def replay_against(r: Reproducer, target: str, **options) -> Against:
+    """Replay a reproducer on another target configuration (such as the design without the bug).
+
+    Its crash state and schedule name states of its own trace, so here every crash point and every
+    schedule are judged; the finding is still there if the oracles it expects fire.
+    """
+    other = replace(r, target=parse_target_spec(target), crash=None, schedule=None)
+    v = run_reproducer(other, **options)
+    wanted = {str(x) for x in (r.expect or ()) if x != CLEAN}
+    named = r.cause or r.signature
+    if not wanted and named is not None:
+        wanted = {str(named.oracle)}
+    got = v.findings if not wanted else [f for f in v.findings if str(f.oracle) in wanted]
+    same = r.cause is not None and any(f.root_cause == r.cause for f in got)
+    return Against(other, v, frozenset(wanted), bool(got), same)

@@ -55,7 +55,7 @@ def report_finding(
     stop: Callable[[], bool],
 ) -> None:
     """Emit a new finding at once as found, then minimized: a kill during minimizing still leaves a reproducer."""
-    sig = f.signature_text
+    key = str(f.root_cause)
     target = make_target(cfg.target, **variant)
     spec = TargetSpec(cfg.target.name, tuple(target.options().items()))
     raw = Reproducer(
@@ -67,10 +67,11 @@ def report_finding(
         schedule=f.schedule,
         eadr_points=cfg.eadr_points,
         expect=(f.oracle.value,),
-        signature=sig,
+        signature=f.signature,
+        cause=f.root_cause,
         notes=(NOT_MINIMIZED,),
     )
-    emit("finding", (sig, format_reproducer(raw), f"{f.oracle.value}: {f.message}\n", False))
+    emit("finding", (key, format_reproducer(raw), f"{f.oracle.value}: {f.message}\n", False))
     _minimize(cfg, raw, f, lambda: make_target(cfg.target, **variant), opts, emit, stop)
 
 
@@ -83,7 +84,11 @@ def _minimize(
     emit: Emit,
     stop: Callable[[], bool],
 ) -> None:
-    """Minimize `raw` keeping `f`'s signature, and emit the result as the finding's final reproducer."""
+    """Minimize `raw` keeping `f`'s signature, and emit the result as the finding's final reproducer.
+
+    It is emitted under the key it was found under: its cause (a reproducer of an older version, its signature).
+    """
+    key = str(raw.cause or raw.signature or f.root_cause)
     sig = f.signature_text
     budget = MinimizeBudget(cfg.minimize_checks, cfg.minimize_seconds, stop)
     try:
@@ -92,16 +97,16 @@ def _minimize(
         emit("warning", f"{sig}: {e}; kept unminimized")
         r = replace(raw, notes=(f"not minimized: {e}",))
         v = check(make(), raw.workload, replace(opts, crash=raw.crash, schedule=raw.schedule))
-        emit("finding", (sig, format_reproducer(r), format_report(v, r), True))
+        emit("finding", (key, format_reproducer(r), format_report(v, r), True))
         return
     if stop() and not m.complete:
         return  # interrupted: leave the file as found, so that a resumed campaign minimizes it
     note = f"minimized from {m.before_ops} to {len(m.workload)} ops in {m.checks} checks" + (
-        "" if m.complete else " (budget spent: stopped early)"
+        "" if m.complete else f" (budget spent: stopped early, {m.stopped_in})"
     )
     r = replace(raw, workload=m.workload, crash=m.crash, schedule=m.finding.schedule, notes=(note,))
     v = check(make(), m.workload, replace(opts, crash=m.crash, schedule=m.finding.schedule, features=False))
-    emit("finding", (sig, format_reproducer(r), format_report(v, r), True))
+    emit("finding", (key, format_reproducer(r), format_report(v, r), True))
 
 
 def unminimized(crashes: Path, target_name: str) -> list[Reproducer]:
@@ -138,7 +143,7 @@ def resume_unminimized(cfg: CampaignConfig, opts: Options, emit: Emit, stop: Cal
         if f is None:
             emit("warning", f"{raw.signature}: does not reproduce on resume; kept unminimized")
             r = replace(raw, notes=("not minimized: it did not reproduce when the campaign resumed",))
-            emit("finding", (raw.signature, format_reproducer(r), format_report(v, r), True))
+            emit("finding", (str(raw.cause or raw.signature), format_reproducer(r), format_report(v, r), True))
             continue
         emit("warning", f"{raw.signature}: minimizing it now (a previous run was stopped first)")
         _minimize(cfg, raw, f, make, here, emit, stop)

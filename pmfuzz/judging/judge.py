@@ -21,6 +21,7 @@ from ..pmem import LINE, CrashImage, CrashPoint, CrashState, PMem, PointKind, St
 from ..signature import Signature, top_site
 from ..target import MountedFS, metadata_ranges
 from ..verdict import CrashSite, Finding, Findings, Options, StateChoice, Stats, Verdict
+from .cause import crash_cause
 
 __all__ = ["judge", "HUNG"]
 
@@ -64,7 +65,11 @@ class _Judge:
             and (old.crash.deviations <= here.state.deviations)
         ):
             return
-        self.findings.add(here.finding(oracle, message, evidence, tb))
+        f = here.finding(oracle, message, evidence, tb)
+        if here.fs is not None:
+            p = here.point
+            f = replace(f, cause=crash_cause(oracle, message, evidence, p, here.state, here.fs, p.timeline.events))
+        self.findings.add(f)
 
     def verdict(self, skip_before: int) -> Verdict:
         run, opts, stats = self.run, self.opts, self.stats
@@ -195,6 +200,7 @@ class _Judge:
                 self.add_crash(here, v)
                 point_hung = point_hung or isinstance(v, _Hung)
             hit.patch(ch)
+            here.fs = hit.fs
             cctx = CrashContext(hit.fs, expect, verdicts=hit.verdicts)
             for o in self.data_oracles:
                 for v in _run_oracle(o, cctx, opts.op_timeout, target.name):
@@ -241,10 +247,12 @@ class _Mounted:
 class _Here:
     """Where the judge is: builds findings with their crash site (outcomes computed only when needed)."""
 
-    __slots__ = ("op_kind", "op_text", "point", "state")
+    __slots__ = ("fs", "op_kind", "op_text", "point", "state")
 
     def __init__(self, point: CrashPoint, state: CrashState, op_text: str, op_kind: str) -> None:
         self.point, self.state, self.op_text, self.op_kind = point, state, op_text, op_kind
+        self.fs: MountedFS | None = None
+        """The recovered file system with this state's data, once the data oracles read it."""
 
     def signature(self, oracle: OracleName) -> Signature:
         if self.point.kind is PointKind.END:

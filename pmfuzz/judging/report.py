@@ -12,6 +12,7 @@ def format_finding(f: Finding, n: int | None = None) -> str:
     head = f"[{f.oracle.value}] {f.message}"
     lines = [head if n is None else f"{n}. {head}"]
     lines.append(f"   signature: {f.signature_text}")
+    lines.append(f"   cause: {f.root_cause}")
     if f.crash is not None:
         c = f.crash
         op = f"op {c.op} `{c.op_text}`" if c.op >= 0 else "before the first op"

@@ -16,7 +16,7 @@ with the defaults; a header key in it (or after the first op, or before the
 version line) is an error, never a silently ignored comment. Every op must
 fit in the device (`device:`, 8M by default, at most 256M). Keys:
 target, domain, device, crash, schedule (of the parallel groups), eadr-points, expect (`clean` or oracle names,
-comma-separated), signature and note (informational).
+comma-separated), signature, cause and note (informational).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from ..execution.interleave import Schedule
 from ..lang.limits import check_device_size, parse_size, workload_overflow
 from ..lang.workload import Workload, format_workload, parse
 from ..pmem import Domain, EadrPoints, StateId
-from ..signature import Signature
+from ..signature import Cause, Signature
 from ..target import TargetSpec, parse_target_spec
 
 __all__ = ["Reproducer", "parse_reproducer", "format_reproducer", "VERSION_LINE", "CLEAN", "Expect"]
@@ -43,7 +43,7 @@ Expect = enum.StrEnum("Expect", [("CLEAN", "clean"), *((o.name, o.value) for o i
 """What a reproducer's `# expect:` line may name: `clean`, or the oracles that must fire (one per OracleName)."""
 Expect.__module__ = __name__
 CLEAN = Expect.CLEAN
-_KEYS = ("target", "domain", "device", "crash", "schedule", "eadr-points", "expect", "signature", "note")
+_KEYS = ("target", "domain", "device", "crash", "schedule", "eadr-points", "expect", "signature", "cause", "note")
 _HEADER = re.compile(r"^#\s*([A-Za-z][\w-]*)\s*:\s*(.*?)\s*$")
 _CRASH = re.compile(r"^[FCSDOE][0-9]*(:.+)?$")
 MAX_HEADER_VALUE = 4096
@@ -63,6 +63,8 @@ class Reproducer:
     expect: tuple[Expect, ...] | None = None
     """None: no expectation; (Expect.CLEAN,) or oracles."""
     signature: Signature | None = None
+    cause: Cause | None = None
+    """The root cause the finding was grouped under (informational, as the signature is)."""
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -71,6 +73,8 @@ class Reproducer:
             object.__setattr__(self, "crash", StateId.parse(self.crash))
         if isinstance(self.signature, str):
             object.__setattr__(self, "signature", Signature.parse(self.signature))
+        if isinstance(self.cause, str):
+            object.__setattr__(self, "cause", Cause.parse(self.cause))
         if self.expect is not None:
             object.__setattr__(self, "expect", tuple(Expect(x) for x in self.expect))
 
@@ -102,6 +106,8 @@ def format_reproducer(r: Reproducer) -> str:
         lines.append(f"# expect: {', '.join(x.value for x in r.expect)}")
     if r.signature:
         lines.append(f"# signature: {r.signature}")
+    if r.cause:
+        lines.append(f"# cause: {r.cause}")
     lines += [f"# note: {n}" for n in r.notes]
     return "\n".join(lines) + "\n" + format_workload(r.workload)
 
@@ -221,6 +227,11 @@ def _header(key: str, value: str, kw: dict[str, object], notes: list[str], fail)
     elif key == "signature":
         try:
             kw["signature"] = Signature.parse(value)
+        except PmfuzzError as e:
+            raise fail(str(e)) from None
+    elif key == "cause":
+        try:
+            kw["cause"] = Cause.parse(value)
         except PmfuzzError as e:
             raise fail(str(e)) from None
     else:

@@ -20,9 +20,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
+from ..errors import PmfuzzError
 from ..judging.engine import Finding, Verdict
 from ..judging.repro import Reproducer
 from ..pmem import LINE
+from ..signature import Cause, How
 from .output import save_figure
 from .scene import BLOCK, BadKind, InFlightLine, LineFate, Region, Scene, build_scene
 
@@ -128,14 +130,15 @@ def finding_figure(scene: Scene) -> Figure:
     fig.text(
         0.012,
         1 - y / total,
-        f"[{scene.oracle.value}]  {scene.signature}   —   "
+        f"[{scene.oracle.value}]  {_cause_text(scene)}   —   "
         + (f"crash state {scene.state}" if scene.crashed else "no crash"),
         fontsize=14,
         fontweight="bold",
         va="top",
     )
     fig.text(0.012, 1 - (y + 0.4) / total, _clip(scene.message, 150), fontsize=10.5, va="top")
-    fig.text(0.012, 1 - (y + 0.68) / total, _clip(scene.crash_text, 170), fontsize=9, color="#333333", va="top")
+    seen = f"signature {scene.signature}: " if scene.cause else ""
+    fig.text(0.012, 1 - (y + 0.68) / total, _clip(seen + scene.crash_text, 170), fontsize=9, color="#333333", va="top")
     fig.text(
         0.012,
         1 - (y + 0.9) / total,
@@ -473,3 +476,23 @@ def render_picture(
     """Write the picture of a reproducer's finding to `out` (PNG); re-runs its crash state to see it."""
     scene = build_scene(r, verdict, finding)
     return save_figure(finding_figure(scene), out, dpi)
+
+
+def _cause_text(scene: Scene) -> str:
+    """The headline: what went wrong, in words, as the finding's cause knows it."""
+    if not scene.cause:
+        return scene.signature
+    try:
+        c = Cause.parse(scene.cause)
+    except PmfuzzError:
+        return scene.cause
+    words = {
+        How.LOST: f"lost store of {c.where}",
+        How.WRITTEN: f"wrong value written by {c.where}",
+        How.NEVER_WRITTEN: "media nobody wrote",
+        How.UNMAPPED: "block map lost",
+        How.DROPPED: f"dropped lines of {c.where}",
+        How.AT: f"at {c.where}",
+        How.RULE: c.where,
+    }
+    return words[c.how]

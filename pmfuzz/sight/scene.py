@@ -151,6 +151,8 @@ class Scene:
     signature: str
     message: str
     state: str
+    cause: str
+    """The finding's root cause (`oracle/how/where`): what the headline names."""
     crash_text: str
     target: str
     device_size: int
@@ -367,6 +369,7 @@ def build_scene(r: Reproducer, verdict: Verdict | None = None, finding: Finding 
     return Scene(
         oracle=f.oracle,
         signature=f.signature_text,
+        cause=str(f.root_cause),
         message=f.message,
         state=str(state_id) if state_id is not None else NO_CRASH,
         crash_text=_crash_text(f),

@@ -1,0 +1,138 @@
+"""A crash finding's cause, read off its evidence: which store the crash lost, or which store wrote the wrong word.
+
+A signature says where the crash fell, and one bug shows at every crash point that reveals it
+(a zeroing made durable too late shows at the write, the fault, the fsync and the persist after
+it). The cause follows the first wrong word instead: its device address (from the recovered
+file system's block map, or from the poison it reads, which encodes its own address), then
+the first store to that word the image does not hold -- dropped in flight, or issued later in
+the same op -- and that store's code site. One bug, one cause, wherever the crash fell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from oracles import Evidence, OracleName
+
+from ..lang.data import WordKind, decode
+from ..lang.workload import BLOCK_SIZE
+from ..pmem import CrashPoint, CrashState, Event
+from ..signature import Cause, How, rule_of, top_site
+from ..target import MountedFS, file_blocks
+
+__all__ = ["crash_cause", "code_of"]
+
+_LOG_PHASES = frozenset({"log_write", "log_tail", "flush", "commit_record", "checkpoint"})
+"""Phases of a log push: the site names its caller first (`xfs_file_fsync.flush`), the code is the log's."""
+
+_UNKNOWN = -1
+
+
+def code_of(site: str) -> str:
+    """The code a store's site names, without the caller a log push carries in front of its phase."""
+    head, _, phase = site.rpartition(".")
+    if head and phase in _LOG_PHASES:
+        return f"xlog.{phase}"
+    return site
+
+
+def crash_cause(
+    oracle: OracleName,
+    message: str,
+    evidence: tuple,
+    point: CrashPoint,
+    state: CrashState,
+    fs: MountedFS,
+    trace: Sequence[Event],
+) -> Cause:
+    """The cause of one crash violation, as far as its first wrong word and the trace tell."""
+    ev = next((e for e in evidence if isinstance(e, Evidence)), None)
+    if ev is None:
+        return Cause(oracle, How.RULE, rule_of(message))
+    off = ev.start - ev.start % 8
+    addr = _device_address(fs, ev.file, off)
+    if addr is None:
+        return Cause(oracle, How.UNMAPPED, "")
+    if addr == _UNKNOWN:
+        dropped = _dropped_site(point, state, trace)
+        if dropped:
+            return Cause(oracle, How.DROPPED, code_of(dropped))
+        return Cause(oracle, How.AT, "end" if point.spec.seq is None else top_site(point.site))
+    lost = _lost_store(addr, point, state, trace)
+    if lost is not None:
+        return Cause(oracle, How.LOST, code_of(lost.site))
+    word = _read_word(fs, ev.file, off)
+    if word is not None and decode(word).kind is WordKind.DATA:
+        writer = _writer(addr, word, point, trace)
+        if writer is not None:
+            return Cause(oracle, How.WRITTEN, code_of(writer.site))
+    return Cause(oracle, How.NEVER_WRITTEN, "")
+
+
+def _read_word(fs: MountedFS, name: str, off: int) -> int | None:
+    raw = bytes(fs.read(name, off, 8))
+    if len(raw) < 8:
+        return None
+    return int.from_bytes(raw, "little")
+
+
+def _device_address(fs: MountedFS, name: str, off: int) -> int | None:
+    """The word's device address; None if it reads as a hole (or unwritten), `_UNKNOWN` if the target does not say."""
+    blocks = file_blocks(fs, name, off + 8)
+    if blocks is not None:
+        base = off - off % BLOCK_SIZE
+        for foff, dev, unwritten in blocks:
+            if foff == base:
+                return None if dev is None or unwritten else dev + off - base
+        return None
+    word = _read_word(fs, name, off)
+    if word is not None:
+        d = decode(word)
+        if d.kind is WordKind.POISON:
+            return d.offset
+    return _UNKNOWN
+
+
+def _lost_store(addr: int, point: CrashPoint, state: CrashState, trace: Sequence[Event]) -> Event | None:
+    """The first store to the word at `addr` that the image lacks: dropped in flight, else later in the crash's op."""
+    word, line = addr // 8, addr // 64
+    seqs = []
+    for gi, g in enumerate(point.groups):
+        if line not in g.lines:
+            continue
+        kept = set(g.kept(state.choices[gi]))
+        seqs += [u.piece.seq for j, u in enumerate(g.units) if j not in kept and u.word == word]
+    if seqs:
+        return trace[min(seqs)]
+    at = point.spec.seq
+    if at is None:
+        return None
+    for e in trace[at + 1 :]:
+        if e.op != point.op:
+            break
+        if e.kind.is_store and e.addr < addr + 8 and addr < e.addr + e.size:
+            return e
+    return None
+
+
+def _writer(addr: int, word: int, point: CrashPoint, trace: Sequence[Event]) -> Event | None:
+    """The last store before the crash that wrote `word` at `addr`."""
+    end = len(trace) if point.spec.seq is None else point.spec.seq
+    want = word.to_bytes(8, "little")
+    for e in reversed(trace[:end]):
+        inside = e.kind.is_store and e.data is not None and e.addr <= addr and addr + 8 <= e.addr + e.size
+        if inside and e.data[addr - e.addr : addr - e.addr + 8] == want:
+            return e
+    return None
+
+
+def _dropped_site(point: CrashPoint, state: CrashState, trace: Sequence[Event]) -> str:
+    """The site of the earliest store the state dropped, for targets that do not map words to the device."""
+    first: int | None = None
+    for gi in state.deviation_groups:
+        g = point.groups[gi]
+        kept = set(g.kept(state.choices[gi]))
+        for j, u in enumerate(g.units):
+            if j not in kept and (first is None or u.piece.seq < first):
+                first = u.piece.seq
+    return "" if first is None else trace[first].site

@@ -1,0 +1,221 @@
+"""Root causes: one bug is one cause wherever the crash fell; triage and replay --against from the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from oracles import OracleName
+from pmfuzz.errors import PmfuzzError
+from pmfuzz.fuzzing.campaign import CampaignConfig, run_campaign
+from pmfuzz.judging.engine import Options, check
+from pmfuzz.judging.repro import Reproducer, format_reproducer, parse_reproducer
+from pmfuzz.lang.workload import parse
+from pmfuzz.signature import Cause, How, oracle_of, rule_of
+from pmfuzz.target import TargetSpec, make_target
+
+ROOT = Path(__file__).resolve().parent.parent
+
+ZERO_AFTER_COMMIT = """create f0
+truncate f0 8192
+write f0 100 200
+fsync f0
+create f1
+mmap m0 f1 0 4096 sync
+truncate f1 4096
+fault m0 0 write
+store m0 0 64
+persist m0 0 64
+"""
+ZAC = "daxfs design=zero bugs=zero-after-commit cil=eager"
+
+
+def all_findings(spec: str, text: str) -> list:
+    """Every finding of every crash site (one per signature, each its least deviating state)."""
+    v = check(make_target(spec), parse(text), Options(max_states=64, exhaustive_upto=64))
+    return list(v.findings)
+
+
+def test_one_bug_is_one_cause_at_every_crash_site() -> None:
+    stale = [f for f in all_findings(ZAC, ZERO_AFTER_COMMIT) if f.oracle is OracleName.STALE_EXPOSURE]
+    assert len({f.signature for f in stale}) >= 3, "the workload must reveal the bug at several crash sites"
+    assert len({f.op_kind for f in stale}) >= 3, "through the write, the fault and the fsync or persist after them"
+    assert {f.root_cause for f in stale} == {Cause(OracleName.STALE_EXPOSURE, How.LOST, "xfs_zero_extent")}
+
+
+def test_the_cause_names_the_lost_store_of_each_bug() -> None:
+    """Different bugs, different causes: the store each one fails to make durable in time."""
+    fsync = all_findings(
+        "daxfs design=zero bugs=fsync-no-flush cil=lazy",
+        "create f0\nwrite f0 0 4096\nfsync f0\nmmap m0 f0 0 4096\nstore m0 0 64\nfsync f0\n",
+    )
+    causes = {f.root_cause for f in fsync if f.oracle is OracleName.DURABILITY}
+    assert causes == {Cause(OracleName.DURABILITY, How.LOST, "user_store")}
+    cow = all_findings(
+        "daxfs design=zero bugs=cow-remap-before-copy cil=eager",
+        "create f0\nwrite f0 0 8192\nfsync f0\ncreate f1\nreflink f0 f1\nwrite f1 100 200\nfsync f1\n",
+    )
+    cow_causes = {f.root_cause for f in cow if f.oracle is OracleName.COW_ATOMICITY}
+    assert cow_causes and all(c.how is How.LOST and c.where.startswith("dax_") for c in cow_causes)
+
+
+def test_a_correct_design_has_no_cause_to_report() -> None:
+    assert all_findings("daxfs design=zero cil=eager", ZERO_AFTER_COMMIT) == []
+
+
+@given(
+    st.sampled_from(list(OracleName)),
+    st.sampled_from(list(How)),
+    st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=40).filter(lambda s: s.strip() == s),
+)
+def test_cause_text_round_trips(oracle: OracleName, how: How, where: str) -> None:
+    c = Cause(oracle, how, where if where != "-" else "")
+    assert Cause.parse(str(c)) == c
+    assert oracle_of(str(c)) == oracle.value
+
+
+def test_a_malformed_cause_is_one_clear_error() -> None:
+    with pytest.raises(PmfuzzError, match="oracle/how/where"):
+        Cause.parse("stale-exposure")
+    with pytest.raises(PmfuzzError, match="names an oracle"):
+        Cause.parse("no-such-oracle/lost/x")
+    text = "# pmfuzz reproducer v1\n# cause: stale-exposure/sometimes/x\ncreate f0\n"
+    with pytest.raises(PmfuzzError, match=r"^2: a cause names"):
+        parse_reproducer(text)
+
+
+@given(st.integers(0, 10**9), st.integers(0, 10**9), st.integers(0, 7), st.integers(0, 7))
+def test_rules_do_not_depend_on_numbers_or_names(a: int, b: int, f: int, g: int) -> None:
+    def msg(n: int, m: int, x: int) -> str:
+        return f"fsck: block {n}: refcount {m} but mapped by f{x} (allowed: [{n}, {m}])"
+
+    assert rule_of(msg(a, b, f)) == rule_of(msg(b, a, g)) == "fsck: block N: refcount N but mapped by F"
+
+
+def test_rules_of_different_messages_differ() -> None:
+    assert rule_of("f0 recovered with size 4096, older than durable") != rule_of("f0 is missing after recovery")
+
+
+def pmfuzz(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pmfuzz", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def old_style_directory(tmp: Path) -> list[str]:
+    """A crashes directory as an older version wrote it: one reproducer per signature, no cause lines."""
+    stale = [f for f in all_findings(ZAC, ZERO_AFTER_COMMIT) if f.oracle is OracleName.STALE_EXPOSURE]
+    index = {}
+    for i, f in enumerate(stale):
+        r = Reproducer(
+            parse(ZERO_AFTER_COMMIT),
+            target=TargetSpec("daxfs", (("design", "zero"), ("bugs", "zero-after-commit"), ("cil", "eager"))),
+            crash=f.crash.state,
+            expect=("stale-exposure",),
+            signature=f.signature,
+        )
+        (tmp / f"old{i}.pmfuzz").write_text(format_reproducer(r))
+        index[str(f.signature)] = {"count": 3, "file": f"old{i}.pmfuzz", "first_seconds": float(i), "first_exec": i}
+    (tmp / "findings.json").write_text(json.dumps(index))
+    return [str(f.signature) for f in stale]
+
+
+def test_triage_groups_an_older_directory_by_root_cause(tmp_path: Path) -> None:
+    sigs = old_style_directory(tmp_path)
+    assert len(sigs) >= 2
+    res = pmfuzz("triage", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith(f"1 root cause(s) in {tmp_path}/ ({len(sigs)} reproducer(s))")
+    assert "stale-exposure/lost/xfs_zero_extent" in lines[2] and f"{3 * len(sigs)}" in lines[2].split()
+    res = pmfuzz("triage", "--json", str(tmp_path))
+    [group] = json.loads(res.stdout)["causes"]
+    assert group["count"] == 3 * len(sigs) and sorted(group["signatures"]) == sorted(sigs)
+    assert group["oracle"] == "stale-exposure" and group["first_seconds"] == 0.0
+    assert group["last_seconds"] == float(len(sigs) - 1)
+
+
+def test_triage_without_replay_keeps_older_findings_by_signature(tmp_path: Path) -> None:
+    sigs = old_style_directory(tmp_path)
+    res = pmfuzz("triage", "--no-replay", "--json", str(tmp_path))
+    assert sorted(g["cause"] for g in json.loads(res.stdout)["causes"]) == sorted(sigs)
+
+
+def test_triage_of_a_missing_directory_is_one_line(tmp_path: Path) -> None:
+    res = pmfuzz("triage", str(tmp_path / "nope"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+
+
+def test_a_campaign_files_findings_by_root_cause(tmp_path: Path) -> None:
+    cfg = CampaignConfig(
+        target=TargetSpec("daxfs", (("design", "zero"), ("bugs", "zero-after-commit"))),
+        seed=1,
+        max_execs=30,
+        corpus=None,
+        crashes=tmp_path,
+        quiet=True,
+        pictures=False,
+    )
+    s = run_campaign(cfg)
+    assert s.findings
+    for key, entry in s.findings.items():
+        cause = Cause.parse(key)
+        r = parse_reproducer((tmp_path / entry["file"]).read_text())
+        assert r.cause == cause and str(r.signature) in entry["signatures"]
+        assert entry["first_exec"] <= entry["last_exec"]
+    res = pmfuzz("triage", str(tmp_path))
+    assert res.returncode == 0 and res.stdout.startswith(f"{len(s.findings)} root cause(s)")
+
+
+def test_replay_against_the_design_without_the_bug(tmp_path: Path) -> None:
+    path = ROOT / "corpora" / "regression" / "zero-after-commit.pmfuzz"
+    gone = pmfuzz("replay", str(path), "--against", "daxfs design=zero cil=eager")
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert gone.stdout.splitlines()[-1].startswith("against `daxfs design=zero cil=eager`: gone (no stale-exposure")
+    r = parse_reproducer(path.read_text())
+    v = check(make_target(r.target), r.workload, Options(crash=r.crash))
+    here = tmp_path / "with-cause.pmfuzz"
+    here.write_text(format_reproducer(replace(r, cause=v.findings[0].root_cause)))
+    still = pmfuzz(
+        "replay", str(here), "--against", "daxfs design=zero bugs=zero-after-commit,fsync-no-flush cil=eager"
+    )
+    assert still.returncode == 1
+    assert still.stdout.splitlines()[-1].endswith("still there: stale-exposure (same root cause)")
+    bad = pmfuzz("replay", str(path), "--against", "daxfs design=nosuch")
+    assert bad.returncode == 2 and "nosuch" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_minimizing_drops_a_parallel_group_the_finding_does_not_need() -> None:
+    from pmfuzz.fuzzing.minimize import minimize
+    from pmfuzz.lang.workload import Parallel
+
+    w = parse(
+        "create f0\ncreate f1\nwrite f1 0 4096\nmmap m1 f1 0 4096\n"
+        "parallel { store m1 0 64 ; write f1 100 64 }\ntruncate f0 8192\nwrite f0 100 200\nfsync f0\n"
+    )
+    target = make_target(ZAC)
+    f = next(f for f in check(target, w, Options()).findings if f.oracle is OracleName.STALE_EXPOSURE)
+    m = minimize(target, w, f.signature)
+    assert m.complete and m.stopped_in == ""
+    assert not any(isinstance(op, Parallel) for op in m.workload.ops)
+    assert len(m.workload) <= 4 and m.finding.signature == f.signature
+
+
+def test_a_minimizer_out_of_budget_keeps_its_progress_and_says_where_it_stopped() -> None:
+    from pmfuzz.fuzzing.minimize import MinimizeBudget, minimize
+
+    w = parse(
+        "create f0\ntruncate f0 8192\nwrite f0 100 200\nfsync f0\ncreate f1\nwrite f1 0 10\nsync\n"
+        "create f2\nwrite f2 0 4096\nfsync f2\n"
+    )
+    target = make_target(ZAC)
+    f = next(f for f in check(target, w, Options()).findings if f.signature.op_kind == "write")
+    m = minimize(target, w, f.signature, budget=MinimizeBudget(checks=3))
+    assert not m.complete and m.stopped_in
+    assert len(m.workload) < len(w), "the cut after the crash succeeded before the budget ran out"
+    assert any(x.signature == f.signature for x in check(target, m.workload, Options()).findings)
