@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from oracles import CrashContext, Oracle, OracleName, Phase, Violation, default_oracles
+from oracles import CrashContext, CrashOracle, OracleName, Phase, Violation, default_oracles, is_crash_oracle
 from pmfuzz.judging.engine import Options, check
 from pmfuzz.lang.workload import parse
 from pmfuzz.reference import Reference
@@ -78,7 +78,7 @@ class CowBlock:
     metadata_only = False
 
     def __init__(
-        self, inner: list[Oracle], op: int, blocks: tuple[int, ...], old: bytes, new: bytes, tally: Tally
+        self, inner: list[CrashOracle], op: int, blocks: tuple[int, ...], old: bytes, new: bytes, tally: Tally
     ) -> None:
         self.inner, self.op, self.blocks, self.tally = inner, op, blocks, tally
         self.old = np.frombuffer(old, dtype="<u8").reshape(len(blocks), 512)
@@ -138,7 +138,7 @@ def run(spec: str, name: str, states: int, domain: str) -> Tally:
     tally = Tally()
     t = make_target(spec)
     size = getattr(t, "device_size", 8 << 20)
-    data = [o for o in default_oracles() if o.phase is Phase.CRASH and not o.metadata_only]
+    data = [o for o in default_oracles() if is_crash_oracle(o) and not o.metadata_only]
     cow = CowBlock(data, op, blocks, old, new, tally)
     cow.guarantees = t.guarantees
     others = [o for o in default_oracles() if o not in data]

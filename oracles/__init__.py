@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeGuard, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -31,6 +31,11 @@ __all__ = [
     "CrashContext",
     "VerdictCache",
     "Oracle",
+    "RunOracle",
+    "CrashOracle",
+    "AnyOracle",
+    "is_run_oracle",
+    "is_crash_oracle",
     "register",
     "default_oracles",
 ]
@@ -151,9 +156,13 @@ class CrashContext:
         return hit
 
 
+Ctx = TypeVar("Ctx", contravariant=True)
+
+
 @runtime_checkable
-class Oracle(Protocol):
-    """One check over a run (`Phase.RUN`) or a recovered crash state (`Phase.CRASH`).
+class Oracle(Protocol[Ctx]):
+    """One check over a run (`Phase.RUN`, given a `RunContext`) or a recovered crash state (`Phase.CRASH`,
+    given a `CrashContext`).
 
     `metadata_only` says the check reads only names, sizes and fsck, never file data: the judge then
     runs it once per metadata state and shares its verdict with the states that differ only in data.
@@ -164,20 +173,35 @@ class Oracle(Protocol):
     phase: Phase
     metadata_only: bool
 
-    def check(self, ctx: RunContext | CrashContext) -> list[Violation]: ...
+    def check(self, ctx: Ctx) -> list[Violation]: ...
 
 
-_EXTRA: list[Oracle] = []
+RunOracle = Oracle[RunContext]
+CrashOracle = Oracle[CrashContext]
+AnyOracle = RunOracle | CrashOracle
 
 
-def register(oracle: Oracle) -> None:
+def is_run_oracle(o: AnyOracle) -> TypeGuard[RunOracle]:
+    """Its `phase` says which context an oracle takes; a type checker sees that only through this guard."""
+    return o.phase is Phase.RUN
+
+
+def is_crash_oracle(o: AnyOracle) -> TypeGuard[CrashOracle]:
+    """Its `phase` says which context an oracle takes; a type checker sees that only through this guard."""
+    return o.phase is Phase.CRASH
+
+
+_EXTRA: list[AnyOracle] = []
+
+
+def register(oracle: AnyOracle) -> None:
     """Add an oracle to every run from now on."""
     if not isinstance(oracle, Oracle):
         raise PmfuzzError(f"not an oracle (needs name, guarantee, phase, metadata_only and check): {oracle!r}")
     _EXTRA.append(oracle)
 
 
-def default_oracles() -> Sequence[Oracle]:
+def default_oracles() -> Sequence[AnyOracle]:
     from .atomic_ops import AtomicOps
     from .cow_atomicity import CowAtomicity
     from .durability import Durability

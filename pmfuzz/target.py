@@ -22,7 +22,7 @@ import enum
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from .errors import PmfuzzError, clip
 from .lang.falloc import FALLOC_MODES, FallocMode
@@ -430,7 +430,7 @@ def _import_class(path: str) -> TargetFactory:
     missing = [a for a in _PROTOCOL if not hasattr(obj, a)]
     if missing:
         raise PmfuzzError(f"class {path!r} does not implement the target protocol (no {', '.join(map(repr, missing))})")
-    return obj  # type: ignore[return-value]
+    return cast(TargetFactory, obj)
 
 
 @dataclass(frozen=True, slots=True)

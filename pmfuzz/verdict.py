@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from oracles import Oracle, OracleName
+from oracles import AnyOracle, OracleName
 
 from .pmem import Domain, EadrPoints, GroupOutcome, StateId
 from .signature import Cause, How, Signature, rule_of, top_site
@@ -51,7 +51,7 @@ class Options:
     crash: StateId | str | None = None
     """Judge only this crash state (a state id), as a reproducer names it."""
     seed: int = 0
-    oracles: tuple[Oracle, ...] | None = None
+    oracles: tuple[AnyOracle, ...] | None = None
     first_per_signature: bool = True
     group_by_metadata: bool = True
     """Mount once per distinct metadata state when the target declares its metadata ranges (same verdicts)."""

@@ -13,8 +13,9 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 
-from oracles import Oracle, OracleName, Phase, RunContext, default_oracles
+from oracles import OracleName, RunContext, RunOracle, default_oracles, is_run_oracle
 
 from ..errors import PmfuzzError
 from ..lang.workload import Fault, Op, Parallel, Pin, Store, Workload, flatten, groups
@@ -23,6 +24,7 @@ from ..reference import History, Reference
 from ..target import (
     Errno,
     MountedFS,
+    Result,
     Target,
     check_supported,
     layout_violations_hook,
@@ -88,8 +90,8 @@ class _Execution:
     def __init__(self, target: Target, ops: tuple[Op, ...], opts: Options, grps, chooser) -> None:
         self.target, self.ops, self.opts, self.grps, self.chooser = target, ops, opts, grps, chooser
         oracles = default_oracles() if opts.oracles is None else opts.oracles
-        self.run_oracles: list[Oracle] = [
-            o for o in oracles if o.phase is Phase.RUN and o.guarantee in target.guarantees
+        self.run_oracles: list[RunOracle] = [
+            o for o in oracles if is_run_oracle(o) and o.guarantee in target.guarantees
         ]
         self.findings = Findings(opts.first_per_signature)
         self.notes: list[str] = []
@@ -230,7 +232,7 @@ class _Execution:
         sched = Scheduler(self.chooser, (pm.labels, pm.set_labels, lambda: (-1, [])))
         hook(sched)
         try:
-            run = sched.run_group(g, [lambda j=j: fs.execute(j, ops[j], payloads[j]) for j in idx], texts)
+            run = sched.run_group(g, [partial(fs.execute, j, ops[j], payloads[j]) for j in idx], texts)
         finally:
             hook(None)
         self.steps += _slices(texts, run.steps)
@@ -270,9 +272,9 @@ class _Execution:
             notes.append(f"stopped at op {start}: the target ran out of space (ENOSPC) in a parallel group")
             return None, out
         last: dict[int, int] = {}
-        for e in pm.trace:
-            if start <= e.op < start + n:
-                last[e.op] = e.seq
+        for ev in pm.trace:
+            if start <= ev.op < start + n:
+                last[ev.op] = ev.seq
         finished = {t: k for k, t in enumerate(run.finish_order)}
         # The order the ops last changed the device in is the order lock-serialized ops really ran in,
         # and it credits a copy-on-write to the op whose remap or copy finished it: a write(2) that
@@ -304,7 +306,7 @@ class _Execution:
             # Only the ops' steps interleaved explain the run: take over the state they leave. What
             # the ops made durable is not credited, and no COW is held to atomicity (permissive).
             ref.become(split)
-        want = None
+        want: Result | None = None
         for k, j in enumerate(order):
             want = ref.apply(j, ops[j]) if split is None else got[j]
             if faults:
@@ -315,6 +317,7 @@ class _Execution:
             hist.record()
         # Results were matched (or reported) by the serial-order search; the state after the group is
         # judged here, so that a difference it left is blamed on the group, not on the op after it.
+        assert want is not None, "a parallel group has at least one op"
         ctx = RunContext(start + n - 1, Parallel(tuple(ops[k] for k in idx)), want, want, fs, ref, first=start)
         for o in self.run_oracles:
             if o.name is OracleName.FUNCTIONAL and self.findings.diverged():

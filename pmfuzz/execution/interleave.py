@@ -281,6 +281,9 @@ class Scheduler:
         context: tuple[Callable[[], Any], Callable[[Any], None], Callable[[], Any]] | None = None,
     ) -> None:
         self.chooser = chooser
+        self._save: Callable[[], Any]
+        self._restore: Callable[[Any], None]
+        self._fresh: Callable[[], Any]
         self._save, self._restore, self._fresh = context or (lambda: None, lambda c: None, lambda: None)
         self._main = threading.Semaphore(0)
         self._threads: list[_Thread] = []
@@ -407,7 +410,8 @@ class Scheduler:
         waits = []
         edges: dict[str, list[str]] = {}
         for t in alive:
-            lock, mode = t.blocked  # type: ignore[misc]
+            assert t.blocked is not None, "a deadlock holds only blocked threads"
+            lock, mode = t.blocked
             holders = tuple(lock.holders())
             me = _thread_name(t.index)
             waits.append((me, t.text, lock.name, getattr(mode, "value", str(mode)), holders))

@@ -116,7 +116,9 @@ def _maps_fit(r2: Reference, fs: MountedFS) -> bool:
                     return False
                 continue
             cut = min(k, max(0, size - (mp.off + pos)))
-            if bytes(got.value[cut:]) != bytes(want.value[cut:]):  # type: ignore[index]
+            gv, wv = got.value, want.value
+            assert isinstance(gv, bytes) and isinstance(wv, bytes), "a mapping read that succeeds returns bytes"
+            if gv[cut:] != wv[cut:]:
                 return False
     return True
 

@@ -17,7 +17,6 @@ that every call has a deadline and every result is checked against the protocol.
 
 from __future__ import annotations
 
-import _signal  # the C module: `signal.signal`'s enum conversions cost 10 us a call
 import ctypes
 import numbers
 import os
@@ -27,7 +26,12 @@ import time
 import traceback
 from pathlib import Path
 from types import CodeType, FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import signal as _signal  # the C module has no stubs; `signal` re-exports its functions, same signatures
+else:
+    import _signal  # the C module: `signal.signal`'s enum conversions cost 10 us a call
 
 from ..target import Errno, MountedFS, Result, Signal, Target
 
@@ -67,7 +71,7 @@ class TargetNonsense(Exception):
 
 # -- the main thread: ITIMER_REAL and SIGALRM -------------------------------------------------
 
-_ALARM = getattr(signal, "SIGALRM", None)
+_ALARM: signal.Signals | None = getattr(signal, "SIGALRM", None)
 _MAIN = threading.main_thread().ident
 _LONGEST = 1e8
 """Timers are clamped to this (about three years): setitimer and Condition.wait refuse larger values."""
@@ -131,6 +135,7 @@ def _main_enter(d: _Deadline) -> None:
         _stack.append(d)
         _arm(now)
         return
+    assert _ALARM is not None, "an alarm deadline is armed only where SIGALRM exists"
     _prev_handler = _signal.signal(_ALARM, _on_alarm)
     _stack.append(d)
     delay, interval = _signal.setitimer(signal.ITIMER_REAL, min(d.seconds, _LONGEST))
@@ -155,6 +160,7 @@ def _main_exit(d: _Deadline) -> None:
         _arm(now)
         return
     _signal.setitimer(signal.ITIMER_REAL, 0)
+    assert _ALARM is not None, "an alarm deadline is armed only where SIGALRM exists"
     _signal.signal(_ALARM, _prev_handler if _prev_handler is not None else signal.SIG_DFL)
     if _foreign is not None:
         _signal.setitimer(signal.ITIMER_REAL, max(_foreign - now, 1e-5), _foreign_interval)
@@ -243,7 +249,7 @@ def _covered() -> bool:
     """Is a deadline active on this thread?"""
     if _stack and threading.get_ident() == _MAIN:
         return True
-    st = getattr(_local, "stack", None)
+    st: list[_Deadline] = getattr(_local, "stack", [])
     return bool(st) and st[-1].state == _ARMED
 
 
@@ -412,7 +418,7 @@ class GuardedFS:
         out = self._call("size", "size()", name)
         if out is not None and (not isinstance(out, numbers.Integral) or isinstance(out, bool) or out < 0):
             raise self._bad(f"size({name!r})", out, "an int >= 0 or None")
-        return out
+        return None if out is None else int(out)
 
     def read(self, name: str, off: int, n: int) -> bytes:
         out = self._call("read", "read()", name, off, n)

@@ -233,7 +233,7 @@ class DaxFS:
 
     def unmap_range(self, tp: Trans, ip: Inode, lblk: int, n: int) -> None:
         for seg in ip.extents.set_range(lblk, n, None):
-            self.drop_ref(tp, seg.pblk, seg.len)  # type: ignore[arg-type]
+            self.drop_ref(tp, seg.pblk, seg.len)
         self.log_inode(tp, ip)
 
     # -- inodes -----------------------------------------------------------------
@@ -268,11 +268,11 @@ class DaxFS:
         out = np.zeros(n, dtype=np.uint8)
         b0, b1 = off // BS, (off + n - 1) // BS
         for seg in ip.extents.segments(b0, b1 - b0 + 1):
-            if seg.hole or seg.unwritten:
+            if seg.pblk is None or seg.unwritten:
                 continue
             s = max(off, seg.lblk * BS)
             e = min(off + n, (seg.lblk + seg.len) * BS)
-            addr = seg.pblk * BS + (s - seg.lblk * BS)  # type: ignore[operator]
+            addr = seg.pblk * BS + (s - seg.lblk * BS)
             out[s - off : e - off] = self.pm.load_array(addr, e - s)
         return out
 

@@ -9,22 +9,26 @@ write-protects and flushes DIRTY entries.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+from ..lang.workload import PAGE_SIZE, PMD_SIZE
 from ..pmem import LINE
 from ..target import Signal
-from .config import Bug, Design
+from .config import Bug, Design, LockScheme
 from .core import DaxFS
 from .inode import PMD_PAGES, Entry, Inode, PinWait, Pte, Vma
 from .iomap import iomap_begin, iomap_end
 from .iomap_types import Iomap, IomapFlag, IomapType, Req
 from .layout import BS
-from .locks import LockMode, fault_lock
+from .locks import LockMode
 from .pmemops import dax_flush, memcpy_cached, memcpy_flushcache, memset_flush
 
 __all__ = [
     "dax_iomap_rw_write",
     "dax_zero_range",
     "dax_iomap_fault",
+    "fault_lock",
     "dax_writeback_mapping_range",
     "break_layouts",
     "delete_entries",
@@ -69,13 +73,13 @@ def invalidate_inode_pages2_range(fs: DaxFS, ip: Inode, pos: int, end: int) -> N
             todo.add(idx)
     for idx in sorted(todo):
         with ip.entry_lock(idx).hold(fs.sched):
-            e = ip.entries.get(idx)
-            if e is None:
+            cur = ip.entries.get(idx)
+            if cur is None:
                 continue
-            span = PMD_PAGES if e.pmd else 1
-            if idx + span <= p0 or idx > p1 or e.dirty or e.towrite:
+            span = PMD_PAGES if cur.pmd else 1
+            if idx + span <= p0 or idx > p1 or cur.dirty or cur.towrite:
                 continue
-            if keep_huge_zero and e.pmd and e.zero:
+            if keep_huge_zero and cur.pmd and cur.zero:
                 continue
             del ip.entries[idx]
             _unmap_page_ptes(ip, idx, span)
@@ -114,7 +118,7 @@ def break_layouts(fs: DaxFS, ip: Inode) -> bool:
     while not busy.free_for(None):
         if not fs.sched.concurrent:
             return True
-        fs.sched.block(busy, LockMode.EXCL)  # type: ignore[arg-type]
+        fs.sched.block(busy, LockMode.EXCL)
     return False
 
 
@@ -228,6 +232,29 @@ def dax_zero_range(fs: DaxFS, ip: Inode, start: int, end: int) -> None:
 
 
 # -- faults ------------------------------------------------------------------------------
+
+
+@contextmanager
+def fault_lock(fs: DaxFS, vma: Vma, vpage: int, pmd: bool, *, mmaplock: bool = True) -> Iterator[None]:
+    """What a page fault holds around dax_iomap_{pte,pmd}_fault, by lock scheme.
+
+    locks=rwsem: MMAPLOCK shared (`mmaplock=False` leaves it to the caller). locks=range: the
+    file's range lock shared over the faulting page, or the 2 MiB a PMD fault may map, instead of
+    MMAPLOCK; raises `RangeDeadlock` if this thread holds an overlapping range exclusive (a write(2)
+    faulting in its own source).
+    """
+    ip = vma.inode
+    if fs.cfg.locks is not LockScheme.RANGE:
+        if not mmaplock:
+            yield
+            return
+        with ip.mmaplock.hold(fs.sched, LockMode.SHARED):
+            yield
+        return
+    pos = (vma.pgoff + vpage) * PAGE_SIZE
+    lo, hi = (pos - pos % PMD_SIZE, pos - pos % PMD_SIZE + PMD_SIZE) if pmd else (pos, pos + PAGE_SIZE)
+    with ip.range_lock().hold(fs.sched, lo, hi, LockMode.SHARED):
+        yield
 
 
 def _fault_is_synchronous(vma: Vma, write: bool, m: Iomap) -> bool:
@@ -400,11 +427,11 @@ def _pmd_fault_locked(fs: DaxFS, vma: Vma, vpage: int, write: bool, index: int, 
         seg = segs[0]
         if (
             len(segs) != 1
-            or seg.hole
+            or seg.pblk is None
             or seg.unwritten
-            or seg.pblk % PMD_PAGES  # type: ignore[operator]
+            or seg.pblk % PMD_PAGES
             or any(fs.space.shared(seg.pblk + i) for i in range(PMD_PAGES))
-        ):  # type: ignore[operator]
+        ):
             return Fault.FALLBACK
         block = seg.pblk
         m = Iomap(IomapType.MAPPED, lblk, PMD_PAGES, block, IomapFlag.DIRTY if ip.unpushed else IomapFlag.NONE)

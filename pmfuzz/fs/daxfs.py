@@ -33,6 +33,7 @@ from .config import Config, LockScheme
 from .core import DaxFS, format_device
 from .falloc import xfs_file_fallocate
 from .fsck import fsck
+from .inode import Inode
 from .layout import BS
 from .locks import Sched
 
@@ -52,7 +53,7 @@ class MountedDaxfs:
             except NoSpace:
                 return err(Errno.ENOSPC)
 
-    def _inode(self, name: str):
+    def _inode(self, name: str) -> Inode | None:
         return self.fs.lookup(name)
 
     def _execute(self, op: Op, payload: bytes | None) -> Result:
@@ -83,10 +84,12 @@ class MountedDaxfs:
             src, dst = self._inode(op.src), self._inode(op.dst)
             if src is None or dst is None:
                 return err(Errno.ENOENT)
-            if op.soff is None:
+            if op.range is None:
                 return F.reflink(fs, src, dst, 0, 0, src.size, whole=True)
-            return F.reflink(fs, src, dst, op.soff, op.doff, op.len)  # type: ignore[arg-type]
-        ip = self._inode(op.file)  # type: ignore[attr-defined]
+            return F.reflink(fs, src, dst, *op.range)
+        if not isinstance(op, Write | Read | Truncate | Fallocate | Punch | Fsync | Mmap):
+            raise AssertionError(f"daxfs: unhandled op {op}")
+        ip = self._inode(op.file)
         if ip is None:
             return err(Errno.ENOENT)
         if isinstance(op, Write):
@@ -105,9 +108,7 @@ class MountedDaxfs:
             return F.punch(fs, ip, op.off, op.len)
         if isinstance(op, Fsync):
             return F.fsync(fs, ip)
-        if isinstance(op, Mmap):
-            return F.mmap(fs, op.map, ip, op.off, op.len, op.sync)
-        raise AssertionError(f"daxfs: unhandled op {op}")
+        return F.mmap(fs, op.map, ip, op.off, op.len, op.sync)
 
     # -- the read-only view ----------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 __all__ = ["Extent", "Segment", "ExtentMap"]
@@ -33,6 +34,10 @@ class Segment:
     def hole(self) -> bool:
         return self.pblk is None
 
+    def block_of(self, lblk: int) -> int | None:
+        """The device block behind file block `lblk` of this segment; None in a hole."""
+        return None if self.pblk is None else self.pblk + (lblk - self.lblk)
+
 
 class ExtentMap:
     """A file's data fork."""
@@ -43,7 +48,7 @@ class ExtentMap:
     def __len__(self) -> int:
         return len(self.extents)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Extent]:
         return iter(self.extents)
 
     def copy(self) -> ExtentMap:
@@ -76,10 +81,10 @@ class ExtentMap:
     def lookup(self, lblk: int) -> Segment:
         return self.segments(lblk, 1)[0]
 
-    def set_range(self, lblk: int, n: int, pblk: int | None, unwritten: bool = False) -> list[Segment]:
+    def set_range(self, lblk: int, n: int, pblk: int | None, unwritten: bool = False) -> list[Extent]:
         """Map [lblk, lblk+n) to pblk.. (or unmap it if pblk is None); return what was mapped there."""
         end = lblk + n
-        removed = [s for s in self.segments(lblk, n) if not s.hole]
+        removed = [Extent(s.lblk, s.pblk, s.len, s.unwritten) for s in self.segments(lblk, n) if s.pblk is not None]
         kept: list[Extent] = []
         for e in self.extents:
             if e.end <= lblk or e.lblk >= end:

@@ -22,10 +22,11 @@ from .dax import (
     dax_writeback_mapping_range,
     dax_zero_range,
     delete_entries,
+    fault_lock,
 )
 from .inode import Inode, Vma
 from .layout import BS, NINODES
-from .locks import LockMode, RangeDeadlock, fault_lock, range_lock
+from .locks import LockMode, RangeDeadlock
 from .pmemops import memcpy_flushcache
 from .reflink import remap_range
 
@@ -72,7 +73,7 @@ def _ranged(fs: DaxFS) -> bool:
 @contextmanager
 def _range_held(fs: DaxFS, ip: Inode, span, mode: LockMode = LockMode.EXCL) -> Iterator[None]:
     """Hold the range `span()` names, re-taking it if the size it depends on moved while we waited."""
-    lk = range_lock(ip)
+    lk = ip.range_lock()
     while True:
         lo, hi = span()
         with lk.hold(fs.sched, lo, hi, mode):
@@ -500,7 +501,7 @@ def mapping_blocks(fs: DaxFS, name: str) -> dict[int, tuple[int | None, int | No
     for vpage, pte in sorted(vma.ptes.items()):
         lblk = (vma.pgoff + vpage) * PAGE_SIZE // BS
         seg = vma.inode.extents.segments(lblk, 1)[0]
-        out[vpage] = (pte.block, None if seg.hole else seg.pblk + (lblk - seg.lblk))  # type: ignore[operator]
+        out[vpage] = (pte.block, seg.block_of(lblk))
     return out
 
 
@@ -576,7 +577,7 @@ def _check_layout(fs: DaxFS, vma: Vma, vpage: int, block: int, what: str) -> Non
     ip = vma.inode
     lblk = (vma.pgoff + vpage) * PAGE_SIZE // BS
     seg = ip.extents.segments(lblk, 1)[0]
-    if not seg.hole and seg.pblk + (lblk - seg.lblk) == block:  # type: ignore[operator]
+    if seg.block_of(lblk) == block:
         return
     staged = ip.cow.get(lblk)
     if staged is not None and staged.pblk == block:

@@ -39,22 +39,22 @@ def fsck(fs: DaxFS) -> list[str]:
         if len(ip.extents) > MAX_EXTENTS:
             out.append(f"inode {ino}: {len(ip.extents)} extents exceed the extent map")
         prev_end = -1
-        for e in ip.extents:
-            if e.len <= 0:
-                out.append(f"inode {ino}: empty extent at file block {e.lblk}")
+        for ext in ip.extents:
+            if ext.len <= 0:
+                out.append(f"inode {ino}: empty extent at file block {ext.lblk}")
                 continue
-            if e.lblk < prev_end:
-                out.append(f"inode {ino}: extent at file block {e.lblk} overlaps the previous one")
-            prev_end = e.end
-            if e.pblk < geo.data_start or e.pblk + e.len > geo.nblocks:
+            if ext.lblk < prev_end:
+                out.append(f"inode {ino}: extent at file block {ext.lblk} overlaps the previous one")
+            prev_end = ext.end
+            if ext.pblk < geo.data_start or ext.pblk + ext.len > geo.nblocks:
                 out.append(
-                    f"inode {ino}: extent {e.lblk}+{e.len} maps blocks {e.pblk}..{e.pblk + e.len - 1} "
+                    f"inode {ino}: extent {ext.lblk}+{ext.len} maps blocks {ext.pblk}..{ext.pblk + ext.len - 1} "
                     f"outside the data area"
                 )
                 continue
-            if e.lblk * 4096 >= MAX_FILE_SIZE:
-                out.append(f"inode {ino}: extent at file block {e.lblk} beyond the largest file")
-            owners[e.pblk : e.pblk + e.len] += 1
+            if ext.lblk * 4096 >= MAX_FILE_SIZE:
+                out.append(f"inode {ino}: extent at file block {ext.lblk} beyond the largest file")
+            owners[ext.pblk : ext.pblk + ext.len] += 1
     used = fs.space.used.copy()
     used[: geo.data_start] = False
     refc = fs.space.refc.astype(np.int64)

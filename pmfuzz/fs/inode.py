@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .extents import ExtentMap
-from .locks import Lock
+from .locks import Lock, RangeLock
 
 __all__ = ["Inode", "Entry", "Pte", "Vma", "PMD_PAGES", "PinWait", "CowBlock"]
 
@@ -81,6 +81,8 @@ class Inode:
     edges of one a fault zeroed (and a store may have written) alone."""
     entry_locks: dict[int, Lock] = field(default_factory=dict)
     """The DAX_LOCKED bit of each mapping entry, by page index (a PMD entry locks its head index)."""
+    rangelock: RangeLock | None = field(default=None, init=False)
+    """The byte-range lock that replaces i_rwsem under locks=range; made on first use."""
 
     def __post_init__(self) -> None:
         self.iolock = Lock(f"i_rwsem[{self.ino}]")
@@ -92,6 +94,11 @@ class Inode:
         if lk is None:
             lk = self.entry_locks[pgoff] = Lock(f"entry[{self.ino}:{pgoff}]")
         return lk
+
+    def range_lock(self) -> RangeLock:
+        if self.rangelock is None:
+            self.rangelock = RangeLock(f"rangelock[{self.ino}]")
+        return self.rangelock
 
     def locked_entries(self, first: int, last: int) -> list[int]:
         """Page indices in [first, last] whose entry lock is held right now (a fault in progress)."""

@@ -56,12 +56,12 @@ def _iomap_begin_locked(fs: DaxFS, ip: Inode, pos: int, length: int, req: Req) -
     lblk = pos // BS
     nblk = (pos + length - 1) // BS - lblk + 1
     seg = ip.extents.segments(lblk, min(nblk, MAX_MAP_BLOCKS))[0]
-    if not seg.hole:
-        shared = [fs.space.shared(seg.pblk + i) for i in range(seg.len)]  # type: ignore[operator]
+    if seg.pblk is not None:
+        shared = [fs.space.shared(seg.pblk + i) for i in range(seg.len)]
         no_cow = fs.cfg.has(Bug.COW_IN_PLACE) or (req & Req.FAULT and fs.cfg.has(Bug.WRITE_FAULT_SHARED_NO_COW))
         if req & (Req.WRITE | Req.ZERO) and shared[0] and not no_cow:
             k = shared.index(False) if False in shared else seg.len
-            return allocate_cow(fs, ip, seg.lblk, k, seg.pblk, seg.unwritten, req)  # type: ignore[arg-type]
+            return allocate_cow(fs, ip, seg.lblk, k, seg.pblk, seg.unwritten, req)
         if True in shared:
             k = shared.index(True) if not shared[0] else (shared.index(False) if False in shared else seg.len)
             seg = type(seg)(seg.lblk, k, seg.pblk, seg.unwritten)
@@ -220,7 +220,8 @@ def _iomap_end_locked(fs: DaxFS, ip: Inode, m: Iomap) -> None:
         if work == "convert":
             with pm.site("iomap_end.persist"):
                 nvdimm_flush(pm)
-            _convert(fs, ip, m.lblk, m.len, m.pblk)  # type: ignore[arg-type]
+            assert m.pblk is not None, "only a mapping over blocks defers a conversion"
+            _convert(fs, ip, m.lblk, m.len, m.pblk)
             for lb, cb in m.staged.items():
                 if ip.filling.get(lb) is cb:
                     del ip.filling[lb]

@@ -53,9 +53,9 @@ class Journal:
         pm: PMem,
         geo: Geometry,
         cfg: Config,
-        shadow: bytearray,
+        shadow: bytearray | None,
         tail: int,
-        on_push: Callable[[list[tuple[int, int]], set[int]], None],
+        on_push: Callable[[list[tuple[int, int]], list[tuple[int, int]], set[int]], None],
     ) -> None:
         self.pm = pm
         self.geo = geo

@@ -21,8 +21,9 @@ import enum
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from ..lang.workload import PAGE_SIZE, PMD_SIZE, RANGE_END
+from ..lang.workload import RANGE_END
 
 __all__ = [
     "Sched",
@@ -33,14 +34,24 @@ __all__ = [
     "RangeWait",
     "RangeDeadlock",
     "RANGE_END",
-    "range_lock",
-    "fault_lock",
+    "Waitable",
 ]
 
 
 class LockMode(enum.StrEnum):
     SHARED = "shared"
     EXCL = "excl"
+
+
+class Waitable(Protocol):
+    """What a thread can wait on (a lock, a range of a range lock, an inode's pinned pages), as the explorer sees it."""
+
+    @property
+    def name(self) -> str: ...
+
+    def free_for(self, mode: LockMode) -> bool: ...
+
+    def holders(self) -> list[str]: ...
 
 
 class Sched:
@@ -55,9 +66,9 @@ class Sched:
     def current(self) -> str:
         return "t0"
 
-    def block(self, lock: Lock, mode: LockMode) -> None:
+    def block(self, lock: Waitable, mode: LockMode) -> None:
         """Wait until `lock` may be free for `mode`; the caller re-checks."""
-        raise AssertionError(f"sequential model: {lock.name} already held ({lock.writer or lock.readers})")
+        raise AssertionError(f"sequential model: {lock.name} already held ({lock.holders()})")
 
 
 @dataclass(eq=False)
@@ -175,7 +186,7 @@ class RangeLock:
                 raise RangeDeadlock(self, start, end, mode, mine[0])
             if wait.free_for(mode):
                 break
-            sched.block(wait, mode)  # type: ignore[arg-type]
+            sched.block(wait, mode)
         got = RangeHold(me, start, end, mode)
         self.holds.append(got)
         try:
@@ -206,37 +217,3 @@ class RangeWait:
     def holders(self) -> list[str]:
         blocking = self.lock.conflicting(self.start, self.end, self.mode, besides=self.owner)
         return list(dict.fromkeys(h.owner for h in blocking))
-
-
-def range_lock(ip: object) -> RangeLock:
-    """The range lock of an inode, made on first use (`ip` needs an `ino` and a settable `rangelock`)."""
-    lk = getattr(ip, "rangelock", None)
-    if lk is None:
-        lk = RangeLock(f"rangelock[{ip.ino}]")  # type: ignore[attr-defined]
-        ip.rangelock = lk  # type: ignore[attr-defined]
-    return lk
-
-
-@contextmanager
-def fault_lock(fs: object, vma: object, vpage: int, pmd: bool, *, mmaplock: bool = True) -> Iterator[None]:
-    """What a page fault holds around dax_iomap_{pte,pmd}_fault, by lock scheme.
-
-    locks=rwsem: MMAPLOCK shared (`mmaplock=False` leaves it to the caller). locks=range: the
-    file's range lock shared over the faulting page, or the 2 MiB a PMD fault may map, instead of
-    MMAPLOCK; raises `RangeDeadlock` if this thread holds an overlapping range exclusive (a write(2)
-    faulting in its own source).
-    """
-    from .config import LockScheme
-
-    ip = vma.inode  # type: ignore[attr-defined]
-    if fs.cfg.locks is not LockScheme.RANGE:  # type: ignore[attr-defined]
-        if not mmaplock:
-            yield
-            return
-        with ip.mmaplock.hold(fs.sched, LockMode.SHARED):  # type: ignore[attr-defined]
-            yield
-        return
-    pos = (vma.pgoff + vpage) * PAGE_SIZE  # type: ignore[attr-defined]
-    lo, hi = (pos - pos % PMD_SIZE, pos - pos % PMD_SIZE + PMD_SIZE) if pmd else (pos, pos + PAGE_SIZE)
-    with range_lock(ip).hold(fs.sched, lo, hi, LockMode.SHARED):  # type: ignore[attr-defined]
-        yield

@@ -138,7 +138,7 @@ def end_cow(fs: DaxFS, ip: Inode, m: Iomap) -> None:
 
 def _remap_one(fs: DaxFS, tp, ip: Inode, lblk: int, n: int, new: int) -> None:
     for seg in ip.extents.set_range(lblk, n, new, unwritten=False):
-        fs.drop_ref(tp, seg.pblk, seg.len)  # type: ignore[arg-type]
+        fs.drop_ref(tp, seg.pblk, seg.len)
     fs.space.refc[new : new + n] = 0
     fs.log_refc(tp, new, n)
     fs.log_bitmap(tp, new, n)
@@ -155,7 +155,7 @@ def remap_range(fs: DaxFS, src: Inode, dst: Inode, soff: int, doff: int, n: int)
         seg = src.extents.segments(sblk + pos, nblk - pos)[0]
         with pm.site("xfs_reflink_remap_extent"), fs.journal.trans("xfs_reflink_remap_extent") as tp:
             for old in dst.extents.set_range(dblk + pos, seg.len, None):
-                fs.drop_ref(tp, old.pblk, old.len)  # type: ignore[arg-type]
+                fs.drop_ref(tp, old.pblk, old.len)
             if not seg.hole:
                 refc = fs.space.refc
                 p = seg.pblk

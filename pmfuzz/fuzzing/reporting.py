@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import PmfuzzError
 from ..judging.engine import Finding, Options, check
 from ..judging.report import format_report
-from ..judging.repro import Reproducer, format_reproducer, parse_reproducer
+from ..judging.repro import Expect, Reproducer, format_reproducer, parse_reproducer
 from ..lang.limits import MAX_REPRODUCER_BYTES, read_input
 from ..lang.workload import Workload
 from ..target import TargetSpec, make_target
@@ -66,7 +66,7 @@ def report_finding(
         crash=f.crash.state if f.crash else None,
         schedule=f.schedule,
         eadr_points=cfg.eadr_points,
-        expect=(f.oracle.value,),
+        expect=(Expect(f.oracle.value),),
         signature=f.signature,
         cause=f.root_cause,
         notes=(NOT_MINIMIZED,),

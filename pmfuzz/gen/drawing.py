@@ -28,6 +28,7 @@ class Drawer(Generic[T]):
         def _take(value: T) -> None:
             self._box.append(value)
 
+        # @given sets `.hypothesis` at run time; its stubs type the result as a plain Callable.
         self._fuzz = _take.hypothesis.fuzz_one_input  # type: ignore[attr-defined]
 
     def __call__(self, buf: bytes) -> T | None:

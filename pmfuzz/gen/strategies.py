@@ -172,7 +172,7 @@ def _op(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> Op:
     file = draw(st.one_of(pick, pick, pick, st.sampled_from(names)))
     if kind == "create":
         free = [n for n in names if n not in ctx.sizes]
-        f = draw(st.sampled_from(free)) if free and draw(st.integers(0, 9)) else draw(st.sampled_from(names))
+        f = draw(st.sampled_from(free)) if free and draw(st.integers(0, 9)) != 0 else draw(st.sampled_from(names))
         return Create(f)
     if kind == "unlink":
         return Unlink(file)
@@ -209,7 +209,7 @@ def _op(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> Op:
         return Mmap(m, file, off, length, draw(st.booleans()))
     m = (
         draw(st.sampled_from(live_maps))
-        if live_maps and draw(st.integers(0, 9))
+        if live_maps and draw(st.integers(0, 9)) != 0
         else draw(st.sampled_from(MAPPINGS[: shape.mappings]))
     )
     span = ctx.maps.get(m, ("", 0, 4 * K))[2]
@@ -337,7 +337,7 @@ def _scenario(draw: st.DrawFn, ctx: _Ctx, shape: Shape, kind: str) -> list[Op]:
     out: list[Op] = []
     if kind == "share":
         with_data = [f for f in sorted(ctx.sizes) if ctx.sizes[f] > 0]
-        if with_data and draw(st.booleans()):
+        if with_data and draw(st.booleans()) is True:
             src = draw(st.sampled_from(with_data))
         else:
             src = draw(st.sampled_from(names))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from oracles import CrashContext, Oracle, OracleName, Phase, VerdictCache, Violation, default_oracles
+from oracles import CrashContext, CrashOracle, OracleName, VerdictCache, Violation, default_oracles, is_crash_oracle
 
 from ..execution.blame import failure, target_traceback
 from ..execution.run import Run, ScheduleHead
@@ -45,7 +45,7 @@ class _Judge:
         opts = self.opts = run.options
         oracles = default_oracles() if opts.oracles is None else opts.oracles
         guarantees = run.target.guarantees
-        crash = [o for o in oracles if o.phase is Phase.CRASH and o.guarantee in guarantees]
+        crash = [o for o in oracles if is_crash_oracle(o) and o.guarantee in guarantees]
         self.meta_oracles = [o for o in crash if o.metadata_only]
         self.data_oracles = [o for o in crash if not o.metadata_only]
         self.findings = Findings(opts.first_per_signature, run.findings)
@@ -73,6 +73,7 @@ class _Judge:
 
     def verdict(self, skip_before: int) -> Verdict:
         run, opts, stats = self.run, self.opts, self.stats
+        assert run.device is not None, "only a run that ran is judged"
         notes = list(run.notes)
         if not run.crashes_sound:
             notes.append("crash states not judged: the parallel group did not finish")
@@ -286,7 +287,7 @@ class _Hung(tuple):
     """A violation saying the target hung reading a recovered image: its crash point's other states are skipped."""
 
 
-def _run_oracle(o: Oracle, ctx: CrashContext, limit: float | None = None, target: str | None = None) -> list[_V]:
+def _run_oracle(o: CrashOracle, ctx: CrashContext, limit: float | None = None, target: str | None = None) -> list[_V]:
     try:
         with deadline(limit, f"oracle {getattr(o.name, 'value', o.name)}", target=target):
             vs: list[Violation] = o.check(ctx)

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TypedDict
 
 from oracles import OracleName
 
@@ -39,9 +41,28 @@ __all__ = ["Reproducer", "parse_reproducer", "format_reproducer", "VERSION_LINE"
 
 VERSION_LINE = "# pmfuzz reproducer v1"
 
-Expect = enum.StrEnum("Expect", [("CLEAN", "clean"), *((o.name, o.value) for o in OracleName)])
-"""What a reproducer's `# expect:` line may name: `clean`, or the oracles that must fire (one per OracleName)."""
-Expect.__module__ = __name__
+
+class Expect(enum.StrEnum):
+    """What a reproducer's `# expect:` line may name: `clean`, or the oracles that must fire (one per OracleName).
+
+    The oracle members are spelled out so a type checker sees them; the check below keeps them in step.
+    """
+
+    CLEAN = "clean"
+    FUNCTIONAL = OracleName.FUNCTIONAL.value
+    MOUNT = OracleName.MOUNT.value
+    STALE_EXPOSURE = OracleName.STALE_EXPOSURE.value
+    COW_ATOMICITY = OracleName.COW_ATOMICITY.value
+    DURABILITY = OracleName.DURABILITY.value
+    ATOMIC_OPS = OracleName.ATOMIC_OPS.value
+    TARGET_ERROR = OracleName.TARGET_ERROR.value
+    MMAP_COHERENCY = OracleName.MMAP_COHERENCY.value
+    LAYOUT = OracleName.LAYOUT.value
+    DEADLOCK = OracleName.DEADLOCK.value
+
+
+if OracleName.__members__.keys() - Expect.__members__.keys():
+    raise ImportError("Expect lacks an OracleName member: add it to the class")
 CLEAN = Expect.CLEAN
 _KEYS = ("target", "domain", "device", "crash", "schedule", "eadr-points", "expect", "signature", "cause", "note")
 _HEADER = re.compile(r"^#\s*([A-Za-z][\w-]*)\s*:\s*(.*?)\s*$")
@@ -79,7 +100,7 @@ class Reproducer:
             object.__setattr__(self, "expect", tuple(Expect(x) for x in self.expect))
 
     def with_crash(self, crash: StateId | str | None) -> Reproducer:
-        return replace(self, crash=crash)
+        return replace(self, crash=StateId.parse(crash) if isinstance(crash, str) else crash)
 
 
 def _size_text(n: int) -> str:
@@ -121,7 +142,7 @@ def parse_reproducer(text: str, *, source: str | None = None) -> Reproducer:
     is read (the `device:` line may come after nothing, or the ops may come before it is known).
     """
     lines = text.splitlines()
-    kw: dict[str, object] = {}
+    kw: _Header = {}
     seen: dict[str, int] = {}
     notes: list[str] = []
     version_at: int | None = None
@@ -171,7 +192,7 @@ def parse_reproducer(text: str, *, source: str | None = None) -> Reproducer:
     if over is not None:
         index, message = over
         raise ParseError(message, line=_op_lines(lines)[index], source=source)
-    return Reproducer(workload, notes=tuple(notes), **kw)  # type: ignore[arg-type]
+    return Reproducer(workload, notes=tuple(notes), **kw)
 
 
 def _op_lines(lines: list[str]) -> list[int]:
@@ -179,7 +200,20 @@ def _op_lines(lines: list[str]) -> list[int]:
     return [i for i, raw in enumerate(lines, 1) if raw.split("#", 1)[0].strip()]
 
 
-def _header(key: str, value: str, kw: dict[str, object], notes: list[str], fail) -> None:
+class _Header(TypedDict, total=False):
+    """The header values read so far, by `Reproducer` field, so that they pass to it type-checked."""
+
+    target: TargetSpec
+    domain: Domain
+    device_size: int
+    crash: StateId
+    schedule: str
+    eadr_points: EadrPoints
+    expect: tuple[Expect, ...]
+    signature: Signature
+
+
+def _header(key: str, value: str, kw: _Header, notes: list[str], fail: Callable[[str], ParseError]) -> None:
     """Read one header value into `kw` (or `notes`); `fail(msg)` makes the line's error."""
     if key == "target":
         try:

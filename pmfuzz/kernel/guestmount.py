@@ -192,8 +192,7 @@ class _Region:
         neq = region.view("<u8") != self.mirror.view("<u8")
         pages = np.flatnonzero(neq.reshape(-1, PAGE // 8).any(axis=1))
         lines: list[np.ndarray] = []
-        for p in pages:
-            p = int(p)
+        for p in map(int, pages):
             within = np.flatnonzero(neq[p * PAGE // 8 : (p + 1) * PAGE // 8].reshape(-1, LINE // 8).any(axis=1))
             lines.append(within + p * (PAGE // LINE))
             a = p * PAGE
@@ -258,7 +257,7 @@ class GuestRecovery:
             page = src._page(int(p))
             hit = memo.get(id(page))
             if hit is None or hit[0] is not page:
-                hit = (page, hashlib.blake2b(page, digest_size=16).digest())
+                hit = (page, hashlib.blake2b(page.data, digest_size=16).digest())
                 memo[id(page)] = hit
             h.update(hit[1])
         return h.digest()

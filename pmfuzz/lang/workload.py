@@ -239,6 +239,14 @@ class Reflink(Op):
     len: int | None = None
     kind = OpKind.REFLINK
 
+    @property
+    def range(self) -> tuple[int, int, int] | None:
+        """(soff, doff, len) of a FICLONERANGE, None for a FICLONE; typed, as the three come together."""
+        if self.soff is None:
+            return None
+        assert self.doff is not None and self.len is not None, "a FICLONERANGE carries soff, doff and len"
+        return self.soff, self.doff, self.len
+
     def args(self) -> list[str]:
         out = [self.src, self.dst]
         if self.soff is not None:

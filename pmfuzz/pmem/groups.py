@@ -9,7 +9,7 @@ bit mask over the group's units in program order, printed as `x<hex>`.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -241,11 +241,12 @@ class Group:
         checkpoints, so a fence after each of n stores is not quadratic either.
         """
         w = self._window
+        pieces: Sequence[Piece]
         if w is not None:
-            pieces, lo, hi = w
-            cum, store = pieces.cum_units, pieces.checkpoints
+            buf, lo, hi = w
+            pieces, cum, store = buf, buf.cum_units, buf.checkpoints
         else:
-            pieces, lo, hi = self.spec.pieces, 0, len(self.spec.pieces)  # type: ignore[assignment]
+            pieces, lo, hi = self.spec.pieces, 0, len(self.spec.pieces)
             cum, store = self._cum_units, self._checkpoints
         k = bisect.bisect_right(cum, cum[lo] + choice, lo, hi + 1) - 1 - lo  # whole pieces kept
         base = tuple(base_line(line) for line in self.lines)

@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import enum
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from .trace import LINE, Domain, Event, EventKind, words_in
 
@@ -85,7 +86,7 @@ class Piece:
     units: int
 
 
-class LineBuffer(list):
+class LineBuffer(list[Piece]):
     """One line's pieces since it was last empty, only ever appended to, with running sums.
 
     The sums let a window (`PieceRun`) say its units and whether it holds non-temporal pieces in
@@ -101,7 +102,7 @@ class LineBuffer(list):
         self.nt_before = [0]
         self.checkpoints: dict[tuple[int, tuple[bytes, ...]], list[dict[int, bytes]]] = {}
 
-    def append(self, piece: Piece) -> None:  # type: ignore[override]
+    def append(self, piece: Piece, /) -> None:
         super().append(piece)
         self.cum_units.append(self.cum_units[-1] + piece.units)
         self.nt_before.append(self.nt_before[-1] + piece.nt)
@@ -123,7 +124,11 @@ class PieceRun(Sequence["Piece"]):
     def __len__(self) -> int:
         return self._hi - self._lo
 
-    def __getitem__(self, i):  # type: ignore[override]
+    @overload
+    def __getitem__(self, i: int) -> Piece: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Piece, ...]: ...
+    def __getitem__(self, i: int | slice) -> Piece | tuple[Piece, ...]:
         if isinstance(i, slice):
             a, b, step = i.indices(len(self))
             return tuple(self._buf[self._lo + a : self._lo + b : step]) if step > 0 else tuple(self)[i]
@@ -133,7 +138,7 @@ class PieceRun(Sequence["Piece"]):
             raise IndexError(i)
         return self._buf[self._lo + i]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Piece]:
         return itertools.islice(self._buf, self._lo, self._hi)
 
     @property

@@ -271,8 +271,8 @@ class Reference(FallocateSemantics):
             f = self.names.get(op.file)
             return f is not None and self.pinned(f)
         if isinstance(op, Reflink):
-            fs = [self.names.get(op.src), self.names.get(op.dst)]
-            return all(f is not None for f in fs) and any(self.pinned(f) for f in fs)  # type: ignore[arg-type]
+            src, dst = self.names.get(op.src), self.names.get(op.dst)
+            return src is not None and dst is not None and (self.pinned(src) or self.pinned(dst))
         if isinstance(op, Munmap):
             m = self.maps.get(op.map)
             return m is not None and bool(m.pins)
@@ -392,14 +392,14 @@ class Reference(FallocateSemantics):
         src, dst = self._file(op.src), self._file(op.dst)
         if src is None or dst is None:
             return err(Errno.ENOENT)
-        if op.soff is None:
+        if op.range is None:
             soff, doff, n = 0, 0, src.size
             if n == 0:  # a clone from EOF to EOF does nothing, even onto itself (generic_remap_file_range_prep)
                 return OK
             if src is dst:
                 return err(Errno.EINVAL)
         else:
-            soff, doff, n = op.soff, op.doff, op.len  # type: ignore[assignment]
+            soff, doff, n = op.range
         e = reflink_error(src, dst, soff, doff, n)
         if e is not None:
             return err(e)

@@ -62,8 +62,8 @@ class _Strip:
         self.addr = np.array([regions[0].start] + [r.end for r in regions], dtype=float)
         self.x = edges
 
-    def __call__(self, addr: float | np.ndarray) -> np.ndarray:
-        return np.interp(addr, self.addr, self.x)
+    def __call__(self, addr: float) -> float:
+        return float(np.interp(addr, self.addr, self.x))
 
 
 def _involved_blocks(scene: Scene) -> tuple[list[int], int]:
@@ -123,8 +123,8 @@ def finding_figure(scene: Scene) -> Figure:
     fig = Figure(figsize=(_WIDTH, total), dpi=100)
     FigureCanvasAgg(fig)
 
-    def box(top: float, height: float, left: float = 1.55, right: float = 0.35) -> list[float]:
-        return [left / _WIDTH, 1 - (top + height) / total, 1 - (left + right) / _WIDTH, height / total]
+    def box(top: float, height: float, left: float = 1.55, right: float = 0.35) -> tuple[float, float, float, float]:
+        return (left / _WIDTH, 1 - (top + height) / total, 1 - (left + right) / _WIDTH, height / total)
 
     y = 0.18
     fig.text(

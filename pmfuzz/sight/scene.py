@@ -265,11 +265,11 @@ def _device_ranges(view: FileView, words: np.ndarray, start: int, end: int) -> t
         if d is not None and d.kind is WordKind.POISON:
             out.append((d.offset, d.offset + end - start))
     merged: list[tuple[int, int]] = []
-    for a, b in out:
-        if merged and merged[-1][1] == a:
-            merged[-1] = (merged[-1][0], b)
+    for lo, hi in out:
+        if merged and merged[-1][1] == lo:
+            merged[-1] = (merged[-1][0], hi)
         else:
-            merged.append((a, b))
+            merged.append((lo, hi))
     return tuple(merged)
 
 

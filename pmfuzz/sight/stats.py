@@ -169,13 +169,14 @@ def _events(records: list[StatsRecord], index: dict[str, dict]) -> list[FindingE
     )
     out = []
     for first, sig in pending:
-        s = seen_in.get(sig)
-        if s is None:
-            s = next((k for k in range(len(starts)) if quota[k] > 0 and first <= ends[k] + 1), len(starts) - 1)
-            quota[s] = max(0, quota[s] - 1)
-        out.append(FindingEvent(starts[s] + min(float(first), ends[s]), sig, oracle_of(sig)))
+        sess = seen_in.get(sig)
+        if sess is None:
+            sess = next((k for k in range(len(starts)) if quota[k] > 0 and first <= ends[k] + 1), len(starts) - 1)
+            quota[sess] = max(0, quota[sess] - 1)
+        out.append(FindingEvent(starts[sess] + min(float(first), ends[sess]), sig, oracle_of(sig)))
     if not index:
-        prev_count, prev_oracles = 0, set()
+        prev_count = 0
+        prev_oracles: set[str] = set()
         for r in records:
             if r.findings > prev_count:
                 fresh = sorted(set(r.oracles) - prev_oracles) or sorted(r.oracles)[-1:] or ["?"]

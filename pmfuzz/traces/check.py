@@ -186,7 +186,7 @@ def check_trace(
                 final = None
         finally:
             judge.close()
-    warnings = ()
+    warnings: tuple[str, ...] = ()
     if final is not None and not final.ok:
         warnings = (
             "the checker also rejects the image with every store persisted (the end of the trace): "

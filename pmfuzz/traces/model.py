@@ -23,14 +23,18 @@ keeps the stack of sections open around it, so an unbounded depth would cost dep
 class TraceEventKind(enum.StrEnum):
     """One record of a trace; the values are the native format's `event` names.
 
-    The instruction kinds are the PMem model's own (`EventKind`, same names and values, made from it
-    here so that the two never drift apart); a trace adds only the two marker kinds.
+    The instruction kinds are the PMem model's own (`EventKind`, same names and values), spelled out
+    so a type checker sees them and checked against `EventKind` below so the two never drift apart; a
+    trace adds only the two marker kinds.
     """
 
-    _ignore_ = "members kind"
-    members = vars()
-    for kind in EventKind:
-        members[kind.name] = kind.value
+    STORE = EventKind.STORE.value
+    NTSTORE = EventKind.NTSTORE.value
+    CLWB = EventKind.CLWB.value
+    CLFLUSHOPT = EventKind.CLFLUSHOPT.value
+    CLFLUSH = EventKind.CLFLUSH.value
+    SFENCE = EventKind.SFENCE.value
+    MFENCE = EventKind.MFENCE.value
     BEGIN = "begin"
     """A marker `NAME.BEGIN`: opens a named section (markers nest)."""
     END = "end"
@@ -56,6 +60,10 @@ class TraceEventKind(enum.StrEnum):
     @property
     def is_marker(self) -> bool:
         return self in (TraceEventKind.BEGIN, TraceEventKind.END)
+
+
+if EventKind.__members__.keys() - TraceEventKind.__members__.keys():
+    raise ImportError("TraceEventKind lacks an EventKind member: add it to the class")
 
 
 @dataclass(frozen=True, slots=True)

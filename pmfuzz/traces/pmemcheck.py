@@ -175,7 +175,7 @@ def parse_pmemcheck(text: str, source: str | None = None) -> Trace:
                 zero += 1
                 continue
             try:
-                data = value.to_bytes(size, "little")
+                stored = value.to_bytes(size, "little")
             except OverflowError:
                 raise ParseError(
                     f"store value {fields[2]!r} does not fit in its size of {size} bytes",
@@ -183,7 +183,7 @@ def parse_pmemcheck(text: str, source: str | None = None) -> Trace:
                     column=where.column,
                     source=source,
                 ) from None
-            raw.append((TraceEventKind.STORE, addr, size, data, "", where, tuple(fields[4:])))
+            raw.append((TraceEventKind.STORE, addr, size, stored, "", where, tuple(fields[4:])))
         elif kind == "Flush":
             _need(fields, 3, "address;size", where, source)
             addr = _hex(fields, 1, "flush address", where, source)

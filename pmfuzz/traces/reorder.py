@@ -156,7 +156,7 @@ class ReorderPoint:
         hi = max(self.flushed[j].addr + len(self.flushed[j].data) for j in comp)
         base = self.base.read_bytes(lo, hi - lo)
         seen = {(0, base)}
-        frontier = [(0, base, ())]
+        frontier: list[tuple[int, bytes, tuple[int, ...]]] = [(0, base, ())]
         out: dict[bytes, tuple[int, ...]] = {base: ()}
         while frontier:
             nxt = []
