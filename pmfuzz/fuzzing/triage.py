@@ -66,6 +66,14 @@ def _index(directory: Path, notes: list[str]) -> dict[str, dict]:
     return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, dict)}
 
 
+def _when(entry: dict, which: str) -> tuple[float, int] | None:
+    """(seconds, exec) of an index entry's first or last sighting; None if the index does not say."""
+    s, x = entry.get(f"{which}_seconds"), entry.get(f"{which}_exec")
+    if not isinstance(s, (int, float)) or isinstance(s, bool):
+        return None
+    return float(s), x if isinstance(x, int) else -1
+
+
 def _cause_by_replay(r: Reproducer, op_timeout: float | None) -> str | None:
     """The cause of an older reproducer's finding: its one crash state replayed on its own target."""
     v = run_reproducer(r, op_timeout=op_timeout)
@@ -96,19 +104,20 @@ def triage(
         if cause is None and replay:
             try:
                 cause = _cause_by_replay(r, op_timeout)
+                if cause is None:
+                    notes.append(f"{path.name}: its finding did not reproduce; grouped by its signature")
             except PmfuzzError as e:
                 notes.append(f"{path.name}: not replayed ({e}); grouped by its signature")
-            if cause is None and r.signature is not None:
-                notes.append(f"{path.name}: its finding did not reproduce; grouped by its signature")
         cause = cause or (str(r.signature) if r.signature else key_in_index or path.stem)
         acc = groups.setdefault(cause, _Acc(files=[], sigs=set()))
-        acc.count += int(entry.get("count", 1) or 1)
-        first = (entry.get("first_seconds"), entry.get("first_exec"))
-        last = (entry.get("last_seconds", first[0]), entry.get("last_exec", first[1]))
-        if isinstance(first[0], (int, float)):
-            acc.first = min(acc.first or first, first, key=lambda x: x[0])
-        if isinstance(last[0], (int, float)):
-            acc.last = max(acc.last or last, last, key=lambda x: x[0])
+        count = entry.get("count", 1)
+        acc.count += count if isinstance(count, int) and count > 0 else 1
+        first = _when(entry, "first")
+        last = _when(entry, "last") or first
+        if first is not None:
+            acc.first = min(acc.first or first, first)
+        if last is not None:
+            acc.last = max(acc.last or last, last)
         cand = (len(r.workload), path.name)
         acc.best = min(acc.best or cand, cand)
         assert acc.files is not None and acc.sigs is not None
@@ -125,9 +134,9 @@ def triage(
                 oracle_of(cause),
                 a.count,
                 a.first[0] if a.first else None,
-                a.first[1] if a.first else None,
+                a.first[1] if a.first and a.first[1] >= 0 else None,
                 a.last[0] if a.last else None,
-                a.last[1] if a.last else None,
+                a.last[1] if a.last and a.last[1] >= 0 else None,
                 a.best[1],
                 a.best[0],
                 tuple(a.files),

@@ -120,8 +120,9 @@ def _writer(addr: int, word: int, point: CrashPoint, trace: Sequence[Event]) -> 
     end = len(trace) if point.spec.seq is None else point.spec.seq
     want = word.to_bytes(8, "little")
     for e in reversed(trace[:end]):
-        inside = e.kind.is_store and e.data is not None and e.addr <= addr and addr + 8 <= e.addr + e.size
-        if inside and e.data[addr - e.addr : addr - e.addr + 8] == want:
+        data = e.data
+        inside = e.kind.is_store and data is not None and e.addr <= addr and addr + 8 <= e.addr + e.size
+        if inside and data is not None and data[addr - e.addr : addr - e.addr + 8] == want:
             return e
     return None
 

@@ -211,6 +211,7 @@ class _Header(TypedDict, total=False):
     eadr_points: EadrPoints
     expect: tuple[Expect, ...]
     signature: Signature
+    cause: Cause
 
 
 def _header(key: str, value: str, kw: _Header, notes: list[str], fail: Callable[[str], ParseError]) -> None:
