@@ -122,7 +122,26 @@ def test_campaign_figure_draws_the_stats_series(campaign: Path) -> None:
     for oracle in oracles:
         marks = _line(findings, oracle)
         assert len(marks.get_xdata()) == sum(1 for key in index if oracle_of(key) == oracle)
-    assert _line(findings, "unique findings").get_ydata()[-1] == len(index)
+    assert _line(findings, "root causes").get_ydata()[-1] == len(index)
+    assert all(r.seeds_left for r in c.records), "24 execs replay only part of the 943 seeds"
+    assert [p for p in corpus.patches if p.get_label() == "replaying the seed corpus"]
+
+
+def test_the_seed_replay_phase_ends_where_the_stats_say(tmp_path: Path) -> None:
+    lines = [
+        {"seconds": s, "execs": e, "states": 10 * e, "corpus": 5, "coverage": e, "findings": 0, "seeds_left": left}
+        for s, e, left in ((5, 10, 40), (10, 30, 20), (15, 55, 0), (20, 80, 0))
+    ]
+    (tmp_path / "stats.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    c = load_campaign(tmp_path)
+    assert [r.seeds_left for r in c.records] == [40, 20, 0, 0]
+    fig = campaign_figure(c)
+    [span] = [p for p in _axes(fig, "speed").patches if p.get_label() == "replaying the seed corpus"]
+    if hasattr(span, "get_width"):  # matplotlib >= 3.9 draws an axvspan as a Rectangle
+        xs = [span.get_x(), span.get_x() + span.get_width()]
+    else:
+        xs = sorted({x for x, _ in span.get_xy()})
+    assert [round(x, 6) for x in xs] == [0.0, 15.0]
 
 
 def test_pmfuzz_plot_writes_a_png(campaign: Path, tmp_path: Path, capsys) -> None:

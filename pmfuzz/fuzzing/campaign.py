@@ -331,6 +331,7 @@ def _run_batched(d: Driver, runner: BatchRunner) -> None:
     cfg = d.cfg
     size, window = cfg.batch, cfg.window
     initial = [format_workload(w) for w in d.corpus.entries]
+    d.prog.s.seeds_left = len(initial)
     texts = list(initial)
     sizes = [len(texts)]  # corpus length after k merged batches: batch b mutates texts[: sizes[b - window + 1]]
     pending: dict[int, Future] = {}
@@ -342,6 +343,7 @@ def _run_batched(d: Driver, runner: BatchRunner) -> None:
         for k, ex in enumerate(res.execs):
             if d.should_stop():
                 return False
+            d.prog.s.seeds_left = max(0, len(initial) - res.index * size - k - 1)
             d.merge(ex, replay=k < replays)
             texts.extend(format_workload(w) for w in d.corpus.entries[len(texts) :])
         return not d.should_stop()

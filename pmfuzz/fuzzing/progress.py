@@ -43,6 +43,8 @@ class Summary:
     stopped: str = ""
     forms: set[str] = field(default_factory=set)
     """Op forms reached (`pmfuzz.gen.forms`): op kind, flags and the state each op hit."""
+    seeds_left: int = 0
+    """Corpus entries still to be replayed before fuzzing proper starts (the seed-replay phase)."""
     first_hit: float | None = None
     """Seconds to the first finding of `stop_on`'s oracle (raw, before minimizing)."""
     error: str | None = None
@@ -252,6 +254,7 @@ class Progress:
             "corpus": len(self.corpus.entries),
             "coverage": len(self.features),
             "forms": len(self.s.forms & _ALL_FORM_TEXTS),
+            "seeds_left": self.s.seeds_left,
             "findings": len(self.crashes.counts),
             "oracles": sorted({oracle_of(k) for k in self.crashes.counts}),
         }

@@ -7,6 +7,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from .output import save_figure
 from .stats import Campaign, load_campaign
@@ -53,7 +54,7 @@ def campaign_figure(c: Campaign) -> Figure:
     last = c.records[-1]
     fig.suptitle(
         f"pmfuzz campaign {c.source.parent.name or c.source.name}: {last.execs:,} execs, {last.states:,} crash states, "
-        f"{len(c.findings) or last.findings} unique findings in {_span(c.duration)}"
+        f"{len(c.findings) or last.findings} root causes in {_span(c.duration)}"
         + (f" ({len(c.session_starts)} sessions)" if len(c.session_starts) > 1 else ""),
         fontsize=12,
         fontweight="bold",
@@ -82,13 +83,13 @@ def campaign_figure(c: Campaign) -> Figure:
     ax2b.set_ylabel("coverage features", color="#9467bd")
     _legend(ax2, [*ax2.get_lines(), *ax2b.get_lines()])
 
-    ax3.set_title("Unique findings, each marked by the oracle that caught it", fontsize=10, loc="left")
+    ax3.set_title("Root causes found, each marked by the oracle that caught it", fontsize=10, loc="left")
     if c.findings:
         ft = [0.0, *(e.time / k for e in c.findings), c.duration / k]
         fn = [0, *range(1, len(c.findings) + 1), len(c.findings)]
     else:
         ft, fn = [0.0, *t], [0, *(r.findings for r in c.records)]
-    ax3.step(ft, fn, where="post", color="#555555", lw=1.2, label="unique findings")
+    ax3.step(ft, fn, where="post", color="#555555", lw=1.2, label="root causes")
     handles = list(ax3.get_lines())
     for oracle in dict.fromkeys(e.oracle for e in c.findings):
         evs = [e for e in c.findings if e.oracle == oracle]
@@ -98,16 +99,22 @@ def campaign_figure(c: Campaign) -> Figure:
             [e.time / k for e in evs], ranks, linestyle="none", marker=marker, ms=7, color=color, label=oracle
         )
         handles.append(ln)
-    ax3.set_ylabel("unique findings")
+    ax3.set_ylabel("root causes")
     ax3.set_ylim(bottom=0, top=max([last.findings, len(c.findings), 1]) * 1.15 + 0.5)
     ax3.yaxis.get_major_locator().set_params(integer=True)
     _legend(ax3, handles)
     ax3.set_xlabel(f"campaign time ({unit})")
     ax3.set_xlim(0, max(c.duration / k, 1e-9) * 1.02)
+    replaying = _seed_spans(c)
     for ax in (ax1, ax2, ax3):
         ax.grid(True, alpha=0.3)
         for s in c.session_starts[1:]:
             ax.axvline(s / k, color="#999999", ls=":", lw=1)
+        for a, b in replaying:
+            ax.axvspan(a / k, b / k, color="#fdd49e", alpha=0.35, lw=0, label="replaying the seed corpus")
+    if replaying:
+        seed = Patch(color="#fdd49e", alpha=0.6, label="replaying the seed corpus")
+        _legend(ax2, [*ax2.get_lines(), *ax2b.get_lines(), seed])
     if len(c.session_starts) > 1:
         _legend(ax1, [*ax1.get_lines(), *ax1b.get_lines(), Line2D([], [], color="#999999", ls=":", label="resumed")])
     ax1.set_label("speed")
@@ -143,3 +150,18 @@ def plot_campaign(stats: str | Path, out: str | Path | None = None, *, dpi: int 
     c = load_campaign(stats)
     dest = Path(out) if out is not None else c.source.with_name("campaign.png")
     return save_figure(campaign_figure(c), dest, dpi)
+
+
+def _seed_spans(c: Campaign) -> list[tuple[float, float]]:
+    """Campaign-time spans in which a session replayed its corpus (the seeds) before fuzzing proper.
+
+    A session replays from its start; the span ends at its first stats line with nothing left to replay.
+    """
+    spans: list[tuple[float, float]] = []
+    for s, start in enumerate(c.session_starts):
+        recs = [r for r in c.records if r.session == s and r.seeds_left is not None]
+        if not recs or (recs[0].seeds_left == 0 and recs[0].seconds < 1):
+            continue
+        end = next((r.time for r in recs if r.seeds_left == 0), recs[-1].time)
+        spans.append((start, end))
+    return spans

@@ -36,6 +36,8 @@ class StatsRecord:
     session: int
     time: float
     signatures: tuple[str, ...] | None = None
+    seeds_left: int | None = None
+    """Corpus entries not yet replayed at this line (None: written before campaigns said so)."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,7 @@ def _read_records(path: Path) -> list[StatsRecord]:
             session=session,
             time=offset + float(nums["seconds"]),
             signatures=_strings(rec, "signatures", lineno, src),
+            seeds_left=int(_number(rec, "seeds_left", lineno, src)) if "seeds_left" in rec else None,
         )
         out.append(r)
         last = r
@@ -145,7 +148,7 @@ def _read_index(path: Path) -> dict[str, dict]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PmfuzzError(f"cannot read the findings index {path}: {e}") from None
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise PmfuzzError(f"{path} is not a findings index (expected an object of signature -> entry)")
+        raise PmfuzzError(f"{path} is not a findings index (expected an object of root cause -> entry)")
     return data
 
 
