@@ -17,6 +17,7 @@ from pmfuzz.fuzzing.campaign import CampaignConfig, Driver
 from pmfuzz.fuzzing.campaign_config import config_from_json, config_to_json
 from pmfuzz.fuzzing.corpus import CrashDir
 from pmfuzz.fuzzing.reporting import NOT_MINIMIZED
+from pmfuzz.signature import oracle_of
 
 pytest.importorskip("atheris")
 
@@ -63,10 +64,12 @@ def test_an_atheris_campaign_finds_a_zoo_bug_and_sums_it_up(tmp_path: Path) -> N
     assert execs > 0 and states > 0 and coverage > 0
     assert corpus == len(list((crashes / "corpus").glob("*"))) > 0
     index = json.loads((crashes / "findings.json").read_text())
-    assert index and all(sig.startswith("stale-exposure:") for sig in index)
-    assert f"findings: {len(index)} unique ({len(index)} new this run)" in out
-    for sig, info in index.items():
-        assert f"new {sig}  x{info['count']}  {info['file']}" in out
+    assert index and all(oracle_of(key) == "stale-exposure" for key in index)
+    assert f"findings: {len(index)} root cause(s) ({len(index)} new this run)" in out
+    for key, info in index.items():
+        n = len(info.get("signatures", ()))
+        where = f"  at {n} crash sites" if n > 1 else ""
+        assert f"new {key}  x{info['count']}{where}  {info['file']}" in out
     stats = json.loads((crashes / "stats.jsonl").read_text().splitlines()[-1])
     assert (stats["execs"], stats["states"], stats["corpus"], stats["coverage"]) == (execs, states, corpus, coverage)
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from oracles import CrashContext, CrashOracle, OracleName, VerdictCache, Violation, default_oracles, is_crash_oracle
 
-from ..execution.blame import failure, target_traceback
+from ..execution.blame import failure, pmfuzz_fault, target_traceback
 from ..execution.run import Run, ScheduleHead
 from ..execution.watchdog import TargetHang, TargetNonsense, deadline, guarded_mount
 from ..pmem import LINE, CrashImage, CrashPoint, CrashState, PMem, PointKind, Strategy
@@ -68,7 +68,13 @@ class _Judge:
         f = here.finding(oracle, message, evidence, tb)
         if here.fs is not None:
             p = here.point
-            f = replace(f, cause=crash_cause(oracle, message, evidence, p, here.state, here.fs, p.timeline.events))
+            try:
+                cause = crash_cause(oracle, message, evidence, p, here.state, here.fs, p.timeline.events)
+            except Exception as e:  # the target's view failed on a read the oracles did not make
+                if pmfuzz_fault(e):
+                    raise
+            else:
+                f = replace(f, cause=cause)
         self.findings.add(f)
 
     def verdict(self, skip_before: int) -> Verdict:
