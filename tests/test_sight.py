@@ -260,6 +260,9 @@ def test_fsync_no_flush_picture_shows_the_dropped_store_and_the_older_words() ->
     assert run.device == ((dropped.addr, dropped.addr + 64),), "the older words live in the line the crash dropped"
     fig = finding_figure(scene)
     assert "file:f0:0:64:older" in {p.get_gid() for p in _axes(fig, "files").patches}
+    assert scene.culprit == dropped.line, "the dropped line backing the older words is the one that matters"
+    [mark] = [p for p in _axes(fig, "lines").patches if p.get_gid() == "culprit"]
+    assert mark.get_x() < dropped.line % 64 + 1 and dropped.line % 64 < mark.get_x() + mark.get_width()
     legend = next(lg for lg in fig.legends if lg.get_label() == "legend:words")
     assert [t.get_text() for t in legend.get_texts()] == [BadKind.OLDER.label]
 

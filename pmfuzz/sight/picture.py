@@ -360,6 +360,22 @@ def _draw_zoom(ax, scene: Scene, blocks: list[int], labels: dict, row_h: list[in
                         gid=f"bad:{run.kind.value}",
                     )
                 )
+        culprit = scene.culprit
+        if culprit is not None and culprit // _LINES_PER_BLOCK == b:
+            c = culprit % _LINES_PER_BLOCK
+            ax.add_patch(
+                Rectangle((c - 0.15, top - 0.12), 1.3, 0.96, fill=False, lw=2.6, ec="black", zorder=6, gid="culprit")
+            )
+            ax.annotate(
+                "the line that matters",
+                (c + 0.5, top - 0.12),
+                (c + 0.5 + (4 if c < _LINES_PER_BLOCK - 16 else -4), top - 0.55),
+                ha="left" if c < _LINES_PER_BLOCK - 16 else "right",
+                fontsize=8,
+                fontweight="bold",
+                arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 1.2},
+                zorder=7,
+            )
         if b in scene.fsck_blocks:
             ax.add_patch(Rectangle((0, top - 0.06), _LINES_PER_BLOCK, 0.84, fill=False, lw=2.2, ec="black", gid="fsck"))
         owner = _owner(scene, b)

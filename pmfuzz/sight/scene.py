@@ -165,6 +165,18 @@ class Scene:
     """One line per finding of the state: `[oracle] message`, then its evidence."""
 
     @property
+    def culprit(self) -> int | None:
+        """The in-flight line the finding hinges on: the first line the crash did not keep in full that
+        backs a wrong word (its lost store is what the cause names); None if no such line is known."""
+        for ln in sorted(self.lines, key=lambda x: x.line):
+            if ln.fate is LineFate.KEPT:
+                continue
+            a, e = ln.addr, ln.addr + LINE
+            if any(lo < e and a < hi for run in self.bad for lo, hi in run.device):
+                return ln.line
+        return None
+
+    @property
     def crashed(self) -> bool:
         """False for findings made while the ops ran (functional, target errors): no crash state to draw."""
         return self.state != NO_CRASH
