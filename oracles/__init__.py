@@ -81,6 +81,9 @@ class Violation:
     oracle: OracleName
     message: str
     evidence: tuple[Evidence, ...] = ()
+    cause: str = ""
+    """What went wrong, in words that do not depend on where or when it showed (`poison for zero`):
+    the finding's root cause, when the oracle can tell it from its evidence; empty otherwise."""
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pmfuzz.lang.data import decode, describe
+from pmfuzz.lang.data import WordKind, decode, describe
 from pmfuzz.reference.expect import Expectation
 
 from . import Evidence
@@ -36,3 +36,16 @@ def evidence(expect: Expectation, name: str, words: np.ndarray, mask: np.ndarray
         raw = words[a:b].astype("<u8").tobytes()[: end - start]
         out.append(Evidence(name, start, end, describe(raw, base=start), allowed_text(expect, name, a)))
     return tuple(out)
+
+
+def content_cause(got: bytes, want: bytes) -> str:
+    """The first differing word as a cause: what was read for what was due (`poison for zero`)."""
+    g = decode(int.from_bytes(got.ljust(8, b"\0")[:8], "little"))
+    w = decode(int.from_bytes(want.ljust(8, b"\0")[:8], "little"))
+    if g.kind is WordKind.DATA and w.kind is WordKind.DATA:
+        found = "older data" if (g.file, g.offset) == (w.file, w.offset) else "data of another file or offset"
+    elif g.kind is WordKind.DATA:
+        found = "data"
+    else:
+        found = g.kind.value
+    return f"{found} for {w.kind.value}"

@@ -6,6 +6,7 @@ from pmfuzz.lang.workload import PAGE_SIZE
 from pmfuzz.target import Guarantee
 
 from . import Evidence, OracleName, Phase, RunContext, Violation
+from ._words import content_cause
 
 
 class Functional:
@@ -35,7 +36,12 @@ class Functional:
                     Violation(
                         self.name,
                         f"after op {ctx.index} read(2) of {f} differs from POSIX",
-                        (Evidence(f, i, min(len(a), i + 64), _describe(a[i : i + 64], i)),),
+                        (
+                            Evidence(
+                                f, i, min(len(a), i + 64), _describe(a[i : i + 64], i), _describe(b[i : i + 64], i)
+                            ),
+                        ),
+                        content_cause(a[i : i + 8], b[i : i + 8]),
                     )
                 )
         for m, mp in sorted(ref.maps.items()):
@@ -48,6 +54,7 @@ class Functional:
                             self.name,
                             f"after op {ctx.index} loads through {m} page {pg} "
                             f"see {_short(got)}, POSIX says {_short(want)}",
+                            cause=_page_cause(got, want),
                         )
                     )
                     break
@@ -66,3 +73,14 @@ def _describe(b: bytes, base: int) -> str:
     from pmfuzz.lang.data import describe
 
     return describe(b, base=base)
+
+
+def _page_cause(got, want) -> str:
+    """A page seen through a mapping as a cause: its first differing word, or what the load gave."""
+    if got.ok and want.ok and isinstance(got.value, bytes) and isinstance(want.value, bytes):
+        a, b = got.value, want.value
+        i = next((k for k in range(min(len(a), len(b))) if a[k] != b[k]), None)
+        if i is not None:
+            i -= i % 8
+            return content_cause(a[i : i + 8], b[i : i + 8])
+    return ""

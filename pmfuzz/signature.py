@@ -67,8 +67,10 @@ class How(enum.StrEnum):
     """The target does not map words to the device: the code whose in-flight stores the crash dropped."""
     AT = "at"
     """Nothing more is known than where the crash fell."""
+    CONTENT = "content"
+    """A crash-free read saw the wrong kind of word: what was read for what was due (`poison for zero`)."""
     RULE = "rule"
-    """The rule a message states, numbers and names taken out (fsck, sizes, names, functional)."""
+    """The rule a message states, numbers and names taken out (fsck, sizes, names, races)."""
 
 
 class Cause(NamedTuple):
@@ -100,9 +102,9 @@ _FILE_IDS = re.compile(r"file#\d+")
 def rule_of(message: str) -> str:
     """A message with what varies between runs of one rule taken out: op texts, numbers, names, what was seen."""
     m = message.split("\n", 1)[0]
-    for tail in (" see ", ", POSIX says", ";", ": results"):
+    for tail in (" see ", ";", ": results"):
         m = m.split(tail, 1)[0]
-    m = re.sub(r"`[^`]*`", "`op`", m)
+    m = re.sub(r"`(\w+)[^`]*`", r"`\1`", m)
     m = re.sub(r"\([^()]*\)", "", m)
     m = re.sub(r"\[[^\[\]]*\]", "[]", m)
     m = _FILE_IDS.sub("file#", m)

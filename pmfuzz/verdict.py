@@ -106,13 +106,12 @@ class Finding:
     def root_cause(self) -> Cause:
         """What groups findings: one per root cause, wherever the crash fell.
 
-        A crash finding's cause as the judge established it; otherwise the rule its message states
-        (numbers and names out), with the op kind for findings of a crash-free run.
+        A finding's cause as the judge or the oracle established it; otherwise the rule its message
+        states, with numbers, names and the op that revealed it taken out.
         """
         if self.cause is not None:
             return self.cause
-        rule = rule_of(self.message)
-        return Cause(self.oracle, How.RULE, f"{self.op_kind}: {rule}" if self.crash is None and self.op_kind else rule)
+        return Cause(self.oracle, How.RULE, rule_of(self.message))
 
     @property
     def signature(self) -> Signature:

@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 
-from oracles import OracleName, RunContext, RunOracle, default_oracles, is_run_oracle
+from oracles import OracleName, RunContext, RunOracle, Violation, default_oracles, is_run_oracle
 
 from ..errors import PmfuzzError
 from ..lang.workload import Fault, Op, Parallel, Pin, Store, Workload, flatten, groups
 from ..pmem import Pages, PMem
 from ..reference import History, Reference
+from ..signature import Cause, How
 from ..target import (
     Errno,
     MountedFS,
@@ -193,7 +194,7 @@ class _Execution:
                     if o.name is OracleName.FUNCTIONAL and self.findings.diverged():
                         continue
                     for v in o.check(ctx):
-                        add(Finding(v.oracle, v.message, v.evidence, i, str(op), op.kind.value, ""))
+                        add(Finding(v.oracle, v.message, v.evidence, i, str(op), op.kind.value, "", cause=_cause(v)))
             except (Exception, TargetHang) as e:
                 if oracle_fault(e):
                     raise
@@ -323,7 +324,7 @@ class _Execution:
             if o.name is OracleName.FUNCTIONAL and self.findings.diverged():
                 continue
             for v in o.check(ctx):
-                add(Finding(v.oracle, v.message, v.evidence, start, group_text, "parallel", ""))
+                add(Finding(v.oracle, v.message, v.evidence, start, group_text, "parallel", "", cause=_cause(v)))
         return start + n, out
 
 
@@ -365,3 +366,8 @@ def _run_digest(pm: PMem, results: list[str], orders: list[tuple[int, ...]], fs:
     if layout is not None:
         h.update(repr(layout()).encode())
     return h.digest()
+
+
+def _cause(v: Violation) -> Cause | None:
+    """The root cause a run oracle read off its evidence, if it could."""
+    return Cause(v.oracle, How.CONTENT, v.cause) if v.cause else None

@@ -60,13 +60,24 @@ def crash_cause(
         return Cause(oracle, How.AT, "end" if point.spec.seq is None else top_site(point.site))
     lost = _lost_store(addr, point, state, trace)
     if lost is not None:
-        return Cause(oracle, How.LOST, code_of(lost.site))
+        return Cause(oracle, How.LOST, _what_it_wrote(lost, addr))
     word = _read_word(fs, ev.file, off)
     if word is not None and decode(word).kind is WordKind.DATA:
         writer = _writer(addr, word, point, trace)
         if writer is not None:
-            return Cause(oracle, How.WRITTEN, code_of(writer.site))
-    return Cause(oracle, How.NEVER_WRITTEN, "")
+            return Cause(oracle, How.WRITTEN, _what_it_wrote(writer, addr))
+    return Cause(oracle, How.NEVER_WRITTEN, "data due" if "data" in ev.allowed else "zero due")
+
+
+def _what_it_wrote(e: Event, addr: int) -> str:
+    """A store as a cause: `data` when it wrote a workload's data to the word (through write(2), a
+    mapping, a copy: one cause however the data came), else its code site (a zeroing, a log write)."""
+    data = e.data
+    if data is not None and e.addr <= addr and addr + 8 <= e.addr + e.size:
+        word = int.from_bytes(data[addr - e.addr : addr - e.addr + 8], "little")
+        if decode(word).kind is WordKind.DATA:
+            return "data"
+    return code_of(e.site)
 
 
 def _read_word(fs: MountedFS, name: str, off: int) -> int | None:
