@@ -39,13 +39,22 @@ def evidence(expect: Expectation, name: str, words: np.ndarray, mask: np.ndarray
 
 
 def content_cause(got: bytes, want: bytes) -> str:
-    """The first differing word as a cause: what was read for what was due (`poison for zero`)."""
-    g = decode(int.from_bytes(got.ljust(8, b"\0")[:8], "little"))
-    w = decode(int.from_bytes(want.ljust(8, b"\0")[:8], "little"))
+    """The first differing word as a cause: what was read for what was due (`garbage for zero`).
+
+    Poison, undecodable words and a nonzero partial word at EOF are all `garbage`: which of them a
+    read meets depends on where EOF fell, not on what went wrong.
+    """
+    due = "zero" if not any(want) else "data"
+    if len(got) < 8 or len(want) < 8:
+        return f"{'zero' if not any(got) else 'garbage'} for {due}"
+    g = decode(int.from_bytes(got, "little"))
+    w = decode(int.from_bytes(want, "little"))
     if g.kind is WordKind.DATA and w.kind is WordKind.DATA:
         found = "older data" if (g.file, g.offset) == (w.file, w.offset) else "data of another file or offset"
     elif g.kind is WordKind.DATA:
         found = "data"
+    elif g.kind is WordKind.ZERO:
+        found = "zero"
     else:
-        found = g.kind.value
-    return f"{found} for {w.kind.value}"
+        found = "garbage"
+    return f"{found} for {due}"

@@ -66,7 +66,7 @@ def crash_cause(
         writer = _writer(addr, word, point, trace)
         if writer is not None:
             return Cause(oracle, How.WRITTEN, _what_it_wrote(writer, addr))
-    return Cause(oracle, How.NEVER_WRITTEN, "data due" if "data" in ev.allowed else "zero due")
+    return Cause(oracle, How.NEVER_WRITTEN, "")
 
 
 def _what_it_wrote(e: Event, addr: int) -> str:
