@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from oracles import OracleName
@@ -228,6 +228,7 @@ def test_a_wrong_word_reads_the_same_cause_wherever_eof_cuts_it(addr: int, keep:
     from pmfuzz.lang.data import payload, poison
 
     bad = poison(addr, 8).tobytes()
+    assume(any(bad[:keep]))  # a prefix of zero bytes reads as zero, rightly
     assert content_cause(bad, bytes(8)) == content_cause(bad[:keep], bytes(keep)) == "garbage for zero"
     mine, older, other = payload(1, 5, 64, 8), payload(1, 3, 64, 8), payload(2, 5, 64, 8)
     assert content_cause(older, mine) == "older data for data"
