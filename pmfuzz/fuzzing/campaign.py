@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol
 
+from oracles import OracleName
+
 from ..errors import PmfuzzError
 from ..gen.drawing import Drawer
 from ..gen.forms import workload_forms
@@ -156,6 +158,23 @@ def batch_workloads(
     return out
 
 
+def filed(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
+    """The findings a campaign files: none of a crash at or after the op where the run already left
+    the reference (a functional finding).
+
+    Those crash states are judged against a reference the target no longer follows, so what they
+    show follows from the first divergence, which is filed itself (the functional oracle reports
+    only the first diverging op for the same reason). `check` still returns them all: a
+    reproducer, `replay` and `regress` see everything.
+    """
+    diverged = min(
+        (f.op for f in findings if f.oracle is OracleName.FUNCTIONAL and f.crash is None and f.op >= 0), default=None
+    )
+    if diverged is None:
+        return findings
+    return tuple(f for f in findings if f.crash is None or (f.crash.point != "E" and f.crash.op < diverged))
+
+
 def judge(
     cfg: CampaignConfig,
     w: Workload,
@@ -177,7 +196,8 @@ def judge(
     seen_features = set() if seen_features is None else seen_features
     seen_causes = set() if seen_causes is None else seen_causes
     firsts = []
-    for f in v.findings:
+    findings = filed(v.findings)
+    for f in findings:
         if str(f.root_cause) not in seen_causes:
             seen_causes.add(str(f.root_cause))
             firsts.append(f)
@@ -186,7 +206,7 @@ def judge(
         var,
         distinct=v.stats.distinct,
         features=frozenset(v.features - seen_features),
-        found=tuple((str(f.root_cause), f.signature_text) for f in v.findings),
+        found=tuple((str(f.root_cause), f.signature_text) for f in findings),
         firsts=tuple(firsts),
     )
     seen_features |= v.features
