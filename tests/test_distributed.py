@@ -47,7 +47,7 @@ class DieOnce(DaxfsTarget):
 def finding_seed() -> int:
     """A seed whose first batch of 4 already finds the bug, whatever the generator draws today."""
     for seed in range(100):
-        if any(e.signatures for e in run_batch(CampaignConfig(target=BUGGY, seed=seed, batch=4), 0, ()).execs):
+        if any(e.found for e in run_batch(CampaignConfig(target=BUGGY, seed=seed, batch=4), 0, ()).execs):
             return seed
     raise AssertionError(f"no seed of 100 finds {BUGGY} in 4 workloads")
 
