@@ -25,6 +25,19 @@ def top_site(site: str) -> str:
     return site.split(".", 1)[0]
 
 
+def _fields(text: str, sep: str, form: str) -> tuple[OracleName, str, str]:
+    """The three fields of a signature or a cause (the last may hold `sep` itself); `-` is empty."""
+    parts = text.strip().split(sep, 2)
+    if len(parts) != 3:
+        raise PmfuzzError(f"{form}, got {clip(text)}")
+    try:
+        oracle = OracleName(parts[0])
+    except ValueError:
+        raise PmfuzzError(f"{form.split(' is ')[0]} names an oracle first, got {clip(text)}") from None
+    second, third = ("" if x == "-" else x for x in parts[1:])
+    return oracle, second, third
+
+
 class Signature(NamedTuple):
     oracle: OracleName
     op_kind: str
@@ -34,14 +47,7 @@ class Signature(NamedTuple):
     @classmethod
     def parse(cls, text: str) -> Signature:
         """The value of `oracle:op:site` (the site may itself hold colons)."""
-        parts = text.strip().split(":", 2)
-        if len(parts) != 3:
-            raise PmfuzzError(f"a signature is oracle:op:site, got {clip(text)}")
-        try:
-            oracle = OracleName(parts[0])
-        except ValueError:
-            raise PmfuzzError(f"a signature names an oracle first, got {clip(text)}") from None
-        kind, site = ("" if x == "-" else x for x in parts[1:])
+        oracle, kind, site = _fields(text, ":", "a signature is oracle:op:site")
         return cls(oracle, kind, site)
 
     def with_top_site(self) -> Signature:
@@ -82,13 +88,11 @@ class Cause(NamedTuple):
     @classmethod
     def parse(cls, text: str) -> Cause:
         """The value of `oracle/how/where`."""
-        parts = text.strip().split("/", 2)
-        if len(parts) != 3:
-            raise PmfuzzError(f"a cause is oracle/how/where, got {clip(text)}")
+        oracle, how, where = _fields(text, "/", "a cause is oracle/how/where")
         try:
-            return cls(OracleName(parts[0]), How(parts[1]), "" if parts[2] == "-" else parts[2])
+            return cls(oracle, How(how), where)
         except ValueError:
-            raise PmfuzzError(f"a cause names an oracle and one of {', '.join(How)}, got {clip(text)}") from None
+            raise PmfuzzError(f"a cause's second field is one of {', '.join(How)}, got {clip(text)}") from None
 
     def __str__(self) -> str:
         return f"{self.oracle}/{self.how}/{self.where or '-'}"

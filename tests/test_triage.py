@@ -87,7 +87,7 @@ def test_a_malformed_cause_is_one_clear_error() -> None:
     with pytest.raises(PmfuzzError, match="names an oracle"):
         Cause.parse("no-such-oracle/lost/x")
     text = "# pmfuzz reproducer v1\n# cause: stale-exposure/sometimes/x\ncreate f0\n"
-    with pytest.raises(PmfuzzError, match=r"^2: a cause names"):
+    with pytest.raises(PmfuzzError, match=r"^2: a cause.s second field is one of"):
         parse_reproducer(text)
 
 
