@@ -159,20 +159,21 @@ def batch_workloads(
 
 
 def filed(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
-    """The findings a campaign files: none of a crash at or after the op where the run already left
-    the reference (a functional finding).
+    """The findings a campaign files: none of a crash after the op where the run left the reference
+    (a functional finding).
 
     Those crash states are judged against a reference the target no longer follows, so what they
     show follows from the first divergence, which is filed itself (the functional oracle reports
-    only the first diverging op for the same reason). `check` still returns them all: a
-    reproducer, `replay` and `regress` see everything.
+    only the first diverging op for the same reason). Crashes inside the diverging op are kept:
+    they show how it went wrong (a torn copy on write whose result is also wrong). `check` still
+    returns them all: a reproducer, `replay` and `regress` see everything.
     """
     diverged = min(
         (f.op for f in findings if f.oracle is OracleName.FUNCTIONAL and f.crash is None and f.op >= 0), default=None
     )
     if diverged is None:
         return findings
-    return tuple(f for f in findings if f.crash is None or (f.crash.point != "E" and f.crash.op < diverged))
+    return tuple(f for f in findings if f.crash is None or (f.crash.point != "E" and f.crash.op <= diverged))
 
 
 def judge(
