@@ -77,7 +77,8 @@ def mixed(bugs: list[Bug], design: str, seed: int, seconds: float) -> None:
         mixed_n = 0
         for cause, entry in sorted(index.items()):
             r = load_reproducer(str(tmp / "crashes" / entry["file"]))
-            under = [b.value for b in bugs if replay_against(r, f"daxfs design={design} bugs={b.value}").still]
+            rest = " ".join(f"{k}={v}" for k, v in r.target.options if k != "bugs")
+            under = [b.value for b in bugs if replay_against(r, f"daxfs {rest} bugs={b.value}").still]
             for b in under:
                 per_bug[b] += 1
             mixed_n += len(under) != 1

@@ -73,11 +73,13 @@ def _what_it_wrote(e: Event, addr: int) -> str:
     """A store as a cause: `data` when it wrote a workload's data to the word (through write(2), a
     mapping, a copy: one cause however the data came), else its code site (a zeroing, a log write)."""
     data = e.data
-    if data is not None and e.addr <= addr and addr + 8 <= e.addr + e.size:
-        word = int.from_bytes(data[addr - e.addr : addr - e.addr + 8], "little")
-        if decode(word).kind is WordKind.DATA:
-            return "data"
-    return code_of(e.site)
+    if data is None:
+        return code_of(e.site)
+    at = addr if e.addr <= addr and addr + 8 <= e.addr + e.size else -(-e.addr // 8) * 8
+    if at + 8 <= e.addr + e.size:
+        word = int.from_bytes(data[at - e.addr : at - e.addr + 8], "little")
+        return "data" if decode(word).kind is WordKind.DATA else code_of(e.site)
+    return "data" if any(data) else code_of(e.site)  # less than a word: only a workload's own bytes are that small
 
 
 def _read_word(fs: MountedFS, name: str, off: int) -> int | None:
