@@ -10,7 +10,7 @@ was first and last seen, the shortest reproducer, and the crash sites it was see
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import PmfuzzError
@@ -47,8 +47,8 @@ class _Acc:
     first: tuple[float, int] | None = None
     last: tuple[float, int] | None = None
     best: tuple[int, str] | None = None
-    files: list[str] | None = None
-    sigs: set[str] | None = None
+    files: list[str] = field(default_factory=list)
+    sigs: set[str] = field(default_factory=set)
 
 
 def _index(directory: Path, notes: list[str]) -> dict[str, dict]:
@@ -109,7 +109,7 @@ def triage(
             except PmfuzzError as e:
                 notes.append(f"{path.name}: not replayed ({e}); grouped by its signature")
         cause = cause or (str(r.signature) if r.signature else key_in_index or path.stem)
-        acc = groups.setdefault(cause, _Acc(files=[], sigs=set()))
+        acc = groups.setdefault(cause, _Acc())
         count = entry.get("count", 1)
         acc.count += count if isinstance(count, int) and count > 0 else 1
         first = _when(entry, "first")
@@ -120,14 +120,13 @@ def triage(
             acc.last = max(acc.last or last, last)
         cand = (len(r.workload), path.name)
         acc.best = min(acc.best or cand, cand)
-        assert acc.files is not None and acc.sigs is not None
         acc.files.append(path.name)
         acc.sigs.update(s for s in entry.get("signatures", ()) if isinstance(s, str))
         if r.signature is not None:
             acc.sigs.add(str(r.signature))
     out = []
     for cause, a in groups.items():
-        assert a.best is not None and a.files is not None and a.sigs is not None
+        assert a.best is not None
         out.append(
             Group(
                 cause,

@@ -120,7 +120,8 @@ def _lost_store(addr: int, point: CrashPoint, state: CrashState, trace: Sequence
     at = point.spec.seq
     if at is None:
         return None
-    for e in trace[at + 1 :]:
+    for i in range(at + 1, len(trace)):
+        e = trace[i]
         if e.op != point.op:
             break
         if e.kind.is_store and e.addr < addr + 8 and addr < e.addr + e.size:
@@ -132,7 +133,8 @@ def _writer(addr: int, word: int, point: CrashPoint, trace: Sequence[Event]) -> 
     """The last store before the crash that wrote `word` at `addr`."""
     end = len(trace) if point.spec.seq is None else point.spec.seq
     want = word.to_bytes(8, "little")
-    for e in reversed(trace[:end]):
+    for i in range(end - 1, -1, -1):
+        e = trace[i]
         data = e.data
         inside = e.kind.is_store and data is not None and e.addr <= addr and addr + 8 <= e.addr + e.size
         if inside and data is not None and data[addr - e.addr : addr - e.addr + 8] == want:
