@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--cap", type=float, default=300.0, help="seconds per campaign before giving up")
     ap.add_argument("--wall", type=float, help="seconds per correct design (default: the longest time to a bug)")
+    ap.add_argument("--each", action="store_true", help="also print every seed's time")
     args = ap.parse_args()
     bugs = [Bug(b) for b in args.bugs.split(",") if b]
     print(f"{'bug':30} {'oracle':15} {'found':>5} {'median s':>9} {'max s':>8} {'ops':>7}")
@@ -68,6 +69,8 @@ def main() -> None:
         times, opsn = [], []
         for seed in range(1, args.seeds + 1):
             t, n, _ = one(bug, DESIGN_OF.get(bug, "zero"), seed, args.cap)
+            if args.each:
+                print(f"  {bug.value} seed {seed}: {'not found' if t is None else f'{t:.1f} s'}", flush=True)
             if t is not None:
                 times.append(t)
                 opsn.append(n)

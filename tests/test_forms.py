@@ -56,3 +56,33 @@ def test_every_form_a_workload_reaches_is_well_formed(w) -> None:
     for f in workload_forms(w):
         assert isinstance(f.kind, OpKind) and isinstance(f.hit, Hit)
         assert all(isinstance(x, str) and x for x in f.flags)
+
+
+def _batch_forms(batches: int, screen: bool) -> set[str]:
+    """Forms reached by the campaign's fresh draws over `batches` batches, as the driver feeds them back."""
+    from pmfuzz.fuzzing.campaign import CampaignConfig, batch_workloads
+    from pmfuzz.target import TargetSpec
+
+    cfg = CampaignConfig(target=TargetSpec("daxfs", ()), seed=3)
+    reached: set[str] = set()
+    for b in range(batches):
+        for w, _ in batch_workloads(cfg, b, (), (), frozenset(reached) if screen else None):
+            reached |= {str(f) for f in workload_forms(w)}
+    return reached
+
+
+def test_a_young_campaign_screens_fresh_draws_for_forms_it_has_not_reached() -> None:
+    blind, screened = _batch_forms(12, False), _batch_forms(12, True)
+    assert len(missing(screened)) < len(missing(blind)) - 5
+
+
+def test_a_campaign_that_reached_every_form_draws_blind() -> None:
+    from pmfuzz.fuzzing.campaign import CampaignConfig, batch_workloads
+    from pmfuzz.lang.workload import format_workload
+    from pmfuzz.target import TargetSpec
+
+    cfg = CampaignConfig(target=TargetSpec("daxfs", ()), seed=4)
+    everything = frozenset(str(f) for f in ALL_FORMS)
+    for b in range(3):
+        blind = [format_workload(w) for w, _ in batch_workloads(cfg, b, (), ())]
+        assert [format_workload(w) for w, _ in batch_workloads(cfg, b, (), (), everything)] == blind

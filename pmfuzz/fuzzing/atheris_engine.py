@@ -138,7 +138,7 @@ def _fuzz(cfg: CampaignConfig, summary_path: Path) -> None:
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, d.on_signal)  # libFuzzer's own handlers are off (-handle_int=0): the driver stops
     d.resume()
-    variants, draw, _ = _generators(cfg.target, cfg.max_ops)
+    variants, draw, _, _ = _generators(cfg.target, cfg.max_ops)
     rng = random.Random(cfg.seed)
     for w in list(d.corpus.entries):  # a resumed campaign starts from its corpus, as the native engine does
         if d.should_stop():

@@ -32,11 +32,12 @@ from oracles import OracleName
 
 from ..errors import PmfuzzError
 from ..gen.drawing import Drawer
-from ..gen.forms import workload_forms
+from ..gen.forms import ALL_FORMS, workload_forms
 from ..gen.mutate import mutate
 from ..gen.strategies import DEFAULT_SHAPE, Shape, ops, workloads
 from ..judging.engine import Finding, Options, check
-from ..lang.workload import Workload, format_workload, parse
+from ..lang.falloc import falloc_words
+from ..lang.workload import OpKind, Workload, format_workload, parse
 from ..target import (
     Target,
     TargetSpec,
@@ -95,6 +96,8 @@ class ExecResult:
     distinct: int = 0
     features: frozenset[str] = frozenset()
     """Features of this run not already reached earlier in the batch (the driver has those by then)."""
+    forms: tuple[str, ...] = ()
+    """The op forms the workload reached (`pmfuzz.gen.forms`), as text."""
     found: tuple[tuple[str, str], ...] = ()
     """Every finding's (root cause, signature), in the engine's order; campaigns group by the cause."""
     firsts: tuple[Finding, ...] = ()
@@ -123,22 +126,40 @@ class _Inline:
 
 
 @cache
-def _generators(spec: TargetSpec, max_ops: int) -> tuple[list[dict[str, str]], Drawer, Drawer]:
-    """Once per process: building the strategies costs more than drawing a batch."""
+def _generators(spec: TargetSpec, max_ops: int) -> tuple[list[dict[str, str]], Drawer, Drawer, frozenset[str]]:
+    """Once per process: building the strategies costs more than drawing a batch. Last: the op forms
+    the target's ops and fallocate modes can reach."""
     base = make_target(spec)
-    shape: Shape = DEFAULT_SHAPE.only(supported_ops(base), supported_falloc_modes(base))
-    return _variants(base, spec), Drawer(workloads(max_ops=max_ops, shape=shape)), Drawer(ops(shape))
+    kinds, modes = supported_ops(base), supported_falloc_modes(base)
+    shape: Shape = DEFAULT_SHAPE.only(kinds, modes)
+    words = {tuple(falloc_words(m)) for m in shape.falloc_modes}
+    reachable = frozenset(
+        str(f) for f in ALL_FORMS if f.kind in kinds and (f.kind is not OpKind.FALLOCATE or f.flags in words)
+    )
+    return _variants(base, spec), Drawer(workloads(max_ops=max_ops, shape=shape)), Drawer(ops(shape)), reachable
+
+
+_SCREEN = 8
+"""Fresh draws screened per fresh slot while op forms are missing (a draw costs ~3 ms, a run ~300 ms)."""
 
 
 def batch_workloads(
-    cfg: CampaignConfig, index: int, corpus: Sequence[str], todo: Sequence[str] = ()
+    cfg: CampaignConfig,
+    index: int,
+    corpus: Sequence[str],
+    todo: Sequence[str] = (),
+    reached: frozenset[str] | None = None,
 ) -> list[tuple[Workload, dict[str, str]]]:
     """The workloads (and target variants) of batch `index`: `todo` first, then mutants of `corpus` and fresh draws.
 
-    A pure function of its arguments, whichever process calls it and whatever it ran before.
+    `reached`: the op forms the campaign has reached; while some are missing, a fresh slot takes the
+    first of up to `_SCREEN` draws that reaches one (cheap on the reference, no crash states), so a
+    young campaign covers the language in a fraction of the runs blind draws need. A pure function
+    of its arguments, whichever process calls it and whatever it ran before.
     """
     rng = random.Random(f"{cfg.seed}/batch/{index}")
-    variants, draw_w, draw_op = _generators(cfg.target, cfg.max_ops)
+    variants, draw_w, draw_op, reachable = _generators(cfg.target, cfg.max_ops)
+    want = set() if reached is None else set(reachable - reached)
     queue = [parse(t) for t in todo]
     out: list[tuple[Workload, dict[str, str]]] = []
     misses = 0
@@ -150,12 +171,28 @@ def batch_workloads(
             fresh = [o for o in (draw_op(rng.randbytes(64)) for _ in range(2)) if o is not None]
             w = mutate(rng, parse(rng.choice(corpus)), donors, fresh)
         else:
-            w = draw_w(rng.randbytes(rng.choice((512, 2048, 8192))))
+            w = _fresh(draw_w, rng, want)
         if w is None or not w.ops:
             misses += 1
             continue
         out.append((w, rng.choice(variants)))
     return out
+
+
+def _fresh(draw_w: Drawer, rng: random.Random, want: set[str]) -> Workload | None:
+    """A fresh draw; while `want` (op forms still missing) is not empty, the first of `_SCREEN` draws
+    that reaches one of them, which then leave `want`."""
+    first = None
+    for _ in range(_SCREEN if want else 1):
+        w = draw_w(rng.randbytes(rng.choice((512, 2048, 8192))))
+        if w is None or not w.ops or not want:
+            return w
+        forms = _form_texts(w)
+        if want.intersection(forms):
+            want.difference_update(forms)
+            return w
+        first = first or w
+    return first
 
 
 def filed(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
@@ -202,26 +239,36 @@ def judge(
         if str(f.root_cause) not in seen_causes:
             seen_causes.add(str(f.root_cause))
             firsts.append(f)
+    forms = _form_texts(w)
+    feats = v.features | {f"form:{f}" for f in forms}
     ex = ExecResult(
         text,
         var,
         distinct=v.stats.distinct,
-        features=frozenset(v.features - seen_features),
+        features=frozenset(feats - seen_features),
+        forms=forms,
         found=tuple((str(f.root_cause), f.signature_text) for f in findings),
         firsts=tuple(firsts),
     )
-    seen_features |= v.features
+    seen_features |= feats
     return ex
 
 
-def run_batch(cfg: CampaignConfig, index: int, corpus: Sequence[str], todo: Sequence[str] = ()) -> BatchResult:
+def run_batch(
+    cfg: CampaignConfig,
+    index: int,
+    corpus: Sequence[str],
+    todo: Sequence[str] = (),
+    reached: frozenset[str] | None = None,
+) -> BatchResult:
     """Generate batch `index` and judge every workload: what a worker of any runner runs (pure)."""
     if ":" in cfg.target.name:
         admit(cfg.target.name)  # a cluster worker is another process: the campaign's own target, admitted again
     opts = _options(cfg)
     seen_features: set[str] = set()
     seen_causes: set[str] = set()
-    execs = [judge(cfg, w, v, opts, seen_features, seen_causes) for w, v in batch_workloads(cfg, index, corpus, todo)]
+    drawn = batch_workloads(cfg, index, corpus, todo, reached)
+    execs = [judge(cfg, w, v, opts, seen_features, seen_causes) for w, v in drawn]
     return BatchResult(index, tuple(execs))
 
 
@@ -281,7 +328,7 @@ class Driver:
         if new:
             prog.handle("corpus", (ex.workload, sorted(new)))
         w = parse(ex.workload)
-        prog.handle("exec", (ex.distinct, _form_texts(w)))
+        prog.handle("exec", (ex.distinct, ex.forms))
         firsts = {str(f.root_cause): f for f in ex.firsts}
         for cause, sig in ex.found:
             key = cause if cause in self.known or sig not in self.known else sig  # sig: an index of old versions
@@ -355,6 +402,7 @@ def _run_batched(d: Driver, runner: BatchRunner) -> None:
     d.prog.s.seeds_left = len(initial)
     texts = list(initial)
     sizes = [len(texts)]  # corpus length after k merged batches: batch b mutates texts[: sizes[b - window + 1]]
+    reached = [frozenset(d.prog.s.forms)]  # op forms reached after k merged batches, likewise
     pending: dict[int, Future] = {}
     results: dict[int, BatchResult] = {}
     submitted = merged = 0
@@ -385,12 +433,14 @@ def _run_batched(d: Driver, runner: BatchRunner) -> None:
                     return
                 merged += 1
                 sizes.append(len(texts))
+                reached.append(frozenset(d.prog.s.forms))
                 continue
             left = None if cfg.max_execs is None else cfg.max_execs - d.execs
             if submitted - merged < window and (left is None or (submitted - merged) * size < left):
                 todo = tuple(initial[submitted * size : (submitted + 1) * size])
-                snapshot = tuple(texts[: sizes[max(0, submitted - window + 1)]])
-                pending[submitted] = runner.submit(run_batch, cfg, submitted, snapshot, todo)
+                before = max(0, submitted - window + 1)
+                snapshot = tuple(texts[: sizes[before]])
+                pending[submitted] = runner.submit(run_batch, cfg, submitted, snapshot, todo, reached[before])
                 submitted += 1
                 continue
             wait(list(pending.values()), timeout=0.5, return_when=FIRST_COMPLETED)

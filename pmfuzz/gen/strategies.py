@@ -240,13 +240,14 @@ _CLASSIC = (
     ("write", "fault-read"),
     ("fault-read", "write"),
     ("write", "fault-write"),
+    ("fault-write", "write"),
     ("write", "store"),
     ("truncate", "store"),
     ("punch", "fault-read"),
 )
 """Half are the pairs the DAX threads argued about: the zero page installed over a block a
-write just allocated (twice: either thread may start), a write fault against a write(2) on a
-shared block, a store against a truncate or a punch."""
+write just allocated, a write fault against a write(2) on a shared block (both twice: either
+thread may start), a store against a write, a truncate or a punch."""
 
 
 def _race_op(kind: str, f: str, m: str, o: int, n: int, size: int) -> Op:
@@ -293,16 +294,16 @@ def _race(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> list[Op]:
     named = {"zero-range": FallocMode.ZERO_RANGE, "unshare-range": FallocMode.UNSHARE_RANGE}
     kinds = [k if named.get(k, 0) in (0, *shape.falloc_modes) else "fallocate" for k in kinds]
     # The prefix each race needs most: a hole under a read fault (the zero page), shared blocks
-    # under a write and a write fault (two copies on write), a hole under a write and a store (two
-    # initialise one new block), data under a truncate.
+    # under a write and a write fault (two copies on write), a hole or shared blocks under a write
+    # and a store (two initialise, or two copy, one block), data under a truncate.
     fits = {
-        "fault-read": "truncate",
-        "fault-write": "share",
-        "store": "truncate",
-        "truncate": "write",
-        "unshare-range": "share",
+        "fault-read": ("truncate",),
+        "fault-write": ("share",),
+        "store": ("truncate", "share"),
+        "truncate": ("write",),
+        "unshare-range": ("share",),
     }
-    likely = fits.get(kinds[1], fits.get(kinds[0], "write"))
+    likely = draw(st.sampled_from(fits.get(kinds[1], fits.get(kinds[0], ("write",)))))
     first = draw(st.sampled_from([likely, likely, "write", "truncate", "share"]))
     out: list[Op] = [] if f in ctx.sizes else [Create(f)]
     if first == "share" and len(names) > 1:
@@ -464,7 +465,9 @@ def _huge(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> list[Op]:
     out: list[Op] = [] if f in ctx.sizes else [Create(f)]
     sync = draw(st.booleans())
     pg = draw(st.sampled_from([0, 0, 1, 512]))
-    under = draw(st.sampled_from(["hole", "unwritten", "written", "fresh", "shared", "past-eof"]))
+    # Half the draws put the huge zero page under the fault (a hole or a preallocated range), the
+    # scenario's namesake; the rest a PMD of written, not yet durable, shared or past-EOF blocks.
+    under = draw(st.sampled_from(["hole", "hole", "unwritten", "unwritten", "written", "fresh", "shared", "past-eof"]))
     out += [Truncate(f, 2 * PMD_SIZE), Mmap(m, f, 0, 2 * PMD_SIZE, sync)]
     if under == "unwritten" and "fallocate" in have:
         out.append(Fallocate(f, 0, PMD_SIZE))
@@ -481,7 +484,7 @@ def _huge(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> list[Op]:
         out.append(Truncate(f, pg * K))
     out.append(Fault(m, pg, draw(st.integers(0, 2)) == 0, True))
     off = draw(st.sampled_from([0, 100, K, PMD_SIZE - K]))
-    how = draw(st.sampled_from(["write", "store", "store", "punch"]))
+    how = draw(st.sampled_from(["write", "write", "store", "store", "punch"]))
     if how == "write":
         out.append(Write(f, off, draw(st.sampled_from([100, K]))))
     elif how == "punch":
