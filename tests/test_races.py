@@ -386,8 +386,13 @@ CAMPAIGN_FALSE_POSITIVES = {
     "racing-store-write-then-cow": "create f0\ntruncate f0 8192\nmmap m1 f0 0 8192\n"
     "parallel { store m1 100 4096 ; write f0 100 4096 }\ncreate f2\nwrite f2 0 4096\nfsync f2\n"
     "reflink f2 f0\nwrite f0 0 100\n",
+    "store-into-eof-page-of-extending-write": "create f0\ntruncate f0 1\nmmap m0 f0 0 8192\n"
+    "parallel { store m0 1 4096 ; write f0 1 4096 }\n",
+    "map-sync-fault-racing-extending-write": "create f0\ntruncate f0 1\nmmap m1 f0 0 1 sync\n"
+    "parallel { write f0 0 2 ; fault m1 0 write }\npersist m1 0 1\n",
 }
-"""Issue 14's three, found by campaigns on correct designs: each on every configuration, every schedule."""
+"""Found by campaigns on correct designs (issue 14's three, then two of 2026-12-05): each on every
+configuration, every schedule."""
 
 
 @pytest.mark.parametrize("name", sorted(CAMPAIGN_FALSE_POSITIVES))

@@ -282,6 +282,7 @@ class _Execution:
         # staged a block and copied its data after a racing write fault remapped that block wrote in
         # place, not copied on write.
         prefer = tuple(sorted(range(n), key=lambda t: (last.get(start + t, 1 << 62), finished.get(t, n))))
+        hist.note_group(start, n)
         found = serial_order(ref, hist, ops, start, n, got, fs, prefer)
         mixed: dict[str, bytes] = {}
         split: Reference | None = None

@@ -6,8 +6,9 @@ are not atomic against each other, block by block). Two ops are not atomic even 
 results: a store through a mapping takes a page fault per page, and a write(2) that
 extends a file copies its data before it sets the new size (xfs_file_dax_write), so a
 racing store may see its first page after the write's data and its next page still
-beyond EOF (SIGBUS). When no order of whole ops explains a run, the ops are split into
-those steps and their interleavings are tried.
+beyond EOF (SIGBUS), and may overwrite, in the EOF page, bytes the write put past the old
+EOF before the size takes them in. When no order of whole ops explains a run, the ops
+are split into those steps and their interleavings are tried.
 """
 
 from __future__ import annotations
@@ -82,13 +83,13 @@ def serial_order(
             fitting.append((order, r2))
     whole = _explain(fitting, actual)
     if not isinstance(whole, str):
-        return whole
+        return SerialOrder(fitting[whole[0]][0], whole[1])
     split = _split_orders(ref, hist, ops, start, idx, got, fs)
     found = _explain(split, actual) if split else whole
     if isinstance(found, str):
         return whole
-    r2 = next(r for o, r in split if o == found.order)
-    return SerialOrder(found.order, found.mixed, r2)
+    order, r2 = split[found[0]]
+    return SerialOrder(order, found[1], r2)
 
 
 def _fits(want: dict[int, Result], got: dict[int, Result], r2: Reference, fs: MountedFS, idx: list[int]) -> bool:
@@ -123,11 +124,17 @@ def _maps_fit(r2: Reference, fs: MountedFS) -> bool:
     return True
 
 
-def _explain(fitting: list[tuple[tuple[int, ...], Reference]], actual: dict[str, bytes]) -> SerialOrder | str:
-    """The first fitting order whose files hold what the target's do, or a byte mix of them."""
-    for order, r2 in fitting:
+def _explain(
+    fitting: list[tuple[tuple[int, ...], Reference]], actual: dict[str, bytes]
+) -> tuple[int, dict[str, bytes]] | str:
+    """The first fitting order whose files hold what the target's do, or a byte mix of them (then
+    the first fitting order with the files it mixes), as its index in `fitting`; or why none does.
+
+    Split orders that finish their ops in the same order are different interleavings: the one
+    that explains the run is the one whose state is adopted."""
+    for k, (_order, r2) in enumerate(fitting):
         if all(actual[f] == r2.read(f, 0, r2.size(f) or 0) for f in actual):
-            return SerialOrder(order, {})
+            return k, {}
     if not fitting:
         return "no serial order gives the same results, files and sizes"
     mixed: dict[str, bytes] = {}
@@ -149,7 +156,7 @@ def _explain(fitting: list[tuple[tuple[int, ...], Reference]], actual: dict[str,
                 f"gives {hexcut(fitting[0][1].read(f, lo, hi - lo))})"
             )
         mixed[f] = data
-    return SerialOrder(fitting[0][0], mixed)
+    return 0, mixed
 
 
 def hexcut(b: bytes, n: int = 8) -> str:
@@ -158,7 +165,7 @@ def hexcut(b: bytes, n: int = 8) -> str:
 
 # -- split orders ---------------------------------------------------------------------------------
 
-_HEAD, _TAIL, _PAGE = "head", "tail", "page"
+_HEAD, _DATA, _SIZE, _PAGE = "head", "data", "size", "page"
 
 
 def _steps(op: Op) -> list[tuple[str, Op]]:
@@ -166,7 +173,7 @@ def _steps(op: Op) -> list[tuple[str, Op]]:
     if isinstance(op, Store):
         return [(_PAGE, replace(op, off=pos, len=k)) for pos, k in page_pieces(op.off, op.len)]
     if isinstance(op, Write) and op.map is None:
-        return [(_HEAD, op), (_TAIL, op)]
+        return [(_HEAD, op), (_DATA, op), (_SIZE, op)]
     return [(_PAGE, op)]
 
 
@@ -216,7 +223,7 @@ def _split_orders(
         r2 = copy.deepcopy(ref)
         done = {j: 0 for j in idx}
         res: dict[int, Result | None] = {j: None for j in idx}
-        cut: dict[int, int] = {}
+        cut: dict[int, tuple[int, int]] = {}
         finished: list[int] = []
         for c in merge:
             j = idx[c]
@@ -234,24 +241,39 @@ def _split_orders(
     return fitting
 
 
-def _apply_step(r2: Reference, j: int, kind: str, op: Op, so_far: Result | None, cut: dict[int, int]) -> Result | None:
-    """Apply one step of op j; the op's result so far (None: nothing visible done yet)."""
+def _apply_step(
+    r2: Reference, j: int, kind: str, op: Op, so_far: Result | None, cut: dict[int, tuple[int, int]]
+) -> Result | None:
+    """Apply one step of op j; the op's result so far (None: nothing visible done yet).
+
+    A write(2) takes three: its bytes inside the old EOF (`_HEAD`), its bytes past it with the old
+    size still in force (`_DATA`: read(2) does not see them, a mapping of the EOF page does, and
+    pages past it still fault SIGBUS), then the new size over whatever those bytes hold (`_SIZE`).
+    `cut[j]`: the bytes the head wrote and the size the data step grew the file to (-1: none)."""
     if kind == _PAGE:
         return r2.apply(j, op)
     assert isinstance(op, Write)
     if kind == _HEAD:
         size = r2.size(op.file)
         c = 0 if size is None else max(0, min(op.len, size - op.off))
-        cut[j] = c
+        cut[j] = (c, -1)
         if c == 0:
             return None
         return r2.apply(j, op if c == op.len else replace(op, len=c))
-    c = cut[j]
+    c, grown = cut[j]
+    if kind == _SIZE:
+        f = r2.names.get(op.file)
+        if grown >= 0 and f is not None:
+            f.set_size(grown)
+        return so_far
     if c == op.len:
         return so_far
-    if c == 0:
-        return r2.apply(j, op)
-    tail = r2.apply(j, replace(op, off=op.off + c, len=op.len - c))
+    old = r2.size(op.file)
+    tail = r2.apply(j, op if c == 0 else replace(op, off=op.off + c, len=op.len - c))
+    f = r2.names.get(op.file)
+    if tail.ok and old is not None and f is not None and f.size > old:
+        cut[j] = (c, f.size)
+        f.set_size(old)
     if so_far is None or not tail.ok:
         return tail
     return Result(int(so_far.value) + int(tail.value))

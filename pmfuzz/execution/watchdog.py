@@ -299,7 +299,10 @@ class _Deadline:
 
 
 class _NoDeadline:
-    __slots__ = ()
+    __slots__ = ("what",)
+
+    def __init__(self) -> None:
+        self.what = ""
 
     def __enter__(self) -> None:
         return None
@@ -307,8 +310,6 @@ class _NoDeadline:
     def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
         return None
 
-
-_NONE = _NoDeadline()
 
 _QUIET: frozenset[CodeType] = frozenset(
     {
@@ -326,12 +327,13 @@ _QUIET: frozenset[CodeType] = frozenset(
 def deadline(seconds: float | None, what: str, *, target: str | None = None) -> _Deadline | _NoDeadline:
     """A context manager that raises `TargetHang` in the block if it runs longer than `seconds`.
 
-    `what` names the block in the message (and `target`, if given, the target that hung).
+    `what` names the block in the message (and `target`, if given, the target that hung); the
+    block may change the manager's `what` as it moves on, and the message names the part that hung.
     `None` disables it. Deadlines nest: each fires at its own limit. The exception is
     raised only inside the block, never after it.
     """
     if seconds is None:
-        return _NONE
+        return _NoDeadline()
     if not seconds > 0:
         raise ValueError(f"deadline must be positive seconds or None, got {seconds!r}")
     return _Deadline(float(seconds), what, target)

@@ -208,14 +208,29 @@ class _Judge:
                 point_hung = point_hung or isinstance(v, _Hung)
             hit.patch(ch)
             here.fs = hit.fs
-            cctx = CrashContext(hit.fs, expect, verdicts=hit.verdicts)
-            for o in self.data_oracles:
-                for v in _run_oracle(o, cctx, opts.op_timeout, target.name):
-                    self.add_crash(here, v)
-                    point_hung = point_hung or isinstance(v, _Hung)
+            point_hung = self._data_oracles(here, CrashContext(hit.fs, expect, verdicts=hit.verdicts)) or point_hung
             stats.t_oracles += time.perf_counter() - t3
             if point_hung:
                 return True
+        return False
+
+    def _data_oracles(self, here: _Here, ctx: CrashContext) -> bool:
+        """Every data oracle on one crash state, under one deadline (arming a timer per oracle cost
+        more than most checks); True when the target hung."""
+        target = self.run.target.name
+        guard = deadline(self.opts.op_timeout, "the oracles", target=target)
+        try:
+            with guard:
+                for o in self.data_oracles:
+                    guard.what = f"oracle {getattr(o.name, 'value', o.name)}"
+                    vs = _run_oracle(o, ctx)
+                    for v in vs:
+                        self.add_crash(here, v)
+                    if any(isinstance(v, _Hung) for v in vs):
+                        return True
+        except TargetHang as e:  # fired between two oracles, or in a finding's cause
+            self.add_crash(here, _Hung((OracleName.MOUNT, f"reading the recovered image: {e}", (), None)))
+            return True
         return False
 
 

@@ -90,7 +90,8 @@ class Expectation:
         write fault behind a later persist through a MAP_SYNC mapping of it. That fault forced the
         inode to the log (IOMAP_F_DIRTY), so data made durable by the persist is reachable only if
         the size and name as of the fault are durable too; a size changed after the fault without
-        zapping the page (an extending write, a truncate up) is not made durable by the persist."""
+        zapping the page (an extending write, a truncate up) is not made durable by the persist. A
+        fault in a parallel group may have run before every other op of the group."""
         d = self.start(name)
         if not self.durable or self.synchronous:
             return d
@@ -99,7 +100,7 @@ class Expectation:
         for j in range(d, self.completed):
             for nm, ino, fault in self.h.effects[j].meta_synced:
                 if nm == name and {ino} == inos:
-                    out = max(out, fault + 1)
+                    out = max(out, self.h.earliest(fault) + 1)
         return out
 
     def must_exist(self, name: str) -> bool:

@@ -63,6 +63,12 @@ class RefFile:
             self.size = new
             self.version += 1
 
+    def set_size(self, new: int) -> None:
+        """The size alone, every byte kept: i_size_write, which an extending write(2) does after its
+        data is in place (xfs_file_dax_write), so a racing store may change the bytes in between."""
+        self.size = new
+        self.version += 1
+
     def shrink_to(self, new: int) -> None:
         """Truncate down: the tail of the new EOF block is zeroed and the rest freed."""
         self.zero(new, len(self.data))

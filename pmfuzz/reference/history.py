@@ -30,6 +30,17 @@ class History:
         self.alternatives: dict[int, list[dict[int, tuple[str | None, FileVersion]]]] = {}
         """Boundary -> other states it may stand for: inside a parallel group, the states after the
         same number of ops in every other serial order (values and sizes that existed transiently)."""
+        self.groups: dict[int, int] = {}
+        """Op index -> the first op of its parallel group, for every op of a group."""
+
+    def note_group(self, start: int, n: int) -> None:
+        """Ops [start, start+n) ran at once: any of them may have run first."""
+        for j in range(start, start + n):
+            self.groups[j] = start
+
+    def earliest(self, op: int) -> int:
+        """The earliest position op `op` may have run at: its group's first, if it was in one."""
+        return self.groups.get(op, op)
 
     def add_alternative(self, b: int, other: Reference) -> None:
         """Record `other` (a copy of the reference run in another serial order) as a state at boundary b."""
