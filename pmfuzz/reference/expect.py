@@ -32,6 +32,8 @@ class Record(Protocol):
     @property
     def ops(self) -> int: ...
 
+    def earliest(self, op: int) -> int: ...
+
 
 @dataclass
 class WordVerdict:
