@@ -131,6 +131,9 @@ class Finding:
         return str(self.signature)
 
 
+_COUNTS = ("ops", "points", "states", "distinct", "mounts", "shared")
+
+
 @dataclass
 class Stats:
     ops: int = 0
@@ -138,13 +141,27 @@ class Stats:
     states: int = 0
     distinct: int = 0
     mounts: int = 0
+    shared: int = 0
+    """Distinct states whose data differ from a judged one of the same metadata only in lines no file
+    maps: their verdict is that one's (counted in `distinct`)."""
     t_exec: float = 0.0
     t_image: float = 0.0
     t_mount: float = 0.0
     t_oracles: float = 0.0
 
     def add(self, other: Stats) -> None:
-        for k in ("ops", "points", "states", "distinct", "mounts", "t_exec", "t_image", "t_mount", "t_oracles"):
+        for k in (
+            "ops",
+            "points",
+            "states",
+            "distinct",
+            "mounts",
+            "shared",
+            "t_exec",
+            "t_image",
+            "t_mount",
+            "t_oracles",
+        ):
             setattr(self, k, getattr(self, k) + getattr(other, k))
 
 

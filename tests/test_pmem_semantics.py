@@ -132,6 +132,19 @@ def test_digest_identifies_the_image(ops: list[Op], domain: str) -> None:
 
 @SETTINGS
 @given(traces(), st.sampled_from(["adr", "eadr"]))
+def test_the_bounded_enumerator_digests_each_state_as_its_image_does(ops: list[Op], domain: str) -> None:
+    """Bounded states carry a digest computed from their deviations alone: it is the full one."""
+    pm = run(ops, domain)
+    by_image: dict[bytes, int] = {}
+    for point in pm.crash_points():
+        for s in point.states("bounded", limit=200):
+            assert s.digest == point.state(s.choices).digest
+            img = s.image().to_bytes()
+            assert by_image.setdefault(img, s.digest) == s.digest
+
+
+@SETTINGS
+@given(traces(), st.sampled_from(["adr", "eadr"]))
 def test_all_kept_is_what_the_cpu_saw(ops: list[Op], domain: str) -> None:
     pm = run(ops, domain)
     end = pm.crash_points()[-1]

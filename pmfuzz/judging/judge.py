@@ -17,9 +17,10 @@ from oracles import CrashContext, CrashOracle, OracleName, VerdictCache, Violati
 from ..execution.blame import failure, pmfuzz_fault, target_traceback
 from ..execution.run import Run, ScheduleHead
 from ..execution.watchdog import TargetHang, TargetNonsense, deadline, guarded_mount
+from ..lang.workload import BLOCK_SIZE
 from ..pmem import LINE, CrashImage, CrashPoint, CrashState, PMem, PointKind, Strategy
 from ..signature import Signature, top_site
-from ..target import MountedFS, metadata_ranges
+from ..target import MountedFS, file_blocks, metadata_ranges
 from ..verdict import CrashSite, Finding, Findings, Options, StateChoice, Stats, Verdict
 from .cause import crash_cause
 
@@ -189,6 +190,7 @@ class _Judge:
                 else:
                     stats.mounts += 1
                     hit = _Mounted(rfs, mpm, point, data_g)
+                    hit.visible = _visible_groups(rfs, point, data_g, opts.op_timeout)
                     meta_ctx = CrashContext(rfs, expect)
                     for o in self.meta_oracles:
                         hit.meta_findings += _run_oracle(o, meta_ctx, opts.op_timeout, target.name)
@@ -206,39 +208,80 @@ class _Judge:
             for v in hit.meta_findings:
                 self.add_crash(here, v)
                 point_hung = point_hung or isinstance(v, _Hung)
-            hit.patch(ch)
-            here.fs = hit.fs
-            point_hung = self._data_oracles(here, CrashContext(hit.fs, expect, verdicts=hit.verdicts)) or point_hung
+            vkey = None if hit.visible is None else tuple(ch[gi] for gi in hit.visible)
+            known = hit.judged.get(vkey) if vkey is not None else None
+            if known is not None:
+                stats.shared += 1
+                if known:
+                    hit.patch(ch)
+                    here.fs = hit.fs
+                for v in known:
+                    self.add_crash(here, v)
+            else:
+                hit.patch(ch)
+                here.fs = hit.fs
+                hung, found = self._data_oracles(here, CrashContext(hit.fs, expect, verdicts=hit.verdicts))
+                if vkey is not None and not hung:
+                    hit.judged[vkey] = found
+                point_hung = point_hung or hung
             stats.t_oracles += time.perf_counter() - t3
             if point_hung:
                 return True
         return False
 
-    def _data_oracles(self, here: _Here, ctx: CrashContext) -> bool:
+    def _data_oracles(self, here: _Here, ctx: CrashContext) -> tuple[bool, list[_V]]:
         """Every data oracle on one crash state, under one deadline (arming a timer per oracle cost
-        more than most checks); True when the target hung."""
+        more than most checks): whether the target hung, and the violations found."""
         target = self.run.target.name
         guard = deadline(self.opts.op_timeout, "the oracles", target=target)
+        found: list[_V] = []
         try:
             with guard:
                 for o in self.data_oracles:
                     guard.what = f"oracle {getattr(o.name, 'value', o.name)}"
                     vs = _run_oracle(o, ctx)
                     for v in vs:
+                        found.append(v)
                         self.add_crash(here, v)
                     if any(isinstance(v, _Hung) for v in vs):
-                        return True
+                        return True, found
         except TargetHang as e:  # fired between two oracles, or in a finding's cause
             self.add_crash(here, _Hung((OracleName.MOUNT, f"reading the recovered image: {e}", (), None)))
-            return True
-        return False
+            return True, found
+        return False, found
+
+
+def _visible_groups(
+    fs: MountedFS, point: CrashPoint, data_groups: list[int], limit: float | None
+) -> tuple[int, ...] | None:
+    """The data groups with a line in a block some file of the recovered image maps; None if the
+    target does not tell (`file_blocks`) or fails to.
+
+    With metadata fixed, the data oracles read file data only through the files' blocks, so two
+    crash states whose data differ only in other lines (a block allocated by a transaction the
+    crash lost, a COW staging copy not yet remapped) get the same verdict: it is judged once.
+    """
+    blocks: set[int] = set()
+    try:
+        with deadline(limit, "file_blocks()"):
+            for name in fs.files():
+                got = file_blocks(fs, name, fs.size(name) or 0)
+                if got is None:
+                    return None
+                blocks.update(dev // BLOCK_SIZE for _, dev, _ in got if dev is not None)
+    except (Exception, TargetHang) as e:
+        if pmfuzz_fault(e):
+            raise
+        return None
+    return tuple(gi for gi in data_groups if any(ln * LINE // BLOCK_SIZE in blocks for ln in point.groups[gi].lines))
 
 
 class _Mounted:
     """A recovered image mounted once per metadata state; data groups are swapped in per crash state.
 
     The device starts with every data group at "nothing kept"; `patch` rewrites only the groups
-    whose choice differs from the previous state's.
+    whose choice differs from the previous state's. `judged`: the data oracles' violations per
+    choice of the `visible` groups (None: every state is judged).
     """
 
     def __init__(self, fs: MountedFS, pm: PMem, point: CrashPoint, data_groups: list[int]) -> None:
@@ -248,6 +291,8 @@ class _Mounted:
         self.data_groups = data_groups
         self.meta_findings: list[_V] = []
         self.verdicts = VerdictCache()
+        self.visible: tuple[int, ...] | None = None
+        self.judged: dict[tuple[int, ...], list[_V]] = {}
         self._cur: dict[int, int] = dict.fromkeys(data_groups, 0)
         for gi in data_groups:
             for ln, b in point.group_lines(gi, 0):

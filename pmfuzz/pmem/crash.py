@@ -219,14 +219,26 @@ class CrashPoint:
         return self._states(strategy, seed, limit)
 
     def _states(self, strategy: Strategy, seed: int, limit: int | None) -> Iterator[CrashState]:
+        seen: set[tuple[int, ...]] = set()
+        if strategy is Strategy.BOUNDED:
+            full_d, none_d = self._base_digests
+            for choices, from_full, devs in self._bounded():
+                if choices in seen:
+                    continue
+                seen.add(choices)
+                base = self.full_choices if from_full else self.none_choices
+                d = full_d if from_full else none_d
+                for gi in devs:
+                    d += self._outcome(gi, choices[gi])[1] - self._outcome(gi, base[gi])[1]
+                yield CrashState._trusted(self, choices, d % _MOD)
+                if limit is not None and len(seen) >= limit:
+                    return
+            return
         if strategy is Strategy.EXHAUSTIVE:
             gen: Iterable[tuple[int, ...]] = _product(self.groups)
-        elif strategy is Strategy.BOUNDED:
-            gen = self._bounded()
         else:
             n = 64 if limit is None else limit
             gen = _product(self.groups) if self._count_at_most(n) else self._sample(seed, n)
-        seen: set[tuple[int, ...]] = set()
         for choices in gen:
             if choices in seen:
                 continue
@@ -243,8 +255,10 @@ class CrashPoint:
                 return False
         return True
 
-    def _bounded(self) -> Iterator[tuple[int, ...]]:
-        """Both bases, then every one-group deviation, then every two-group deviation.
+    def _bounded(self) -> Iterator[tuple[tuple[int, ...], bool, tuple[int, ...]]]:
+        """Both bases, then every one-group deviation, then every two-group deviation, each with
+        its base (True: all kept) and the groups that deviate from it, so that its digest costs
+        those groups alone.
 
         Deviations from "all kept" come before those from "none kept", and one-group before
         two-group ones, so that a limit keeps the most telling states; states from one base
@@ -252,15 +266,17 @@ class CrashPoint:
         """
         gs = self.groups
         edges = [g.edges() for g in gs]
-        full, none = self.full_choices, tuple(0 for _ in gs)
-        yield full
-        yield none
+        full, none = self.full_choices, self.none_choices
+        yield full, True, ()
+        yield none, False, ()
         for base in (full, none):
+            is_full = base is full
             for i in range(len(gs)):
                 for v in edges[i]:
                     if v != base[i]:
-                        yield (*base[:i], v, *base[i + 1 :])
+                        yield (*base[:i], v, *base[i + 1 :]), is_full, (i,)
         for base in (full, none):
+            is_full = base is full
             for i, j in itertools.combinations(range(len(gs)), 2):
                 for v in edges[i]:
                     if v == base[i]:
@@ -269,7 +285,7 @@ class CrashPoint:
                         if w != base[j]:
                             c = list(base)
                             c[i], c[j] = v, w
-                            yield tuple(c)
+                            yield tuple(c), is_full, (i, j)
 
     def _sample(self, seed: int, n: int) -> Iterator[tuple[int, ...]]:
         rng = random.Random(f"{seed}/{self.id}")
@@ -374,11 +390,14 @@ class CrashState:
             raise PMemError(f"invalid choices {self.choices!r} for crash point {self.point.id}")
 
     @classmethod
-    def _trusted(cls, point: CrashPoint, choices: tuple[int, ...]) -> CrashState:
-        """A state whose choices come from the enumerators themselves (already valid)."""
+    def _trusted(cls, point: CrashPoint, choices: tuple[int, ...], digest: int | None = None) -> CrashState:
+        """A state whose choices come from the enumerators themselves (already valid), with its
+        digest if the enumerator knew it."""
         self = object.__new__(cls)
         object.__setattr__(self, "point", point)
         object.__setattr__(self, "choices", choices)
+        if digest is not None:
+            self.__dict__["digest"] = digest
         return self
 
     @property

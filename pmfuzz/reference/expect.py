@@ -59,6 +59,7 @@ class Expectation:
         self.synchronous = synchronous
         self._start: dict[str, int] = {}
         self._stacks: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._whole: dict[tuple[str, int, bytes], WordVerdict] = {}
 
     # -- windows -----------------------------------------------------------------
 
@@ -162,6 +163,18 @@ class Expectation:
                 full = (idx * 8 >= s) & (idx * 8 + 8 <= e)
                 d = np.where(inside & full, np.maximum(d, j + 1), d)
         return d
+
+    def classify_file(self, name: str, words: np.ndarray, size: int) -> WordVerdict:
+        """`classify` of a whole recovered file, remembered by its content: the metadata states of a
+        crash point, and the points that share this window, recover the same file again and again.
+        The verdict is shared: read it, do not change it."""
+        key = (name, size, words.tobytes())
+        hit = self._whole.get(key)
+        if hit is None:
+            if len(self._whole) >= 64:
+                self._whole.pop(next(iter(self._whole)))
+            hit = self._whole[key] = self.classify(name, np.arange(len(words)), words, size)
+        return hit
 
     def classify(self, name: str, idx: np.ndarray, found: np.ndarray, size: int | None = None) -> WordVerdict:
         """Judge the words `found` (uint64) at word indices `idx` of the recovered file `name`.
