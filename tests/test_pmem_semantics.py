@@ -132,12 +132,13 @@ def test_digest_identifies_the_image(ops: list[Op], domain: str) -> None:
 
 @SETTINGS
 @given(traces(), st.sampled_from(["adr", "eadr"]))
-def test_the_bounded_enumerator_digests_each_state_as_its_image_does(ops: list[Op], domain: str) -> None:
-    """Bounded states carry a digest computed from their deviations alone: it is the full one."""
+def test_the_enumerators_digest_each_state_as_its_image_does(ops: list[Op], domain: str) -> None:
+    """Enumerated states carry a digest computed from what changed since the state before (odometer)
+    or from their deviations (bounded): it is the one computed from scratch."""
     pm = run(ops, domain)
     by_image: dict[bytes, int] = {}
     for point in pm.crash_points():
-        for s in point.states("bounded", limit=200):
+        for s in [*point.states("bounded", limit=200), *point.states("exhaustive", limit=200)]:
             assert s.digest == point.state(s.choices).digest
             img = s.image().to_bytes()
             assert by_image.setdefault(img, s.digest) == s.digest

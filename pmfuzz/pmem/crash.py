@@ -234,12 +234,28 @@ class CrashPoint:
                 if limit is not None and len(seen) >= limit:
                     return
             return
-        if strategy is Strategy.EXHAUSTIVE:
-            gen: Iterable[tuple[int, ...]] = _product(self.groups)
-        else:
-            n = 64 if limit is None else limit
-            gen = _product(self.groups) if self._count_at_most(n) else self._sample(seed, n)
-        for choices in gen:
+        n = 64 if limit is None else limit
+        if strategy is Strategy.EXHAUSTIVE or self._count_at_most(n):
+            # Odometer order: a state differs from the one before in the groups that rolled over,
+            # so its digest is the previous one plus those groups' changes.
+            d = 0
+            prev: tuple[int, ...] = ()
+            for choices, rolled in _product_steps(self.groups):
+                if rolled is None:
+                    d = CrashState._trusted(self, choices).digest
+                else:
+                    for gi in rolled:
+                        d += self._outcome(gi, choices[gi])[1] - self._outcome(gi, prev[gi])[1]
+                    d %= _MOD
+                prev = choices
+                if choices in seen:
+                    continue
+                seen.add(choices)
+                yield CrashState._trusted(self, choices, d)
+                if limit is not None and len(seen) >= limit:
+                    return
+            return
+        for choices in self._sample(seed, n):
             if choices in seen:
                 continue
             seen.add(choices)
@@ -514,6 +530,11 @@ def _product(groups: Sequence[Group]) -> Iterator[tuple[int, ...]]:
     choices, listed at every crash point even when a limit keeps only a few states. An odometer,
     not recursion: a large write has thousands of lines (groups) in flight.
     """
+    return (choices for choices, _ in _product_steps(groups))
+
+
+def _product_steps(groups: Sequence[Group]) -> Iterator[tuple[tuple[int, ...], tuple[int, ...] | None]]:
+    """`_product`, each tuple with the groups whose choice changed since the one before (None: first)."""
     n = len(groups)
     drawn: list[list[int]] = [[] for _ in groups]
     sources = [g.choices() for g in groups]
@@ -529,8 +550,9 @@ def _product(groups: Sequence[Group]) -> Iterator[tuple[int, ...]]:
     if not all(has(i, 0) for i in range(n)):
         return
     idx = [0] * n
+    rolled: tuple[int, ...] | None = None
     while True:
-        yield tuple(drawn[i][idx[i]] for i in range(n))
+        yield tuple(drawn[i][idx[i]] for i in range(n)), rolled
         i = n - 1
         while i >= 0:
             idx[i] += 1
@@ -540,3 +562,4 @@ def _product(groups: Sequence[Group]) -> Iterator[tuple[int, ...]]:
             i -= 1
         if i < 0:
             return
+        rolled = tuple(range(i, n))
