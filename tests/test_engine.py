@@ -30,6 +30,19 @@ def test_grouping_by_metadata_gives_the_same_verdict(w, bug: str, cil: str) -> N
     assert {f.signature for f in fast.findings} == {f.signature for f in slow.findings}
 
 
+@pytest.mark.parametrize("bug", ["", "zero-after-commit", "cow-skip-tail-copy"])
+def test_states_differing_only_in_unmapped_lines_share_a_verdict_that_is_theirs(bug: str) -> None:
+    """A write's data into blocks its lost transaction would have mapped is invisible after the crash:
+    those states are judged once, and each still gets exactly the verdict it would get alone."""
+    text = "create f0\nwrite f0 0 8192\ncreate f1\nreflink f0 f1\nwrite f1 100 5000\nfsync f1\n"
+    t = DaxfsTarget(design="zero", bugs=bug, cil="lazy")
+    fast = check(t, parse(text), Options(max_states=128, log_states=True))
+    slow = check(t, parse(text), Options(max_states=128, group_by_metadata=False, log_states=True))
+    assert fast.stats.shared > 0 and slow.stats.shared == 0
+    assert fast.state_log == slow.state_log
+    assert {f.signature for f in fast.findings} == {f.signature for f in slow.findings}
+
+
 CORPUS = sorted((Path(__file__).resolve().parents[1] / "corpora" / "regression").glob("*.pmfuzz"))
 
 

@@ -70,3 +70,25 @@ def test_lazy_product_is_itertools_product(shape: list[list[int]]) -> None:
     from pmfuzz.pmem.crash import _product
 
     assert list(_product([_Choices(c) for c in shape])) == list(itertools.product(*shape))
+
+
+@st.composite
+def mixed_groups(draw: st.DrawFn) -> Group:
+    """A line's pieces, cached and non-temporal, of any size, torn or not."""
+    line = draw(st.integers(0, 3))
+    pieces = []
+    for seq in range(draw(st.integers(1, 12))):
+        off = draw(st.integers(0, LINE - 1))
+        size = draw(st.integers(1, LINE - off))
+        nt = draw(st.booleans())
+        pieces.append(
+            Piece(seq, line, line * LINE + off, bytes([seq + 1]) * size, nt, words_in(line * LINE + off, size))
+        )
+    return Group(GroupSpec(f"L{line}", tuple(pieces), tear=draw(st.booleans())))
+
+
+@settings(max_examples=200, deadline=None)
+@given(mixed_groups())
+def test_a_group_is_a_chain_exactly_when_each_unit_must_follow_the_one_before(group: Group) -> None:
+    preds = group.preds
+    assert group.chain == all((j - 1) in preds[j] for j in range(1, len(preds)))

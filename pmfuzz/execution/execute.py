@@ -190,11 +190,14 @@ class _Execution:
                 break
             ctx = RunContext(i, op, got, want, fs, ref)
             try:
-                for o in self.run_oracles:
-                    if o.name is OracleName.FUNCTIONAL and self.findings.diverged():
-                        continue
-                    for v in o.check(ctx):
-                        add(Finding(v.oracle, v.message, v.evidence, i, str(op), op.kind.value, "", cause=_cause(v)))
+                with deadline(opts.op_timeout, "the view", target=target.name, named_by_calls=True):
+                    for o in self.run_oracles:
+                        if o.name is OracleName.FUNCTIONAL and self.findings.diverged():
+                            continue
+                        for v in o.check(ctx):
+                            add(
+                                Finding(v.oracle, v.message, v.evidence, i, str(op), op.kind.value, "", cause=_cause(v))
+                            )
             except (Exception, TargetHang) as e:
                 if oracle_fault(e):
                     raise

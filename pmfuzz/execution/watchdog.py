@@ -245,24 +245,25 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
-def _covered() -> bool:
-    """Is a deadline active on this thread?"""
+def _covering() -> _Deadline | None:
+    """The innermost deadline active on this thread, if any."""
     if _stack and threading.get_ident() == _MAIN:
-        return True
+        return _stack[-1]
     st: list[_Deadline] = getattr(_local, "stack", [])
-    return bool(st) and st[-1].state == _ARMED
+    return st[-1] if st and st[-1].state == _ARMED else None
 
 
 # -- the context manager ---------------------------------------------------------------------
 
 
 class _Deadline:
-    __slots__ = ("alarm", "expiry", "seconds", "state", "target", "tid", "what")
+    __slots__ = ("alarm", "expiry", "named_by_calls", "seconds", "state", "target", "tid", "what")
 
-    def __init__(self, seconds: float, what: str, target: str | None) -> None:
+    def __init__(self, seconds: float, what: str, target: str | None, named_by_calls: bool = False) -> None:
         self.seconds = seconds
         self.what = what
         self.target = target
+        self.named_by_calls = named_by_calls
         self.expiry = 0.0
         self.tid = 0
         self.state = _ARMED
@@ -324,19 +325,23 @@ _QUIET: frozenset[CodeType] = frozenset(
 """Code that a SIGALRM must never raise in: our own bookkeeping around a block."""
 
 
-def deadline(seconds: float | None, what: str, *, target: str | None = None) -> _Deadline | _NoDeadline:
+def deadline(
+    seconds: float | None, what: str, *, target: str | None = None, named_by_calls: bool = False
+) -> _Deadline | _NoDeadline:
     """A context manager that raises `TargetHang` in the block if it runs longer than `seconds`.
 
     `what` names the block in the message (and `target`, if given, the target that hung); the
     block may change the manager's `what` as it moves on, and the message names the part that hung.
     `None` disables it. Deadlines nest: each fires at its own limit. The exception is
-    raised only inside the block, never after it.
+    raised only inside the block, never after it. `named_by_calls`: the `GuardedFS` calls made
+    in the block take its `what` as they start, so that one deadline around many view calls
+    (arming a timer costs more than most of them) still names the call that hung.
     """
     if seconds is None:
         return _NoDeadline()
     if not seconds > 0:
         raise ValueError(f"deadline must be positive seconds or None, got {seconds!r}")
-    return _Deadline(float(seconds), what, target)
+    return _Deadline(float(seconds), what, target, named_by_calls)
 
 
 # -- the checked view of a mounted target ------------------------------------------------------
@@ -386,7 +391,12 @@ class GuardedFS:
         """Call the target; a view call inside an enclosing deadline (an oracle's) runs under that one."""
         fn = getattr(self._fs, name)
         try:
-            if self._limit is None or (not own and _covered()):
+            if self._limit is None:
+                return fn(*args)
+            cover = None if own else _covering()
+            if cover is not None:
+                if cover.named_by_calls:
+                    cover.what = what
                 return fn(*args)
             with deadline(self._limit, what, target=self._target):
                 return fn(*args)

@@ -59,8 +59,17 @@ class Group:
             return True
         if self.spec.tear or not any(p.nt for p in self.spec.pieces):
             return True
-        preds = self.preds
-        return all((j - 1) in preds[j] for j in range(1, len(preds)))
+        # Unit j follows unit j-1 iff j is cached, or j-1 is cached or writes the same word (`preds`):
+        # an nt piece of more than one word never chains; across pieces only the seam counts.
+        prev: Piece | None = None
+        for p in self.spec.pieces:
+            if p.nt and (
+                p.units > 1
+                or (prev is not None and prev.nt and (prev.addr + len(prev.data) - 1) // WORD != p.addr // WORD)
+            ):
+                return False
+            prev = p
+        return True
 
     @cached_property
     def units(self) -> tuple[Unit, ...]:
