@@ -92,3 +92,17 @@ def mixed_groups(draw: st.DrawFn) -> Group:
 def test_a_group_is_a_chain_exactly_when_each_unit_must_follow_the_one_before(group: Group) -> None:
     preds = group.preds
     assert group.chain == all((j - 1) in preds[j] for j in range(1, len(preds)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(mixed_groups())
+def test_predecessor_masks_are_the_predecessor_lists(group: Group) -> None:
+    assert group.pred_masks == tuple(sum(1 << p for p in ps) for ps in group.preds)
+    if not group.chain and group.n <= 10:
+        valid = [
+            c
+            for c in range(1 << group.n)
+            if all(all(c >> p & 1 for p in group.preds[i]) for i in range(group.n) if c >> i & 1)
+        ]
+        assert [c for c in range(1 << group.n) if group.is_valid(c)] == valid
+        assert sorted(group.choices()) == valid

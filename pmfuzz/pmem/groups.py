@@ -90,6 +90,21 @@ class Group:
                 out.append(tuple(i for i in range(j) if not units[i].piece.nt or units[i].word == u.word))
         return tuple(out)
 
+    @cached_property
+    def pred_masks(self) -> tuple[int, ...]:
+        """`preds` as bit masks, built in one pass (`preds` costs the square of the units)."""
+        out: list[int] = []
+        cached = 0
+        by_word: dict[int, int] = {}
+        tear = self.spec.tear
+        for i, u in enumerate(self.units):
+            nt = u.piece.nt
+            out.append((1 << i) - 1 if tear or not nt else cached | by_word.get(u.word, 0))
+            if not nt:
+                cached |= 1 << i
+            by_word[u.word] = by_word.get(u.word, 0) | 1 << i
+        return tuple(out)
+
     @property
     def name(self) -> str:
         return self.spec.name
@@ -139,7 +154,7 @@ class Group:
             return 0 <= choice <= self.n
         if choice < 0 or choice >> self.n:
             return False
-        return all(all(choice >> p & 1 for p in self.preds[i]) for i in range(self.n) if choice >> i & 1)
+        return all(choice & m == m for i, m in enumerate(self.pred_masks) if choice >> i & 1)
 
     def choices(self) -> Iterator[int]:
         """Every valid choice, in a fixed order."""
@@ -153,7 +168,8 @@ class Group:
             yield mask
             return
         yield from self._downsets(i + 1, mask)
-        if all(mask >> p & 1 for p in self.preds[i]):
+        m = self.pred_masks[i]
+        if mask & m == m:
             yield from self._downsets(i + 1, mask | 1 << i)
 
     def count(self, cap: int = 1 << 20) -> int:
@@ -184,8 +200,8 @@ class Group:
         if self.chain:
             return min(self.n, int(rnd() * (self.n + 1)))
         mask = 0
-        for i in range(self.n):
-            if all(mask >> p & 1 for p in self.preds[i]) and rnd() < 0.5:
+        for i, m in enumerate(self.pred_masks):
+            if mask & m == m and rnd() < 0.5:
                 mask |= 1 << i
         return mask
 
