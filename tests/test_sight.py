@@ -144,6 +144,24 @@ def test_the_seed_replay_phase_ends_where_the_stats_say(tmp_path: Path) -> None:
     assert [round(x, 6) for x in xs] == [0.0, 15.0]
 
 
+def test_a_campaign_records_its_memory_and_the_plot_draws_it(campaign: Path, tmp_path: Path) -> None:
+    import sys
+
+    raw = _raw(campaign)
+    if sys.platform.startswith("linux"):
+        assert all(r["rss_mib"] > 1 for r in raw)
+    lines = [
+        {"seconds": s, "execs": s, "states": 10 * s, "corpus": 5, "coverage": s, "findings": 0, "rss_mib": m}
+        for s, m in ((5, 80.0), (10, 95.5), (15, 96.0))
+    ]
+    (tmp_path / "stats.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    c = load_campaign(tmp_path)
+    assert [r.rss_mib for r in c.records] == [80.0, 95.5, 96.0]
+    fig = campaign_figure(c)
+    mem = next(ln for a in fig.axes for ln in a.get_lines() if ln.get_label() == "memory (MiB)")
+    assert list(mem.get_ydata()) == [80.0, 95.5, 96.0]
+
+
 def test_pmfuzz_plot_writes_a_png(campaign: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "c.png"
     code, stdout, _ = _run(["plot", str(campaign / "stats.jsonl"), "-o", str(out)], capsys)

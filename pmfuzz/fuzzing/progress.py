@@ -258,7 +258,21 @@ class Progress:
             "findings": len(self.crashes.counts),
             "oracles": sorted({oracle_of(k) for k in self.crashes.counts}),
         }
+        rss = resident_mib()
+        if rss is not None:
+            rec["rss_mib"] = round(rss, 1)
         append_line(self.stats_path, json.dumps(rec))
+
+
+def resident_mib() -> float | None:
+    """This process's resident memory now (MiB; Linux's /proc), so a campaign's memory over hours is
+    on record: a leak shows as a rising line in `pmfuzz plot`. None where /proc does not say."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
 
 
 def summary_text(s: Summary, crashes: Path) -> str:

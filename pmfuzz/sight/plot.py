@@ -75,13 +75,26 @@ def campaign_figure(c: Campaign) -> Figure:
     ax1b.set_ylim(bottom=0)
     _legend(ax1, [*ax1.get_lines(), *ax1b.get_lines()])
 
-    ax2.set_title("Corpus size and coverage (features reached)", fontsize=10, loc="left")
+    rss = [(x, r.rss_mib) for x, r in zip(t, c.records, strict=True) if r.rss_mib is not None]
+    ax2.set_title(
+        "Corpus size and coverage (features reached)" + (", and memory (resident)" if rss else ""),
+        fontsize=10,
+        loc="left",
+    )
     ax2.plot(t, [r.corpus for r in c.records], color="#2ca02c", marker=mark, ms=3, label="corpus")
     ax2.set_ylabel("corpus entries", color="#2ca02c")
     ax2b = ax2.twinx()
     ax2b.plot(t, [r.coverage for r in c.records], color="#9467bd", marker=mark, ms=3, label="coverage")
     ax2b.set_ylabel("coverage features", color="#9467bd")
-    _legend(ax2, [*ax2.get_lines(), *ax2b.get_lines()])
+    extra = []
+    if rss:
+        ax2c = ax2.twinx()
+        ax2c.spines["right"].set_position(("axes", 1.08))
+        ax2c.plot([x for x, _ in rss], [m for _, m in rss], color="#8c564b", ls="--", lw=1, label="memory (MiB)")
+        ax2c.set_ylabel("resident MiB", color="#8c564b")
+        ax2c.set_ylim(bottom=0)
+        extra = list(ax2c.get_lines())
+    _legend(ax2, [*ax2.get_lines(), *ax2b.get_lines(), *extra])
 
     ax3.set_title("Root causes found, each marked by the oracle that caught it", fontsize=10, loc="left")
     if c.findings:
@@ -114,7 +127,7 @@ def campaign_figure(c: Campaign) -> Figure:
             ax.axvspan(a / k, b / k, color="#fdd49e", alpha=0.35, lw=0, label="replaying the seed corpus")
     if replaying:
         seed = Patch(color="#fdd49e", alpha=0.6, label="replaying the seed corpus")
-        _legend(ax2, [*ax2.get_lines(), *ax2b.get_lines(), seed])
+        _legend(ax2, [*ax2.get_lines(), *ax2b.get_lines(), *extra, seed])
     if len(c.session_starts) > 1:
         _legend(ax1, [*ax1.get_lines(), *ax1b.get_lines(), Line2D([], [], color="#999999", ls=":", label="resumed")])
     ax1.set_label("speed")

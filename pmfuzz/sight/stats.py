@@ -38,6 +38,8 @@ class StatsRecord:
     signatures: tuple[str, ...] | None = None
     seeds_left: int | None = None
     """Corpus entries not yet replayed at this line (None: written before campaigns said so)."""
+    rss_mib: float | None = None
+    """The campaign process's resident memory at this line (None: not recorded)."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,7 @@ def _read_records(path: Path) -> list[StatsRecord]:
             time=offset + float(nums["seconds"]),
             signatures=_strings(rec, "signatures", lineno, src),
             seeds_left=int(_number(rec, "seeds_left", lineno, src)) if "seeds_left" in rec else None,
+            rss_mib=float(_number(rec, "rss_mib", lineno, src)) if "rss_mib" in rec else None,
         )
         out.append(r)
         last = r
