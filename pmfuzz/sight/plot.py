@@ -77,7 +77,7 @@ def campaign_figure(c: Campaign) -> Figure:
 
     rss = [(x, r.rss_mib) for x, r in zip(t, c.records, strict=True) if r.rss_mib is not None]
     ax2.set_title(
-        "Corpus size and coverage (features reached)" + (", and memory (resident)" if rss else ""),
+        "Corpus, coverage and resident memory" if rss else "Corpus size and coverage (features reached)",
         fontsize=10,
         loc="left",
     )
