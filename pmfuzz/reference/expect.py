@@ -21,6 +21,11 @@ __all__ = ["Expectation", "Record", "WordVerdict", "WORDS_PER_BLOCK", "eof_mask"
 WORDS_PER_BLOCK = BLOCK_SIZE // 8
 
 
+_WHOLE_BYTES = 64 << 20
+"""What `classify_file` may keep per expectation (keys and verdicts, about twice the words): a
+dozen 4 MiB files, where a count of entries let it keep 64 of them."""
+
+
 class Record(Protocol):
     """What an expectation reads of the history (`History`)."""
 
@@ -60,6 +65,7 @@ class Expectation:
         self._start: dict[str, int] = {}
         self._stacks: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._whole: dict[tuple[str, int, bytes], WordVerdict] = {}
+        self._whole_bytes = 0
 
     # -- windows -----------------------------------------------------------------
 
@@ -171,9 +177,12 @@ class Expectation:
         key = (name, size, words.tobytes())
         hit = self._whole.get(key)
         if hit is None:
-            if len(self._whole) >= 64:
-                self._whole.pop(next(iter(self._whole)))
+            while self._whole and self._whole_bytes + 2 * words.nbytes > _WHOLE_BYTES:
+                old = next(iter(self._whole))
+                self._whole_bytes -= 2 * len(old[2])
+                del self._whole[old]
             hit = self._whole[key] = self.classify(name, np.arange(len(words)), words, size)
+            self._whole_bytes += 2 * words.nbytes
         return hit
 
     def classify(self, name: str, idx: np.ndarray, found: np.ndarray, size: int | None = None) -> WordVerdict:
