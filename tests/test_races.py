@@ -390,6 +390,10 @@ CAMPAIGN_FALSE_POSITIVES = {
     "parallel { store m0 1 4096 ; write f0 1 4096 }\n",
     "map-sync-fault-racing-extending-write": "create f0\ntruncate f0 1\nmmap m1 f0 0 1 sync\n"
     "parallel { write f0 0 2 ; fault m1 0 write }\npersist m1 0 1\n",
+    "store-sigbus-decided-before-fallocate-grew-the-file": "create f0\ncreate f2\nwrite f2 0 1\nreflink f2 f0\n"
+    "mmap m1 f0 0 8192\nparallel { fallocate f0 1 4096 ; store m1 1 4096 }\n",
+    "store-sigbus-decided-before-truncate-grew-the-file": "create f0\ntruncate f0 1\nmmap m1 f0 0 8192\n"
+    "fault m1 0 write\nparallel { truncate f0 4097 ; store m1 1 4096 }\n",
 }
 """Found by campaigns on correct designs (issue 14's three, then two of 2026-12-05): each on every
 configuration, every schedule."""

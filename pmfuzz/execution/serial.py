@@ -146,10 +146,10 @@ def _explain(
         for _order, r2 in fitting:
             explained |= np.frombuffer(r2.read(f, 0, len(data)), dtype=np.uint8) == mine
         if not explained.all():
-            lo = int(np.argmin(explained))
-            lo -= lo % 8
-            rest = explained[lo:]
-            hi = lo + int(np.argmax(rest)) if rest.any() else len(explained)
+            first = int(np.argmin(explained))
+            rest = explained[first:]
+            end = first + int(np.argmax(rest)) if rest.any() else len(explained)
+            lo, hi = first - first % 8, min(len(explained), -(-end // 8) * 8)
             return (
                 f"{f}[{lo}:{hi}] holds what no serial order with these results leaves there "
                 f"(read(2) gives {hexcut(data[lo:hi])}, serial order {' '.join(map(str, fitting[0][0]))} "

@@ -273,7 +273,8 @@ def dax_iomap_fault(fs: DaxFS, vma: Vma, vpage: int, write: bool, pmd: bool) -> 
         return Signal.SIGBUS if r is Fault.SIGBUS else None
 
 
-def _beyond_eof(fs: DaxFS, ip: Inode, pos: int) -> bool:
+def beyond_eof(fs: DaxFS, ip: Inode, pos: int) -> bool:
+    """Does a fault at file offset `pos` find it past EOF (VM_FAULT_SIGBUS)?"""
     if fs.cfg.has(Bug.FAULT_EOF_ROUND_UP):
         return pos >= ip.size + PAGE - 1
     return pos >= ip.size
@@ -289,7 +290,7 @@ def dax_iomap_pte_fault(fs: DaxFS, vma: Vma, vpage: int, write: bool) -> Fault:
     ip = vma.inode
     pgoff = vma.pgoff + vpage
     pos = pgoff * PAGE
-    if _beyond_eof(fs, ip, pos):
+    if beyond_eof(fs, ip, pos):
         return Fault.SIGBUS
     req = Req.WRITE | Req.FAULT if write else Req.FAULT
     early = fs.cfg.has(Bug.FAULT_IOMAP_BEFORE_ENTRY_LOCK)
@@ -387,7 +388,7 @@ def dax_iomap_pmd_fault(fs: DaxFS, vma: Vma, vpage: int, write: bool) -> Fault:
     index = pgoff - pgoff % PMD_PAGES
     vhead = vpage - (pgoff - index)
     max_pgoff = -(-ip.size // PAGE)
-    if _beyond_eof(fs, ip, pgoff * PAGE):
+    if beyond_eof(fs, ip, pgoff * PAGE):
         return Fault.SIGBUS
     if vma.pgoff % PMD_PAGES or vhead < 0 or vhead + PMD_PAGES > vma.npages:
         return Fault.FALLBACK

@@ -16,6 +16,7 @@ from ..target import OK, Errno, Result, Signal, err, sig
 from .config import Bug, LockScheme
 from .core import DaxFS
 from .dax import (
+    beyond_eof,
     break_layouts,
     dax_iomap_fault,
     dax_iomap_rw_write,
@@ -407,12 +408,18 @@ def _store_atomic(fs: DaxFS, vma: Vma, name: str, off: int, data: bytes) -> Resu
     """A store under the interleaving explorer: fault every page in, then store them all with no
     preemption point in between, so that the op is one step against the other threads and its
     outcome has a serial explanation (hardware promises less; the explorer stays sound by asking less).
-    A page that faults with a signal ends the store there, the pages before it stored."""
+    A page that faults with a signal ends the store there, the pages before it stored.
+
+    Whether a page past EOF ends the store is decided in the last pass, with the stores: a SIGBUS
+    a fault returned goes stale at the fault's own unlock (a racing fallocate or truncate up may
+    grow the file there), and kept it let the pages before it be stored after the growth had
+    zeroed them, an outcome no order of the two ops gives."""
     pages = page_pieces(off, len(data))
-    limit, signal = len(pages), None
+    refused: tuple[int, Signal] | None = None
     for _ in range(_FAULT_RETRIES):
+        limit, signal = len(pages), None
         faulted = False
-        for i, (pos, _k) in enumerate(pages[:limit]):
+        for i, (pos, _k) in enumerate(pages):
             vpage = pos // PAGE_SIZE
             bad = _check_page(vma, vpage)
             if bad is not None:
@@ -420,9 +427,14 @@ def _store_atomic(fs: DaxFS, vma: Vma, name: str, off: int, data: bytes) -> Resu
                 break
             pte = vma.ptes.get(vpage)
             if pte is None or not pte.writable:
+                if beyond_eof(fs, vma.inode, (vma.pgoff + vpage) * PAGE_SIZE):
+                    limit, signal = i, Signal.SIGBUS
+                    break
                 s = dax_iomap_fault(fs, vma, vpage, True, False)
-                if s is not None:
+                if s is not None and refused == (i, s):  # refused twice for a reason EOF does not explain
                     limit, signal = i, s
+                    break
+                refused = None if s is None else (i, s)
                 faulted = True
                 break
         if faulted:
