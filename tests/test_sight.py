@@ -144,6 +144,16 @@ def test_the_seed_replay_phase_ends_where_the_stats_say(tmp_path: Path) -> None:
     assert [round(x, 6) for x in xs] == [0.0, 15.0]
 
 
+def test_a_campaign_without_seeds_shows_no_replay_phase(tmp_path: Path) -> None:
+    lines = [
+        {"seconds": s, "execs": s, "states": 10 * s, "corpus": s, "coverage": s, "findings": 0, "seeds_left": 0}
+        for s in (5, 10, 15)
+    ]
+    (tmp_path / "stats.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    fig = campaign_figure(load_campaign(tmp_path))
+    assert not [p for p in _axes(fig, "speed").patches if p.get_label() == "replaying the seed corpus"]
+
+
 def test_a_campaign_records_its_memory_and_the_plot_draws_it(campaign: Path, tmp_path: Path) -> None:
     import sys
 

@@ -169,11 +169,13 @@ def _seed_spans(c: Campaign) -> list[tuple[float, float]]:
     """Campaign-time spans in which a session replayed its corpus (the seeds) before fuzzing proper.
 
     A session replays from its start; the span ends at its first stats line with nothing left to replay.
+    A session whose first line has nothing left (no corpus, or one replayed within the first
+    interval) shows none: shading that interval would claim a replay of seeds it may not have had.
     """
     spans: list[tuple[float, float]] = []
     for s, start in enumerate(c.session_starts):
         recs = [r for r in c.records if r.session == s and r.seeds_left is not None]
-        if not recs or (recs[0].seeds_left == 0 and recs[0].seconds < 1):
+        if not recs or recs[0].seeds_left == 0:
             continue
         end = next((r.time for r in recs if r.seeds_left == 0), recs[-1].time)
         spans.append((start, end))
