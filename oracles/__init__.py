@@ -140,9 +140,9 @@ class CrashContext:
                 ok[changed], older[changed], stale[changed], lost[changed] = part.ok, part.older, part.stale, part.lost
                 hit = WordVerdict(ok, older, stale, lost)
         else:
-            hit = self.expect.classify_file(name, words, size)
+            hit, kept = self.expect.classify_file(name, words, size)
             if self.verdicts is not None:
-                self.verdicts.base[name] = (words.copy(), size, hit)
+                self.verdicts.base[name] = (kept, size, hit)
         self._v[name] = hit
         return hit
 

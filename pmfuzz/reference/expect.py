@@ -64,7 +64,7 @@ class Expectation:
         self.synchronous = synchronous
         self._start: dict[str, int] = {}
         self._stacks: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        self._whole: dict[tuple[str, int, bytes], WordVerdict] = {}
+        self._whole: dict[tuple[str, int, bytes], tuple[WordVerdict, np.ndarray]] = {}
         self._whole_bytes = 0
 
     # -- windows -----------------------------------------------------------------
@@ -170,18 +170,23 @@ class Expectation:
                 d = np.where(inside & full, np.maximum(d, j + 1), d)
         return d
 
-    def classify_file(self, name: str, words: np.ndarray, size: int) -> WordVerdict:
+    def classify_file(self, name: str, words: np.ndarray, size: int) -> tuple[WordVerdict, np.ndarray]:
         """`classify` of a whole recovered file, remembered by its content: the metadata states of a
         crash point, and the points that share this window, recover the same file again and again.
-        The verdict is shared: read it, do not change it."""
-        key = (name, size, words.tobytes())
+
+        Also returns the words as one read-only array shared by every caller that saw this content,
+        so that a cache per mounted state (`VerdictCache`) holds one copy of a 4 MiB file, not one
+        per mount. Both are shared: read them, do not change them."""
+        raw = words.tobytes()
+        key = (name, size, raw)
         hit = self._whole.get(key)
         if hit is None:
             while self._whole and self._whole_bytes + 2 * words.nbytes > _WHOLE_BYTES:
                 old = next(iter(self._whole))
                 self._whole_bytes -= 2 * len(old[2])
                 del self._whole[old]
-            hit = self._whole[key] = self.classify(name, np.arange(len(words)), words, size)
+            kept = np.frombuffer(raw, dtype="<u8")
+            hit = self._whole[key] = (self.classify(name, np.arange(len(words)), words, size), kept)
             self._whole_bytes += 2 * words.nbytes
         return hit
 
