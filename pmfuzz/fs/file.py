@@ -406,14 +406,10 @@ def store(fs: DaxFS, name: str, off: int, data: bytes) -> Result:
 
 def _store_atomic(fs: DaxFS, vma: Vma, name: str, off: int, data: bytes) -> Result:
     """A store under the interleaving explorer: fault every page in, then store them all with no
-    preemption point in between, so that the op is one step against the other threads and its
-    outcome has a serial explanation (hardware promises less; the explorer stays sound by asking less).
-    A page that faults with a signal ends the store there, the pages before it stored.
-
-    Whether a page past EOF ends the store is decided in the last pass, with the stores: a SIGBUS
-    a fault returned goes stale at the fault's own unlock (a racing fallocate or truncate up may
-    grow the file there), and kept it let the pages before it be stored after the growth had
-    zeroed them, an outcome no order of the two ops gives."""
+    preemption point in between, so that the op is one step against the other threads (hardware
+    promises less; the explorer stays sound by asking less). A page past EOF ends the store there,
+    the pages before it stored: decided in the last pass, with the stores, since a SIGBUS a fault
+    returned goes stale at the fault's unlock (a racing fallocate may grow the file there)."""
     pages = page_pieces(off, len(data))
     refused: tuple[int, Signal] | None = None
     for _ in range(_FAULT_RETRIES):
