@@ -417,21 +417,19 @@ def _store_atomic(fs: DaxFS, vma: Vma, name: str, off: int, data: bytes) -> Resu
         faulted = False
         for i, (pos, _k) in enumerate(pages):
             vpage = pos // PAGE_SIZE
+            pte = vma.ptes.get(vpage)
             bad = _check_page(vma, vpage)
+            if bad is None and (pte is None or not pte.writable):
+                bad = Signal.SIGBUS if beyond_eof(fs, vma.inode, (vma.pgoff + vpage) * PAGE_SIZE) else None
             if bad is not None:
                 limit, signal = i, bad
                 break
-            pte = vma.ptes.get(vpage)
             if pte is None or not pte.writable:
-                if beyond_eof(fs, vma.inode, (vma.pgoff + vpage) * PAGE_SIZE):
-                    limit, signal = i, Signal.SIGBUS
-                    break
                 s = dax_iomap_fault(fs, vma, vpage, True, False)
                 if s is not None and refused == (i, s):  # refused twice for a reason EOF does not explain
                     limit, signal = i, s
                     break
-                refused = None if s is None else (i, s)
-                faulted = True
+                refused, faulted = (None if s is None else (i, s)), True
                 break
         if faulted:
             continue
