@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from oracles import AnyOracle, OracleName
 
@@ -131,9 +131,6 @@ class Finding:
         return str(self.signature)
 
 
-_COUNTS = ("ops", "points", "states", "distinct", "mounts", "shared")
-
-
 @dataclass
 class Stats:
     ops: int = 0
@@ -150,19 +147,8 @@ class Stats:
     t_oracles: float = 0.0
 
     def add(self, other: Stats) -> None:
-        for k in (
-            "ops",
-            "points",
-            "states",
-            "distinct",
-            "mounts",
-            "shared",
-            "t_exec",
-            "t_image",
-            "t_mount",
-            "t_oracles",
-        ):
-            setattr(self, k, getattr(self, k) + getattr(other, k))
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 @dataclass(frozen=True)

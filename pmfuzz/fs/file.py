@@ -411,7 +411,6 @@ def _store_atomic(fs: DaxFS, vma: Vma, name: str, off: int, data: bytes) -> Resu
     the pages before it stored: decided in the last pass, with the stores, since a SIGBUS a fault
     returned goes stale at the fault's unlock (a racing fallocate may grow the file there)."""
     pages = page_pieces(off, len(data))
-    refused: tuple[int, Signal] | None = None
     for _ in range(_FAULT_RETRIES):
         limit, signal = len(pages), None
         faulted = False
@@ -425,11 +424,8 @@ def _store_atomic(fs: DaxFS, vma: Vma, name: str, off: int, data: bytes) -> Resu
                 limit, signal = i, bad
                 break
             if pte is None or not pte.writable:
-                s = dax_iomap_fault(fs, vma, vpage, True, False)
-                if s is not None and refused == (i, s):  # refused twice for a reason EOF does not explain
-                    limit, signal = i, s
-                    break
-                refused, faulted = (None if s is None else (i, s)), True
+                dax_iomap_fault(fs, vma, vpage, True, False)  # a SIGBUS it returns: re-decided above
+                faulted = True
                 break
         if faulted:
             continue

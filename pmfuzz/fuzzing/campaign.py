@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Protocol
 
 from oracles import OracleName
@@ -475,5 +475,7 @@ def _pool_worker(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+@lru_cache(maxsize=64)
 def _form_texts(w: Workload) -> tuple[str, ...]:
+    """Remembered: a screened fresh draw's forms are named before it runs and again by `judge`."""
     return tuple(sorted(str(f) for f in workload_forms(w)))

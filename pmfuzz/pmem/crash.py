@@ -242,10 +242,10 @@ class CrashPoint:
         n = 64 if limit is None else limit
         if strategy is Strategy.EXHAUSTIVE or self._count_at_most(n):
             # Odometer order: a state differs from the one before in the groups that rolled over,
-            # so its digest is the previous one plus those groups' changes.
+            # so its digest is the previous one plus those groups' changes; no tuple comes twice.
             d = 0
             prev: tuple[int, ...] = ()
-            for choices, rolled in _product_steps(self.groups):
+            for k, (choices, rolled) in enumerate(_product_steps(self.groups), 1):
                 if rolled is None:
                     d = CrashState._trusted(self, choices).digest
                 else:
@@ -253,11 +253,8 @@ class CrashPoint:
                         d += self._outcome(gi, choices[gi])[1] - self._outcome(gi, prev[gi])[1]
                     d %= _MOD
                 prev = choices
-                if choices in seen:
-                    continue
-                seen.add(choices)
                 yield CrashState._trusted(self, choices, d)
-                if limit is not None and len(seen) >= limit:
+                if limit is not None and k >= limit:
                     return
             return
         for choices in self._sample(seed, n):
