@@ -111,6 +111,7 @@ class _Judge:
             stats.points += 1
             if self._point(point, fixed):
                 hung_points += 1
+            point.forget()
         if hung_points:
             notes.append(f"the target hung at {hung_points} crash point(s): their other crash states were not judged")
         log = tuple((sid, tuple(sorted(msgs))) for sid, msgs in self.state_log)

@@ -88,6 +88,18 @@ class CrashTimeline:
         self._cursor_len = 0
         self._cursor_delta = 0
         self._snaps: dict[int, _Snapshot] = {}
+        self._group_of: dict[int, Group] = {}
+
+    def _groups(self, spec: PointSpec) -> tuple[Group, ...]:
+        """A point's groups; one `Group` per group spec, shared by the points it is in flight at."""
+        of = self._group_of
+        out = []
+        for g in spec.groups:
+            group = of.get(id(g))
+            if group is None:
+                group = of[id(g)] = Group(g)
+            out.append(group)
+        return tuple(out)
 
     def point(self, point_id: str) -> CrashPoint:
         try:
@@ -161,9 +173,6 @@ class CrashPoint:
 
     timeline: CrashTimeline = field(repr=False)
     spec: PointSpec = field(repr=False)
-    _memo: dict[tuple[int, int], tuple[tuple[tuple[int, bytes], ...], int]] = field(
-        default_factory=dict, repr=False, compare=False
-    )
 
     @property
     def id(self) -> str:
@@ -189,7 +198,13 @@ class CrashPoint:
 
     @cached_property
     def groups(self) -> tuple[Group, ...]:
-        return tuple(Group(g) for g in self.spec.groups)
+        return self.timeline._groups(self.spec)
+
+    def forget(self) -> None:
+        """Drop what this point cached over all its groups: a trace's points may hold thousands of
+        lines each, and a judged point is not judged again (its groups' outcomes stay with them)."""
+        for name in ("groups", "full_choices", "none_choices", "_base_digests"):
+            self.__dict__.pop(name, None)
 
     @cached_property
     def full_choices(self) -> tuple[int, ...]:
@@ -348,12 +363,12 @@ class CrashPoint:
 
     def _outcome(self, gi: int, choice: int) -> tuple[tuple[tuple[int, bytes], ...], int]:
         """Lines that differ from the base media under one group's choice, and the hash change."""
-        key = (gi, choice)
-        hit = self._memo.get(key)
+        group = self.groups[gi]
+        hit = group.outcomes.get(choice)
         if hit is not None:
             return hit
         snap = self.timeline._snapshot(self.spec.log_len)
-        lines = self.groups[gi].apply(choice, snap.line)
+        lines = group.apply(choice, snap.line)
         changed = []
         delta = 0
         for line, content in lines.items():
@@ -362,7 +377,7 @@ class CrashPoint:
                 changed.append((line, content))
                 delta += _line_hash(line, content) - _line_hash(line, base)
         hit = (tuple(changed), delta)
-        self._memo[key] = hit
+        group.outcomes[choice] = hit
         return hit
 
     def __repr__(self) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from .persistency import GroupSpec, LineBuffer, Piece, PieceRun
@@ -50,6 +50,12 @@ class Group:
     """One in-flight group at one crash point, with its choices and their contents."""
 
     spec: GroupSpec
+    outcomes: dict[int, tuple[tuple[tuple[int, bytes], ...], int]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    """Per choice, the lines that differ from the media under it and the image hash's change. Valid at
+    every point the group is in flight at: the media's copy of its line changes only when some of
+    its pieces persist, and then the line is in flight as a new group."""
 
     @cached_property
     def chain(self) -> bool:

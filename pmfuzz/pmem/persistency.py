@@ -43,6 +43,7 @@ from .trace import LINE, Domain, Event, EventKind, words_in
 
 __all__ = [
     "EadrPoints",
+    "GroupFrames",
     "GroupSpec",
     "LineBuffer",
     "Piece",
@@ -169,6 +170,49 @@ class GroupSpec:
     tear: bool = False
 
 
+class GroupFrames:
+    """The line groups in flight at every crash point of a trace, kept as changes from point to point.
+
+    Why: a point holds every line in flight, and a trace with many fences over many unflushed lines
+    (2 MiB of stores through a MAP_SYNC mapping, a log push per page fault) has 2,555 points over
+    32,000 lines: a tuple per point was 15 GB. Changes cost what the trace costs; a point's tuple is
+    built when it is asked for, and the last few are kept.
+    """
+
+    __slots__ = ("_at", "_built", "_deltas", "_live")
+
+    def __init__(self) -> None:
+        self._deltas: list[dict[int, GroupSpec | None]] = []
+        self._live: dict[int, GroupSpec] = {}
+        self._at = -1
+        self._built: dict[int, tuple[GroupSpec, ...]] = {}
+
+    def add(self, delta: dict[int, GroupSpec | None]) -> int:
+        """Record the next point's changes (line -> its group now, None: nothing in flight); its index."""
+        self._deltas.append(delta)
+        return len(self._deltas) - 1
+
+    def groups(self, index: int) -> tuple[GroupSpec, ...]:
+        hit = self._built.get(index)
+        if hit is not None:
+            return hit
+        if index < self._at:
+            self._live, self._at = {}, -1
+        live = self._live
+        while self._at < index:
+            self._at += 1
+            for line, spec in self._deltas[self._at].items():
+                if spec is None:
+                    live.pop(line, None)
+                else:
+                    live[line] = spec
+        out = tuple(live[line] for line in sorted(live))
+        if len(self._built) >= 4:
+            self._built.pop(next(iter(self._built)))
+        self._built[index] = out
+        return out
+
+
 @dataclass(frozen=True, slots=True)
 class PointSpec:
     kind: PointKind
@@ -177,11 +221,21 @@ class PointSpec:
     op: int
     site: str
     log_len: int
-    groups: tuple[GroupSpec, ...]
+    frame: tuple[GroupSpec, ...] | tuple[GroupFrames, int]
+    """The groups in flight, or where `GroupFrames` keeps them (frames, index)."""
 
     @property
     def id(self) -> str:
         return "E" if self.kind is PointKind.END else f"{self.kind.value}{self.ordinal}"
+
+    @property
+    def groups(self) -> tuple[GroupSpec, ...]:
+        f = self.frame
+        if f and isinstance(f[0], GroupFrames):
+            frames, index = f
+            assert isinstance(frames, GroupFrames) and isinstance(index, int)
+            return frames.groups(index)
+        return f
 
 
 def split_pieces(ev: Event) -> list[Piece]:
@@ -201,14 +255,9 @@ def split_pieces(ev: Event) -> list[Piece]:
     return out
 
 
-def _line_groups(lines: dict[int, list[Piece]], first: dict[int, int] | None = None) -> tuple[GroupSpec, ...]:
-    """One group per line in flight: its pieces from `first[line]` (0 if not given) to the end, as a window."""
-    lo = first or {}
-    return tuple(
-        GroupSpec(f"L{line}", PieceRun(lines[line], lo.get(line, 0)))
-        for line in sorted(lines)
-        if len(lines[line]) > lo.get(line, 0)
-    )
+def _line_groups(lines: dict[int, list[Piece]]) -> tuple[GroupSpec, ...]:
+    """One group per line in flight, its pieces as a window."""
+    return tuple(GroupSpec(f"L{line}", PieceRun(lines[line])) for line in sorted(lines) if lines[line])
 
 
 def compute_points(
@@ -235,9 +284,17 @@ def _adr(events: Sequence[Event]) -> tuple[list[PointSpec], list[Piece]]:
     fences = clflushes = 0
     last_op, last_site = -1, ""
 
+    frames = GroupFrames()
+    dirty: set[int] = set()
+
     def point(kind: PointKind, ordinal: int, ev: Event | None) -> None:
         seq, op, site = (None, last_op, last_site) if ev is None else (ev.seq, ev.op, ev.site)
-        points.append(PointSpec(kind, ordinal, seq, op, site, len(log), _line_groups(lines, first)))
+        delta: dict[int, GroupSpec | None] = {}
+        for line in dirty:
+            buf = lines.get(line)
+            delta[line] = None if buf is None else GroupSpec(f"L{line}", PieceRun(buf, first[line]))
+        dirty.clear()
+        points.append(PointSpec(kind, ordinal, seq, op, site, len(log), (frames, frames.add(delta))))
 
     def pending(line: int) -> list[Piece]:
         buf = lines.get(line)
@@ -246,6 +303,7 @@ def _adr(events: Sequence[Event]) -> tuple[list[PointSpec], list[Piece]]:
     def persist_prefix(line: int, j: int) -> None:
         buf, lo = lines[line], first[line]
         log.extend(buf[lo : lo + j + 1])
+        dirty.add(line)
         if lo + j + 1 < len(buf):
             first[line] = lo + j + 1
             flushed[line] = max(0, flushed.get(line, 0) - (j + 1))
@@ -261,6 +319,7 @@ def _adr(events: Sequence[Event]) -> tuple[list[PointSpec], list[Piece]]:
                 if piece.line not in lines:
                     lines[piece.line], first[piece.line] = LineBuffer(), 0
                 lines[piece.line].append(piece)
+                dirty.add(piece.line)
                 if piece.nt:
                     ready.add(piece.line)
         elif kind is EventKind.CLFLUSH:
