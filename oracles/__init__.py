@@ -10,7 +10,7 @@ the protocol and pass it to the engine (or `register` it).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeGuard, TypeVar, runtime_checkable
 
@@ -103,12 +103,19 @@ class RunContext:
 class VerdictCache:
     """Per mounted metadata state: each file's words and verdict as first seen.
 
-    Crash states that share metadata differ only in data lines, so a file's
-    verdict is recomputed only for the words that differ from the first one.
+    Crash states that share metadata differ only in data lines, so a file's verdict is recomputed
+    only for the words that differ from the first one; and when the mount can say which words its
+    data lines may have moved since its first state (`moved`), only those words are read.
     """
 
     def __init__(self) -> None:
-        self.base: dict[str, tuple[np.ndarray, int, WordVerdict]] = {}
+        self.base: dict[str, tuple[np.ndarray, int, WordVerdict, bool]] = {}
+        """Per file: its words, size and verdict as first seen, and whether at the mount's first state."""
+        self.first = True
+        """The mount's first judged state is being judged (the judge clears it after)."""
+        self.moved: Callable[[str, int], np.ndarray | None] | None = None
+        """(file, words) -> sorted indices of the words that may differ from the mount's first judged
+        state, None when it cannot tell; None: no such knowledge at all."""
 
 
 @dataclass
@@ -120,6 +127,8 @@ class CrashContext:
     cache: dict[str, np.ndarray] = field(default_factory=dict)
     verdicts: VerdictCache | None = None
     _v: dict[str, WordVerdict] = field(default_factory=dict)
+    _read_only: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per file read in pieces: the only words that may differ from its base."""
 
     def verdict(self, name: str) -> WordVerdict:
         """Every word of the recovered file `name`, judged against its window (see Expectation.classify)."""
@@ -130,19 +139,33 @@ class CrashContext:
         size = self.fs.size(name) or 0
         base = self.verdicts.base.get(name) if self.verdicts is not None else None
         if base is not None and base[1] == size and len(base[0]) == len(words):
-            changed = np.flatnonzero(base[0] != words)
+            some = self._read_only.get(name)
+            changed = np.flatnonzero(base[0] != words) if some is None else some[base[0][some] != words[some]]
             if len(changed) == 0:
                 hit = base[2]
             else:
                 part = self.expect.classify(name, changed, words[changed], size)
                 b = base[2]
-                ok, older, stale, lost = b.ok.copy(), b.older.copy(), b.stale.copy(), b.lost.copy()
-                ok[changed], older[changed], stale[changed], lost[changed] = part.ok, part.older, part.stale, part.lost
-                hit = WordVerdict(ok, older, stale, lost)
+                if (
+                    np.array_equal(part.ok, b.ok[changed])
+                    and np.array_equal(part.older, b.older[changed])
+                    and np.array_equal(part.stale, b.stale[changed])
+                    and np.array_equal(part.lost, b.lost[changed])
+                ):
+                    hit = b  # other words, the same judgement of each: the oracles' findings are the base's
+                else:
+                    ok, older, stale, lost = b.ok.copy(), b.older.copy(), b.stale.copy(), b.lost.copy()
+                    ok[changed], older[changed], stale[changed], lost[changed] = (
+                        part.ok,
+                        part.older,
+                        part.stale,
+                        part.lost,
+                    )
+                    hit = WordVerdict(ok, older, stale, lost)
         else:
             hit, kept = self.expect.classify_file(name, words, size)
             if self.verdicts is not None:
-                self.verdicts.base[name] = (kept, size, hit)
+                self.verdicts.base[name] = (kept, size, hit, self.verdicts.first)
         self._v[name] = hit
         return hit
 
@@ -151,12 +174,45 @@ class CrashContext:
         hit = self.cache.get(name)
         if hit is None:
             size = self.fs.size(name) or 0
-            raw = self.fs.read(name, 0, size)
-            buf = np.zeros(-(-len(raw) // 8) * 8, dtype=np.uint8)
-            buf[: len(raw)] = np.frombuffer(raw, dtype=np.uint8)
-            hit = buf.view("<u8")
+            hit = self._words_moved(name, size)
+            if hit is None:
+                raw = self.fs.read(name, 0, size)
+                buf = np.zeros(-(-len(raw) // 8) * 8, dtype=np.uint8)
+                buf[: len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+                hit = buf.view("<u8")
             self.cache[name] = hit
         return hit
+
+    def _words_moved(self, name: str, size: int) -> np.ndarray | None:
+        """The file's words as at the mount's first judged state, with only the words the mount says
+        may have moved since read again through the file system; None when that is not known, or
+        not cheaper (past a quarter of the file, reading it whole costs less)."""
+        vc = self.verdicts
+        if vc is None or vc.moved is None:
+            return None
+        base = vc.base.get(name)
+        if base is None or not base[3] or base[1] != size:
+            return None
+        n = len(base[0])
+        some = vc.moved(name, n)
+        if some is None or len(some) * 4 > n:
+            return None
+        kept = base[0]
+        parts = []
+        for run in np.split(some, np.flatnonzero(np.diff(some) != 1) + 1) if len(some) else ():
+            lo, hi = int(run[0]), int(run[-1]) + 1
+            raw = self.fs.read(name, lo * 8, min(hi * 8, size) - lo * 8)
+            buf = np.zeros((hi - lo) * 8, dtype=np.uint8)
+            buf[: len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+            parts.append(buf.view("<u8"))
+        new = np.concatenate(parts) if parts else kept[:0]
+        differ = new != kept[some]
+        self._read_only[name] = some[differ]
+        if not differ.any():
+            return kept  # read-only to the oracles: shared, not copied
+        words = kept.copy()
+        words[some] = new
+        return words
 
 
 Ctx = TypeVar("Ctx", contravariant=True)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+import numpy as np
+
 from oracles import CrashContext, CrashOracle, OracleName, VerdictCache, Violation, default_oracles, is_crash_oracle
 
 from ..execution.blame import failure, pmfuzz_fault, target_traceback
@@ -191,7 +193,7 @@ class _Judge:
                 else:
                     stats.mounts += 1
                     hit = _Mounted(rfs, mpm, point, data_g)
-                    hit.visible = _visible_groups(rfs, point, data_g, opts.op_timeout)
+                    hit.map_blocks(opts.op_timeout)
                     meta_ctx = CrashContext(rfs, expect)
                     for o in self.meta_oracles:
                         hit.meta_findings += _run_oracle(o, meta_ctx, opts.op_timeout, target.name)
@@ -222,6 +224,7 @@ class _Judge:
                 hit.patch(ch)
                 here.fs = hit.fs
                 hung, found = self._data_oracles(here, CrashContext(hit.fs, expect, verdicts=hit.verdicts))
+                hit.verdicts.first = False
                 if vkey is not None and not hung:
                     hit.judged[vkey] = found
                 point_hung = point_hung or hung
@@ -252,29 +255,26 @@ class _Judge:
         return False, found
 
 
-def _visible_groups(
-    fs: MountedFS, point: CrashPoint, data_groups: list[int], limit: float | None
-) -> tuple[int, ...] | None:
-    """The data groups with a line in a block some file of the recovered image maps; None if the
-    target does not tell (`file_blocks`) or fails to.
-
-    With metadata fixed, the data oracles read file data only through the files' blocks, so two
-    crash states whose data differ only in other lines (a block allocated by a transaction the
-    crash lost, a COW staging copy not yet remapped) get the same verdict: it is judged once.
-    """
-    blocks: set[int] = set()
+def _block_maps(fs: MountedFS, limit: float | None) -> dict[str, dict[int, list[int]]] | None:
+    """Per file of the recovered image, the device blocks its data is read from and the file offsets
+    each backs; None if the target does not tell (`file_blocks`) or fails to. Unwritten blocks read
+    as zeroes whatever the device holds: they are left out."""
+    maps: dict[str, dict[int, list[int]]] = {}
     try:
         with deadline(limit, "file_blocks()"):
             for name in fs.files():
                 got = file_blocks(fs, name, fs.size(name) or 0)
                 if got is None:
                     return None
-                blocks.update(dev // BLOCK_SIZE for _, dev, _ in got if dev is not None)
+                m = maps[name] = {}
+                for foff, dev, unwritten in got:
+                    if dev is not None and not unwritten:
+                        m.setdefault(dev // BLOCK_SIZE, []).append(foff)
     except (Exception, TargetHang) as e:
         if pmfuzz_fault(e):
             raise
         return None
-    return tuple(gi for gi in data_groups if any(ln * LINE // BLOCK_SIZE in blocks for ln in point.groups[gi].lines))
+    return maps
 
 
 class _Mounted:
@@ -294,13 +294,51 @@ class _Mounted:
         self.verdicts = VerdictCache()
         self.visible: tuple[int, ...] | None = None
         self.judged: dict[tuple[int, ...], list[_V]] = {}
+        self.blocks: dict[str, dict[int, list[int]]] | None = None
         self._cur: dict[int, int] = dict.fromkeys(data_groups, 0)
+        self._first: tuple[int, ...] | None = None
+        self._moved: set[int] = set()
+        """Data groups whose choice differs from the first patched (judged) state's."""
         for gi in data_groups:
             for ln, b in point.group_lines(gi, 0):
                 pm.pages.write(ln * LINE, b)
 
+    def map_blocks(self, limit: float | None) -> None:
+        """Learn which blocks each file reads from. With metadata fixed, the data oracles read file
+        data only through the files' blocks: states whose data differ only in other lines (a block
+        allocated by a transaction the crash lost, a COW staging copy not yet remapped) share one
+        verdict (`visible`), and a file's words are read again only where the lines of a group
+        moved since the first judged state back them (`VerdictCache.moved`)."""
+        self.blocks = maps = _block_maps(self.fs, limit)
+        if maps is None:
+            return
+        used = {b for m in maps.values() for b in m}
+        groups = self.point.groups
+        self.visible = tuple(
+            gi for gi in self.data_groups if any(ln * LINE // BLOCK_SIZE in used for ln in groups[gi].lines)
+        )
+        self.verdicts.moved = self._moved_words
+
+    def _moved_words(self, name: str, nwords: int) -> np.ndarray | None:
+        m = None if self.blocks is None else self.blocks.get(name)
+        if m is None or self._first is None or len(self._moved) * 4 > nwords:
+            return None
+        groups = self.point.groups
+        idx: list[int] = []
+        for gi in self._moved:
+            for ln in groups[gi].lines:
+                at = ln * LINE
+                for foff in m.get(at // BLOCK_SIZE, ()):
+                    w = (foff + at % BLOCK_SIZE) // 8
+                    idx.extend(range(w, w + LINE // 8))
+        got = np.unique(np.array(idx, dtype=np.int64))
+        return got[got < nwords]
+
     def patch(self, choices: tuple[int, ...]) -> None:
-        pages, point, cur = self.pm.pages, self.point, self._cur
+        pages, point, cur, moved = self.pm.pages, self.point, self._cur, self._moved
+        first = self._first
+        if first is None:
+            first = self._first = choices
         for gi in self.data_groups:
             c = choices[gi]
             if cur[gi] == c:
@@ -310,6 +348,10 @@ class _Mounted:
                 b = new.get(ln)
                 pages.write(ln * LINE, b if b is not None else point.base_line(ln))
             cur[gi] = c
+            if c == first[gi]:
+                moved.discard(gi)
+            else:
+                moved.add(gi)
 
 
 class _Here:
