@@ -10,6 +10,7 @@ a `mount` finding, kept with its traceback.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import replace
 
 import numpy as np
@@ -211,17 +212,17 @@ class _Judge:
             for v in hit.meta_findings:
                 self.add_crash(here, v)
                 point_hung = point_hung or isinstance(v, _Hung)
-            vkey = None if hit.visible is None else tuple(ch[gi] for gi in hit.visible)
+            vkey = hit.visible_key(state)
             known = hit.judged.get(vkey) if vkey is not None else None
             if known is not None:
                 stats.shared += 1
                 if known:
-                    hit.patch(ch)
+                    hit.patch(state)
                     here.fs = hit.fs
                 for v in known:
                     self.add_crash(here, v)
             else:
-                hit.patch(ch)
+                hit.patch(state)
                 here.fs = hit.fs
                 hung, found = self._data_oracles(here, CrashContext(hit.fs, expect, verdicts=hit.verdicts))
                 hit.verdicts.first = False
@@ -297,6 +298,10 @@ class _Mounted:
         self.blocks: dict[str, dict[int, list[int]]] | None = None
         self._cur: dict[int, int] = dict.fromkeys(data_groups, 0)
         self._first: tuple[int, ...] | None = None
+        self._base: tuple[bool, tuple[int, ...]] | None = None
+        """The base and deviations of the state the device holds, if known (see `CrashState.base`)."""
+        self._data_set = set(data_groups)
+        self._visible_set: set[int] = set()
         self._moved: set[int] = set()
         """Data groups whose choice differs from the first patched (judged) state's."""
         for gi in data_groups:
@@ -317,6 +322,7 @@ class _Mounted:
         self.visible = tuple(
             gi for gi in self.data_groups if any(ln * LINE // BLOCK_SIZE in used for ln in groups[gi].lines)
         )
+        self._visible_set = set(self.visible)
         self.verdicts.moved = self._moved_words
 
     def _moved_words(self, name: str, nwords: int) -> np.ndarray | None:
@@ -334,12 +340,29 @@ class _Mounted:
         got = np.unique(np.array(idx, dtype=np.int64))
         return got[got < nwords]
 
-    def patch(self, choices: tuple[int, ...]) -> None:
+    def visible_key(self, state: CrashState) -> tuple | None:
+        """What a state's data oracles can see of its data groups: their choices, or, for a state
+        known by its base and deviations, those of the visible groups (None: every state is judged)."""
+        if self.visible is None:
+            return None
+        ch, base = state.choices, state.base
+        if base is None:
+            return tuple(ch[gi] for gi in self.visible)
+        return ("dev", base[0], *((gi, ch[gi]) for gi in base[1] if gi in self._visible_set))
+
+    def patch(self, state: CrashState) -> None:
+        """Rewrite the data groups whose choice differs from what the device holds: those the state
+        and the last one deviate in when both have the same base, else every data group."""
         pages, point, cur, moved = self.pm.pages, self.point, self._cur, self._moved
+        choices, base = state.choices, state.base
         first = self._first
         if first is None:
             first = self._first = choices
-        for gi in self.data_groups:
+        todo: Iterable[int] = self.data_groups
+        if base is not None and self._base is not None and base[0] == self._base[0]:
+            todo = sorted({*self._base[1], *base[1]} & self._data_set)
+        self._base = base
+        for gi in todo:
             c = choices[gi]
             if cur[gi] == c:
                 continue

@@ -250,7 +250,7 @@ class CrashPoint:
                 d = full_d if from_full else none_d
                 for gi in devs:
                     d += self._outcome(gi, choices[gi])[1] - self._outcome(gi, base[gi])[1]
-                yield CrashState._trusted(self, choices, d % _MOD)
+                yield CrashState._trusted(self, choices, d % _MOD, (from_full, devs))
                 if limit is not None and len(seen) >= limit:
                     return
             return
@@ -423,15 +423,31 @@ class CrashState:
             raise PMemError(f"invalid choices {self.choices!r} for crash point {self.point.id}")
 
     @classmethod
-    def _trusted(cls, point: CrashPoint, choices: tuple[int, ...], digest: int | None = None) -> CrashState:
+    def _trusted(
+        cls,
+        point: CrashPoint,
+        choices: tuple[int, ...],
+        digest: int | None = None,
+        base: tuple[bool, tuple[int, ...]] | None = None,
+    ) -> CrashState:
         """A state whose choices come from the enumerators themselves (already valid), with its
-        digest if the enumerator knew it."""
+        digest and its base (all kept or none kept, and the groups that deviate from it) if the
+        enumerator knew them."""
         self = object.__new__(cls)
         object.__setattr__(self, "point", point)
         object.__setattr__(self, "choices", choices)
         if digest is not None:
             self.__dict__["digest"] = digest
+        if base is not None:
+            self.__dict__["base"] = base
         return self
+
+    @property
+    def base(self) -> tuple[bool, tuple[int, ...]] | None:
+        """(True: all kept, False: none kept) and the groups whose choice differs from that base, when
+        the enumerator knew it: a point may have 30,000 groups, and a judge that follows states by
+        their deviations does per state what they changed, not what the point holds."""
+        return self.__dict__.get("base")
 
     @property
     def id(self) -> str:
