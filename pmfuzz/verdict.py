@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from oracles import AnyOracle, OracleName
 
@@ -101,6 +101,9 @@ class Finding:
     """The schedule id of the parallel groups this finding ran under (None: no groups)."""
     cause: Cause | None = None
     """What the judge read off a crash finding's evidence (`judging.cause`); None: the message's rule."""
+    also: tuple[Cause, ...] = ()
+    """Causes other oracles gave one crash state for the same store (`judging.cause`): one root cause
+    seen by several oracles, which a campaign files as one."""
 
     @property
     def root_cause(self) -> Cause:
@@ -184,7 +187,17 @@ class Findings:
             or (self.first_per_signature is False)
             or (f.crash is not None and old.crash is not None and f.crash.deviations < old.crash.deviations)
         ):
-            self._by[sig] = f
+            self._by[sig] = f if old is None else replace(f, also=_union(f.also, old.also, f.root_cause))
+        elif f.also:
+            self.link(sig, f.also)
+
+    def link(self, sig: Signature, also: tuple[Cause, ...]) -> None:
+        """Record that the finding kept for `sig` shares its store with findings of these causes."""
+        old = self._by.get(sig)
+        if old is not None:
+            merged = _union(old.also, also, old.root_cause)
+            if merged != old.also:
+                self._by[sig] = replace(old, also=merged)
 
     def get(self, sig: Signature) -> Finding | None:
         return self._by.get(sig)
@@ -196,3 +209,7 @@ class Findings:
 
     def values(self) -> tuple[Finding, ...]:
         return tuple(self._by.values())
+
+
+def _union(a: tuple[Cause, ...], b: tuple[Cause, ...], own: Cause) -> tuple[Cause, ...]:
+    return tuple(sorted({*a, *b} - {own}, key=str))

@@ -253,3 +253,61 @@ def test_a_campaign_files_no_crash_finding_after_the_run_left_the_reference() ->
     assert len(kept) < len(v.findings), "the crash findings after the divergence are not filed"
     clean_run = all_findings(ZAC, ZERO_AFTER_COMMIT)
     assert filed(tuple(clean_run)) == tuple(clean_run), "without a divergence every finding is filed"
+
+
+COW_WORKLOAD = "create f0\nwrite f0 0 8192\nfsync f0\ncreate f1\nreflink f0 f1\nwrite f1 100 5000\nfsync f1\n"
+
+
+@pytest.mark.parametrize("bug", ["cow-skip-tail-copy", "cow-edges-unflushed"])
+def test_oracles_that_fault_one_state_for_one_store_or_word_are_linked(bug: str) -> None:
+    """A torn copy on write is a `cow-atomicity` and a `stale-exposure` violation of one crash state,
+    for one store (or one word no store explains): each finding names the other's cause."""
+    found = all_findings(f"daxfs design=zero bugs={bug} cil=lazy", COW_WORKLOAD)
+    at = [f for f in found if f.signature.op_kind == "fsync"]
+    by_oracle = {f.oracle: f for f in at}
+    stale, cow = by_oracle[OracleName.STALE_EXPOSURE], by_oracle[OracleName.COW_ATOMICITY]
+    assert cow.root_cause in stale.also and stale.root_cause in cow.also
+    assert all(f.root_cause not in f.also for f in found)
+
+
+def test_a_crash_state_faulted_by_one_oracle_links_nothing() -> None:
+    found = all_findings(ZAC, ZERO_AFTER_COMMIT)
+    assert found and all(f.also == () for f in found)
+
+
+def test_a_campaign_files_linked_causes_as_one_group_and_remembers_the_link(tmp_path: Path) -> None:
+    corpus = tmp_path / "seeds"
+    corpus.mkdir()
+    (corpus / "cow.pmfuzz").write_text(COW_WORKLOAD)
+    spec = TargetSpec("daxfs", (("design", "zero"), ("bugs", "cow-edges-unflushed"), ("cil", "lazy")))
+    cfg = CampaignConfig(
+        target=spec, seed=1, max_execs=1, corpus=corpus, crashes=tmp_path / "crashes", quiet=True, pictures=False
+    )
+    run_campaign(cfg)
+    index = json.loads((tmp_path / "crashes" / "findings.json").read_text())
+    linked = {c: k for k, e in index.items() for c in e.get("also", ())}
+    causes = set(index) | set(linked)
+    stale, cow = "stale-exposure/lost/data", "cow-atomicity/lost/data"
+    assert {stale, cow} <= causes
+    assert not ({stale, cow} <= set(index)), "two oracles' view of one store filed as two groups"
+    assert not set(linked) & set(index)
+    from pmfuzz.fuzzing.corpus import CrashDir
+
+    again = CrashDir.open(tmp_path / "crashes", lock=False)
+    group = linked.get(cow) or linked[stale]
+    other = cow if cow in linked else stale
+    assert again.group_of(other, (), set(again.counts)) == group
+
+
+def test_a_cause_that_is_a_group_of_its_own_stays_one(tmp_path: Path) -> None:
+    from pmfuzz.fuzzing.corpus import CrashDir
+
+    d = CrashDir.open(tmp_path, lock=False)
+    d.record("a/lost/x", "repro", "report", elapsed=0, execs=0)
+    d.record("b/lost/y", "repro", "report", elapsed=0, execs=0)
+    d.link("a/lost/x", ("b/lost/y", "c/lost/z"), set(d.counts))
+    assert d.counts["a/lost/x"]["also"] == ["c/lost/z"]
+    assert d.group_of("b/lost/y", (), set(d.counts)) == "b/lost/y"
+    assert d.group_of("c/lost/z", (), set(d.counts)) == "a/lost/x"
+    assert d.group_of("d/lost/w", ("c/lost/z",), set(d.counts)) == "a/lost/x"
+    assert d.group_of("d/lost/w", (), set(d.counts)) is None

@@ -98,8 +98,9 @@ class ExecResult:
     """Features of this run not already reached earlier in the batch (the driver has those by then)."""
     forms: tuple[str, ...] = ()
     """The op forms the workload reached (`pmfuzz.gen.forms`), as text."""
-    found: tuple[tuple[str, str], ...] = ()
-    """Every finding's (root cause, signature), in the engine's order; campaigns group by the cause."""
+    found: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    """Every finding's (root cause, signature, causes linked to it), in the engine's order; campaigns
+    group by the cause, and file a cause linked to a known one under it (`Finding.also`)."""
     firsts: tuple[Finding, ...] = ()
     """The findings whose cause is new to the batch: all a driver needs to minimize."""
 
@@ -247,7 +248,7 @@ def judge(
         distinct=v.stats.distinct,
         features=frozenset(feats - seen_features),
         forms=forms,
-        found=tuple((str(f.root_cause), f.signature_text) for f in findings),
+        found=tuple((str(f.root_cause), f.signature_text, tuple(map(str, f.also))) for f in findings),
         firsts=tuple(firsts),
     )
     seen_features |= feats
@@ -330,14 +331,17 @@ class Driver:
         w = parse(ex.workload)
         prog.handle("exec", (ex.distinct, ex.forms))
         firsts = {str(f.root_cause): f for f in ex.firsts}
-        for cause, sig in ex.found:
+        for cause, sig, also in ex.found:
             key = cause if cause in self.known or sig not in self.known else sig  # sig: an index of old versions
-            if key in self.known:
-                if not (replay and key in self.resumed):
-                    prog.handle("repeat", (key, sig))
+            group = self.crashes.group_of(key, also, self.known)
+            if group is not None:
+                if not (replay and group in self.resumed):
+                    prog.handle("repeat", (group, sig))
+                self.crashes.link(group, (key, *also), self.known)
             else:
                 self.known.add(key)
                 _report_finding(self.cfg, firsts[key], w, dict(ex.variant), self.opts, prog.handle, self.should_stop)
+                self.crashes.link(key, also, self.known)
 
     def finish(self) -> Summary:
         """Write the last statistics and the findings' index; the campaign's summary."""

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,6 +109,7 @@ class CrashDir:
     """Things found while opening that the campaign should say (a corrupt findings.json set aside)."""
     _dirty: bool = False
     _lock: int | None = None
+    _link_map: dict[str, str] | None = None
 
     @classmethod
     def open(cls, path: Path, *, lock: bool = True) -> CrashDir:
@@ -159,6 +161,41 @@ class CrashDir:
 
     def known(self, key: str) -> bool:
         return key in self.counts
+
+    def group_of(self, key: str, also: Sequence[str], known: Collection[str]) -> str | None:
+        """The group a finding is filed under: its own key's, else that of a cause it is linked to
+        (one store faulted for several oracles; an entry's `also`); None: a new group."""
+        links = self._links()
+        for k in (key, *also):
+            if k in known:
+                return k
+            g = links.get(k)
+            if g is not None:
+                return g
+        return None
+
+    def link(self, group: str, causes: Sequence[str], known: Collection[str]) -> None:
+        """File these causes under `group` from now on (kept in findings.json as the entry's `also`);
+        a cause that is a group of its own stays one."""
+        links = self._links()
+        entry = self.counts.get(group)
+        for c in causes:
+            if c == group or c in known or c in links or entry is None:
+                continue
+            entry.setdefault("also", []).append(c)
+            links[c] = group
+            self._dirty = True
+
+    def _links(self) -> dict[str, str]:
+        if self._link_map is None:
+            self._link_map = {
+                c: g
+                for g, e in self.counts.items()
+                if isinstance(e.get("also"), list)
+                for c in e["also"]
+                if isinstance(c, str) and c not in self.counts
+            }
+        return self._link_map
 
     def record(
         self, key: str, reproducer: str, report: str, *, elapsed: float, execs: int, signature: str = ""

@@ -20,7 +20,7 @@ from ..pmem import CrashPoint, CrashState, Event
 from ..signature import Cause, How, rule_of, top_site
 from ..target import MountedFS, file_blocks
 
-__all__ = ["crash_cause", "code_of"]
+__all__ = ["crash_cause", "crash_cause_store", "code_of"]
 
 _LOG_PHASES = frozenset({"log_write", "log_tail", "flush", "commit_record", "checkpoint"})
 """Phases of a log push: the site names its caller first (`xfs_file_fsync.flush`), the code is the log's."""
@@ -46,27 +46,43 @@ def crash_cause(
     trace: Sequence[Event],
 ) -> Cause:
     """The cause of one crash violation, as far as its first wrong word and the trace tell."""
+    return crash_cause_store(oracle, message, evidence, point, state, fs, trace)[0]
+
+
+def crash_cause_store(
+    oracle: OracleName,
+    message: str,
+    evidence: tuple,
+    point: CrashPoint,
+    state: CrashState,
+    fs: MountedFS,
+    trace: Sequence[Event],
+) -> tuple[Cause, tuple[str, int] | None]:
+    """`crash_cause`, and what it blames: the store it names (lost, or written) by its trace index,
+    else the wrong word by its device address; None if neither is known. Two oracles that fault
+    one crash state for one store, or one word no store explains, see one cause (a torn copy on
+    write is both a `cow-atomicity` and a `stale-exposure` violation)."""
     ev = next((e for e in evidence if isinstance(e, Evidence)), None)
     if ev is None:
-        return Cause(oracle, How.RULE, rule_of(message))
+        return Cause(oracle, How.RULE, rule_of(message)), None
     off = ev.start - ev.start % 8
     addr = _device_address(fs, ev.file, off)
     if addr is None:
-        return Cause(oracle, How.UNMAPPED, "")
+        return Cause(oracle, How.UNMAPPED, ""), None
     if addr == _UNKNOWN:
         dropped = _dropped_site(point, state, trace)
         if dropped:
-            return Cause(oracle, How.DROPPED, code_of(dropped))
-        return Cause(oracle, How.AT, "end" if point.spec.seq is None else top_site(point.site))
+            return Cause(oracle, How.DROPPED, code_of(dropped)), None
+        return Cause(oracle, How.AT, "end" if point.spec.seq is None else top_site(point.site)), None
     lost = _lost_store(addr, point, state, trace)
     if lost is not None:
-        return Cause(oracle, How.LOST, _what_it_wrote(lost, addr))
+        return Cause(oracle, How.LOST, _what_it_wrote(lost, addr)), ("store", lost.seq)
     word = _read_word(fs, ev.file, off)
     if word is not None and decode(word).kind is WordKind.DATA:
         writer = _writer(addr, word, point, trace)
         if writer is not None:
-            return Cause(oracle, How.WRITTEN, _what_it_wrote(writer, addr))
-    return Cause(oracle, How.NEVER_WRITTEN, "")
+            return Cause(oracle, How.WRITTEN, _what_it_wrote(writer, addr)), ("store", writer.seq)
+    return Cause(oracle, How.NEVER_WRITTEN, ""), ("word", addr)
 
 
 def _what_it_wrote(e: Event, addr: int) -> str:

@@ -22,10 +22,10 @@ from ..execution.run import Run, ScheduleHead
 from ..execution.watchdog import TargetHang, TargetNonsense, deadline, guarded_mount
 from ..lang.workload import BLOCK_SIZE
 from ..pmem import LINE, CrashImage, CrashPoint, CrashState, PMem, PointKind, Strategy
-from ..signature import Signature, top_site
+from ..signature import Cause, Signature, top_site
 from ..target import MountedFS, file_blocks, metadata_ranges
 from ..verdict import CrashSite, Finding, Findings, Options, StateChoice, Stats, Verdict
-from .cause import crash_cause
+from .cause import crash_cause_store
 
 __all__ = ["judge", "HUNG"]
 
@@ -56,30 +56,60 @@ class _Judge:
         self.state_log: list[tuple[str, list[str]]] = []
         self.stats = Stats(ops=run.executed, t_exec=run.t_exec)
 
-    def add_crash(self, here: _Here, v: _V) -> None:
-        """A crash finding; its crash site (the costly part) is built only if it will be kept."""
+    def add_crash(self, here: _Here, v: _V, known: tuple[Cause | None, tuple[Cause, ...]] | None = None) -> None:
+        """A crash finding; its crash site (the costly part) is built only if it will be kept.
+
+        `known`: its cause, if already worked out, and the causes other oracles gave the same crash
+        state for the same store."""
         oracle, message, evidence, tb = v
         if self.opts.log_states:
             self.state_log[-1][1].append(f"{oracle.value}: {message} {' '.join(map(str, evidence))}")
-        old = self.findings.get(here.signature(oracle))
+        sig = here.signature(oracle)
+        old = self.findings.get(sig)
+        also = () if known is None else known[1]
         if (
             old is not None
             and self.opts.first_per_signature
             and old.crash is not None
             and (old.crash.deviations <= here.state.deviations)
         ):
+            if also:
+                self.findings.link(sig, also)
             return
         f = here.finding(oracle, message, evidence, tb)
-        if here.fs is not None:
-            p = here.point
-            try:
-                cause = crash_cause(oracle, message, evidence, p, here.state, here.fs, p.timeline.events)
-            except Exception as e:  # the target's view failed on a read the oracles did not make
-                if pmfuzz_fault(e):
-                    raise
-            else:
-                f = replace(f, cause=cause)
+        cause = self._cause(here, v)[0] if known is None else known[0]
+        if cause is not None:
+            f = replace(f, cause=cause, also=tuple(a for a in also if a != cause))
         self.findings.add(f)
+
+    def _cause(self, here: _Here, v: _V) -> tuple[Cause | None, tuple[str, int] | None]:
+        """A crash violation's cause and what it blames (None, None: no recovered image to read)."""
+        if here.fs is None:
+            return None, None
+        oracle, message, evidence, _ = v
+        p = here.point
+        try:
+            return crash_cause_store(oracle, message, evidence, p, here.state, here.fs, p.timeline.events)
+        except Exception as e:  # the target's view failed on a read the oracles did not make
+            if pmfuzz_fault(e):
+                raise
+            return None, None
+
+    def _add_state(self, here: _Here, found: list[_V]) -> None:
+        """One crash state's data-oracle violations; when several oracles fault it, the causes they
+        name through one store are linked (`Finding.also`)."""
+        if len({v[0] for v in found}) < 2:
+            for v in found:
+                self.add_crash(here, v)
+            return
+        causes = [self._cause(here, v) for v in found]
+        by_store: dict[tuple[str, int], set[Cause]] = {}
+        for cause, store in causes:
+            if cause is not None and store is not None:
+                by_store.setdefault(store, set()).add(cause)
+        for v, (cause, store) in zip(found, causes, strict=True):
+            also = tuple(sorted(by_store.get(store, set()) - {cause}, key=str)) if store is not None else ()
+            self.add_crash(here, v, (cause, also))
 
     def verdict(self, skip_before: int) -> Verdict:
         run, opts, stats = self.run, self.opts, self.stats
@@ -245,11 +275,12 @@ class _Judge:
                 for o in self.data_oracles:
                     guard.what = f"oracle {getattr(o.name, 'value', o.name)}"
                     vs = _run_oracle(o, ctx)
-                    for v in vs:
-                        found.append(v)
-                        self.add_crash(here, v)
+                    found += vs
                     if any(isinstance(v, _Hung) for v in vs):
+                        self._add_state(here, found)
                         return True, found
+                guard.what = "the findings' causes"
+                self._add_state(here, found)
         except TargetHang as e:  # fired between two oracles, or in a finding's cause
             self.add_crash(here, _Hung((OracleName.MOUNT, f"reading the recovered image: {e}", (), None)))
             return True, found
