@@ -47,6 +47,10 @@ class Options:
     exhaustive_upto: int = 256
     max_states: int | None = 2048
     """At most this many states per crash point (None: no limit)."""
+    max_inflight: int | None = None
+    """Judge every k-th crash point when the points' in-flight groups sum to more than this (None: every
+    point). A point costs its groups even before its states: 2 MiB stored through a MAP_SYNC mapping is
+    2,555 points over up to 32,000 lines each, an hour of judging for one workload of a campaign."""
     eadr_points: EadrPoints = EadrPoints.STORES
     crash: StateId | str | None = None
     """Judge only this crash state (a state id), as a reproducer names it."""

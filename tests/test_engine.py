@@ -115,3 +115,24 @@ def test_crash_option_judges_exactly_one_state() -> None:
     v = check(DaxfsTarget(bugs="no-zero"), parse("create f0\nwrite f0 100 200\nfsync f0\n"), Options(crash="E"))
     assert v.stats.distinct == 1 and v.stats.points == 1
     assert "stale-exposure" in v.oracles()
+
+
+MAP_SYNC_STORES = "create f0\ntruncate f0 1048576\nmmap m0 f0 0 1048576 sync\nstore m0 0 65536\nfsync f0\n"
+
+
+def test_points_past_the_inflight_budget_are_sampled_evenly_and_the_report_says_so() -> None:
+    """Each page fault of a MAP_SYNC store pushes the log while the pages stored before are still in
+    flight: points times lines grows as the square of the store. Past the budget every k-th point
+    is judged, the same ones every run, and the verdict's notes say how many."""
+    t = DaxfsTarget(design="zero", cil="lazy")
+    w = parse(MAP_SYNC_STORES)
+    full = check(t, w, Options(max_states=8))
+    a = check(t, w, Options(max_states=8, max_inflight=5000, log_states=True))
+    b = check(t, w, Options(max_states=8, max_inflight=5000, log_states=True))
+    assert not any("sampled" in n for n in full.notes)
+    (note,) = [n for n in a.notes if n.startswith("crash points sampled: 1 in ")]
+    k = int(note.split()[5])
+    assert k > 1 and a.stats.points < full.stats.points
+    assert a.stats.points >= full.stats.points // k
+    assert a.state_log == b.state_log and a.notes == b.notes
+    assert check(t, w, Options(max_states=8, max_inflight=10**9)).stats.points == full.stats.points

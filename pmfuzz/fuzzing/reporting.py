@@ -31,6 +31,10 @@ NOT_MINIMIZED = "not minimized yet"
 
 Emit = Callable[[str, Any], None]
 
+MAX_INFLIGHT = 250_000
+"""A campaign's `Options.max_inflight`: what typical workloads (a few hundred points over tens of
+lines, a 2 MiB zeroing at a handful of points) stay under, so only outsized traces are sampled."""
+
 
 def campaign_options(cfg: CampaignConfig) -> Options:
     return Options(
@@ -38,6 +42,7 @@ def campaign_options(cfg: CampaignConfig) -> Options:
         device_size=cfg.device_size,
         max_states=cfg.max_states,
         exhaustive_upto=cfg.max_states,
+        max_inflight=MAX_INFLIGHT,
         eadr_points=cfg.eadr_points,
         features=True,
         op_timeout=cfg.op_timeout,

@@ -134,11 +134,11 @@ class _Judge:
         self.meta = metadata_ranges(run.target, opts.device_size) if opts.group_by_metadata else None
         skip_crashes = opts.focus is not None and opts.focus[0] in (OracleName.FUNCTIONAL, OracleName.TARGET_ERROR)
         hung_points = 0
+        if skip_crashes or not run.crashes_sound:
+            todo = []
+        elif opts.crash is None:
+            todo = self._sampled([(p, f) for p, f in todo if self._wanted(p, skip_before)], notes)
         for point, fixed in todo:
-            if skip_crashes or not run.crashes_sound:
-                break
-            if opts.crash is None and not self._wanted(point, skip_before):
-                continue
             if opts.features:
                 feats.add(f"point:{point.kind.value}:{point.site}")
             stats.points += 1
@@ -157,6 +157,24 @@ class _Judge:
             out = tuple(replace(f, schedule=sid, evidence=(*f.evidence, *head)) for f in out)
             log = tuple((f"{sid}/{s}", m) for s, m in log)
         return Verdict(out, stats, tuple(notes), log, frozenset(feats))
+
+    def _sampled(
+        self, todo: list[tuple[CrashPoint, list[CrashState]]], notes: list[str]
+    ) -> list[tuple[CrashPoint, list[CrashState]]]:
+        """Every crash point, or, past `Options.max_inflight`, every k-th one and the end (a note says so)."""
+        budget = self.opts.max_inflight
+        if budget is None or len(todo) < 2:
+            return todo
+        total = sum(p.spec.width for p, _ in todo)
+        if total <= budget:
+            return todo
+        k = -(-total // budget)
+        kept = [(p, f) for i, (p, f) in enumerate(todo) if i % k == 0 or p.kind is PointKind.END]
+        notes.append(
+            f"crash points sampled: 1 in {k} of {len(todo)} judged ({total:,} groups in flight over all of "
+            f"them, more than {budget:,})"
+        )
+        return kept
 
     def _wanted(self, point: CrashPoint, skip_before: int) -> bool:
         """Whether a crash point is judged: ops that ran, not judged by an earlier schedule, in focus."""

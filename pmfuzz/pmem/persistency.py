@@ -179,17 +179,21 @@ class GroupFrames:
     built when it is asked for, and the last few are kept.
     """
 
-    __slots__ = ("_at", "_built", "_deltas", "_live")
+    __slots__ = ("_at", "_built", "_deltas", "_live", "widths")
 
     def __init__(self) -> None:
+        self.widths: list[int] = []
+        """Per point, how many groups are in flight."""
         self._deltas: list[dict[int, GroupSpec | None]] = []
         self._live: dict[int, GroupSpec] = {}
         self._at = -1
         self._built: dict[int, tuple[GroupSpec, ...]] = {}
 
-    def add(self, delta: dict[int, GroupSpec | None]) -> int:
-        """Record the next point's changes (line -> its group now, None: nothing in flight); its index."""
+    def add(self, delta: dict[int, GroupSpec | None], width: int) -> int:
+        """Record the next point's changes (line -> its group now, None: nothing in flight) and how
+        many groups it has; its index."""
         self._deltas.append(delta)
+        self.widths.append(width)
         return len(self._deltas) - 1
 
     def groups(self, index: int) -> tuple[GroupSpec, ...]:
@@ -227,6 +231,16 @@ class PointSpec:
     @property
     def id(self) -> str:
         return "E" if self.kind is PointKind.END else f"{self.kind.value}{self.ordinal}"
+
+    @property
+    def width(self) -> int:
+        """How many groups are in flight here, without building them."""
+        f = self.frame
+        if f and isinstance(f[0], GroupFrames):
+            frames, index = f
+            assert isinstance(frames, GroupFrames) and isinstance(index, int)
+            return frames.widths[index]
+        return len(f)
 
     @property
     def groups(self) -> tuple[GroupSpec, ...]:
@@ -294,7 +308,7 @@ def _adr(events: Sequence[Event]) -> tuple[list[PointSpec], list[Piece]]:
             buf = lines.get(line)
             delta[line] = None if buf is None else GroupSpec(f"L{line}", PieceRun(buf, first[line]))
         dirty.clear()
-        points.append(PointSpec(kind, ordinal, seq, op, site, len(log), (frames, frames.add(delta))))
+        points.append(PointSpec(kind, ordinal, seq, op, site, len(log), (frames, frames.add(delta, len(lines)))))
 
     def pending(line: int) -> list[Piece]:
         buf = lines.get(line)
