@@ -311,3 +311,21 @@ def test_a_cause_that_is_a_group_of_its_own_stays_one(tmp_path: Path) -> None:
     assert d.group_of("c/lost/z", (), set(d.counts)) == "a/lost/x"
     assert d.group_of("d/lost/w", ("c/lost/z",), set(d.counts)) == "a/lost/x"
     assert d.group_of("d/lost/w", (), set(d.counts)) is None
+
+
+def test_a_lost_store_of_a_data_path_is_data_whatever_bytes_it_moved() -> None:
+    """write(2) from a hole's mapping, or a copy on write of zeroes, moves no workload word; its code
+    moves workload data elsewhere in the trace, so its loss is the same cause as a data store's. A
+    zeroing whose code never moves data keeps its site."""
+    from pmfuzz.judging.cause import _what_it_wrote
+    from pmfuzz.lang.data import payload
+    from pmfuzz.pmem import Event, EventKind
+
+    data = Event(0, EventKind.NTSTORE, 4096, 64, payload(1, 1, 0, 64), 1, "dax_copy_from_iter")
+    zeroes_by_write = Event(1, EventKind.NTSTORE, 8192, 64, bytes(64), 2, "dax_copy_from_iter")
+    zeroing = Event(2, EventKind.NTSTORE, 12288, 64, bytes(64), 3, "xfs_zero_extent")
+    trace = [data, zeroes_by_write, zeroing]
+    assert _what_it_wrote(data, 4096, trace) == "data"
+    assert _what_it_wrote(zeroes_by_write, 8192, trace) == "data"
+    assert _what_it_wrote(zeroing, 12288, trace) == "xfs_zero_extent"
+    assert _what_it_wrote(zeroes_by_write, 8192, [zeroes_by_write]) == "dax_copy_from_iter"

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from oracles import Evidence, OracleName
 
-from ..lang.data import WordKind, decode
+from ..lang.data import WordKind, decode, decode_words
 from ..lang.workload import BLOCK_SIZE
 from ..pmem import CrashPoint, CrashState, Event
 from ..signature import Cause, How, rule_of, top_site
@@ -76,26 +78,63 @@ def crash_cause_store(
         return Cause(oracle, How.AT, "end" if point.spec.seq is None else top_site(point.site)), None
     lost = _lost_store(addr, point, state, trace)
     if lost is not None:
-        return Cause(oracle, How.LOST, _what_it_wrote(lost, addr)), ("store", lost.seq)
+        return Cause(oracle, How.LOST, _what_it_wrote(lost, addr, trace)), ("store", lost.seq)
     word = _read_word(fs, ev.file, off)
     if word is not None and decode(word).kind is WordKind.DATA:
         writer = _writer(addr, word, point, trace)
         if writer is not None:
-            return Cause(oracle, How.WRITTEN, _what_it_wrote(writer, addr)), ("store", writer.seq)
+            return Cause(oracle, How.WRITTEN, _what_it_wrote(writer, addr, trace)), ("store", writer.seq)
     return Cause(oracle, How.NEVER_WRITTEN, ""), ("word", addr)
 
 
-def _what_it_wrote(e: Event, addr: int) -> str:
-    """A store as a cause: `data` when it wrote a workload's data to the word (through write(2), a
-    mapping, a copy: one cause however the data came), else its code site (a zeroing, a log write)."""
+def _what_it_wrote(e: Event, addr: int, trace: Sequence[Event]) -> str:
+    """A store as a cause: `data` when it moved a workload's data (through write(2), a mapping, a
+    copy: one cause however the data came), else its code site (a zeroing, a log write).
+
+    A store moves data when the word it wrote is a workload's, or when its code stores workload
+    data elsewhere in the trace: a write(2) or a copy on write of a hole's zeroes is still the
+    data path, and one bug's lost data is one cause whatever the bytes were."""
     data = e.data
+    code = code_of(e.site)
     if data is None:
-        return code_of(e.site)
+        return code
     at = addr if e.addr <= addr and addr + 8 <= e.addr + e.size else -(-e.addr // 8) * 8
     if at + 8 <= e.addr + e.size:
         word = int.from_bytes(data[at - e.addr : at - e.addr + 8], "little")
-        return "data" if decode(word).kind is WordKind.DATA else code_of(e.site)
-    return "data" if any(data) else code_of(e.site)  # less than a word: only a workload's own bytes are that small
+        if decode(word).kind is WordKind.DATA:
+            return "data"
+    elif any(data):
+        return "data"  # less than a word: only a workload's own bytes are that small
+    return "data" if code in _data_codes(trace) else code
+
+
+_DATA_CODES: list[tuple[Sequence[Event], frozenset[str]]] = []
+
+
+def _data_codes(trace: Sequence[Event]) -> frozenset[str]:
+    """The code sites that store a workload's data somewhere in this trace (the last few traces kept)."""
+    for t, codes in _DATA_CODES:
+        if t is trace:
+            return codes
+    found = set()
+    for e in trace:
+        if not e.kind.is_store or e.data is None or len(e.data) < 8:
+            continue
+        code = code_of(e.site)
+        if code not in found and (decode_words(_words_of(e)) == 1).any():
+            found.add(code)
+    codes = frozenset(found)
+    _DATA_CODES.insert(0, (trace, codes))
+    del _DATA_CODES[4:]
+    return codes
+
+
+def _words_of(e: Event) -> np.ndarray:
+    """The whole words a store wrote, as uint64 (by the device address's alignment)."""
+    data = e.data or b""
+    skip = -e.addr % 8
+    n = (len(data) - skip) // 8
+    return np.frombuffer(data, dtype="<u8", count=max(0, n), offset=skip) if n > 0 else np.zeros(0, np.uint64)
 
 
 def _read_word(fs: MountedFS, name: str, off: int) -> int | None:
