@@ -15,9 +15,14 @@ from hypothesis import strategies as st
 from oracles import OracleName
 from pmfuzz.errors import PmfuzzError
 from pmfuzz.fuzzing.campaign import CampaignConfig, run_campaign
+from pmfuzz.fuzzing.corpus import CrashDir
+from pmfuzz.fuzzing.triage import format_triage, triage
+from pmfuzz.judging.cause import _what_it_wrote
 from pmfuzz.judging.engine import Options, check
 from pmfuzz.judging.repro import Reproducer, format_reproducer, parse_reproducer
+from pmfuzz.lang.data import payload
 from pmfuzz.lang.workload import parse
+from pmfuzz.pmem import Event, EventKind
 from pmfuzz.signature import Cause, How, oracle_of, rule_of
 from pmfuzz.target import TargetSpec, make_target
 
@@ -291,8 +296,10 @@ def test_a_campaign_files_linked_causes_as_one_group_and_remembers_the_link(tmp_
     assert {stale, cow} <= causes
     assert not ({stale, cow} <= set(index)), "two oracles' view of one store filed as two groups"
     assert not set(linked) & set(index)
-    from pmfuzz.fuzzing.corpus import CrashDir
-
+    groups, _ = triage(tmp_path / "crashes", replay=False)
+    (group_row,) = [g for g in groups if g.cause in (stale, cow)]
+    assert set(group_row.also) & {stale, cow}
+    assert "(also seen as " in format_triage(groups, [], tmp_path / "crashes")
     again = CrashDir.open(tmp_path / "crashes", lock=False)
     group = linked.get(cow) or linked[stale]
     other = cow if cow in linked else stale
@@ -300,8 +307,6 @@ def test_a_campaign_files_linked_causes_as_one_group_and_remembers_the_link(tmp_
 
 
 def test_a_cause_that_is_a_group_of_its_own_stays_one(tmp_path: Path) -> None:
-    from pmfuzz.fuzzing.corpus import CrashDir
-
     d = CrashDir.open(tmp_path, lock=False)
     d.record("a/lost/x", "repro", "report", elapsed=0, execs=0)
     d.record("b/lost/y", "repro", "report", elapsed=0, execs=0)
@@ -317,10 +322,6 @@ def test_a_lost_store_of_a_data_path_is_data_whatever_bytes_it_moved() -> None:
     """write(2) from a hole's mapping, or a copy on write of zeroes, moves no workload word; its code
     moves workload data elsewhere in the trace, so its loss is the same cause as a data store's. A
     zeroing whose code never moves data keeps its site."""
-    from pmfuzz.judging.cause import _what_it_wrote
-    from pmfuzz.lang.data import payload
-    from pmfuzz.pmem import Event, EventKind
-
     data = Event(0, EventKind.NTSTORE, 4096, 64, payload(1, 1, 0, 64), 1, "dax_copy_from_iter")
     zeroes_by_write = Event(1, EventKind.NTSTORE, 8192, 64, bytes(64), 2, "dax_copy_from_iter")
     zeroing = Event(2, EventKind.NTSTORE, 12288, 64, bytes(64), 3, "xfs_zero_extent")

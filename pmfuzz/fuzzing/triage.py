@@ -39,6 +39,8 @@ class Group:
     files: tuple[str, ...]
     signatures: tuple[str, ...]
     """The crash sites (`oracle:op:site`) the cause was seen at."""
+    also: tuple[str, ...] = ()
+    """Causes filed under this one: other oracles' view of the same store or word (`Finding.also`)."""
 
 
 @dataclass
@@ -49,6 +51,7 @@ class _Acc:
     best: tuple[int, str] | None = None
     files: list[str] = field(default_factory=list)
     sigs: set[str] = field(default_factory=set)
+    also: set[str] = field(default_factory=set)
 
 
 def _index(directory: Path, notes: list[str]) -> dict[str, dict]:
@@ -124,6 +127,9 @@ def triage(
         acc.sigs.update(s for s in entry.get("signatures", ()) if isinstance(s, str))
         if r.signature is not None:
             acc.sigs.add(str(r.signature))
+        linked = entry.get("also")
+        if isinstance(linked, list):
+            acc.also.update(c for c in linked if isinstance(c, str))
     out = []
     for cause, a in groups.items():
         assert a.best is not None
@@ -140,6 +146,7 @@ def triage(
                 a.best[0],
                 tuple(a.files),
                 tuple(sorted(a.sigs)),
+                tuple(sorted(a.also - {cause})),
             )
         )
     out.sort(key=lambda g: (g.first_seconds is None, g.first_seconds or 0.0, g.cause))
@@ -163,6 +170,7 @@ def format_triage(groups: list[Group], notes: list[str], directory: Path) -> str
                 f"{g.cause:<{width}}  {g.oracle:<15} {g.count:>6} {_secs(g.first_seconds):>8} "
                 f"{_secs(g.last_seconds):>8} {g.ops:>4}  {g.reproducer}"
                 + (f"  ({len(g.signatures)} crash sites)" if len(g.signatures) > 1 else "")
+                + (f"  (also seen as {', '.join(g.also)})" if g.also else "")
             )
     lines += [f"note: {n}" for n in notes]
     return "\n".join(lines) + "\n"
