@@ -42,11 +42,12 @@ def content_cause(got: bytes, want: bytes) -> str:
     """The first differing word as a cause: what was read for what was due (`garbage for zero`).
 
     Poison, undecodable words and a nonzero partial word at EOF are all `garbage`: which of them a
-    read meets depends on where EOF fell, not on what went wrong.
+    read meets depends on where EOF fell, not on what went wrong. Garbage is garbage whatever was
+    due: one block exposed unwritten reads as garbage where data was due and where zeroes were.
     """
     due = "zero" if not any(want) else "data"
     if len(got) < 8 or len(want) < 8:
-        return f"{'zero' if not any(got) else 'garbage'} for {due}"
+        return f"zero for {due}" if not any(got) else "garbage"
     g = decode(int.from_bytes(got, "little"))
     w = decode(int.from_bytes(want, "little"))
     if g.kind is WordKind.DATA and w.kind is WordKind.DATA:
@@ -56,5 +57,5 @@ def content_cause(got: bytes, want: bytes) -> str:
     elif g.kind is WordKind.ZERO:
         found = "zero"
     else:
-        found = "garbage"
+        return "garbage"
     return f"{found} for {due}"

@@ -228,13 +228,15 @@ def test_a_minimizer_out_of_budget_keeps_its_progress_and_says_where_it_stopped(
 
 @given(st.integers(0, 1 << 20).map(lambda a: a * 8), st.integers(1, 7))
 def test_a_wrong_word_reads_the_same_cause_wherever_eof_cuts_it(addr: int, keep: int) -> None:
-    """Poison read in full or cut short by EOF is one cause; data in place of data is told apart."""
+    """Poison read in full or cut short by EOF, where data or zeroes were due, is one cause; data in
+    place of data is told apart."""
     from oracles._words import content_cause
     from pmfuzz.lang.data import payload, poison
 
     bad = poison(addr, 8).tobytes()
     assume(any(bad[:keep]))  # a prefix of zero bytes reads as zero, rightly
-    assert content_cause(bad, bytes(8)) == content_cause(bad[:keep], bytes(keep)) == "garbage for zero"
+    assert content_cause(bad, bytes(8)) == content_cause(bad[:keep], bytes(keep)) == "garbage"
+    assert content_cause(bad, payload(1, 5, addr, 8)) == "garbage", "garbage is garbage whatever was due"
     mine, older, other = payload(1, 5, 64, 8), payload(1, 3, 64, 8), payload(2, 5, 64, 8)
     assert content_cause(older, mine) == "older data for data"
     assert content_cause(other, mine) == "data of another file or offset for data"
