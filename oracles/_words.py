@@ -39,7 +39,7 @@ def evidence(expect: Expectation, name: str, words: np.ndarray, mask: np.ndarray
 
 
 def content_cause(got: bytes, want: bytes) -> str:
-    """The first differing word as a cause: what was read for what was due (`garbage for zero`).
+    """The first differing word as a cause: what was read for what was due (`zero for data`).
 
     Poison, undecodable words and a nonzero partial word at EOF are all `garbage`: which of them a
     read meets depends on where EOF fell, not on what went wrong. Garbage is garbage whatever was
