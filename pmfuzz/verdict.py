@@ -191,17 +191,8 @@ class Findings:
             or (self.first_per_signature is False)
             or (f.crash is not None and old.crash is not None and f.crash.deviations < old.crash.deviations)
         ):
-            self._by[sig] = f if old is None else replace(f, also=_union(f.also, old.also, f.root_cause))
-        elif f.also:
-            self.link(sig, f.also)
-
-    def link(self, sig: Signature, also: tuple[Cause, ...]) -> None:
-        """Record that the finding kept for `sig` shares its store with findings of these causes."""
-        old = self._by.get(sig)
-        if old is not None:
-            merged = _union(old.also, also, old.root_cause)
-            if merged != old.also:
-                self._by[sig] = replace(old, also=merged)
+            same = old is not None and old.root_cause == f.root_cause
+            self._by[sig] = replace(f, also=_union(f.also, old.also, f.root_cause)) if same and old else f
 
     def get(self, sig: Signature) -> Finding | None:
         return self._by.get(sig)

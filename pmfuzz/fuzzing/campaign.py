@@ -333,11 +333,13 @@ class Driver:
         firsts = {str(f.root_cause): f for f in ex.firsts}
         for cause, sig, also in ex.found:
             key = cause if cause in self.known or sig not in self.known else sig  # sig: an index of old versions
+            also = also if key == cause else ()  # an index of old versions files by signature: no links
             group = self.crashes.group_of(key, also, self.known)
             if group is not None:
                 if not (replay and group in self.resumed):
                     prog.handle("repeat", (group, sig))
-                self.crashes.link(group, (key, *also), self.known)
+                if key == cause:
+                    self.crashes.link(group, (key, *also), self.known)
             else:
                 self.known.add(key)
                 _report_finding(self.cfg, firsts[key], w, dict(ex.variant), self.opts, prog.handle, self.should_stop)

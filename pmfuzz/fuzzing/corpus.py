@@ -180,11 +180,12 @@ class CrashDir:
         links = self._links()
         entry = self.counts.get(group)
         for c in causes:
-            if c == group or c in known or c in links or entry is None:
+            if c == group or c in known or c in links:
                 continue
-            entry.setdefault("also", []).append(c)
             links[c] = group
-            self._dirty = True
+            if entry is not None and isinstance(entry.setdefault("also", []), list):
+                entry["also"].append(c)
+                self._dirty = True
 
     def _links(self) -> dict[str, str]:
         if self._link_map is None:

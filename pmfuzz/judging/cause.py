@@ -10,6 +10,7 @@ the same op -- and that store's code site. One bug, one cause, wherever the cras
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import numpy as np
@@ -78,22 +79,24 @@ def crash_cause_store(
         return Cause(oracle, How.AT, "end" if point.spec.seq is None else top_site(point.site)), None
     lost = _lost_store(addr, point, state, trace)
     if lost is not None:
-        return Cause(oracle, How.LOST, _what_it_wrote(lost, addr, trace)), ("store", lost.seq)
+        return Cause(oracle, How.LOST, _what_it_wrote(lost, addr, _codes_of(point))), ("store", lost.seq)
     word = _read_word(fs, ev.file, off)
     if word is not None and decode(word).kind is WordKind.DATA:
         writer = _writer(addr, word, point, trace)
         if writer is not None:
-            return Cause(oracle, How.WRITTEN, _what_it_wrote(writer, addr, trace)), ("store", writer.seq)
+            return Cause(oracle, How.WRITTEN, _what_it_wrote(writer, addr, _codes_of(point))), ("store", writer.seq)
     return Cause(oracle, How.NEVER_WRITTEN, ""), ("word", addr)
 
 
-def _what_it_wrote(e: Event, addr: int, trace: Sequence[Event]) -> str:
+def _what_it_wrote(e: Event, addr: int, data_codes: frozenset[str]) -> str:
     """A store as a cause: `data` when it moved a workload's data (through write(2), a mapping, a
     copy: one cause however the data came), else its code site (a zeroing, a log write).
 
     A store moves data when the word it wrote is a workload's, or when its code stores workload
     data elsewhere in the trace: a write(2) or a copy on write of a hole's zeroes is still the
-    data path, and one bug's lost data is one cause whatever the bytes were."""
+    data path, and one bug's lost data is one cause whatever the bytes were. (So the cause depends
+    on the rest of the trace: a minimized reproducer may lose the store that showed the code moves
+    data, and replay then names the code site.)"""
     data = e.data
     code = code_of(e.site)
     if data is None:
@@ -105,17 +108,22 @@ def _what_it_wrote(e: Event, addr: int, trace: Sequence[Event]) -> str:
             return "data"
     elif any(data):
         return "data"  # less than a word: only a workload's own bytes are that small
-    return "data" if code in _data_codes(trace) else code
+    return "data" if code in data_codes else code
 
 
-_DATA_CODES: list[tuple[Sequence[Event], frozenset[str]]] = []
+_DATA_CODES: weakref.WeakKeyDictionary[object, frozenset[str]] = weakref.WeakKeyDictionary()
+"""Per crash timeline (a trace), its `_data_codes`: worked out once, gone with the timeline."""
+
+
+def _codes_of(point: CrashPoint) -> frozenset[str]:
+    hit = _DATA_CODES.get(point.timeline)
+    if hit is None:
+        hit = _DATA_CODES[point.timeline] = _data_codes(point.timeline.events)
+    return hit
 
 
 def _data_codes(trace: Sequence[Event]) -> frozenset[str]:
-    """The code sites that store a workload's data somewhere in this trace (the last few traces kept)."""
-    for t, codes in _DATA_CODES:
-        if t is trace:
-            return codes
+    """The code sites that store a workload's data somewhere in this trace."""
     found = set()
     for e in trace:
         if not e.kind.is_store or e.data is None or len(e.data) < 8:
@@ -123,10 +131,7 @@ def _data_codes(trace: Sequence[Event]) -> frozenset[str]:
         code = code_of(e.site)
         if code not in found and (decode_words(_words_of(e)) == 1).any():
             found.add(code)
-    codes = frozenset(found)
-    _DATA_CODES.insert(0, (trace, codes))
-    del _DATA_CODES[4:]
-    return codes
+    return frozenset(found)
 
 
 def _words_of(e: Event) -> np.ndarray:

@@ -54,37 +54,42 @@ class _Judge:
         self.data_oracles = [o for o in crash if not o.metadata_only]
         self.findings = Findings(opts.first_per_signature, run.findings)
         self.state_log: list[tuple[str, list[str]]] = []
+        self._diverged = min(
+            (f.op for f in run.findings if f.oracle is OracleName.FUNCTIONAL and f.crash is None and f.op >= 0),
+            default=None,
+        )
+        """The op where the run left the reference, if it did (see `fuzzing.campaign.filed`)."""
         self.stats = Stats(ops=run.executed, t_exec=run.t_exec)
 
     def add_crash(self, here: _Here, v: _V, known: tuple[Cause | None, tuple[Cause, ...]] | None = None) -> None:
         """A crash finding; its crash site (the costly part) is built only if it will be kept.
 
         `known`: its cause, if already worked out, and the causes other oracles gave the same crash
-        state for the same store."""
+        state for the same store or word."""
         oracle, message, evidence, tb = v
         if self.opts.log_states:
             self.state_log[-1][1].append(f"{oracle.value}: {message} {' '.join(map(str, evidence))}")
-        sig = here.signature(oracle)
-        old = self.findings.get(sig)
-        also = () if known is None else known[1]
-        if (
-            old is not None
-            and self.opts.first_per_signature
-            and old.crash is not None
-            and (old.crash.deviations <= here.state.deviations)
-        ):
-            if also:
-                self.findings.link(sig, also)
+        if not self._kept(here, v):
             return
         f = here.finding(oracle, message, evidence, tb)
-        cause = self._cause(here, v)[0] if known is None else known[0]
+        cause, also = self._cause(here, v)[0] if known is None else known[0], () if known is None else known[1]
         if cause is not None:
             f = replace(f, cause=cause, also=tuple(a for a in also if a != cause))
         self.findings.add(f)
 
+    def _kept(self, here: _Here, v: _V) -> bool:
+        """Whether a violation becomes its signature's finding: the first, or one that deviates less."""
+        old = self.findings.get(here.signature(v[0]))
+        return not (
+            old is not None
+            and self.opts.first_per_signature
+            and old.crash is not None
+            and (old.crash.deviations <= here.state.deviations)
+        )
+
     def _cause(self, here: _Here, v: _V) -> tuple[Cause | None, tuple[str, int] | None]:
         """A crash violation's cause and what it blames (None, None: no recovered image to read)."""
-        if here.fs is None:
+        if here.fs is None or isinstance(v, _Hung):
             return None, None
         oracle, message, evidence, _ = v
         p = here.point
@@ -95,21 +100,27 @@ class _Judge:
                 raise
             return None, None
 
-    def _add_state(self, here: _Here, found: list[_V]) -> None:
-        """One crash state's data-oracle violations; when several oracles fault it, the causes they
-        name through one store are linked (`Finding.also`)."""
-        if len({v[0] for v in found}) < 2:
-            for v in found:
-                self.add_crash(here, v)
-            return
-        causes = [self._cause(here, v) for v in found]
-        by_store: dict[tuple[str, int], set[Cause]] = {}
-        for cause, store in causes:
-            if cause is not None and store is not None:
-                by_store.setdefault(store, set()).add(cause)
-        for v, (cause, store) in zip(found, causes, strict=True):
-            also = tuple(sorted(by_store.get(store, set()) - {cause}, key=str)) if store is not None else ()
+    def _add_state(self, here: _Here, judged: list[_Judged]) -> None:
+        """One crash state's data-oracle violations, each with its cause and what it blames if it is
+        to be kept. Kept findings of different oracles that blame one store (or one word) are
+        linked (`Finding.also`), unless the run had already left the reference before this crash
+        (what such states show follows from that divergence)."""
+        by_blame: dict[tuple[str, int], set[Cause]] = {}
+        if len({v[0] for v, c in judged if c is not None}) > 1 and not self._after_divergence(here):
+            for _, c in judged:
+                if c is not None and c[0] is not None and c[1] is not None:
+                    by_blame.setdefault(c[1], set()).add(c[0])
+        for v, c in judged:
+            if c is None:
+                self.add_crash(here, v, (None, ()))
+                continue
+            cause, blame = c
+            also = tuple(sorted(by_blame.get(blame, set()) - {cause}, key=str)) if blame is not None else ()
             self.add_crash(here, v, (cause, also))
+
+    def _after_divergence(self, here: _Here) -> bool:
+        first = self._diverged
+        return first is not None and (here.point.kind is PointKind.END or here.point.op > first)
 
     def verdict(self, skip_before: int) -> Verdict:
         run, opts, stats = self.run, self.opts, self.stats
@@ -169,7 +180,8 @@ class _Judge:
         if total <= budget:
             return todo
         k = -(-total // budget)
-        kept = [(p, f) for i, (p, f) in enumerate(todo) if i % k == 0 or p.kind is PointKind.END]
+        off = self.opts.seed % k
+        kept = [(p, f) for i, (p, f) in enumerate(todo) if i % k == off or p.kind is PointKind.END]
         notes.append(
             f"crash points sampled: 1 in {k} of {len(todo)} judged ({total:,} groups in flight over all of "
             f"them, more than {budget:,})"
@@ -288,21 +300,25 @@ class _Judge:
         target = self.run.target.name
         guard = deadline(self.opts.op_timeout, "the oracles", target=target)
         found: list[_V] = []
+        judged: list[_Judged] = []
+        hung = False
         try:
             with guard:
                 for o in self.data_oracles:
                     guard.what = f"oracle {getattr(o.name, 'value', o.name)}"
                     vs = _run_oracle(o, ctx)
                     found += vs
-                    if any(isinstance(v, _Hung) for v in vs):
-                        self._add_state(here, found)
-                        return True, found
-                guard.what = "the findings' causes"
-                self._add_state(here, found)
+                    hung = any(isinstance(v, _Hung) for v in vs)
+                    for v in vs:
+                        judged.append((v, self._cause(here, v) if not hung and self._kept(here, v) else None))
+                    if hung:
+                        break
         except TargetHang as e:  # fired between two oracles, or in a finding's cause
+            self._add_state(here, judged)
             self.add_crash(here, _Hung((OracleName.MOUNT, f"reading the recovered image: {e}", (), None)))
             return True, found
-        return False, found
+        self._add_state(here, judged)
+        return hung, found
 
 
 def _block_maps(fs: MountedFS, limit: float | None) -> dict[str, dict[int, list[int]]] | None:
@@ -462,6 +478,7 @@ class _Here:
 
 
 _V = tuple  # (oracle, message, evidence, traceback): a violation before it becomes a finding
+_Judged = tuple  # (violation, (cause, what it blames) if it is to be kept, else None)
 
 
 class _Hung(tuple):

@@ -91,15 +91,12 @@ class CrashTimeline:
         self._group_of: dict[int, Group] = {}
 
     def _groups(self, spec: PointSpec) -> tuple[Group, ...]:
-        """A point's groups; one `Group` per group spec, shared by the points it is in flight at."""
+        """A point's groups; one `Group` per group spec, shared by consecutive points it is in flight
+        at (only the last point's are kept: a group that left flight is not asked for again in order)."""
         of = self._group_of
-        out = []
-        for g in spec.groups:
-            group = of.get(id(g))
-            if group is None:
-                group = of[id(g)] = Group(g)
-            out.append(group)
-        return tuple(out)
+        out = tuple(of.get(id(g)) or Group(g) for g in spec.groups)
+        self._group_of = {id(g.spec): g for g in out}
+        return out
 
     def point(self, point_id: str) -> CrashPoint:
         try:
@@ -381,7 +378,7 @@ class CrashPoint:
         return hit
 
     def __repr__(self) -> str:
-        return f"CrashPoint({self.id}, op={self.op}, site={self.site!r}, groups={len(self.spec.groups)})"
+        return f"CrashPoint({self.id}, op={self.op}, site={self.site!r}, groups={self.spec.width})"
 
 
 def _strategy(s: Strategy | str) -> Strategy:
