@@ -154,7 +154,7 @@ def test_repeat_counts_are_flushed_with_the_statistics(tmp_path: Path) -> None:
     crashes.record("mount:x:y", "# pmfuzz reproducer v1\ncreate f0\n", "r\n", elapsed=0, execs=0)
     prog = Progress(CampaignConfig(crashes=tmp_path, quiet=True), crashes, CorpusDir(tmp_path / "corpus"))
     for _ in range(3):
-        prog.handle("repeat", ("mount:x:y", "mount:a:b"))
+        prog.handle("repeat", ("mount:x:y", "mount:a:b", "mount:x:y"))
     prog.tick(force=True)
     entry = json.loads((tmp_path / "findings.json").read_text())["mount:x:y"]
     assert entry["count"] == 4 and entry["signatures"] == ["mount:a:b"] and entry["last_exec"] == 0

@@ -312,6 +312,8 @@ def test_a_campaign_files_linked_causes_as_one_group_and_remembers_the_link(tmp_
     (group_row,) = [g for g in groups if g.cause in (stale, cow)]
     assert set(group_row.also) & {stale, cow}
     assert "(also seen as " in format_triage(groups, [], tmp_path / "crashes")
+    stopped = run_campaign(replace(cfg, crashes=tmp_path / "again", stop_on=oracle_of(cow if cow in linked else stale)))
+    assert stopped.first_hit is not None, "a stop oracle's finding filed under another oracle's group still stops"
     again = CrashDir.open(tmp_path / "crashes", lock=False)
     group = linked.get(cow) or linked[stale]
     other = cow if cow in linked else stale

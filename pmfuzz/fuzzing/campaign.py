@@ -337,7 +337,7 @@ class Driver:
             group = self.crashes.group_of(key, also, self.known)
             if group is not None:
                 if not (replay and group in self.resumed):
-                    prog.handle("repeat", (group, sig))
+                    prog.handle("repeat", (group, sig, key))
                 if key == cause:
                     self.crashes.link(group, (key, *also), self.known)
             else:

@@ -163,8 +163,13 @@ class Progress:
             self.corpus.add(parse(text))
             self.features.update(feats)
         elif kind == "repeat":
-            key, sig = value
+            key, sig, cause = value
             self.crashes.bump(key, sig, elapsed=self.elapsed(), execs=s.execs)
+            if cause != key and self.cfg.stop_on and oracle_of(cause) == self.cfg.stop_on:
+                # the stop oracle's finding, filed under a group another oracle opened for its store
+                if s.first_hit is None:
+                    s.first_hit = self.elapsed()
+                self.done = True
         elif kind == "finding":
             sig, repro, report, final = value
             fresh = not self.crashes.known(sig)
