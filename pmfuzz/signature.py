@@ -115,7 +115,13 @@ def rule_of(message: str) -> str:
     m = _NAMES.sub(lambda x: x[1].upper(), m)
     m = _NUMBERS.sub("N", m)
     m = m.replace("/", "|")
+    m = _SIGNAL_DUE.sub(r"an access did not get the \1 POSIX says", m)
     return re.sub(r"\s+", " ", m).strip(" :,.")[:160]
+
+
+_SIGNAL_DUE = re.compile(r"^op N `\w+` returned \S+, POSIX says (SIG[A-Z]+)$")
+"""A signal due is one rule whatever op met it and whatever it got: a fault, a store, a pin and a
+persist past EOF all read one mapping past EOF (`fault-eof-round-up` was five groups)."""
 
 
 def oracle_of(text: str) -> str:

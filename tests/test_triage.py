@@ -105,6 +105,19 @@ def test_rules_do_not_depend_on_numbers_or_names(a: int, b: int, f: int, g: int)
     assert rule_of(msg(a, b, f)) == rule_of(msg(b, a, g)) == "fsck: block N: refcount N but mapped by F"
 
 
+def test_a_signal_due_is_one_rule_whatever_op_met_it() -> None:
+    seen = {
+        rule_of("op 3 `fault m0 0 read` returned 0, POSIX says SIGBUS"),
+        rule_of("op 7 `store m1 4096 8` returned 8, POSIX says SIGBUS"),
+        rule_of("op 4 `persist m0 0 64` returned SIGSEGV, POSIX says SIGBUS"),
+    }
+    assert seen == {"an access did not get the SIGBUS POSIX says"}
+    assert rule_of("op 5 `write f0 0 4 from m0 0` returned 4, POSIX says EFAULT") not in seen
+    assert rule_of("op 2 `truncate f0 0` returned 0, POSIX says ENOSPC") != rule_of(
+        "op 2 `write f0 0 1` returned 0, POSIX says ENOSPC"
+    )
+
+
 def test_rules_of_different_messages_differ() -> None:
     assert rule_of("f0 recovered with size 4096, older than durable") != rule_of("f0 is missing after recovery")
 
