@@ -23,7 +23,7 @@ from ..pmem import CrashPoint, CrashState, Event
 from ..signature import Cause, How, rule_of, top_site
 from ..target import MountedFS, file_blocks
 
-__all__ = ["crash_cause", "crash_cause_store", "code_of"]
+__all__ = ["crash_cause_store", "code_of"]
 
 _LOG_PHASES = frozenset({"log_write", "log_tail", "flush", "commit_record", "checkpoint"})
 """Phases of a log push: the site names its caller first (`xfs_file_fsync.flush`), the code is the log's."""
@@ -39,19 +39,6 @@ def code_of(site: str) -> str:
     return site
 
 
-def crash_cause(
-    oracle: OracleName,
-    message: str,
-    evidence: tuple,
-    point: CrashPoint,
-    state: CrashState,
-    fs: MountedFS,
-    trace: Sequence[Event],
-) -> Cause:
-    """The cause of one crash violation, as far as its first wrong word and the trace tell."""
-    return crash_cause_store(oracle, message, evidence, point, state, fs, trace)[0]
-
-
 def crash_cause_store(
     oracle: OracleName,
     message: str,
@@ -61,7 +48,8 @@ def crash_cause_store(
     fs: MountedFS,
     trace: Sequence[Event],
 ) -> tuple[Cause, tuple[str, int] | None]:
-    """`crash_cause`, and what it blames: the store it names (lost, or written) by its trace index,
+    """The cause of one crash violation, as far as its first wrong word and the trace tell; and what
+    it blames: the store it names (lost, or written) by its trace index,
     else the wrong word by its device address; None if neither is known. Two oracles that fault
     one crash state for one store, or one word no store explains, see one cause (a torn copy on
     write is both a `cow-atomicity` and a `stale-exposure` violation)."""
