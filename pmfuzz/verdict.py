@@ -11,6 +11,7 @@ from .pmem import Domain, EadrPoints, GroupOutcome, StateId
 from .signature import Cause, How, Signature, rule_of, top_site
 
 __all__ = [
+    "first_divergence",
     "Options",
     "Finding",
     "CrashSite",
@@ -191,8 +192,9 @@ class Findings:
             or (self.first_per_signature is False)
             or (f.crash is not None and old.crash is not None and f.crash.deviations < old.crash.deviations)
         ):
-            same = old is not None and old.root_cause == f.root_cause
-            self._by[sig] = replace(f, also=_union(f.also, old.also, f.root_cause)) if same and old else f
+            if old is not None and old.root_cause == f.root_cause:
+                f = replace(f, also=_union(f.also, old.also, f.root_cause))
+            self._by[sig] = f
 
     def get(self, sig: Signature) -> Finding | None:
         return self._by.get(sig)
@@ -208,3 +210,11 @@ class Findings:
 
 def _union(a: tuple[Cause, ...], b: tuple[Cause, ...], own: Cause) -> tuple[Cause, ...]:
     return tuple(sorted({*a, *b} - {own}, key=str))
+
+
+def first_divergence(findings: tuple[Finding, ...]) -> int | None:
+    """The op where a run left the reference (its first crash-free functional finding), if it did:
+    crash states after it are judged against a reference the target no longer follows."""
+    return min(
+        (f.op for f in findings if f.oracle is OracleName.FUNCTIONAL and f.crash is None and f.op >= 0), default=None
+    )

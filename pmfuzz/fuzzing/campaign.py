@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any, Protocol
 
-from oracles import OracleName
-
 from ..errors import PmfuzzError
 from ..gen.drawing import Drawer
 from ..gen.forms import ALL_FORMS, workload_forms
@@ -47,6 +45,7 @@ from ..target import (
     supported_ops,
     target_variants,
 )
+from ..verdict import first_divergence
 from .campaign_config import CampaignConfig
 from .corpus import CorpusDir, CrashDir
 from .preflight import preflight
@@ -206,9 +205,7 @@ def filed(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
     they show how it went wrong (a torn copy on write whose result is also wrong). `check` still
     returns them all: a reproducer, `replay` and `regress` see everything.
     """
-    diverged = min(
-        (f.op for f in findings if f.oracle is OracleName.FUNCTIONAL and f.crash is None and f.op >= 0), default=None
-    )
+    diverged = first_divergence(findings)
     if diverged is None:
         return findings
     return tuple(f for f in findings if f.crash is None or (f.crash.point != "E" and f.crash.op <= diverged))

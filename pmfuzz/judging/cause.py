@@ -127,7 +127,7 @@ def _words_of(e: Event) -> np.ndarray:
     data = e.data or b""
     skip = -e.addr % 8
     n = (len(data) - skip) // 8
-    return np.frombuffer(data, dtype="<u8", count=max(0, n), offset=skip) if n > 0 else np.zeros(0, np.uint64)
+    return np.frombuffer(data, dtype="<u8", count=n, offset=skip) if n > 0 else np.zeros(0, np.uint64)
 
 
 def _read_word(fs: MountedFS, name: str, off: int) -> int | None:

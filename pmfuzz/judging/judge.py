@@ -24,7 +24,7 @@ from ..lang.workload import BLOCK_SIZE
 from ..pmem import LINE, CrashImage, CrashPoint, CrashState, PMem, PointKind, Strategy
 from ..signature import Cause, Signature, top_site
 from ..target import MountedFS, file_blocks, metadata_ranges
-from ..verdict import CrashSite, Finding, Findings, Options, StateChoice, Stats, Verdict
+from ..verdict import CrashSite, Finding, Findings, Options, StateChoice, Stats, Verdict, first_divergence
 from .cause import crash_cause_store
 
 __all__ = ["judge", "HUNG"]
@@ -54,11 +54,7 @@ class _Judge:
         self.data_oracles = [o for o in crash if not o.metadata_only]
         self.findings = Findings(opts.first_per_signature, run.findings)
         self.state_log: list[tuple[str, list[str]]] = []
-        self._diverged = min(
-            (f.op for f in run.findings if f.oracle is OracleName.FUNCTIONAL and f.crash is None and f.op >= 0),
-            default=None,
-        )
-        """The op where the run left the reference, if it did (see `fuzzing.campaign.filed`)."""
+        self._diverged = first_divergence(run.findings)
         self.stats = Stats(ops=run.executed, t_exec=run.t_exec)
 
     def add_crash(self, here: _Here, v: _V, known: tuple[Cause | None, tuple[Cause, ...]] | None = None) -> None:
@@ -72,7 +68,7 @@ class _Judge:
         if not self._kept(here, v):
             return
         f = here.finding(oracle, message, evidence, tb)
-        cause, also = self._cause(here, v)[0] if known is None else known[0], () if known is None else known[1]
+        cause, also = (self._cause(here, v)[0], ()) if known is None else known
         if cause is not None:
             f = replace(f, cause=cause, also=tuple(a for a in also if a != cause))
         self.findings.add(f)

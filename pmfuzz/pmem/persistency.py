@@ -235,21 +235,21 @@ class PointSpec:
     @property
     def width(self) -> int:
         """How many groups are in flight here, without building them."""
-        f = self.frame
-        if f and isinstance(f[0], GroupFrames):
-            frames, index = f
-            assert isinstance(frames, GroupFrames) and isinstance(index, int)
-            return frames.widths[index]
-        return len(f)
+        framed = self._framed()
+        return len(self.frame) if framed is None else framed[0].widths[framed[1]]
 
     @property
     def groups(self) -> tuple[GroupSpec, ...]:
+        framed = self._framed()
+        return self.frame if framed is None else framed[0].groups(framed[1])  # type: ignore[return-value]
+
+    def _framed(self) -> tuple[GroupFrames, int] | None:
         f = self.frame
         if f and isinstance(f[0], GroupFrames):
             frames, index = f
             assert isinstance(frames, GroupFrames) and isinstance(index, int)
-            return frames.groups(index)
-        return f
+            return frames, index
+        return None
 
 
 def split_pieces(ev: Event) -> list[Piece]:
