@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from pmfuzz.lang.data import WordKind, decode, describe
+from pmfuzz.lang.workload import Fallocate, FallocMode, Fault, Op, OpKind, Parallel, Reflink, Write
 from pmfuzz.reference.expect import Expectation
+from pmfuzz.reference.model import Reference
 
 from . import Evidence
 
@@ -59,3 +61,66 @@ def content_cause(got: bytes, want: bytes) -> str:
     else:
         return "garbage"
     return f"{found} for {due}"
+
+
+_PATHS = {
+    OpKind.WRITE: "write(2)",
+    OpKind.STORE: "write fault",
+    OpKind.PIN: "write fault",
+    OpKind.DMA: "write fault",
+    OpKind.PERSIST: "write fault",
+    OpKind.TRUNCATE: "zeroing",
+    OpKind.PUNCH: "zeroing",
+}
+"""The kernel path an op's change to a file's data takes: a store, a pin and a DMA all write
+through a write fault (`IOMAP_FAULT`), a truncate and a hole punch zero (`IOMAP_ZERO`)."""
+
+
+def _path(op: Op) -> str:
+    if isinstance(op, Fault):
+        return "write fault" if op.write else "read fault"
+    if isinstance(op, Fallocate):
+        if op.mode & FallocMode.ZERO_RANGE:
+            return "zeroing"
+        return "unshare" if op.mode & FallocMode.UNSHARE_RANGE else "allocation"
+    return _PATHS.get(op.kind, op.kind.value)
+
+
+def _touched(op: Op, ref: Reference) -> set[str] | None:
+    """The files an op may change the data of (by name); None if a mapping it used is gone."""
+    if isinstance(op, Parallel):
+        out: set[str] = set()
+        for o in op.ops:
+            t = _touched(o, ref)
+            if t is None:
+                return None
+            out |= t
+        return out
+    if isinstance(op, Reflink):
+        return {op.dst}
+    name = getattr(op, "file", None)
+    if isinstance(name, str):
+        return {name}
+    m = None if isinstance(op, Write) else getattr(op, "map", None)
+    if m is None:
+        return set()
+    mp = ref.maps.get(m)
+    if mp is None:
+        return None
+    return {n for n, f in ref.names.items() if f is mp.file}
+
+
+def elsewhere_cause(op: Op, ref: Reference, name: str) -> str:
+    """For a crash-free read of `name` that went wrong after `op`: the cause when the op changed no
+    data of that file, else empty.
+
+    A file whose data an op on another file changed has lost its isolation (a copy on write that
+    wrote in place, a block freed while another file used it): one cause whatever the bytes were,
+    named by the kernel path the op took (`write(2)`, `write fault`, `zeroing`), not by what the
+    read happened to see (the writer's data, zeroes, a torn tail)."""
+    touched = _touched(op, ref)
+    if touched is None or name in touched:
+        return ""
+    ops = op.ops if isinstance(op, Parallel) else (op,)
+    paths = sorted({_path(o) for o in ops})
+    return f"{'+'.join(paths)} on another file changed it"

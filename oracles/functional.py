@@ -6,7 +6,7 @@ from pmfuzz.lang.workload import PAGE_SIZE
 from pmfuzz.target import Guarantee
 
 from . import Evidence, OracleName, Phase, RunContext, Violation
-from ._words import content_cause
+from ._words import content_cause, elsewhere_cause
 
 
 class Functional:
@@ -41,7 +41,7 @@ class Functional:
                                 f, i, min(len(a), i + 64), _describe(a[i : i + 64], i), _describe(b[i : i + 64], i)
                             ),
                         ),
-                        content_cause(a[i : i + 8], b[i : i + 8]),
+                        elsewhere_cause(ctx.op, ref, f) or content_cause(a[i : i + 8], b[i : i + 8]),
                     )
                 )
         for m, mp in sorted(ref.maps.items()):
@@ -54,7 +54,7 @@ class Functional:
                             self.name,
                             f"after op {ctx.index} loads through {m} page {pg} "
                             f"see {_short(got)}, POSIX says {_short(want)}",
-                            cause=_page_cause(got, want),
+                            cause=_page_cause(got, want, ctx, mp.file),
                         )
                     )
                     break
@@ -75,8 +75,12 @@ def _describe(b: bytes, base: int) -> str:
     return describe(b, base=base)
 
 
-def _page_cause(got, want) -> str:
-    """A page seen through a mapping as a cause: its first differing word, or what the load gave."""
+def _page_cause(got, want, ctx: RunContext, file) -> str:
+    """A page seen through a mapping as a cause: an op on another file, else its first differing word."""
+    name = next((n for n, f in ctx.ref.names.items() if f is file), None)
+    elsewhere = elsewhere_cause(ctx.op, ctx.ref, name) if name is not None else ""
+    if elsewhere:
+        return elsewhere
     if got.ok and want.ok and isinstance(got.value, bytes) and isinstance(want.value, bytes):
         a, b = got.value, want.value
         i = next((k for k in range(min(len(a), len(b))) if a[k] != b[k]), None)

@@ -71,6 +71,8 @@ class How(enum.StrEnum):
     """The wrong word reads as a hole: the block map that held it was lost."""
     DROPPED = "dropped"
     """The target does not map words to the device: the code whose in-flight stores the crash dropped."""
+    REORDERED = "reordered"
+    """A metadata rule broke where the crash kept a store and dropped an earlier one: the earliest dropped's code."""
     AT = "at"
     """Nothing more is known than where the crash fell."""
     CONTENT = "content"

@@ -12,6 +12,7 @@ from .signature import Cause, How, Signature, rule_of, top_site
 
 __all__ = [
     "first_divergence",
+    "filed",
     "Options",
     "Finding",
     "CrashSite",
@@ -217,4 +218,26 @@ def first_divergence(findings: tuple[Finding, ...]) -> int | None:
     crash states after it are judged against a reference the target no longer follows."""
     return min(
         (f.op for f in findings if f.oracle is OracleName.FUNCTIONAL and f.crash is None and f.op >= 0), default=None
+    )
+
+
+def filed(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
+    """The findings a campaign files and a minimizer keeps: none of a crash after the op where the
+    run left the reference (a functional finding), nor a mapping incoherence seen after it.
+
+    Those crash states are judged against a reference the target no longer follows, and a mapping
+    the diverged target keeps shows what the divergence left: what they show follows from the
+    first divergence, which is filed itself (the functional oracle reports only the first
+    diverging op for the same reason). Crashes inside the diverging op are kept: they show how it
+    went wrong (a torn copy on write whose result is also wrong). `check` still returns them all:
+    a reproducer, `replay` and `regress` see everything.
+    """
+    diverged = first_divergence(findings)
+    if diverged is None:
+        return findings
+    return tuple(
+        f
+        for f in findings
+        if (f.crash is None and (f.oracle is not OracleName.MMAP_COHERENCY or f.op <= diverged))
+        or (f.crash is not None and f.crash.point != "E" and f.crash.op <= diverged)
     )

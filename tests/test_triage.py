@@ -261,7 +261,7 @@ def test_a_campaign_files_no_crash_finding_after_the_run_left_the_reference() ->
     """cow-in-place changes the reflink source: read(2) diverges at once, and the crash findings after
     that op follow from it; the campaign files the divergence (and crashes inside that op), `check`
     still reports everything."""
-    from pmfuzz.fuzzing.campaign import filed
+    from pmfuzz.verdict import filed
 
     w = parse("create f0\nwrite f0 0 4096\nfsync f0\ncreate f1\nreflink f0 f1\nwrite f1 0 100\nfsync f1\n")
     v = check(make_target("daxfs design=zero bugs=cow-in-place cil=lazy"), w, Options())

@@ -45,7 +45,7 @@ from ..target import (
     supported_ops,
     target_variants,
 )
-from ..verdict import first_divergence
+from ..verdict import filed
 from .campaign_config import CampaignConfig
 from .corpus import CorpusDir, CrashDir
 from .preflight import preflight
@@ -193,22 +193,6 @@ def _fresh(draw_w: Drawer, rng: random.Random, want: set[str]) -> Workload | Non
             return w
         first = first or w
     return first
-
-
-def filed(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
-    """The findings a campaign files: none of a crash after the op where the run left the reference
-    (a functional finding).
-
-    Those crash states are judged against a reference the target no longer follows, so what they
-    show follows from the first divergence, which is filed itself (the functional oracle reports
-    only the first diverging op for the same reason). Crashes inside the diverging op are kept:
-    they show how it went wrong (a torn copy on write whose result is also wrong). `check` still
-    returns them all: a reproducer, `replay` and `regress` see everything.
-    """
-    diverged = first_divergence(findings)
-    if diverged is None:
-        return findings
-    return tuple(f for f in findings if f.crash is None or (f.crash.point != "E" and f.crash.op <= diverged))
 
 
 def judge(

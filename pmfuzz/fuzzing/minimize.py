@@ -36,6 +36,7 @@ from ..lang.workload import (
 )
 from ..pmem import StateId
 from ..target import Target
+from ..verdict import filed
 
 __all__ = ["Minimized", "MinimizeBudget", "NotReproduced", "minimize"]
 
@@ -104,7 +105,7 @@ def minimize(
                 memo[key] = None
                 return None
             raise
-        hit = next((f for f in v.findings if f.signature == signature), None)
+        hit = next((f for f in filed(v.findings) if f.signature == signature), None)
         memo[key] = hit
         return hit
 

@@ -11,7 +11,7 @@ the same op -- and that store's code site. One bug, one cause, wherever the cras
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from ..pmem import CrashPoint, CrashState, Event
 from ..signature import Cause, How, rule_of, top_site
 from ..target import MountedFS, file_blocks
 
-__all__ = ["crash_cause_store", "code_of"]
+__all__ = ["crash_cause_store", "code_of", "reordered_store"]
 
 _LOG_PHASES = frozenset({"log_write", "log_tail", "flush", "commit_record", "checkpoint"})
 """Phases of a log push: the site names its caller first (`xfs_file_fsync.flush`), the code is the log's."""
@@ -68,9 +68,11 @@ def crash_cause_store(
     lost = _lost_store(addr, point, state, trace)
     if lost is not None:
         return Cause(oracle, How.LOST, _what_it_wrote(lost, addr, _codes_of(point))), ("store", lost.seq)
-    word = _read_word(fs, ev.file, off)
-    if word is not None and decode(word).kind is WordKind.DATA:
-        writer = _writer(addr, word, point, trace)
+    raw = bytes(fs.read(ev.file, off, 8))
+    if raw:
+        word = int.from_bytes(raw, "little")
+        data = len(raw) == 8 and decode(word).kind is WordKind.DATA
+        writer = _writer(addr, word, point, trace) if data else _last_writer(addr, raw, point, trace)
         if writer is not None:
             return Cause(oracle, How.WRITTEN, _what_it_wrote(writer, addr, _codes_of(point))), ("store", writer.seq)
     return Cause(oracle, How.NEVER_WRITTEN, ""), ("word", addr)
@@ -190,6 +192,29 @@ def _writer(addr: int, word: int, point: CrashPoint, trace: Sequence[Event]) -> 
     return None
 
 
+def _last_writer(addr: int, want: bytes, point: CrashPoint, trace: Sequence[Event]) -> Event | None:
+    """For a word that is not one store's data (zeroes, a torn word, the part of a word before
+    EOF): the latest of the stores that wrote its bytes, if stores before the crash wrote every one
+    of them (a tail zeroed up to a byte inside a word is the zeroing's; a word half data, half
+    media nobody wrote has none)."""
+    end = len(trace) if point.spec.seq is None else point.spec.seq
+    todo = set(range(len(want)))
+    last: Event | None = None
+    for i in range(end - 1, -1, -1):
+        e = trace[i]
+        data = e.data
+        if not e.kind.is_store or data is None or e.addr >= addr + len(want) or addr >= e.addr + e.size:
+            continue
+        for b in list(todo):
+            k = addr + b - e.addr
+            if 0 <= k < len(data) and data[k] == want[b]:
+                todo.discard(b)
+                last = last or e
+        if not todo:
+            return last
+    return None
+
+
 def _dropped_site(point: CrashPoint, state: CrashState, trace: Sequence[Event]) -> str:
     """The site of the earliest store the state dropped, for targets that do not map words to the device."""
     first: int | None = None
@@ -200,3 +225,27 @@ def _dropped_site(point: CrashPoint, state: CrashState, trace: Sequence[Event]) 
             if j not in kept and (first is None or u.piece.seq < first):
                 first = u.piece.seq
     return "" if first is None else trace[first].site
+
+
+def reordered_store(
+    point: CrashPoint, state: CrashState, groups: Iterable[int], trace: Sequence[Event]
+) -> Event | None:
+    """The earliest in-flight store of these groups that the state dropped while it kept a later one.
+
+    A metadata rule a recovered image breaks (an fsck rule, a log that will not replay) names a
+    block or an inode, which vary with the workload; the order the crash broke does not: a commit
+    record kept over the log records it covers is one cause whichever record went missing and
+    whatever the replay then made of it. None when the state keeps a prefix of the program order
+    (nothing was reordered: the crash fell between two durable steps)."""
+    dropped: list[int] = []
+    last_kept = -1
+    for gi in groups:
+        g = point.groups[gi]
+        kept = set(g.kept(state.choices[gi]))
+        for j, u in enumerate(g.units):
+            if j in kept:
+                last_kept = max(last_kept, u.piece.seq)
+            else:
+                dropped.append(u.piece.seq)
+    first = min((d for d in dropped if d < last_kept), default=None)
+    return None if first is None else trace[first]

@@ -21,11 +21,11 @@ from ..execution.blame import failure, pmfuzz_fault, target_traceback
 from ..execution.run import Run, ScheduleHead
 from ..execution.watchdog import TargetHang, TargetNonsense, deadline, guarded_mount
 from ..lang.workload import BLOCK_SIZE
-from ..pmem import LINE, CrashImage, CrashPoint, CrashState, PMem, PointKind, Strategy
-from ..signature import Cause, Signature, top_site
+from ..pmem import LINE, CrashImage, CrashPoint, CrashState, Event, PMem, PointKind, Strategy
+from ..signature import Cause, How, Signature, top_site
 from ..target import MountedFS, file_blocks, metadata_ranges
 from ..verdict import CrashSite, Finding, Findings, Options, StateChoice, Stats, Verdict, first_divergence
-from .cause import crash_cause_store
+from .cause import code_of, crash_cause_store, reordered_store
 
 __all__ = ["judge", "HUNG"]
 
@@ -55,6 +55,10 @@ class _Judge:
         self.findings = Findings(opts.first_per_signature, run.findings)
         self.state_log: list[tuple[str, list[str]]] = []
         self._diverged = first_divergence(run.findings)
+        self._diverged_as = tuple(
+            sorted({f.root_cause for f in run.findings if f.crash is None and f.op == self._diverged}, key=str)
+        )
+        """The causes of the crash-free findings at the diverging op."""
         self.stats = Stats(ops=run.executed, t_exec=run.t_exec)
 
     def add_crash(self, here: _Here, v: _V, known: tuple[Cause | None, tuple[Cause, ...]] | None = None) -> None:
@@ -100,7 +104,9 @@ class _Judge:
         """One crash state's data-oracle violations, each with its cause and what it blames if it is
         to be kept. Kept findings of different oracles that blame one store (or one word) are
         linked (`Finding.also`), unless the run had already left the reference before this crash
-        (what such states show follows from that divergence)."""
+        (what such states show follows from that divergence). A crash inside the diverging op
+        whose cause blames a store of that op is linked to the divergence: a crash in the middle of
+        a copy on write that wrote in place shows the same wrong write, torn."""
         by_blame: dict[tuple[str, int], set[Cause]] = {}
         if len({v[0] for v, c in judged if c is not None}) > 1 and not self._after_divergence(here):
             for _, c in judged:
@@ -112,7 +118,13 @@ class _Judge:
                 continue
             cause, blame = c
             also = tuple(sorted(by_blame.get(blame, set()) - {cause}, key=str)) if blame is not None else ()
+            if blame is not None and blame[0] == "store" and self._in_diverging_op(here, blame[1]):
+                also = (*also, *self._diverged_as)
             self.add_crash(here, v, (cause, also))
+
+    def _in_diverging_op(self, here: _Here, seq: int) -> bool:
+        p = here.point
+        return p.kind is not PointKind.END and p.op == self._diverged and p.timeline.events[seq].op == p.op
 
     def _after_divergence(self, here: _Here) -> bool:
         first = self._diverged
@@ -210,7 +222,7 @@ class _Judge:
         ops = run.ops
         op_text = str(ops[point.op]) if 0 <= point.op < len(ops) else ""
         op_kind = ops[point.op].kind.value if 0 <= point.op < len(ops) else ""
-        mounts: dict[tuple, _Mounted | tuple[str, str]] = {}
+        mounts: dict[tuple, _Mounted | tuple[str, str, Event | None]] = {}
         meta = self.meta
         if meta is not None:
             meta_g = [gi for gi, g in enumerate(point.groups) if all(_inside(ln, meta) for ln in g.lines)]
@@ -245,7 +257,7 @@ class _Judge:
                     tb = target_traceback(e) or ""
                     # A finding's message is one line: the rest of a many-line failure goes with the traceback.
                     msg, nl, more = f"recovery failed: {failure(e)}".partition("\n")
-                    hit = (msg, f"{more}\n{tb}" if nl else tb)
+                    hit = (msg, f"{more}\n{tb}" if nl else tb, _reordered(point, state, meta_g))
                     point_hung = point_hung or isinstance(e, TargetHang)
                 else:
                     stats.mounts += 1
@@ -254,6 +266,8 @@ class _Judge:
                     meta_ctx = CrashContext(rfs, expect)
                     for o in self.meta_oracles:
                         hit.meta_findings += _run_oracle(o, meta_ctx, opts.op_timeout, target.name)
+                    if hit.meta_findings:
+                        hit.reordered = _reordered(point, state, meta_g)
                 if meta is not None:
                     if len(mounts) >= 64:
                         mounts.pop(next(iter(mounts)))
@@ -261,13 +275,20 @@ class _Judge:
             t3 = time.perf_counter()
             stats.t_mount += t3 - t2
             if isinstance(hit, tuple):
-                self.add_crash(here, (OracleName.MOUNT, hit[0], (), hit[1]))
+                self.add_crash(here, (OracleName.MOUNT, hit[0], (), hit[1]), _meta_known(OracleName.MOUNT, hit[2]))
                 if point_hung:
                     return True  # each further state would wait out the timeout again
                 continue
             for v in hit.meta_findings:
-                self.add_crash(here, v)
+                self.add_crash(here, v, None if v[2] else _meta_known(v[0], hit.reordered))
                 point_hung = point_hung or isinstance(v, _Hung)
+            if hit.meta_findings:
+                # The recovered metadata breaks a rule: what its files read follows from that (a
+                # replayed garbage record names a file's blocks), so their data is not judged.
+                stats.t_oracles += time.perf_counter() - t3
+                if point_hung:
+                    return True
+                continue
             vkey = hit.visible_key(state)
             known = hit.judged.get(vkey) if vkey is not None else None
             if known is not None:
@@ -353,6 +374,8 @@ class _Mounted:
         self.point = point
         self.data_groups = data_groups
         self.meta_findings: list[_V] = []
+        self.reordered: Event | None = None
+        """For a metadata state that broke a rule: the store it dropped under a later one (`reordered_store`)."""
         self.verdicts = VerdictCache()
         self.visible: tuple[int, ...] | None = None
         self.judged: dict[tuple[int, ...], list[_V]] = {}
@@ -471,6 +494,17 @@ class _Here:
         return Finding(
             oracle, message, evidence, self.point.op, self.op_text, self.op_kind, self.point.site, self.site(), tb
         )
+
+
+def _reordered(point: CrashPoint, state: CrashState, meta_g: list[int]) -> Event | None:
+    return reordered_store(point, state, meta_g, point.timeline.events)
+
+
+def _meta_known(oracle: OracleName, reordered: Event | None) -> tuple[Cause, tuple[Cause, ...]] | None:
+    """A metadata rule's cause when the state broke the program order of its metadata stores."""
+    if reordered is None:
+        return None
+    return Cause(oracle, How.REORDERED, code_of(reordered.site)), ()
 
 
 _V = tuple  # (oracle, message, evidence, traceback): a violation before it becomes a finding

@@ -508,7 +508,9 @@ def _cause_text(scene: Scene) -> str:
         How.NEVER_WRITTEN: "media nobody wrote",
         How.UNMAPPED: "block map lost",
         How.DROPPED: f"dropped lines of {c.where}",
+        How.REORDERED: f"{c.where} dropped under a later store",
         How.AT: f"at {c.where}",
+        How.CONTENT: c.where,
         How.RULE: c.where,
     }
     return words[c.how]
