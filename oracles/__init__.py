@@ -35,6 +35,7 @@ __all__ = [
     "CrashOracle",
     "AnyOracle",
     "is_run_oracle",
+    "unexplained_cause",
     "is_crash_oracle",
     "register",
     "default_oracles",
@@ -281,3 +282,12 @@ def default_oracles() -> Sequence[AnyOracle]:
         AtomicOps(),
         *_EXTRA,
     ]
+
+
+def unexplained_cause(by: Op, ref: Reference, name: str, got: bytes, want: bytes) -> str:
+    """The cause of bytes of `name` that no serial order of a parallel group explains: `by` (the
+    op of the group that wrote them, when the device says, else the group) changed another file,
+    else what was read for what was due -- as a crash-free read after one op is named."""
+    from ._words import content_cause, elsewhere_cause
+
+    return elsewhere_cause(by, ref, name) or content_cause(got, want)

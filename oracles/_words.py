@@ -41,15 +41,20 @@ def evidence(expect: Expectation, name: str, words: np.ndarray, mask: np.ndarray
 
 
 def content_cause(got: bytes, want: bytes) -> str:
-    """The first differing word as a cause: what was read for what was due (`zero for data`).
+    """The first differing word as a cause: what was read for what was due (`zero for data`), both
+    judged on the bytes that differ (a word EOF cuts is due zero past EOF, data before it).
 
     Poison, undecodable words and a nonzero partial word at EOF are all `garbage`: which of them a
     read meets depends on where EOF fell, not on what went wrong. Garbage is garbage whatever was
     due: one block exposed unwritten reads as garbage where data was due and where zeroes were.
     """
-    due = "zero" if not any(want) else "data"
+    n = min(len(got), len(want))
+    diff = [i for i in range(n) if got[i] != want[i]] or list(range(n))
+    due = "data" if any(want[i] for i in diff) else "zero"
+    if not any(got[i] for i in diff):
+        return f"zero for {due}"
     if len(got) < 8 or len(want) < 8:
-        return f"zero for {due}" if not any(got) else "garbage"
+        return "garbage"
     g = decode(int.from_bytes(got, "little"))
     w = decode(int.from_bytes(want, "little"))
     if g.kind is WordKind.DATA and w.kind is WordKind.DATA:

@@ -13,6 +13,7 @@ from .signature import Cause, How, Signature, rule_of, top_site
 __all__ = [
     "first_divergence",
     "filed",
+    "link_alike",
     "Options",
     "Finding",
     "CrashSite",
@@ -241,3 +242,26 @@ def filed(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
         if (f.crash is None and (f.oracle is not OracleName.MMAP_COHERENCY or f.op <= diverged))
         or (f.crash is not None and f.crash.point != "E" and f.crash.op <= diverged)
     )
+
+
+def link_alike(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
+    """Crash-free findings of different oracles after one op that read the same kind of wrong
+    content are one cause seen twice (loads through a mapping and read(2) of one wrong block):
+    each names the other's (`Finding.also`), so a campaign files them as one group."""
+
+    def key(f: Finding) -> tuple[int, str] | None:
+        c = f.cause
+        return (f.op, c.where) if f.crash is None and c is not None and c.how is How.CONTENT else None
+
+    alike: dict[tuple[int, str], set[Cause]] = {}
+    for f in findings:
+        k = key(f)
+        if k is not None and f.cause is not None:
+            alike.setdefault(k, set()).add(f.cause)
+    out = []
+    for f in findings:
+        k = key(f)
+        if k is not None and f.cause is not None and len(alike[k]) > 1:
+            f = replace(f, also=_union(f.also, tuple(alike[k]), f.cause))
+        out.append(f)
+    return tuple(out)

@@ -10,17 +10,20 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from oracles import OracleName
 from pmfuzz.cli import main
 from pmfuzz.errors import PmfuzzError
 from pmfuzz.judging.repro import parse_reproducer
 from pmfuzz.pmem import StateId
-from pmfuzz.sight import BadKind, LineFate, build_scene, load_campaign
+from pmfuzz.sight import BadKind, BadRun, LineFate, build_scene, load_campaign
+from pmfuzz.sight.file_zoom import zoom_ticks, zoom_window
 from pmfuzz.sight.picture import finding_figure
 from pmfuzz.sight.plot import campaign_figure, time_unit
 from pmfuzz.signature import oracle_of
@@ -364,3 +367,135 @@ def test_a_scene_judges_a_reproducer_under_its_own_schedule() -> None:
     assert r.schedule is not None and r.crash is not None and r.expect == ("clean",)
     with pytest.raises(PmfuzzError, match="gives no finding"):
         build_scene(r)
+
+
+# -- the headline names the store that matters; a small bad range gets a zoom -----------------------
+
+
+def _headline(fig) -> str:
+    return next(t for t in fig.texts if t.get_gid() == "headline").get_text()
+
+
+def _zooms(fig) -> dict[str, object]:
+    return {a.get_label().removeprefix("zoom:"): a for a in fig.axes if a.get_label().startswith("zoom:")}
+
+
+def test_headline_names_the_site_and_op_of_the_line_that_matters() -> None:
+    _, scene = _scene("cow-edges-unflushed")
+    culprit = next(ln for ln in scene.lines if ln.line == scene.culprit)
+    assert (culprit.sites, culprit.ops) == (("dax_iomap_copy_around",), (5,))
+    headline = _headline(finding_figure(scene))
+    assert headline == (
+        "[cow-atomicity]  lost store of data: dax_iomap_copy_around in op 5 `write f1 100 200`"
+        "   —   crash state F7:L5568=0"
+    )
+
+
+def test_headline_quotes_the_op_when_the_scene_holds_its_text_and_stays_clipped() -> None:
+    _, scene = _scene("cow-edges-unflushed")
+    in_op_5 = "crash just before sfence (F9) in op 5 `write f1 100 200`, at xfs_file_write"
+    headline = _headline(finding_figure(replace(scene, crash_text=in_op_5)))
+    assert "dax_iomap_copy_around in op 5 `write f1 100 200`   —   crash state F7:L5568=0" in headline
+    culprit = next(ln for ln in scene.lines if ln.line == scene.culprit)
+    wordy = replace(culprit, sites=tuple(f"a_rather_long_kernel_function_{i}" for i in range(6)), ops=(4, 5))
+    lines = tuple(wordy if ln is culprit else ln for ln in scene.lines)
+    fig = finding_figure(replace(scene, lines=lines))
+    headline = _headline(fig)
+    assert headline.startswith("[cow-atomicity]  lost store of data: a_rather_long_kernel_function_0 + ")
+    assert headline.endswith("…   —   crash state F7:L5568=0")
+    text = next(t for t in fig.texts if t.get_gid() == "headline")
+    assert text.get_window_extent(fig.canvas.get_renderer()).x1 <= fig.bbox.x1
+
+
+@pytest.mark.parametrize(
+    ("name", "want"),
+    [
+        ("zero-after-commit", "[stale-exposure]  lost store of xfs_zero_extent   —   crash state F12"),
+        ("cow-remap-before-copy", "[cow-atomicity]  lost store of data   —   crash state F38"),
+        ("truncate-no-zero-tail", "[functional]  data for data   —   no crash"),
+    ],
+)
+def test_a_finding_without_a_culprit_keeps_the_cause_only_headline(name: str, want: str) -> None:
+    _, scene = _scene(name)
+    assert scene.culprit is None
+    assert _headline(finding_figure(scene)) == want
+
+
+@pytest.mark.parametrize(
+    ("name", "file", "window"),
+    [("cow-edges-unflushed", "f1", (0, 128)), ("fsync-no-flush", "f0", (0, 128)), ("no-zero", "f0", (0, 192))],
+)
+def test_a_small_bad_range_gets_a_zoom_axis_under_its_file(name: str, file: str, window: tuple[int, int]) -> None:
+    _, scene = _scene(name)
+    fig = finding_figure(scene)
+    files = _axes(fig, "files")
+    zooms = _zooms(fig)
+    assert list(zooms) == [file]
+    zoom = zooms[file]
+    lo, hi = zoom.get_xlim()
+    assert (lo, hi) == window
+    small = [r for r in scene.bad if r.file == file and r.end - r.start <= 128]
+    assert small and all(lo <= r.start and r.end <= hi for r in small)
+    assert hi - lo <= (files.get_xlim()[1] - files.get_xlim()[0]) / 16
+    gids = {p.get_gid() for p in zoom.patches}
+    assert {f"file:{r.file}:{r.start}:{r.end}:{r.kind.value}" for r in small} <= gids
+    [label] = [t.get_text() for t in zoom.texts if t.get_gid() == f"zoom-label:{file}"]
+    assert label.startswith(f"{file} [{lo:.0f}, {hi:.0f})") and "zoomed" in label
+    [box] = [p for p in files.patches if p.get_gid() == f"zoom-box:{file}"]
+    assert (box.get_x(), box.get_x() + box.get_width()) == window
+    assert len([a for a in fig.artists if a.get_gid() == f"zoom-link:{file}"]) == 2
+
+
+def test_a_zoom_overlaps_no_other_artist() -> None:
+    _, scene = _scene("cow-edges-unflushed")
+    fig = finding_figure(scene)
+    r = fig.canvas.get_renderer()
+    zoom_ax, files = _zooms(fig)["f1"], _axes(fig, "files")
+    zoom = zoom_ax.get_tightbbox(r)
+    others = [*fig.texts, *fig.legends, *files.texts, files.xaxis.label]
+    others += [*files.get_yticklabels(), *files.get_xticklabels()]
+    others += [p for p in files.patches if not (p.get_gid() or "").startswith("zoom-box")]
+    others += [a for a in fig.axes if a is not zoom_ax and a is not files]
+    hits = [a for a in others if a.get_visible() and a.get_window_extent(r).overlaps(zoom)]
+    assert not hits, hits
+
+
+@pytest.mark.parametrize("name", ["zero-after-commit", "cow-remap-before-copy", "convert-before-persist"])
+def test_a_bad_range_over_most_of_the_file_gets_no_zoom(name: str) -> None:
+    _, scene = _scene(name)
+    assert scene.bad and all(r.end - r.start >= 4096 for r in scene.bad)
+    fig = finding_figure(scene)
+    assert not _zooms(fig)
+    assert not [p for p in _axes(fig, "files").patches if (p.get_gid() or "").startswith("zoom-box")]
+
+
+def test_a_zoom_draws_the_eof_when_it_falls_in_its_window() -> None:
+    _, scene = _scene("fsync-no-flush")
+    (run,) = scene.bad
+    short = replace(scene, files=(replace(scene.files[0], size=100),), bad=(replace(run, start=64, end=100),))
+    zoom = _zooms(finding_figure(short))["f0"]
+    assert zoom.get_xlim() == (0, 192)
+    [eof] = [ln for ln in zoom.get_lines() if ln.get_gid() == "zoom-eof:f0"]
+    assert list(eof.get_xdata()) == [100, 100]
+    far = replace(scene, bad=(run, replace(run, start=3000, end=3064)))
+    assert not _zooms(finding_figure(far)), "two small runs a block apart: a window over both would not magnify"
+
+
+@pytest.mark.parametrize(
+    ("spans", "end", "window"),
+    [
+        ([(0, 64)], 4096, (0, 128)),
+        ([(200, 208)], 4096, (128, 320)),
+        ([(4032, 4096)], 4096, (3968, 4096)),
+        ([(0, 96), (96, 104), (296, 304)], 8192, (0, 384)),
+        ([(0, 4096)], 4096, None),
+        ([(0, 64), (2048, 2112)], 4096, None),
+    ],
+)
+def test_a_zoom_window_is_whole_lines_with_a_line_of_context(spans, end: int, window) -> None:
+    runs = [BadRun("f", a, b, BadKind.POISON, OracleName.STALE_EXPOSURE, "") for a, b in spans]
+    assert zoom_window(runs, end) == window
+    if window is not None:
+        major, minor = zoom_ticks(*window)
+        assert major[0] >= window[0] and major[-1] <= window[1] and 3 <= len(major) <= 9
+        assert all(t % 8 == 0 for t in major + minor)

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 
-from oracles import OracleName, RunContext, RunOracle, Violation, default_oracles, is_run_oracle
+from oracles import OracleName, RunContext, RunOracle, Violation, default_oracles, is_run_oracle, unexplained_cause
 
 from ..errors import PmfuzzError
-from ..lang.workload import Fault, Op, Parallel, Pin, Store, Workload, flatten, groups
+from ..lang.workload import BLOCK_SIZE, Fault, Op, Parallel, Pin, Store, Workload, flatten, groups
 from ..pmem import Pages, PMem
 from ..reference import History, Reference
 from ..signature import Cause, How
@@ -28,15 +28,16 @@ from ..target import (
     Result,
     Target,
     check_supported,
+    file_blocks,
     layout_violations_hook,
     mapping_blocks_hook,
     min_op_timeout,
     scheduler_hook,
 )
-from ..verdict import Finding, Findings, Options
+from ..verdict import Finding, Findings, Options, link_alike
 from .blame import failure, oracle_fault, target_traceback, what_failed
 from .run import Run, ScheduleStep
-from .serial import SerialOrder, serial_order
+from .serial import SerialOrder, Unexplained, serial_order
 from .watchdog import TargetHang, TargetNonsense, deadline, guarded_mount
 
 __all__ = ["execute", "formatted", "effective_options"]
@@ -211,7 +212,7 @@ class _Execution:
         key = _run_digest(pm, results, self.orders, fs, ref) if want_digest and self.chooser is not None else None
         sid = str(self.chooser.schedule()) if self.chooser is not None else None
         return Run(
-            target, ops, opts, pm, hist, executed, returned, self.spans, self.grps, self.findings.values(),
+            target, ops, opts, pm, hist, executed, returned, self.spans, self.grps, link_alike(self.findings.values()),
             tuple(self.notes), tuple(results), crashes_sound, t_exec, sid, tuple(self.steps), key,
         )  # fmt: skip
 
@@ -302,6 +303,7 @@ class _Execution:
                     start,
                     group_text,
                     "parallel",
+                    cause=_race_cause(found, [ops[k] for k in idx], start, ref, fs, pm),
                 )
             )
             order = tuple(start + t for t in run.finish_order)
@@ -375,3 +377,38 @@ def _run_digest(pm: PMem, results: list[str], orders: list[tuple[int, ...]], fs:
 def _cause(v: Violation) -> Cause | None:
     """The root cause a run oracle read off its evidence, if it could."""
     return Cause(v.oracle, How.CONTENT, v.cause) if v.cause else None
+
+
+def _race_cause(
+    found: Unexplained, group: list[Op], start: int, ref: Reference, fs: MountedFS, pm: PMem
+) -> Cause | None:
+    """A race finding's cause, when bytes no serial order leaves say it (else its rule): named by
+    the op of the group whose store put them there, when the device says which."""
+    if found.file is None:
+        return None
+    j = _writer_op(fs, pm, found.file, found.at, found.got)
+    by = group[j - start] if j is not None and start <= j < start + len(group) else Parallel(tuple(group))
+    text = unexplained_cause(by, ref, found.file, found.got, found.want)
+    return Cause(OracleName.FUNCTIONAL, How.CONTENT, text)
+
+
+def _writer_op(fs: MountedFS, pm: PMem, name: str, off: int, got: bytes) -> int | None:
+    """The op whose store last wrote these bytes of a file on the live device, if every byte's last
+    store wrote them (the target must tell its blocks)."""
+    blocks = file_blocks(fs, name, off + len(got))
+    base = off - off % BLOCK_SIZE
+    dev = next((d for o, d, unwritten in blocks or () if o == base and d is not None and not unwritten), None)
+    if dev is None or not got:
+        return None
+    addr = dev + off - base
+    todo = set(range(len(got)))
+    for e in reversed(pm.trace):
+        data = e.data
+        if not e.kind.is_store or data is None or e.addr >= addr + len(got) or addr >= e.addr + e.size:
+            continue
+        mine = {b for b in todo if 0 <= addr + b - e.addr < len(data)}
+        if any(data[addr + b - e.addr] != got[b] for b in mine):
+            return None
+        if mine:
+            return e.op
+    return None

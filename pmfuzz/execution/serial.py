@@ -27,10 +27,25 @@ from ..reference.history import History
 from ..reference.model import Reference
 from ..target import MountedFS, Result
 
-__all__ = ["SerialOrder", "serial_order"]
+__all__ = ["SerialOrder", "Unexplained", "serial_order"]
 
 MAX_INTERLEAVINGS = 2000
 """Split orders tried at most; past this the group is judged by whole-op orders only."""
+
+
+@dataclass(frozen=True)
+class Unexplained:
+    """Why no serial order explains a parallel group; when it is bytes none leaves, the file, what
+    it holds and what the first fitting order leaves there (the first such word each)."""
+
+    text: str
+    file: str | None = None
+    at: int = 0
+    got: bytes = b""
+    want: bytes = b""
+
+    def __str__(self) -> str:
+        return self.text
 
 
 @dataclass(frozen=True)
@@ -53,7 +68,7 @@ def serial_order(
     got: dict[int, Result],
     fs: MountedFS,
     prefer: tuple[int, ...],
-) -> SerialOrder | str:
+) -> SerialOrder | Unexplained:
     """A serial order of the group's ops that explains what the target did, or why none does.
 
     Every order's intermediate states are recorded in `hist` as alternatives of the group's
@@ -82,11 +97,11 @@ def serial_order(
         if _fits(want, got, r2, fs, idx):
             fitting.append((order, r2))
     whole = _explain(fitting, actual)
-    if not isinstance(whole, str):
+    if not isinstance(whole, Unexplained):
         return SerialOrder(fitting[whole[0]][0], whole[1])
     split = _split_orders(ref, hist, ops, start, idx, got, fs)
     found = _explain(split, actual) if split else whole
-    if isinstance(found, str):
+    if isinstance(found, Unexplained):
         return whole
     order, r2 = split[found[0]]
     return SerialOrder(order, found[1], r2)
@@ -126,7 +141,7 @@ def _maps_fit(r2: Reference, fs: MountedFS) -> bool:
 
 def _explain(
     fitting: list[tuple[tuple[int, ...], Reference]], actual: dict[str, bytes]
-) -> tuple[int, dict[str, bytes]] | str:
+) -> tuple[int, dict[str, bytes]] | Unexplained:
     """The first fitting order whose files hold what the target's do, or a byte mix of them (then
     the first fitting order with the files it mixes), as its index in `fitting`; or why none does.
 
@@ -136,7 +151,7 @@ def _explain(
         if all(actual[f] == r2.read(f, 0, r2.size(f) or 0) for f in actual):
             return k, {}
     if not fitting:
-        return "no serial order gives the same results, files and sizes"
+        return Unexplained("no serial order gives the same results, files and sizes")
     mixed: dict[str, bytes] = {}
     for f, data in actual.items():
         if data == fitting[0][1].read(f, 0, len(data)):
@@ -150,10 +165,14 @@ def _explain(
             rest = explained[first:]
             end = first + int(np.argmax(rest)) if rest.any() else len(explained)
             lo, hi = first - first % 8, min(len(explained), -(-end // 8) * 8)
-            return (
+            return Unexplained(
                 f"{f}[{lo}:{hi}] holds what no serial order with these results leaves there "
                 f"(read(2) gives {hexcut(data[lo:hi])}, serial order {' '.join(map(str, fitting[0][0]))} "
-                f"gives {hexcut(fitting[0][1].read(f, lo, hi - lo))})"
+                f"gives {hexcut(fitting[0][1].read(f, lo, hi - lo))})",
+                f,
+                lo,
+                data[lo : lo + 8],
+                fitting[0][1].read(f, lo, min(8, hi - lo)),
             )
         mixed[f] = data
     return 0, mixed

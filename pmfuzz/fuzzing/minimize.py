@@ -87,8 +87,12 @@ def minimize(
     memo: dict[str, Finding | None] = {}
     calls = 0
 
+    strict = True
+    """Whether candidates must give the finding as a campaign files it (`filed`): the original
+    finding does, unless it is a crash after the run left the reference (an older reproducer)."""
+
     def judge(w: Workload, crash: StateId | None = None, *, first: bool = False) -> Finding | None:
-        nonlocal calls
+        nonlocal calls, strict
         key = format_workload(w) + f"@{crash}"
         if key in memo:
             return memo[key]
@@ -106,6 +110,9 @@ def minimize(
                 return None
             raise
         hit = next((f for f in filed(v.findings) if f.signature == signature), None)
+        if hit is None and (first or not strict):
+            hit = next((f for f in v.findings if f.signature == signature), None)
+            strict = strict and not (first and hit is not None)
         memo[key] = hit
         return hit
 

@@ -5,17 +5,21 @@ went wrong: the whole device as a strip of its regions (with the in-flight
 lines and the bad blocks marked on it); a zoom on each block involved, one cell
 per 64-byte cache line, coloured kept or dropped and labelled with the code
 site that wrote it; and each affected file with the words that broke an
-oracle, coloured by what was found there.
+oracle, coloured by what was found there (with a zoom on bad ranges too small
+to read there, see `file_zoom`). The headline names the cause and, when the
+scene knows the line that matters, the site and op whose store the crash lost.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import re
 import textwrap
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
@@ -25,8 +29,9 @@ from ..judging.engine import Finding, Verdict
 from ..judging.repro import Reproducer
 from ..pmem import LINE
 from ..signature import Cause, How
+from .file_zoom import Window, add_zooms, axis_end, row_tops, zoom_windows
 from .output import save_figure
-from .scene import BLOCK, BadKind, InFlightLine, LineFate, Region, Scene, build_scene
+from .scene import BLOCK, BadKind, BadRun, InFlightLine, LineFate, Region, Scene, build_scene
 
 __all__ = ["finding_figure", "render_picture", "FATE_COLORS", "BAD_COLORS"]
 
@@ -45,6 +50,10 @@ _LINES_PER_BLOCK = BLOCK // LINE
 _MAX_ROWS = 10
 _MAX_LABELS = 6
 _WIDTH = 13.0
+_ROW = 0.55
+"""Inches per file row in the files band."""
+_MIN_CULPRIT = 24
+"""Characters of the culprit a headline keeps, however long the rest."""
 
 
 def _region_color(regions: tuple[Region, ...], i: int) -> str:
@@ -113,11 +122,12 @@ def finding_figure(scene: Scene) -> Figure:
     row_labels = {b: _line_labels([ln for ln in scene.lines if ln.addr // BLOCK == b]) for b in blocks}
     row_h = [max(1, len(row_labels[b])) for b in blocks]
     files = scene.files
+    windows = zoom_windows(scene)
     notes = _caption(scene)
     # heights in inches, top to bottom
     h_title, h_strip, h_zoom_head = 1.35, 1.35, 0.45
     h_zoom = (0.26 * sum(row_h) + 0.12 * len(blocks) if blocks else 0.35) + 0.4
-    h_files = (0.55 * len(files) + 0.95) if files else 0.0
+    h_files = (_ROW * row_tops(files, windows)[1] + 0.95) if files else 0.0
     h_legend, h_notes = 0.75, 0.16 * len(notes) + 0.2
     total = h_title + h_strip + h_zoom_head + h_zoom + h_files + h_legend + h_notes
     fig = Figure(figsize=(_WIDTH, total), dpi=100)
@@ -127,15 +137,7 @@ def finding_figure(scene: Scene) -> Figure:
         return (left / _WIDTH, 1 - (top + height) / total, 1 - (left + right) / _WIDTH, height / total)
 
     y = 0.18
-    fig.text(
-        0.012,
-        1 - y / total,
-        f"[{scene.oracle.value}]  {_cause_text(scene)}   —   "
-        + (f"crash state {scene.state}" if scene.crashed else "no crash"),
-        fontsize=14,
-        fontweight="bold",
-        va="top",
-    )
+    _draw_headline(fig, 0.012, 1 - y / total, scene)
     fig.text(0.012, 1 - (y + 0.4) / total, _clip(scene.message, 150), fontsize=10.5, va="top")
     seen = f"signature {scene.signature}: " if scene.cause else ""
     fig.text(0.012, 1 - (y + 0.68) / total, _clip(seen + scene.crash_text, 170), fontsize=9, color="#333333", va="top")
@@ -177,7 +179,8 @@ def finding_figure(scene: Scene) -> Figure:
         )
         ax_files = fig.add_axes(box(y + 0.42, h_files - 0.95))
         ax_files.set_label("files")
-        _draw_files(ax_files, scene)
+        _draw_files(ax_files, scene, windows)
+        add_zooms(fig, ax_files, scene, windows, _paint_run)
         y += h_files
     anchor = 1 - (y + 0.05) / total
     lines_leg = fig.legend(
@@ -415,25 +418,26 @@ def _owner(scene: Scene, block: int) -> str:
     return f" · {', '.join(names)}" if names else ""
 
 
-def _draw_files(ax, scene: Scene) -> None:
+def _draw_files(ax: Axes, scene: Scene, windows: dict[str, Window]) -> None:
     files = scene.files
-    xmax = max([-(-fv.size // BLOCK) * BLOCK for fv in files] + [r.end for r in scene.bad] + [BLOCK])
+    xmax = axis_end(scene)
+    tops, rows = row_tops(files, windows)
     ax.set_xlim(0, xmax)
-    ax.set_ylim(len(files), 0)
-    ax.set_yticks([i + 0.45 for i in range(len(files))], [fv.name for fv in files], fontsize=9)
+    ax.set_ylim(rows, 0)
+    ax.set_yticks([y + 0.45 for y in tops], [fv.name for fv in files], fontsize=9)
     ax.tick_params(axis="y", length=0)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
-    for i, fv in enumerate(files):
+    for top, fv in zip(tops, files, strict=True):
         end = -(-fv.size // BLOCK) * BLOCK
-        ax.add_patch(Rectangle((0, i + 0.1), max(fv.size, 1), 0.7, facecolor="#fafafa", edgecolor="none"))
+        ax.add_patch(Rectangle((0, top + 0.1), max(fv.size, 1), 0.7, facecolor="#fafafa", edgecolor="none"))
         if end > fv.size:
-            ax.add_patch(Rectangle((fv.size, i + 0.1), end - fv.size, 0.7, facecolor="#e4e4e4", edgecolor="none"))
-        ax.plot([fv.size, fv.size], [i + 0.02, i + 0.88], color="#333333", lw=1.2, ls="--")
+            ax.add_patch(Rectangle((fv.size, top + 0.1), end - fv.size, 0.7, facecolor="#e4e4e4", edgecolor="none"))
+        ax.plot([fv.size, fv.size], [top + 0.02, top + 0.88], color="#333333", lw=1.2, ls="--")
         right = fv.size > 0.8 * xmax
         ax.text(
             fv.size,
-            i + 0.02,
+            top + 0.02,
             f"EOF {fv.size} " if right else f" EOF {fv.size}",
             fontsize=7,
             va="bottom",
@@ -443,14 +447,14 @@ def _draw_files(ax, scene: Scene) -> None:
         for fb in fv.blocks:
             if fb.offset >= max(fv.size, 1):
                 continue
-            ax.add_patch(Rectangle((fb.offset, i + 0.1), BLOCK, 0.7, fill=False, edgecolor="#888888", lw=0.8))
+            ax.add_patch(Rectangle((fb.offset, top + 0.1), BLOCK, 0.7, fill=False, edgecolor="#888888", lw=0.8))
             where = (
                 "hole" if fb.device is None else f"blk {fb.device // BLOCK}" + (" unwritten" if fb.unwritten else "")
             )
             if len(fv.blocks) <= 16:
                 ax.text(
                     fb.offset + BLOCK / 2,
-                    i + 0.26,
+                    top + 0.26,
                     where,
                     ha="center",
                     va="center",
@@ -460,25 +464,31 @@ def _draw_files(ax, scene: Scene) -> None:
                     zorder=5,
                 )
         for run in (r for r in scene.bad if r.file == fv.name):
-            cow = run.kind is BadKind.MIXED_COW
-            ax.add_patch(
-                Rectangle(
-                    (run.start, i + (0.1 if cow else 0.44)),
-                    max(run.end - run.start, xmax / 500),
-                    0.7 if cow else 0.36,
-                    facecolor="none" if cow else BAD_COLORS[run.kind],
-                    edgecolor=BAD_COLORS[run.kind] if cow else "none",
-                    hatch="///" if cow else None,
-                    lw=1.5,
-                    gid=f"file:{run.file}:{run.start}:{run.end}:{run.kind.value}",
-                )
-            )
-            if not cow and run.end - run.start < xmax / 60:
-                ax.plot([(run.start + run.end) / 2], [i + 0.88], "^", color=BAD_COLORS[run.kind], ms=6, clip_on=False)
+            _paint_run(ax, run, top, xmax / 500)
+            tiny = run.kind is not BadKind.MIXED_COW and run.end - run.start < xmax / 60
+            if tiny and fv.name not in windows:
+                ax.plot([(run.start + run.end) / 2], [top + 0.88], "^", color=BAD_COLORS[run.kind], ms=6, clip_on=False)
     step = BLOCK if xmax <= 16 * BLOCK else BLOCK * math.ceil(xmax / BLOCK / 8)
     ticks = list(range(0, xmax + 1, step))
     ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=7.5)
     ax.set_xlabel("file offset (bytes)", fontsize=8, labelpad=1)
+
+
+def _paint_run(ax: Axes, run: BadRun, top: float, min_width: float) -> None:
+    """One bad run on a file row whose top is at `top`: a mixed COW block hatched over the row, others a band."""
+    cow = run.kind is BadKind.MIXED_COW
+    ax.add_patch(
+        Rectangle(
+            (run.start, top + (0.1 if cow else 0.44)),
+            max(run.end - run.start, min_width),
+            0.7 if cow else 0.36,
+            facecolor="none" if cow else BAD_COLORS[run.kind],
+            edgecolor=BAD_COLORS[run.kind] if cow else "none",
+            hatch="///" if cow else None,
+            lw=1.5,
+            gid=f"file:{run.file}:{run.start}:{run.end}:{run.kind.value}",
+        )
+    )
 
 
 def render_picture(
@@ -514,3 +524,39 @@ def _cause_text(scene: Scene) -> str:
         How.RULE: c.where,
     }
     return words[c.how]
+
+
+def _draw_headline(fig: Figure, x: float, y: float, scene: Scene) -> None:
+    """The headline, its culprit clipped until the line fits across the figure."""
+    culprit = _culprit_text(scene)
+    text = fig.text(x, y, _headline(scene, culprit), fontsize=14, fontweight="bold", va="top", gid="headline")
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    room = fig.bbox.width * (1 - 2 * x)
+    n = len(culprit)
+    while n > _MIN_CULPRIT and text.get_window_extent(renderer).width > room:
+        n -= 4
+        text.set_text(_headline(scene, _clip(culprit, n)))
+
+
+def _headline(scene: Scene, culprit: str) -> str:
+    """The title: the oracle, the cause in words, the store that matters when the scene knows it, the state."""
+    head = f"[{scene.oracle.value}]  {_cause_text(scene)}" + (f": {culprit}" if culprit else "")
+    return head + "   —   " + (f"crash state {scene.state}" if scene.crashed else "no crash")
+
+
+def _culprit_text(scene: Scene) -> str:
+    """Who wrote the line that matters (`site in op 5 \\`write f1 100 200\\``), so the headline names the lost store;
+    the op's text only where the scene holds it (its crash op's). Empty without a culprit."""
+    ln = next((x for x in scene.lines if x.line == scene.culprit), None)
+    if ln is None:
+        return ""
+    where = f"{' + '.join(ln.sites)} in op{'s' if len(ln.ops) > 1 else ''} {', '.join(map(str, ln.ops))}"
+    text = _op_texts(scene).get(ln.ops[0]) if len(ln.ops) == 1 else None
+    return f"{where} `{text}`" if text else where
+
+
+def _op_texts(scene: Scene) -> dict[int, str]:
+    """The ops whose text the scene holds: every op of the workload, else the crash's op as its crash text quotes it."""
+    if scene.ops:
+        return dict(enumerate(scene.ops))
+    return {int(n): text for n, text in re.findall(r"\bop (\d+) `([^`]*)`", scene.crash_text)}

@@ -163,6 +163,8 @@ class Scene:
     fsck_blocks: tuple[int, ...]
     notes: tuple[str, ...]
     """One line per finding of the state: `[oracle] message`, then its evidence."""
+    ops: tuple[str, ...] = ()
+    """The workload's ops as text, by index: the headline quotes the op of the store that matters."""
 
     @property
     def culprit(self) -> int | None:
@@ -393,6 +395,7 @@ def build_scene(r: Reproducer, verdict: Verdict | None = None, finding: Finding 
         files=_files(ctx, views, bad),
         fsck_blocks=tuple(sorted(fsck_blocks)),
         notes=(*notes, *unbuilt),
+        ops=tuple(map(str, run.ops)),
     )
 
 

@@ -1,0 +1,225 @@
+"""One cause per bug where the evidence is a rule, a crash-free divergence or a torn word.
+
+A journal that commits before its records are durable breaks a different fsck rule in every
+state; a copy on write that writes in place changes the other file through whatever path the
+write took; a truncate that zeroes a shared block in place tears a word at EOF. Each is one
+cause, named by what the evidence knows, never by which block, inode or bytes it happened to hit.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from oracles import OracleName
+from pmfuzz.fuzzing.minimize import minimize
+from pmfuzz.fuzzing.replaying import run_reproducer
+from pmfuzz.judging.cause import reordered_store
+from pmfuzz.judging.engine import Options, check, execute
+from pmfuzz.judging.repro import parse_reproducer
+from pmfuzz.lang.workload import parse
+from pmfuzz.pmem import Strategy
+from pmfuzz.signature import Cause, How
+from pmfuzz.target import make_target
+from pmfuzz.verdict import Finding, filed, link_alike
+
+EXHAUSTIVE = Options(max_states=64, exhaustive_upto=64, log_states=True)
+LOG_PUSH = "create f0\nwrite f0 0 4\ncreate f1\nwrite f1 0 4\nfsync f1\n"
+SHARED = "create f0\nwrite f0 0 16\ncreate f1\nreflink f0 f1\n"
+COW_IN_PLACE = "daxfs design=zero bugs=cow-in-place cil=eager"
+
+
+def _verdict(spec: str, text: str):
+    return check(make_target(spec), parse(text), EXHAUSTIVE)
+
+
+def _causes(spec: str, text: str, oracle: OracleName | None = None) -> set[Cause]:
+    return {f.root_cause for f in _verdict(spec, text).findings if oracle is None or f.oracle is oracle}
+
+
+def test_a_commit_kept_over_its_records_is_one_cause_whatever_rule_it_broke() -> None:
+    v = _verdict("daxfs design=zero bugs=journal-commit-no-fence cil=eager", LOG_PUSH)
+    mount = [f for f in v.findings if f.oracle is OracleName.MOUNT]
+    assert mount, "the workload must break the journal"
+    assert {f.root_cause for f in mount} == {Cause(OracleName.MOUNT, How.REORDERED, "xlog.log_write")}
+
+
+def test_a_metadata_rule_broken_without_a_reordering_keeps_its_rule() -> None:
+    """Refcounts written in place reach media before the log does: a prefix of the program order,
+    nothing reordered; the cause is the fsck rule."""
+    causes = _causes("daxfs design=zero bugs=refcount-not-journaled cil=eager", SHARED + "fsync f1\n", OracleName.MOUNT)
+    assert causes and all(c.how is How.RULE and "refcount" in c.where for c in causes)
+
+
+def test_the_data_of_a_state_whose_metadata_breaks_a_rule_is_not_judged() -> None:
+    v = _verdict("daxfs design=zero bugs=journal-commit-no-fence cil=eager", LOG_PUSH)
+    broken = [msgs for _, msgs in v.state_log if any(m.startswith("mount") for m in msgs)]
+    assert broken
+    assert all(all(m.startswith("mount") for m in msgs) for msgs in broken)
+
+
+def test_a_correct_journal_has_no_reordering_that_breaks_a_rule() -> None:
+    assert not _verdict("daxfs design=zero cil=eager", LOG_PUSH).findings
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 1 << 30))
+def test_the_reordered_store_is_the_earliest_dropped_under_a_later_kept_one(seed: int) -> None:
+    """Against the definition, by brute force over every unit of every group of a state."""
+    run = execute(make_target("daxfs design=zero cil=eager"), parse(LOG_PUSH), Options())
+    points = run.crash_points()
+    point = points[seed % len(points)]
+    trace = point.timeline.events
+    for state in point.states(Strategy.BOUNDED, seed=seed, limit=16):
+        units = []
+        for gi, g in enumerate(point.groups):
+            kept = set(g.kept(state.choices[gi]))
+            units += [(u.piece.seq, j in kept) for j, u in enumerate(g.units)]
+        dropped_under = [s for s, k in units if not k and any(k2 and s2 > s for s2, k2 in units)]
+        got = reordered_store(point, state, range(len(point.groups)), trace)
+        want = trace[min(dropped_under)] if dropped_under else None
+        assert got is want
+
+
+@pytest.mark.parametrize(
+    ("op", "path"),
+    [
+        ("write f1 0 4", "write(2)"),
+        ("truncate f1 1", "zeroing"),
+        ("fallocate f1 0 8 zero-range keep-size", "zeroing"),
+        ("mmap m0 f1 0 1\nstore m0 0 4", "write fault"),
+    ],
+)
+def test_an_op_that_changes_another_file_is_one_cause_per_kernel_path(op: str, path: str) -> None:
+    causes = _causes(COW_IN_PLACE, SHARED + op + "\n", OracleName.FUNCTIONAL)
+    assert causes == {Cause(OracleName.FUNCTIONAL, How.CONTENT, f"{path} on another file changed it")}
+
+
+def test_both_bugs_that_write_a_shared_block_through_a_fault_name_the_fault_path() -> None:
+    text = SHARED + "mmap m0 f1 0 1\nstore m0 0 4\n"
+    a = _causes(COW_IN_PLACE, text, OracleName.FUNCTIONAL)
+    b = _causes("daxfs design=zero bugs=write-fault-shared-no-cow cil=eager", text, OracleName.FUNCTIONAL)
+    assert a == b == {Cause(OracleName.FUNCTIONAL, How.CONTENT, "write fault on another file changed it")}
+
+
+def test_a_wrong_read_of_the_file_the_op_changed_is_named_by_what_it_read() -> None:
+    causes = _causes(
+        "daxfs design=zero bugs=truncate-no-zero-tail cil=eager",
+        "create f0\nwrite f0 0 4096\nmmap m0 f0 0 1\ntruncate f0 100\n",
+        OracleName.FUNCTIONAL,
+    )
+    assert causes and all(c.how is How.CONTENT and "another file" not in c.where for c in causes)
+
+
+def test_a_crash_inside_the_diverging_op_links_to_the_divergence() -> None:
+    """The truncate zeroes the shared block in place: read crash-free, the other file changed; a
+    crash in the middle leaves it half zeroed. Both are the zeroing's doing: one group."""
+    found = [f for f in _verdict(COW_IN_PLACE, SHARED + "truncate f1 1\n").findings if f.crash is not None]
+    div = Cause(OracleName.FUNCTIONAL, How.CONTENT, "zeroing on another file changed it")
+    inside = [f for f in found if f.crash.op == 4 and f.crash.point != "E"]
+    assert inside and all(div in f.also for f in inside)
+    assert all(div not in f.also for f in found if f.crash.point == "E")
+
+
+def test_a_word_torn_at_eof_names_the_store_that_wrote_its_bytes() -> None:
+    """f1's write lands in place one byte into f0's 4-byte file: f0's word is one byte of its own
+    data and three of f1's, cut at EOF. Every byte was written: the cause is the write, not media
+    nobody wrote."""
+    text = "create f1\ncreate f0\nwrite f0 0 4\nreflink f0 f1\nwrite f1 1 4096\n"
+    stale = [f for f in _verdict(COW_IN_PLACE, text).findings if f.oracle is OracleName.STALE_EXPOSURE]
+    assert stale and {f.root_cause for f in stale} == {Cause(OracleName.STALE_EXPOSURE, How.WRITTEN, "data")}
+
+
+def test_a_word_half_written_over_media_nobody_wrote_is_never_written() -> None:
+    """A write 4 bytes into a block nobody zeroed: the word holds 4 bytes of media nobody wrote."""
+    text = "create f0\nwrite f0 4 8\nfsync f0\n"
+    stale = _causes("daxfs design=zero bugs=no-zero cil=eager", text, OracleName.STALE_EXPOSURE)
+    assert stale == {Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")}
+
+
+def _finding(oracle: OracleName, op: int) -> Finding:
+    return Finding(oracle, "m", (), op, "op", "write", "")
+
+
+def test_a_mapping_incoherence_after_the_divergence_is_not_filed() -> None:
+    div = _finding(OracleName.FUNCTIONAL, 3)
+    same_op, later = _finding(OracleName.MMAP_COHERENCY, 3), _finding(OracleName.MMAP_COHERENCY, 5)
+    assert filed((div, same_op, later)) == (div, same_op)
+    assert filed((same_op, later)) == (same_op, later)
+
+
+def test_a_minimized_finding_is_still_one_a_campaign_files() -> None:
+    """A crash inside the diverging op is filed; the minimizer keeps it filed, and an older
+    reproducer's crash after the divergence (which a campaign no longer files) still shrinks."""
+    text = "create f0\ncreate f2\nwrite f0 0 16\nfsync f0\ncreate f1\nreflink f0 f1\ntruncate f1 1\n"
+    v = _verdict(COW_IN_PLACE, text)
+    inside = next(f for f in filed(v.findings) if f.crash is not None)
+    m = minimize(make_target(COW_IN_PLACE), parse(text), inside.signature)
+    assert len(m.workload.ops) < len(parse(text).ops)
+    again = check(make_target(COW_IN_PLACE), m.workload, Options())
+    assert any(f.signature == inside.signature for f in filed(again.findings))
+    after = next(f for f in v.findings if f.crash is not None and f.crash.point == "E")
+    assert after not in filed(v.findings)
+    assert minimize(make_target(COW_IN_PLACE), parse(text), after.signature).finding.signature == after.signature
+
+
+@pytest.mark.parametrize(
+    ("bug", "group", "path"),
+    [
+        ("cow-in-place", "write f0 0 4 ; fallocate f0 0 1", "write(2)"),
+        ("write-fault-shared-no-cow", "fallocate f0 0 1 ; store m1 0 4", "write fault"),
+    ],
+)
+def test_a_race_no_serial_order_explains_is_named_by_the_op_that_wrote_the_bytes(
+    bug: str, group: str, path: str
+) -> None:
+    """The group changed f1, which none of its ops names: the op whose store the device holds
+    there says which path wrote in place -- the cause the same write has outside a group."""
+    text = (
+        f"# pmfuzz reproducer v1\n# target: daxfs design=zero bugs={bug} cil=eager\n# schedule: -\n"
+        f"create f0\ncreate f1\nwrite f1 0 4\nreflink f1 f0\nmmap m1 f0 0 1\nparallel {{ {group} }}\n"
+    )
+    v = run_reproducer(parse_reproducer(text))
+    race = [f for f in v.findings if f.oracle is OracleName.FUNCTIONAL and "no serial order" in f.message]
+    assert race and {f.root_cause for f in race} == {
+        Cause(OracleName.FUNCTIONAL, How.CONTENT, f"{path} on another file changed it")
+    }
+
+
+def test_a_read_and_a_mapping_that_see_one_wrong_block_after_one_op_are_linked() -> None:
+    """The write lands on the block while the huge zero page stays mapped: read(2) and loads through
+    the mapping disagree with POSIX after the same op, for the same reason."""
+    text = "create f0\ntruncate f0 4194304\nmmap m0 f0 0 4194304\nfault m0 0 read pmd\nwrite f0 0 4096\n"
+    v = _verdict("daxfs design=zero bugs=write-keeps-huge-zero-page cil=lazy", text)
+    free = {f.oracle: f for f in v.findings if f.crash is None}
+    fn, mc = free[OracleName.FUNCTIONAL], free[OracleName.MMAP_COHERENCY]
+    assert fn.root_cause.where == mc.root_cause.where
+    assert mc.root_cause in fn.also and fn.root_cause in mc.also
+
+
+def test_link_alike_links_only_the_same_content_after_the_same_op() -> None:
+    def free(oracle: OracleName, op: int, where: str) -> Finding:
+        return Finding(oracle, "m", (), op, "op", "write", "", cause=Cause(oracle, How.CONTENT, where))
+
+    a, b = free(OracleName.FUNCTIONAL, 3, "zero for data"), free(OracleName.MMAP_COHERENCY, 3, "zero for data")
+    other_op, other_kind = (
+        free(OracleName.MMAP_COHERENCY, 4, "zero for data"),
+        free(OracleName.MMAP_COHERENCY, 3, "garbage"),
+    )
+    out = link_alike((a, b, other_op, other_kind))
+    assert out[0].also == (b.cause,) and out[1].also == (a.cause,)
+    assert out[2].also == () and out[3].also == ()
+
+
+@given(st.integers(0, 1 << 12), st.integers(1, 7))
+def test_a_word_cut_by_eof_is_due_zero_past_eof(op: int, cut: int) -> None:
+    """The mapping shows a whole word of data where POSIX wants data up to EOF and zeroes after:
+    what differs is nonzero bytes where zeroes were due."""
+    from oracles._words import content_cause
+    from pmfuzz.lang.data import payload
+
+    got = payload(1, op % 4096, 64, 8)
+    want = got[:cut] + bytes(8 - cut)
+    assert content_cause(got, want) == "data for zero"
+    assert content_cause(want, got) == "zero for data"
