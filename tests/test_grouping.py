@@ -223,3 +223,42 @@ def test_a_word_cut_by_eof_is_due_zero_past_eof(op: int, cut: int) -> None:
     want = got[:cut] + bytes(8 - cut)
     assert content_cause(got, want) == "data for zero"
     assert content_cause(want, got) == "zero for data"
+
+
+COW_WRITE = "create f0\nwrite f0 0 8192\nfsync f0\ncreate f1\nreflink f0 f1\nwrite f1 100 5000\nfsync f1\n"
+
+
+@pytest.mark.parametrize("cil", ["lazy", "eager"])
+def test_a_torn_copy_on_write_names_the_store_that_tore_it_not_its_first_word(cil: str) -> None:
+    """cow-edges-unflushed drops the copied head or tail of the block; the block's first word may
+    be one the copy got right, yet the cause is the lost copy."""
+    v = _verdict(f"daxfs design=zero bugs=cow-edges-unflushed cil={cil}", COW_WRITE)
+    cow = {f.root_cause for f in filed(v.findings) if f.oracle is OracleName.COW_ATOMICITY}
+    assert cow == {Cause(OracleName.COW_ATOMICITY, How.LOST, "data")}
+
+
+def test_a_word_nobody_wrote_in_a_crash_inside_the_diverging_op_links_to_the_divergence() -> None:
+    """cow-skip-tail-copy leaves the block's tail as the staging block's media: read crash-free
+    and in a crash inside that write, the same never-written words."""
+    v = _verdict("daxfs design=zero bugs=cow-skip-tail-copy cil=eager", COW_WRITE)
+    kept = filed(v.findings)
+    div = next(f.root_cause for f in kept if f.crash is None)
+    crashes = [f for f in kept if f.crash is not None]
+    assert crashes and all(div in f.also for f in crashes)
+
+
+def test_causes_that_blame_one_store_in_different_states_are_linked() -> None:
+    from pmfuzz.judging.judge import _link_blamed
+    from pmfuzz.verdict import CrashSite
+
+    def crashed(oracle: OracleName, where: str) -> Finding:
+        site = CrashSite("F1", None, 2, "op", "sfence", "s", (), 1)
+        return Finding(oracle, "m", (), 2, "op", "write", "s", site, cause=Cause(oracle, How.LOST, where))
+
+    a, b, c = (
+        crashed(OracleName.DURABILITY, "data"),
+        crashed(OracleName.STALE_EXPOSURE, "data"),
+        crashed(OracleName.COW_ATOMICITY, "data"),
+    )
+    out = _link_blamed((a, b, c), {("store", 7): {a.cause, b.cause}, ("store", 9): {c.cause}})
+    assert out[0].also == (b.cause,) and out[1].also == (a.cause,) and out[2].also == ()

@@ -57,6 +57,8 @@ def crash_cause_store(
     if ev is None:
         return Cause(oracle, How.RULE, rule_of(message)), None
     off = ev.start - ev.start % 8
+    if oracle is OracleName.COW_ATOMICITY:
+        off = _first_dropped_word(fs, ev.file, off, ev.end, point, state)
     addr = _device_address(fs, ev.file, off)
     if addr is None:
         return Cause(oracle, How.UNMAPPED, ""), None
@@ -76,6 +78,26 @@ def crash_cause_store(
         if writer is not None:
             return Cause(oracle, How.WRITTEN, _what_it_wrote(writer, addr, _codes_of(point))), ("store", writer.seq)
     return Cause(oracle, How.NEVER_WRITTEN, ""), ("word", addr)
+
+
+def _first_dropped_word(fs: MountedFS, name: str, start: int, end: int, point: CrashPoint, state: CrashState) -> int:
+    """For evidence that spans a whole block (a copy on write that is neither version): the first
+    word of it whose in-flight store the state dropped, else its first word. Its first word may be
+    one the copy got right; the lost store is what tore the block."""
+    blocks = file_blocks(fs, name, end)
+    base = start - start % BLOCK_SIZE
+    dev = next((d for o, d, unwritten in blocks or () if o == base and d is not None and not unwritten), None)
+    if dev is None:
+        return start
+    lo, hi = (dev + start - base) // 8, (dev + min(end, base + BLOCK_SIZE) - base + 7) // 8
+    first: int | None = None
+    for gi in state.deviation_groups:
+        g = point.groups[gi]
+        kept = set(g.kept(state.choices[gi]))
+        for j, u in enumerate(g.units):
+            if j not in kept and lo <= u.word < hi and (first is None or u.word < first):
+                first = u.word
+    return start if first is None else base + first * 8 - dev
 
 
 def _what_it_wrote(e: Event, addr: int, data_codes: frozenset[str]) -> str:

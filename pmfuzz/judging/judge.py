@@ -59,6 +59,8 @@ class _Judge:
             sorted({f.root_cause for f in run.findings if f.crash is None and f.op == self._diverged}, key=str)
         )
         """The causes of the crash-free findings at the diverging op."""
+        self._blamed: dict[tuple[str, int], set[Cause]] = {}
+        """Per store (or word) a kept violation blamed, the causes that blamed it, over the run."""
         self.stats = Stats(ops=run.executed, t_exec=run.t_exec)
 
     def add_crash(self, here: _Here, v: _V, known: tuple[Cause | None, tuple[Cause, ...]] | None = None) -> None:
@@ -105,9 +107,14 @@ class _Judge:
         to be kept. Kept findings of different oracles that blame one store (or one word) are
         linked (`Finding.also`), unless the run had already left the reference before this crash
         (what such states show follows from that divergence). A crash inside the diverging op
-        whose cause blames a store of that op is linked to the divergence: a crash in the middle of
-        a copy on write that wrote in place shows the same wrong write, torn."""
+        whose cause blames a store of that op, or a word nobody wrote, is linked to the divergence:
+        a crash in the middle of a copy on write that wrote in place shows the same wrong write,
+        torn; one that left a block's tail uncopied shows the same never-written tail."""
         by_blame: dict[tuple[str, int], set[Cause]] = {}
+        if not self._after_divergence(here):
+            for _, c in judged:
+                if c is not None and c[0] is not None and c[1] is not None:
+                    self._blamed.setdefault(c[1], set()).add(c[0])
         if len({v[0] for v, c in judged if c is not None}) > 1 and not self._after_divergence(here):
             for _, c in judged:
                 if c is not None and c[0] is not None and c[1] is not None:
@@ -118,13 +125,16 @@ class _Judge:
                 continue
             cause, blame = c
             also = tuple(sorted(by_blame.get(blame, set()) - {cause}, key=str)) if blame is not None else ()
-            if blame is not None and blame[0] == "store" and self._in_diverging_op(here, blame[1]):
+            if blame is not None and self._in_diverging_op(here, blame):
                 also = (*also, *self._diverged_as)
             self.add_crash(here, v, (cause, also))
 
-    def _in_diverging_op(self, here: _Here, seq: int) -> bool:
+    def _in_diverging_op(self, here: _Here, blame: tuple[str, int]) -> bool:
+        """A crash inside the op that diverged, blaming a store of that op or a word nobody wrote."""
         p = here.point
-        return p.kind is not PointKind.END and p.op == self._diverged and p.timeline.events[seq].op == p.op
+        if p.kind is PointKind.END or p.op != self._diverged:
+            return False
+        return blame[0] == "word" or p.timeline.events[blame[1]].op == p.op
 
     def _after_divergence(self, here: _Here) -> bool:
         first = self._diverged
@@ -167,7 +177,7 @@ class _Judge:
         if hung_points:
             notes.append(f"the target hung at {hung_points} crash point(s): their other crash states were not judged")
         log = tuple((sid, tuple(sorted(msgs))) for sid, msgs in self.state_log)
-        out = self.findings.values()
+        out = _link_blamed(self.findings.values(), self._blamed)
         if opts.features:
             feats.update(f"finding:{f.signature_text}" for f in out)
         if run.schedule is not None:
@@ -505,6 +515,23 @@ def _meta_known(oracle: OracleName, reordered: Event | None) -> tuple[Cause, tup
     if reordered is None:
         return None
     return Cause(oracle, How.REORDERED, code_of(reordered.site)), ()
+
+
+def _link_blamed(findings: tuple[Finding, ...], blamed: dict[tuple[str, int], set[Cause]]) -> tuple[Finding, ...]:
+    """Crash findings whose causes blamed one store (or one word) in any states of the run are
+    linked: a copy whose edges were not flushed is lost data to `durability` in one state and
+    stale media to `stale-exposure` in another, one store either way."""
+    shared: dict[Cause, set[Cause]] = {}
+    for causes in blamed.values():
+        for c in causes:
+            shared.setdefault(c, set()).update(causes - {c})
+    out = []
+    for f in findings:
+        more = shared.get(f.cause) if f.crash is not None and f.cause is not None else None
+        if more:
+            f = replace(f, also=tuple(sorted({*f.also, *more} - {f.cause}, key=str)))
+        out.append(f)
+    return tuple(out)
 
 
 _V = tuple  # (oracle, message, evidence, traceback): a violation before it becomes a finding
