@@ -262,3 +262,11 @@ def test_causes_that_blame_one_store_in_different_states_are_linked() -> None:
     )
     out = _link_blamed((a, b, c), {("store", 7): {a.cause, b.cause}, ("store", 9): {c.cause}})
     assert out[0].also == (b.cause,) and out[1].also == (a.cause,) and out[2].also == ()
+
+
+def test_a_copy_that_never_covered_part_of_the_block_is_media_nobody_wrote() -> None:
+    """cow-skip-tail-copy drops no store: it never issues the tail's copy. The torn block's cause
+    is its first word nobody wrote, not its first word (which the copy got right)."""
+    v = _verdict("daxfs design=zero bugs=cow-skip-tail-copy cil=eager", COW_WRITE)
+    cow = {f.root_cause for f in filed(v.findings) if f.oracle is OracleName.COW_ATOMICITY}
+    assert cow == {Cause(OracleName.COW_ATOMICITY, How.NEVER_WRITTEN, "")}

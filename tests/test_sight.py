@@ -412,7 +412,7 @@ def test_headline_quotes_the_op_when_the_scene_holds_its_text_and_stays_clipped(
     [
         ("zero-after-commit", "[stale-exposure]  lost store of xfs_zero_extent   —   crash state F12"),
         ("cow-remap-before-copy", "[cow-atomicity]  lost store of data   —   crash state F38"),
-        ("truncate-no-zero-tail", "[functional]  data for data   —   no crash"),
+        ("truncate-no-zero-tail", "[functional]  data for zero   —   no crash"),
     ],
 )
 def test_a_finding_without_a_culprit_keeps_the_cause_only_headline(name: str, want: str) -> None:

@@ -82,8 +82,9 @@ def crash_cause_store(
 
 def _first_dropped_word(fs: MountedFS, name: str, start: int, end: int, point: CrashPoint, state: CrashState) -> int:
     """For evidence that spans a whole block (a copy on write that is neither version): the first
-    word of it whose in-flight store the state dropped, else its first word. Its first word may be
-    one the copy got right; the lost store is what tore the block."""
+    word of it whose in-flight store the state dropped, else its first word nobody wrote (poison,
+    or not a word any op writes), else its first word. Its first word may be one the copy got
+    right; the lost store, or the media the copy never covered, is what tore the block."""
     blocks = file_blocks(fs, name, end)
     base = start - start % BLOCK_SIZE
     dev = next((d for o, d, unwritten in blocks or () if o == base and d is not None and not unwritten), None)
@@ -97,7 +98,12 @@ def _first_dropped_word(fs: MountedFS, name: str, start: int, end: int, point: C
         for j, u in enumerate(g.units):
             if j not in kept and lo <= u.word < hi and (first is None or u.word < first):
                 first = u.word
-    return start if first is None else base + first * 8 - dev
+    if first is not None:
+        return base + first * 8 - dev
+    raw = bytes(fs.read(name, start, end - start))
+    words = np.frombuffer(raw, dtype="<u8", count=len(raw) // 8)
+    junk = np.flatnonzero((words != 0) & ~(decode_words(words) == 1))
+    return start + 8 * int(junk[0]) if len(junk) else start
 
 
 def _what_it_wrote(e: Event, addr: int, data_codes: frozenset[str]) -> str:
