@@ -27,6 +27,7 @@ __all__ = [
     "Phase",
     "Evidence",
     "Violation",
+    "WrongRead",
     "RunContext",
     "CrashContext",
     "VerdictCache",
@@ -35,7 +36,7 @@ __all__ = [
     "CrashOracle",
     "AnyOracle",
     "is_run_oracle",
-    "unexplained_cause",
+    "read_cause",
     "is_crash_oracle",
     "register",
     "default_oracles",
@@ -85,6 +86,19 @@ class Violation:
     cause: str = ""
     """What went wrong, in words that do not depend on where or when it showed (`poison for zero`):
     the finding's root cause, when the oracle can tell it from its evidence; empty otherwise."""
+    read: WrongRead | None = None
+    """For a crash-free read that went wrong: its first wrong word, so that whoever ran the op can
+    tell from the device whether the op's stores put it there (an op on another file)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WrongRead:
+    """The first wrong word a crash-free read saw: the file, its offset, what it read and what was due."""
+
+    file: str
+    offset: int
+    got: bytes
+    want: bytes
 
 
 @dataclass
@@ -284,10 +298,10 @@ def default_oracles() -> Sequence[AnyOracle]:
     ]
 
 
-def unexplained_cause(by: Op, ref: Reference, name: str, got: bytes, want: bytes) -> str:
-    """The cause of bytes of `name` that no serial order of a parallel group explains: `by` (the
-    op of the group that wrote them, when the device says, else the group) changed another file,
-    else what was read for what was due -- as a crash-free read after one op is named."""
+def read_cause(read: WrongRead, by: Op | None, ref: Reference) -> str:
+    """The cause of a wrong crash-free read: `by`, when its stores put the wrong bytes in a file it
+    does not name, changed another file (named by the kernel path it took); else what was read for
+    what was due."""
     from ._words import content_cause, elsewhere_cause
 
-    return elsewhere_cause(by, ref, name) or content_cause(got, want)
+    return (elsewhere_cause(by, ref, read.file) if by is not None else "") or content_cause(read.got, read.want)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pmfuzz.lang.workload import PAGE_SIZE
 from pmfuzz.target import Guarantee
 
-from . import Evidence, OracleName, Phase, RunContext, Violation
-from ._words import content_cause, elsewhere_cause
+from . import Evidence, OracleName, Phase, RunContext, Violation, WrongRead
+from ._words import content_cause
 
 
 class Functional:
@@ -41,7 +41,8 @@ class Functional:
                                 f, i, min(len(a), i + 64), _describe(a[i : i + 64], i), _describe(b[i : i + 64], i)
                             ),
                         ),
-                        elsewhere_cause(ctx.op, ref, f) or content_cause(a[i : i + 8], b[i : i + 8]),
+                        content_cause(a[i : i + 8], b[i : i + 8]),
+                        WrongRead(f, i, a[i : i + 8], b[i : i + 8]),
                     )
                 )
         for m, mp in sorted(ref.maps.items()):
@@ -54,7 +55,8 @@ class Functional:
                             self.name,
                             f"after op {ctx.index} loads through {m} page {pg} "
                             f"see {_short(got)}, POSIX says {_short(want)}",
-                            cause=_page_cause(got, want, ctx, mp.file),
+                            cause=_page_cause(got, want),
+                            read=_page_read(got, want, ctx, mp, pg),
                         )
                     )
                     break
@@ -75,16 +77,24 @@ def _describe(b: bytes, base: int) -> str:
     return describe(b, base=base)
 
 
-def _page_cause(got, want, ctx: RunContext, file) -> str:
-    """A page seen through a mapping as a cause: an op on another file, else its first differing word."""
-    name = next((n for n, f in ctx.ref.names.items() if f is file), None)
-    elsewhere = elsewhere_cause(ctx.op, ctx.ref, name) if name is not None else ""
-    if elsewhere:
-        return elsewhere
+def _first_diff(got, want) -> int | None:
     if got.ok and want.ok and isinstance(got.value, bytes) and isinstance(want.value, bytes):
         a, b = got.value, want.value
         i = next((k for k in range(min(len(a), len(b))) if a[k] != b[k]), None)
-        if i is not None:
-            i -= i % 8
-            return content_cause(a[i : i + 8], b[i : i + 8])
-    return ""
+        return None if i is None else i - i % 8
+    return None
+
+
+def _page_cause(got, want) -> str:
+    """A page seen through a mapping as a cause: its first differing word, or what the load gave."""
+    i = _first_diff(got, want)
+    return "" if i is None else content_cause(got.value[i : i + 8], want.value[i : i + 8])
+
+
+def _page_read(got, want, ctx: RunContext, mp, pg: int) -> WrongRead | None:
+    """The first wrong word of a mapped page, as a read of the file it maps."""
+    i = _first_diff(got, want)
+    name = next((n for n, f in ctx.ref.names.items() if f is mp.file), None)
+    if i is None or name is None:
+        return None
+    return WrongRead(name, mp.off + pg * PAGE_SIZE + i, got.value[i : i + 8], want.value[i : i + 8])

@@ -17,8 +17,8 @@ from __future__ import annotations
 from pmfuzz.lang.workload import PAGE_SIZE
 from pmfuzz.target import Guarantee, mapping_blocks_hook
 
-from . import Evidence, OracleName, Phase, RunContext, Violation
-from ._words import content_cause, elsewhere_cause
+from . import Evidence, OracleName, Phase, RunContext, Violation, WrongRead
+from ._words import content_cause
 
 __all__ = ["MmapCoherency"]
 
@@ -69,7 +69,8 @@ class MmapCoherency:
                 Evidence(f"{m}->{name}", off + lo, off + hi, "mapping: " + _describe(a[lo : lo + 64], off + lo)),
                 Evidence(name, off + lo, off + hi, "read(2): " + _describe(b[lo : lo + 64], off + lo)),
             ),
-            elsewhere_cause(ctx.op, ctx.ref, name) or content_cause(a[lo : lo + 8], b[lo : lo + 8]),
+            content_cause(a[lo : lo + 8], b[lo : lo + 8]),
+            WrongRead(name, off + lo, a[lo : lo + 8], b[lo : lo + 8]),
         )
 
     def _blocks(self, ctx: RunContext, m: str, name: str, off: int, pages: dict) -> list[Violation]:

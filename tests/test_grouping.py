@@ -270,3 +270,15 @@ def test_a_copy_that_never_covered_part_of_the_block_is_media_nobody_wrote() -> 
     v = _verdict("daxfs design=zero bugs=cow-skip-tail-copy cil=eager", COW_WRITE)
     cow = {f.root_cause for f in filed(v.findings) if f.oracle is OracleName.COW_ATOMICITY}
     assert cow == {Cause(OracleName.COW_ATOMICITY, How.NEVER_WRITTEN, "")}
+
+
+def test_a_wrong_read_of_a_file_no_store_of_the_op_reached_is_named_by_what_it_read() -> None:
+    """no-zero's truncate racing a store into a fresh block leaves media nobody wrote in the
+    file; neither op stored into another file's blocks, so it is garbage, not a broken sharing."""
+    text = (
+        "# pmfuzz reproducer v1\n# target: daxfs design=zero bugs=no-zero cil=eager\n# schedule: -\n"
+        "create f0\nmmap m1 f0 0 1\nparallel { truncate f0 1 ; store m1 0 1 }\n"
+    )
+    v = run_reproducer(parse_reproducer(text))
+    free = {f.root_cause for f in v.findings if f.crash is None}
+    assert free and all("another file" not in c.where for c in free)

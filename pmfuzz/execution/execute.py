@@ -15,7 +15,16 @@ from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 
-from oracles import OracleName, RunContext, RunOracle, Violation, default_oracles, is_run_oracle, unexplained_cause
+from oracles import (
+    OracleName,
+    RunContext,
+    RunOracle,
+    Violation,
+    WrongRead,
+    default_oracles,
+    is_run_oracle,
+    read_cause,
+)
 
 from ..errors import PmfuzzError
 from ..lang.workload import BLOCK_SIZE, Fault, Op, Parallel, Pin, Store, Workload, flatten, groups
@@ -196,9 +205,8 @@ class _Execution:
                         if o.name is OracleName.FUNCTIONAL and self.findings.diverged():
                             continue
                         for v in o.check(ctx):
-                            add(
-                                Finding(v.oracle, v.message, v.evidence, i, str(op), op.kind.value, "", cause=_cause(v))
-                            )
+                            cause = self._read_cause(v, [op], i)
+                            add(Finding(v.oracle, v.message, v.evidence, i, str(op), op.kind.value, "", cause=cause))
             except (Exception, TargetHang) as e:
                 if oracle_fault(e):
                     raise
@@ -215,6 +223,22 @@ class _Execution:
             target, ops, opts, pm, hist, executed, returned, self.spans, self.grps, link_alike(self.findings.values()),
             tuple(self.notes), tuple(results), crashes_sound, t_exec, sid, tuple(self.steps), key,
         )  # fmt: skip
+
+    def _read_cause(self, v: Violation, group: list[Op], start: int) -> Cause | None:
+        """A crash-free finding's cause: for a wrong read, whether an op of `group` (ops `start`...)
+        stored into the file's blocks decides if it changed another file (`read_cause`)."""
+        if v.read is None:
+            return Cause(v.oracle, How.CONTENT, v.cause) if v.cause else None
+        j = _stored_into(self.pm, self.fs, v.read.file, start, start + len(group))
+        by = group[j - start] if j is not None else None
+        return Cause(v.oracle, How.CONTENT, read_cause(v.read, by, self.ref))
+
+    def _race_cause(self, found: Unexplained, group: list[Op], start: int) -> Cause | None:
+        """A race finding's cause, when bytes no serial order leaves say it (else its rule)."""
+        if found.file is None:
+            return None
+        read = WrongRead(found.file, found.at, found.got, found.want)
+        return self._read_cause(Violation(OracleName.FUNCTIONAL, "", read=read), group, start)
 
     def _group(self, start: int, g: int, n: int) -> tuple[int | None, list[str]]:
         """Run one parallel group under the chooser; apply it to the reference in a serial order that explains it.
@@ -303,7 +327,7 @@ class _Execution:
                     start,
                     group_text,
                     "parallel",
-                    cause=_race_cause(found, [ops[k] for k in idx], start, ref, fs, pm),
+                    cause=self._race_cause(found, [ops[k] for k in idx], start),
                 )
             )
             order = tuple(start + t for t in run.finish_order)
@@ -330,7 +354,8 @@ class _Execution:
             if o.name is OracleName.FUNCTIONAL and self.findings.diverged():
                 continue
             for v in o.check(ctx):
-                add(Finding(v.oracle, v.message, v.evidence, start, group_text, "parallel", "", cause=_cause(v)))
+                cause = self._read_cause(v, [ops[k] for k in idx], start)
+                add(Finding(v.oracle, v.message, v.evidence, start, group_text, "parallel", "", cause=cause))
         return start + n, out
 
 
@@ -374,41 +399,19 @@ def _run_digest(pm: PMem, results: list[str], orders: list[tuple[int, ...]], fs:
     return h.digest()
 
 
-def _cause(v: Violation) -> Cause | None:
-    """The root cause a run oracle read off its evidence, if it could."""
-    return Cause(v.oracle, How.CONTENT, v.cause) if v.cause else None
-
-
-def _race_cause(
-    found: Unexplained, group: list[Op], start: int, ref: Reference, fs: MountedFS, pm: PMem
-) -> Cause | None:
-    """A race finding's cause, when bytes no serial order leaves say it (else its rule): named by
-    the op of the group whose store put them there, when the device says which."""
-    if found.file is None:
+def _stored_into(pm: PMem, fs: MountedFS, name: str, lo: int, hi: int) -> int | None:
+    """The op in [lo, hi) whose store last landed in a block file `name` now reads from, if any
+    did: the evidence that the op changed that file, whatever it named (None: the target does not
+    tell its blocks, or no such store)."""
+    blocks = file_blocks(fs, name, fs.size(name) or 0)
+    devs = {d // BLOCK_SIZE for _o, d, _unwritten in blocks or () if d is not None}
+    if not devs:
         return None
-    j = _writer_op(fs, pm, found.file, found.at, found.got)
-    by = group[j - start] if j is not None and start <= j < start + len(group) else Parallel(tuple(group))
-    text = unexplained_cause(by, ref, found.file, found.got, found.want)
-    return Cause(OracleName.FUNCTIONAL, How.CONTENT, text)
-
-
-def _writer_op(fs: MountedFS, pm: PMem, name: str, off: int, got: bytes) -> int | None:
-    """The op whose store last wrote these bytes of a file on the live device, if every byte's last
-    store wrote them (the target must tell its blocks)."""
-    blocks = file_blocks(fs, name, off + len(got))
-    base = off - off % BLOCK_SIZE
-    dev = next((d for o, d, unwritten in blocks or () if o == base and d is not None and not unwritten), None)
-    if dev is None or not got:
-        return None
-    addr = dev + off - base
-    todo = set(range(len(got)))
     for e in reversed(pm.trace):
-        data = e.data
-        if not e.kind.is_store or data is None or e.addr >= addr + len(got) or addr >= e.addr + e.size:
-            continue
-        mine = {b for b in todo if 0 <= addr + b - e.addr < len(data)}
-        if any(data[addr + b - e.addr] != got[b] for b in mine):
-            return None
-        if mine:
-            return e.op
+        if 0 <= e.op < lo:
+            break
+        if e.kind.is_store and lo <= e.op < hi:
+            first, last = e.addr // BLOCK_SIZE, (e.addr + max(e.size, 1) - 1) // BLOCK_SIZE
+            if any(b in devs for b in range(first, last + 1)):
+                return e.op
     return None
