@@ -282,3 +282,20 @@ def test_a_wrong_read_of_a_file_no_store_of_the_op_reached_is_named_by_what_it_r
     v = run_reproducer(parse_reproducer(text))
     free = {f.root_cause for f in v.findings if f.crash is None}
     assert free and all("another file" not in c.where for c in free)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "create f0\ntruncate f0 8192\nmmap m0 f0 0 8192\nfault m0 0 write\nstore m0 0 64\nfsync f0\n",
+        "create f0\ntruncate f0 8192\nwrite f0 100 200\nfsync f0\n",
+    ],
+)
+def test_a_new_blocks_lost_initialisation_is_data_whichever_op_met_the_block(text: str) -> None:
+    """convert-before-persist loses the fault's zeroing of a new block or a write's zeroing around
+    its data as much as the data: the data path's own stores, one cause."""
+    seen: set[Cause] = set()
+    for cil in ("lazy", "eager"):
+        v = _verdict(f"daxfs design=unwritten bugs=convert-before-persist cil={cil}", text)
+        seen |= {f.root_cause for f in filed(v.findings) if f.oracle is OracleName.STALE_EXPOSURE}
+    assert seen == {Cause(OracleName.STALE_EXPOSURE, How.LOST, "data")}

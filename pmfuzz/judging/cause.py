@@ -117,6 +117,8 @@ def _what_it_wrote(e: Event, addr: int, data_codes: frozenset[str]) -> str:
     data, and replay then names the code site.)"""
     data = e.data
     code = code_of(e.site)
+    if code in _NEW_BLOCK_ZEROING:
+        return "data"
     if data is None:
         return code
     at = addr if e.addr <= addr and addr + 8 <= e.addr + e.size else -(-e.addr // 8) * 8
@@ -128,6 +130,12 @@ def _what_it_wrote(e: Event, addr: int, data_codes: frozenset[str]) -> str:
         return "data"  # less than a word: only a workload's own bytes are that small
     return "data" if code in data_codes else code
 
+
+_NEW_BLOCK_ZEROING = frozenset({"iomap_dio_zero", "dax_fault.zero_block"})
+"""Zeroing the data path itself does for a block iomap_begin returned IOMAP_F_NEW: the parts of
+it a write(2) does not cover (fs/iomap's iomap_dio_zero), the page a fault maps (the DAX fault's
+zeroing of a new block). They are the data op's own stores, so their loss is `data` like the
+data's: one bug's lost initialisation is one cause whichever op met the new block."""
 
 _DATA_CODES: weakref.WeakKeyDictionary[object, frozenset[str]] = weakref.WeakKeyDictionary()
 """Per crash timeline (a trace), its `_data_codes`: worked out once, gone with the timeline."""
