@@ -64,7 +64,8 @@ class How(enum.StrEnum):
     LOST = "lost"
     """A store to a wrong word that the crash did not keep (dropped in flight, or not yet issued)."""
     WRITTEN = "written"
-    """The store that put the wrong word there (no later store would have fixed it)."""
+    """The store that put the wrong word there (no later store would have fixed it); for a metadata
+    rule, the store that wrote metadata home outside the log ahead of its transaction."""
     NEVER_WRITTEN = "never-written"
     """Nothing wrote the wrong word before the crash nor after it: media nobody wrote."""
     UNMAPPED = "unmapped"

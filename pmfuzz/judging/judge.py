@@ -129,6 +129,26 @@ class _Judge:
                 also = (*also, *self._diverged_as)
             self.add_crash(here, v, (cause, also))
 
+    def _meta_store(self, point: CrashPoint, state: CrashState, meta_g: list[int]) -> tuple[How, Event] | None:
+        """What broke a metadata rule, as far as the stores say: the earliest metadata store the
+        state dropped under a later one (`reordered`), else the latest store before the crash to
+        a metadata home outside the log (`written`: metadata a transaction should have carried,
+        written in place), else nothing known (the rule names it)."""
+        trace = point.timeline.events
+        dropped = reordered_store(point, state, meta_g, trace)
+        if dropped is not None:
+            return How.REORDERED, dropped
+        meta = self.meta
+        if not meta:
+            return None
+        end = len(trace) if point.spec.seq is None else point.spec.seq
+        for i in range(end - 1, -1, -1):
+            e = trace[i]
+            home = e.kind.is_store and e.op >= 0 and any(lo <= e.addr < hi for lo, hi in meta)
+            if home and not code_of(e.site).startswith("xlog."):
+                return How.WRITTEN, e
+        return None
+
     def _in_diverging_op(self, here: _Here, blame: tuple[str, int]) -> bool:
         """A crash inside the op that diverged, blaming a store of that op or a word nobody wrote."""
         p = here.point
@@ -232,7 +252,7 @@ class _Judge:
         ops = run.ops
         op_text = str(ops[point.op]) if 0 <= point.op < len(ops) else ""
         op_kind = ops[point.op].kind.value if 0 <= point.op < len(ops) else ""
-        mounts: dict[tuple, _Mounted | tuple[str, str, Event | None]] = {}
+        mounts: dict[tuple, _Mounted | tuple[str, str, tuple[How, Event] | None]] = {}
         meta = self.meta
         if meta is not None:
             meta_g = [gi for gi, g in enumerate(point.groups) if all(_inside(ln, meta) for ln in g.lines)]
@@ -267,7 +287,7 @@ class _Judge:
                     tb = target_traceback(e) or ""
                     # A finding's message is one line: the rest of a many-line failure goes with the traceback.
                     msg, nl, more = f"recovery failed: {failure(e)}".partition("\n")
-                    hit = (msg, f"{more}\n{tb}" if nl else tb, _reordered(point, state, meta_g))
+                    hit = (msg, f"{more}\n{tb}" if nl else tb, self._meta_store(point, state, meta_g))
                     point_hung = point_hung or isinstance(e, TargetHang)
                 else:
                     stats.mounts += 1
@@ -277,7 +297,7 @@ class _Judge:
                     for o in self.meta_oracles:
                         hit.meta_findings += _run_oracle(o, meta_ctx, opts.op_timeout, target.name)
                     if hit.meta_findings:
-                        hit.reordered = _reordered(point, state, meta_g)
+                        hit.reordered = self._meta_store(point, state, meta_g)
                 if meta is not None:
                     if len(mounts) >= 64:
                         mounts.pop(next(iter(mounts)))
@@ -384,8 +404,8 @@ class _Mounted:
         self.point = point
         self.data_groups = data_groups
         self.meta_findings: list[_V] = []
-        self.reordered: Event | None = None
-        """For a metadata state that broke a rule: the store it dropped under a later one (`reordered_store`)."""
+        self.reordered: tuple[How, Event] | None = None
+        """For a metadata state that broke a rule: the store that broke it, if known (`Judge._meta_store`)."""
         self.verdicts = VerdictCache()
         self.visible: tuple[int, ...] | None = None
         self.judged: dict[tuple[int, ...], list[_V]] = {}
@@ -506,15 +526,12 @@ class _Here:
         )
 
 
-def _reordered(point: CrashPoint, state: CrashState, meta_g: list[int]) -> Event | None:
-    return reordered_store(point, state, meta_g, point.timeline.events)
-
-
-def _meta_known(oracle: OracleName, reordered: Event | None) -> tuple[Cause, tuple[Cause, ...]] | None:
-    """A metadata rule's cause when the state broke the program order of its metadata stores."""
-    if reordered is None:
+def _meta_known(oracle: OracleName, store: tuple[How, Event] | None) -> tuple[Cause, tuple[Cause, ...]] | None:
+    """A metadata rule's cause: the metadata store the state dropped under a later one, or the one
+    that reached its home ahead of any transaction (`Judge._meta_store`)."""
+    if store is None:
         return None
-    return Cause(oracle, How.REORDERED, code_of(reordered.site)), ()
+    return Cause(oracle, store[0], code_of(store[1].site)), ()
 
 
 def _link_blamed(findings: tuple[Finding, ...], blamed: dict[tuple[str, int], set[Cause]]) -> tuple[Finding, ...]:
