@@ -17,7 +17,7 @@ from oracles import OracleName
 
 from .errors import PmfuzzError, clip
 
-__all__ = ["Signature", "Cause", "How", "top_site", "oracle_of", "rule_of"]
+__all__ = ["Signature", "Cause", "How", "top_site", "oracle_of", "rule_of", "signal_rule"]
 
 
 def top_site(site: str) -> str:
@@ -118,8 +118,15 @@ def rule_of(message: str) -> str:
     m = _NAMES.sub(lambda x: x[1].upper(), m)
     m = _NUMBERS.sub("N", m)
     m = m.replace("/", "|")
-    m = _SIGNAL_DUE.sub(r"an access did not get the \1 POSIX says", m)
+    due = _SIGNAL_DUE.match(m)
+    if due:
+        return signal_rule(due[1])
     return re.sub(r"\s+", " ", m).strip(" :,.")[:160]
+
+
+def signal_rule(signal: str) -> str:
+    """The rule of a signal that was due and did not come, whatever op met it and whatever it got."""
+    return f"an access did not get the {signal} POSIX says"
 
 
 _SIGNAL_DUE = re.compile(r"^op N `\w+` returned \S+, POSIX says (SIG[A-Z]+)$")

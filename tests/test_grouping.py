@@ -302,3 +302,22 @@ def test_a_new_blocks_lost_initialisation_is_data_whichever_op_met_the_block(tex
         v = _verdict(f"daxfs design=unwritten bugs=convert-before-persist cil={cil}", text)
         seen |= {f.root_cause for f in filed(v.findings) if f.oracle is OracleName.STALE_EXPOSURE}
     assert seen == {Cause(OracleName.STALE_EXPOSURE, How.LOST, "data")}
+
+
+def test_a_race_where_every_order_wanted_a_signal_is_the_signal_rule() -> None:
+    """fault-eof-round-up maps the page past EOF in a group too: no order gives the results, and
+    every order that differs wanted the SIGBUS the fault did not get -- the rule it has alone."""
+    text = (
+        "# pmfuzz reproducer v1\n# target: daxfs design=zero bugs=fault-eof-round-up cil=eager\n# schedule: -\n"
+        "create f0\nwrite f0 0 4096\nmmap m0 f0 0 8192\nparallel { fault m0 1 read ; write f0 0 1 }\n"
+    )
+    v = run_reproducer(parse_reproducer(text))
+    race = [f for f in v.findings if "no serial order" in f.message]
+    assert race and {f.root_cause for f in race} == {
+        Cause(OracleName.FUNCTIONAL, How.RULE, "an access did not get the SIGBUS POSIX says")
+    }
+    alone = _causes(
+        "daxfs design=zero bugs=fault-eof-round-up cil=eager",
+        text.split("# schedule: -\n")[1].replace("parallel { fault m0 1 read ; write f0 0 1 }", "fault m0 1 read"),
+    )
+    assert {c for c in alone if c.how is How.RULE} == {f.root_cause for f in race}

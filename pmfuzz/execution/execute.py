@@ -30,7 +30,7 @@ from ..errors import PmfuzzError
 from ..lang.workload import BLOCK_SIZE, Fault, Op, Parallel, Pin, Store, Workload, flatten, groups
 from ..pmem import Pages, PMem
 from ..reference import History, Reference
-from ..signature import Cause, How
+from ..signature import Cause, How, signal_rule
 from ..target import (
     Errno,
     MountedFS,
@@ -234,7 +234,10 @@ class _Execution:
         return Cause(v.oracle, How.CONTENT, read_cause(v.read, by, self.ref))
 
     def _race_cause(self, found: Unexplained, group: list[Op], start: int) -> Cause | None:
-        """A race finding's cause, when bytes no serial order leaves say it (else its rule)."""
+        """A race finding's cause, when bytes no serial order leaves say it, or a signal every order
+        wanted that an op did not get (the rule a single op gets for it); else its rule."""
+        if found.signal:
+            return Cause(OracleName.FUNCTIONAL, How.RULE, signal_rule(found.signal))
         if found.file is None:
             return None
         read = WrongRead(found.file, found.at, found.got, found.want)

@@ -43,6 +43,9 @@ class Unexplained:
     at: int = 0
     got: bytes = b""
     want: bytes = b""
+    signal: str = ""
+    """When no order gives the same results and every order that differs wanted one signal an op
+    did not get (a fault past EOF that mapped a page)."""
 
     def __str__(self) -> str:
         return self.text
@@ -88,6 +91,7 @@ def serial_order(
 
     actual = {f: fs.read(f, 0, fs.size(f) or 0) for f in fs.files()}
     fitting: list[tuple[tuple[int, ...], Reference]] = []
+    signals: set[str] = set()
     for order in sorted(itertools.permutations(idx), key=rank):
         r2 = copy.deepcopy(ref)
         want = {}
@@ -96,7 +100,11 @@ def serial_order(
             hist.add_alternative(start + k + 1, r2)
         if _fits(want, got, r2, fs, idx):
             fitting.append((order, r2))
+        else:
+            signals |= {str(want[j]) for j in idx if want[j] != got[j] and str(want[j]).startswith("SIG")}
     whole = _explain(fitting, actual)
+    if isinstance(whole, Unexplained) and not fitting and len(signals) == 1:
+        whole = replace(whole, signal=signals.pop())
     if not isinstance(whole, Unexplained):
         return SerialOrder(fitting[whole[0]][0], whole[1])
     split = _split_orders(ref, hist, ops, start, idx, got, fs)
