@@ -321,3 +321,15 @@ def test_a_race_where_every_order_wanted_a_signal_is_the_signal_rule() -> None:
         text.split("# schedule: -\n")[1].replace("parallel { fault m0 1 read ; write f0 0 1 }", "fault m0 1 read"),
     )
     assert {c for c in alone if c.how is How.RULE} == {f.root_cause for f in race}
+
+
+def test_a_race_whose_read_returned_media_nobody_wrote_is_named_by_what_it_read() -> None:
+    """no-zero: a read racing a write into a fresh block returns the block's media; no order gives
+    that result, and the read's wrong bytes name the cause, as they do outside a group."""
+    text = (
+        "# pmfuzz reproducer v1\n# target: daxfs design=zero bugs=no-zero cil=eager\n"
+        "create f0\ntruncate f0 8192\nparallel { write f0 100 8 ; read f0 0 200 }\n"
+    )
+    v = run_reproducer(parse_reproducer(text))
+    race = [f for f in v.findings if "no serial order" in f.message]
+    assert race and {f.root_cause for f in race} == {Cause(OracleName.FUNCTIONAL, How.CONTENT, "garbage")}

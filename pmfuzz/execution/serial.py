@@ -22,7 +22,7 @@ from math import comb
 import numpy as np
 
 from ..lang.rules import page_pieces
-from ..lang.workload import Fsync, Op, Persist, Store, Sync, Write
+from ..lang.workload import Fsync, Op, Persist, Read, Store, Sync, Write
 from ..reference.history import History
 from ..reference.model import Reference
 from ..target import MountedFS, Result
@@ -92,6 +92,7 @@ def serial_order(
     actual = {f: fs.read(f, 0, fs.size(f) or 0) for f in fs.files()}
     fitting: list[tuple[tuple[int, ...], Reference]] = []
     signals: set[str] = set()
+    misread: Unexplained | None = None
     for order in sorted(itertools.permutations(idx), key=rank):
         r2 = copy.deepcopy(ref)
         want = {}
@@ -102,9 +103,13 @@ def serial_order(
             fitting.append((order, r2))
         else:
             signals |= {str(want[j]) for j in idx if want[j] != got[j] and str(want[j]).startswith("SIG")}
+            misread = misread or _misread(ops, idx, want, got)
     whole = _explain(fitting, actual)
-    if isinstance(whole, Unexplained) and not fitting and len(signals) == 1:
-        whole = replace(whole, signal=signals.pop())
+    if isinstance(whole, Unexplained) and not fitting:
+        if len(signals) == 1:
+            whole = replace(whole, signal=signals.pop())
+        elif misread is not None:
+            whole = replace(misread, text=whole.text)
     if not isinstance(whole, Unexplained):
         return SerialOrder(fitting[whole[0]][0], whole[1])
     split = _split_orders(ref, hist, ops, start, idx, got, fs)
@@ -113,6 +118,21 @@ def serial_order(
         return whole
     order, r2 = split[found[0]]
     return SerialOrder(order, found[1], r2)
+
+
+def _misread(ops: Sequence[Op], idx: list[int], want: dict[int, Result], got: dict[int, Result]) -> Unexplained | None:
+    """The first read of the group whose bytes differ from what this order gives: where a read
+    returned media nobody wrote, that is why no order explains the group."""
+    for j in idx:
+        op, w, g = ops[j], want[j], got[j]
+        if not (isinstance(op, Read) and w.ok and g.ok and isinstance(w.value, bytes) and isinstance(g.value, bytes)):
+            continue
+        a, b = g.value, w.value
+        i = next((k for k in range(min(len(a), len(b))) if a[k] != b[k]), None)
+        if i is not None:
+            lo = max(0, i - (op.off + i) % 8)
+            return Unexplained("", op.file, op.off + lo, a[lo : lo + 8], b[lo : lo + 8])
+    return None
 
 
 def _fits(want: dict[int, Result], got: dict[int, Result], r2: Reference, fs: MountedFS, idx: list[int]) -> bool:
