@@ -28,6 +28,7 @@ __all__ = [
     "Evidence",
     "Violation",
     "WrongRead",
+    "ELSEWHERE",
     "RunContext",
     "CrashContext",
     "VerdictCache",
@@ -89,6 +90,10 @@ class Violation:
     read: WrongRead | None = None
     """For a crash-free read that went wrong: its first wrong word, so that whoever ran the op can
     tell from the device whether the op's stores put it there (an op on another file)."""
+
+
+ELSEWHERE = "on another file changed it"
+"""How a crash-free cause ends when an op's stores changed a file the op does not name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,10 +303,14 @@ def default_oracles() -> Sequence[AnyOracle]:
     ]
 
 
-def read_cause(read: WrongRead, by: Op | None, ref: Reference) -> str:
-    """The cause of a wrong crash-free read: `by`, when its stores put the wrong bytes in a file it
-    does not name, changed another file (named by the kernel path it took); else what was read for
-    what was due."""
+def read_cause(read: WrongRead, by: Sequence[Op], ref: Reference) -> str:
+    """The cause of a wrong crash-free read: the first of `by` (the ops whose stores reached the
+    file's blocks, latest first) that does not name the file changed another file, named by the
+    kernel path it took; else what was read for what was due."""
     from ._words import content_cause, elsewhere_cause
 
-    return (elsewhere_cause(by, ref, read.file) if by is not None else "") or content_cause(read.got, read.want)
+    for op in by:
+        text = elsewhere_cause(op, ref, read.file)
+        if text:
+            return text
+    return content_cause(read.got, read.want)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from pmfuzz.lang.data import WordKind, decode, describe
-from pmfuzz.lang.workload import Fallocate, FallocMode, Fault, Op, OpKind, Parallel, Reflink, Write
+from pmfuzz.lang.workload import Fallocate, FallocMode, Fault, Op, OpKind, Reflink
 from pmfuzz.reference.expect import Expectation
 from pmfuzz.reference.model import Reference
 
-from . import Evidence
+from . import ELSEWHERE, Evidence
 
 MAX_EVIDENCE = 4
 
@@ -82,6 +82,7 @@ through a write fault (`IOMAP_FAULT`), a truncate and a hole punch zero (`IOMAP_
 
 
 def _path(op: Op) -> str:
+    """The kernel path an op's stores take (`_PATHS`), with a fault's and a fallocate's told by their mode."""
     if isinstance(op, Fault):
         return "write fault" if op.write else "read fault"
     if isinstance(op, Fallocate):
@@ -92,21 +93,13 @@ def _path(op: Op) -> str:
 
 
 def _touched(op: Op, ref: Reference) -> set[str] | None:
-    """The files an op may change the data of (by name); None if a mapping it used is gone."""
-    if isinstance(op, Parallel):
-        out: set[str] = set()
-        for o in op.ops:
-            t = _touched(o, ref)
-            if t is None:
-                return None
-            out |= t
-        return out
+    """The files an op names as the ones whose data it changes; None if a mapping it used is gone."""
     if isinstance(op, Reflink):
         return {op.dst}
     name = getattr(op, "file", None)
     if isinstance(name, str):
         return {name}
-    m = None if isinstance(op, Write) else getattr(op, "map", None)
+    m = getattr(op, "map", None)
     if m is None:
         return set()
     mp = ref.maps.get(m)
@@ -116,8 +109,8 @@ def _touched(op: Op, ref: Reference) -> set[str] | None:
 
 
 def elsewhere_cause(op: Op, ref: Reference, name: str) -> str:
-    """For a crash-free read of `name` that went wrong after `op`: the cause when the op changed no
-    data of that file, else empty.
+    """For a crash-free read of `name` that went wrong after `op`, whose stores reached the file's
+    blocks: the cause when the op does not name that file, else empty.
 
     A file whose data an op on another file changed has lost its isolation (a copy on write that
     wrote in place, a block freed while another file used it): one cause whatever the bytes were,
@@ -126,6 +119,4 @@ def elsewhere_cause(op: Op, ref: Reference, name: str) -> str:
     touched = _touched(op, ref)
     if touched is None or name in touched:
         return ""
-    ops = op.ops if isinstance(op, Parallel) else (op,)
-    paths = sorted({_path(o) for o in ops})
-    return f"{'+'.join(paths)} on another file changed it"
+    return f"{_path(op)} {ELSEWHERE}"

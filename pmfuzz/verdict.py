@@ -231,17 +231,23 @@ def filed(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
     first divergence, which is filed itself (the functional oracle reports only the first
     diverging op for the same reason). Crashes inside the diverging op are kept: they show how it
     went wrong (a torn copy on write whose result is also wrong). `check` still returns them all:
-    a reproducer, `replay` and `regress` see everything.
+    a reproducer, `replay` and `regress` see everything. Each schedule of a workload with
+    parallel groups is its own run: its findings follow its own divergence only.
     """
-    diverged = first_divergence(findings)
-    if diverged is None:
-        return findings
-    return tuple(
-        f
-        for f in findings
-        if (f.crash is None and (f.oracle is not OracleName.MMAP_COHERENCY or f.op <= diverged))
-        or (f.crash is not None and f.crash.point != "E" and f.crash.op <= diverged)
-    )
+    by_schedule: dict[str | None, list[Finding]] = {}
+    for f in findings:
+        by_schedule.setdefault(f.schedule, []).append(f)
+    diverged = {sid: first_divergence(tuple(fs)) for sid, fs in by_schedule.items()}
+
+    def kept(f: Finding) -> bool:
+        at = diverged[f.schedule]
+        if at is None:
+            return True
+        if f.crash is None:
+            return f.oracle is not OracleName.MMAP_COHERENCY or f.op <= at
+        return f.crash.point != "E" and f.crash.op <= at
+
+    return tuple(f for f in findings if kept(f))
 
 
 def link_alike(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:

@@ -28,7 +28,7 @@ from oracles import (
 
 from ..errors import PmfuzzError
 from ..lang.workload import BLOCK_SIZE, Fault, Op, Parallel, Pin, Store, Workload, flatten, groups
-from ..pmem import Pages, PMem
+from ..pmem import Event, Pages, PMem
 from ..reference import History, Reference
 from ..signature import Cause, How, signal_rule
 from ..target import (
@@ -108,6 +108,8 @@ class _Execution:
         self.notes: list[str] = []
         self.orders: list[tuple[int, ...]] = []
         self.steps: list[ScheduleStep] = []
+        self.op_start = 0
+        """Events recorded before the op (or parallel group) being judged began."""
         self.spans = {start + k: (start, start + n) for _g, start, n in grps for k in range(n)}
 
     def _unrun(self) -> Run:
@@ -171,6 +173,7 @@ class _Execution:
                 continue
             payload = ref.payload(i, op)
             want = ref.apply(i, op)
+            self.op_start = pm.events_recorded
             try:
                 got = fs.execute(i, op, payload)
             except (Exception, TargetHang) as e:
@@ -229,8 +232,8 @@ class _Execution:
         stored into the file's blocks decides if it changed another file (`read_cause`)."""
         if v.read is None:
             return Cause(v.oracle, How.CONTENT, v.cause) if v.cause else None
-        j = _stored_into(self.pm, self.fs, v.read.file, start, start + len(group))
-        by = group[j - start] if j is not None else None
+        events = self.pm.trace_since(self.op_start)
+        by = [group[j - start] for j in _stored_into(events, self.fs, v.read.file, start, start + len(group))]
         return Cause(v.oracle, How.CONTENT, read_cause(v.read, by, self.ref))
 
     def _race_cause(self, found: Unexplained, group: list[Op], start: int) -> Cause | None:
@@ -252,6 +255,7 @@ class _Execution:
 
         target, fs, pm, ref, hist, ops = self.target, self.fs, self.pm, self.ref, self.hist, self.ops
         add, notes = self.findings.add, self.notes
+        self.op_start = pm.events_recorded
         hook = scheduler_hook(fs)
         if hook is None:
             raise PmfuzzError(
@@ -402,19 +406,18 @@ def _run_digest(pm: PMem, results: list[str], orders: list[tuple[int, ...]], fs:
     return h.digest()
 
 
-def _stored_into(pm: PMem, fs: MountedFS, name: str, lo: int, hi: int) -> int | None:
-    """The op in [lo, hi) whose store last landed in a block file `name` now reads from, if any
-    did: the evidence that the op changed that file, whatever it named (None: the target does not
-    tell its blocks, or no such store)."""
+def _stored_into(events: Sequence[Event], fs: MountedFS, name: str, lo: int, hi: int) -> list[int]:
+    """The ops in [lo, hi) whose stores landed in a block file `name` now reads from, latest first:
+    the evidence that an op changed that file, whatever it named (none when the target does not
+    tell its blocks)."""
     blocks = file_blocks(fs, name, fs.size(name) or 0)
     devs = {d // BLOCK_SIZE for _o, d, _unwritten in blocks or () if d is not None}
+    out: list[int] = []
     if not devs:
-        return None
-    for e in reversed(pm.trace):
-        if 0 <= e.op < lo:
-            break
-        if e.kind.is_store and lo <= e.op < hi:
+        return out
+    for e in reversed(events):
+        if e.kind.is_store and lo <= e.op < hi and e.op not in out:
             first, last = e.addr // BLOCK_SIZE, (e.addr + max(e.size, 1) - 1) // BLOCK_SIZE
             if any(b in devs for b in range(first, last + 1)):
-                return e.op
-    return None
+                out.append(e.op)
+    return out

@@ -93,6 +93,7 @@ def serial_order(
     fitting: list[tuple[tuple[int, ...], Reference]] = []
     signals: set[str] = set()
     misread: Unexplained | None = None
+    failed = signalled = misreads = 0
     for order in sorted(itertools.permutations(idx), key=rank):
         r2 = copy.deepcopy(ref)
         want = {}
@@ -102,13 +103,19 @@ def serial_order(
         if _fits(want, got, r2, fs, idx):
             fitting.append((order, r2))
         else:
-            signals |= {str(want[j]) for j in idx if want[j] != got[j] and str(want[j]).startswith("SIG")}
-            misread = misread or _misread(ops, idx, want, got)
+            failed += 1
+            due = {str(want[j]) for j in idx if want[j] != got[j] and str(want[j]).startswith("SIG")}
+            signals |= due
+            signalled += bool(due)
+            read = _misread(ops, idx, want, got)
+            misreads += read is not None
+            misread = misread or read
     whole = _explain(fitting, actual)
     if isinstance(whole, Unexplained) and not fitting:
-        if len(signals) == 1:
+        # Named so only when every order fails the same way: one signal it wanted, or a read.
+        if signalled == failed and len(signals) == 1:
             whole = replace(whole, signal=signals.pop())
-        elif misread is not None:
+        elif misread is not None and misreads == failed:
             whole = replace(misread, text=whole.text)
     if not isinstance(whole, Unexplained):
         return SerialOrder(fitting[whole[0]][0], whole[1])

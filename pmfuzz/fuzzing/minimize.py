@@ -87,9 +87,9 @@ def minimize(
     memo: dict[str, Finding | None] = {}
     calls = 0
 
+    # Candidates must give the finding as a campaign files it (`filed`) when the original does;
+    # an older reproducer's crash after the run left the reference shrinks toward any workload.
     strict = True
-    """Whether candidates must give the finding as a campaign files it (`filed`): the original
-    finding does, unless it is a crash after the run left the reference (an older reproducer)."""
 
     def judge(w: Workload, crash: StateId | None = None, *, first: bool = False) -> Finding | None:
         nonlocal calls, strict

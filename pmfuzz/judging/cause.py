@@ -69,7 +69,7 @@ def crash_cause_store(
         return Cause(oracle, How.AT, "end" if point.spec.seq is None else top_site(point.site)), None
     lost = _lost_store(addr, point, state, trace)
     if lost is not None:
-        return Cause(oracle, How.LOST, _what_it_wrote(lost, addr, _codes_of(point))), ("store", lost.seq)
+        return Cause(oracle, How.LOST, _what_it_wrote(lost, addr, _codes_of(point), lost=True)), ("store", lost.seq)
     raw = bytes(fs.read(ev.file, off, 8))
     if raw:
         word = int.from_bytes(raw, "little")
@@ -106,7 +106,7 @@ def _first_dropped_word(fs: MountedFS, name: str, start: int, end: int, point: C
     return start + 8 * int(junk[0]) if len(junk) else start
 
 
-def _what_it_wrote(e: Event, addr: int, data_codes: frozenset[str]) -> str:
+def _what_it_wrote(e: Event, addr: int, data_codes: frozenset[str], *, lost: bool = False) -> str:
     """A store as a cause: `data` when it moved a workload's data (through write(2), a mapping, a
     copy: one cause however the data came), else its code site (a zeroing, a log write).
 
@@ -117,7 +117,7 @@ def _what_it_wrote(e: Event, addr: int, data_codes: frozenset[str]) -> str:
     data, and replay then names the code site.)"""
     data = e.data
     code = code_of(e.site)
-    if code in _NEW_BLOCK_ZEROING:
+    if lost and code in _NEW_BLOCK_ZEROING:
         return "data"
     if data is None:
         return code
@@ -135,7 +135,8 @@ _NEW_BLOCK_ZEROING = frozenset({"iomap_dio_zero", "dax_fault.zero_block"})
 """Zeroing the data path itself does for a block iomap_begin returned IOMAP_F_NEW: the parts of
 it a write(2) does not cover (fs/iomap's iomap_dio_zero), the page a fault maps (the DAX fault's
 zeroing of a new block). They are the data op's own stores, so their loss is `data` like the
-data's: one bug's lost initialisation is one cause whichever op met the new block."""
+data's: one bug's lost initialisation is one cause whichever op met the new block. (Only when
+lost: a zeroing that wrote a wrong value over data is named by its own site.)"""
 
 _DATA_CODES: weakref.WeakKeyDictionary[object, frozenset[str]] = weakref.WeakKeyDictionary()
 """Per crash timeline (a trace), its `_data_codes`: worked out once, gone with the timeline."""

@@ -15,7 +15,16 @@ from dataclasses import replace
 
 import numpy as np
 
-from oracles import CrashContext, CrashOracle, OracleName, VerdictCache, Violation, default_oracles, is_crash_oracle
+from oracles import (
+    ELSEWHERE,
+    CrashContext,
+    CrashOracle,
+    OracleName,
+    VerdictCache,
+    Violation,
+    default_oracles,
+    is_crash_oracle,
+)
 
 from ..execution.blame import failure, pmfuzz_fault, target_traceback
 from ..execution.run import Run, ScheduleHead
@@ -23,7 +32,7 @@ from ..execution.watchdog import TargetHang, TargetNonsense, deadline, guarded_m
 from ..lang.workload import BLOCK_SIZE
 from ..pmem import LINE, CrashImage, CrashPoint, CrashState, Event, PMem, PointKind, Strategy
 from ..signature import Cause, How, Signature, top_site
-from ..target import MountedFS, file_blocks, metadata_ranges
+from ..target import MountedFS, declared_regions, file_blocks, metadata_ranges
 from ..verdict import CrashSite, Finding, Findings, Options, StateChoice, Stats, Verdict, first_divergence
 from .cause import code_of, crash_cause_store, reordered_store
 
@@ -56,9 +65,16 @@ class _Judge:
         self.state_log: list[tuple[str, list[str]]] = []
         self._diverged = first_divergence(run.findings)
         self._diverged_as = tuple(
-            sorted({f.root_cause for f in run.findings if f.crash is None and f.op == self._diverged}, key=str)
+            sorted(
+                {
+                    f.root_cause
+                    for f in run.findings
+                    if f.crash is None and f.op == self._diverged and f.root_cause.where.endswith(ELSEWHERE)
+                },
+                key=str,
+            )
         )
-        """The causes of the crash-free findings at the diverging op."""
+        """The causes of the crash-free findings at the diverging op that name an op on another file."""
         self._blamed: dict[tuple[str, int], set[Cause]] = {}
         """Per store (or word) a kept violation blamed, the causes that blamed it, over the run."""
         self.stats = Stats(ops=run.executed, t_exec=run.t_exec)
@@ -107,9 +123,10 @@ class _Judge:
         to be kept. Kept findings of different oracles that blame one store (or one word) are
         linked (`Finding.also`), unless the run had already left the reference before this crash
         (what such states show follows from that divergence). A crash inside the diverging op
-        whose cause blames a store of that op, or a word nobody wrote, is linked to the divergence:
-        a crash in the middle of a copy on write that wrote in place shows the same wrong write,
-        torn; one that left a block's tail uncopied shows the same never-written tail."""
+        whose cause blames a store of that op is linked to a divergence that op made in another
+        file: a crash in the middle of a copy on write that wrote in place shows the same wrong
+        write, torn. (Not to a divergence named by what a read saw: that name is generic enough
+        that linking under it could file a second bug's cause under the first's.)"""
         by_blame: dict[tuple[str, int], set[Cause]] = {}
         if not self._after_divergence(here):
             for _, c in judged:
@@ -133,28 +150,29 @@ class _Judge:
         """What broke a metadata rule, as far as the stores say: the earliest metadata store the
         state dropped under a later one (`reordered`), else the latest store before the crash to
         a metadata home outside the log (`written`: metadata a transaction should have carried,
-        written in place), else nothing known (the rule names it)."""
+        written in place; only for a target that names its log region), else nothing known (the
+        rule names it)."""
         trace = point.timeline.events
         dropped = reordered_store(point, state, meta_g, trace)
         if dropped is not None:
             return How.REORDERED, dropped
-        meta = self.meta
-        if not meta:
+        meta, log = self.meta, self._log
+        if not meta or not log:
             return None
         end = len(trace) if point.spec.seq is None else point.spec.seq
         for i in range(end - 1, -1, -1):
             e = trace[i]
-            home = e.kind.is_store and e.op >= 0 and any(lo <= e.addr < hi for lo, hi in meta)
-            if home and not code_of(e.site).startswith("xlog."):
+            home = e.kind.is_store and e.op >= 0 and _inside_any(e.addr, meta) and not _inside_any(e.addr, log)
+            if home:
                 return How.WRITTEN, e
         return None
 
     def _in_diverging_op(self, here: _Here, blame: tuple[str, int]) -> bool:
-        """A crash inside the op that diverged, blaming a store of that op or a word nobody wrote."""
+        """A crash inside the op that diverged, blaming a store of that op."""
         p = here.point
-        if p.kind is PointKind.END or p.op != self._diverged:
+        if p.kind is PointKind.END or p.op != self._diverged or blame[0] != "store":
             return False
-        return blame[0] == "word" or p.timeline.events[blame[1]].op == p.op
+        return p.timeline.events[blame[1]].op == p.op
 
     def _after_divergence(self, here: _Here) -> bool:
         first = self._diverged
@@ -181,6 +199,8 @@ class _Judge:
             todo = [(p, []) for p in run.crash_points()]
         self.seen: set[tuple[int, int, int]] = set()
         self.meta = metadata_ranges(run.target, opts.device_size) if opts.group_by_metadata else None
+        regions = declared_regions(run.target, opts.device_size)
+        self._log = [(a, b) for n, a, b in regions if n in _LOG_REGIONS] if regions else None
         skip_crashes = opts.focus is not None and opts.focus[0] in (OracleName.FUNCTIONAL, OracleName.TARGET_ERROR)
         hung_points = 0
         if skip_crashes or not run.crashes_sound:
@@ -297,7 +317,7 @@ class _Judge:
                     for o in self.meta_oracles:
                         hit.meta_findings += _run_oracle(o, meta_ctx, opts.op_timeout, target.name)
                     if hit.meta_findings:
-                        hit.reordered = self._meta_store(point, state, meta_g)
+                        hit.meta_store = self._meta_store(point, state, meta_g)
                 if meta is not None:
                     if len(mounts) >= 64:
                         mounts.pop(next(iter(mounts)))
@@ -310,11 +330,13 @@ class _Judge:
                     return True  # each further state would wait out the timeout again
                 continue
             for v in hit.meta_findings:
-                self.add_crash(here, v, None if v[2] else _meta_known(v[0], hit.reordered))
+                self.add_crash(here, v, None if v[2] else _meta_known(v[0], hit.meta_store))
                 point_hung = point_hung or isinstance(v, _Hung)
-            if hit.meta_findings:
-                # The recovered metadata breaks a rule: what its files read follows from that (a
-                # replayed garbage record names a file's blocks), so their data is not judged.
+            if hit.meta_store is not None and hit.meta_store[0] is How.REORDERED:
+                # The recovered metadata breaks a rule because the crash reordered its stores (a
+                # commit kept over its records): what the files read follows from the garbage the
+                # replay made, so their data is not judged. A rule broken without a reordering
+                # (in place, durable) does not stop the data oracles: it may sit beside a data bug.
                 stats.t_oracles += time.perf_counter() - t3
                 if point_hung:
                     return True
@@ -404,7 +426,7 @@ class _Mounted:
         self.point = point
         self.data_groups = data_groups
         self.meta_findings: list[_V] = []
-        self.reordered: tuple[How, Event] | None = None
+        self.meta_store: tuple[How, Event] | None = None
         """For a metadata state that broke a rule: the store that broke it, if known (`Judge._meta_store`)."""
         self.verdicts = VerdictCache()
         self.visible: tuple[int, ...] | None = None
@@ -524,6 +546,14 @@ class _Here:
         return Finding(
             oracle, message, evidence, self.point.op, self.op_text, self.op_kind, self.point.site, self.site(), tb
         )
+
+
+_LOG_REGIONS = frozenset({"journal", "log"})
+"""Region names (`Target.regions`) of a metadata log: stores there are the log's, not metadata's home."""
+
+
+def _inside_any(addr: int, ranges: list[tuple[int, int]]) -> bool:
+    return any(lo <= addr < hi for lo, hi in ranges)
 
 
 def _meta_known(oracle: OracleName, store: tuple[How, Event] | None) -> tuple[Cause, tuple[Cause, ...]] | None:

@@ -116,6 +116,10 @@ class PMem:
     def trace(self) -> tuple[Event, ...]:
         return tuple(self._events)
 
+    def trace_since(self, n: int) -> tuple[Event, ...]:
+        """The events from the n-th recorded on: a suffix, without copying the whole trace."""
+        return tuple(self._events[n:])
+
     @property
     def events_recorded(self) -> int:
         """How many events the trace holds, without copying it as `trace` does (O(1): callers poll it per event)."""
