@@ -111,6 +111,9 @@ class Finding:
     also: tuple[Cause, ...] = ()
     """Causes other oracles gave one crash state for the same store (`judging.cause`): one root cause
     seen by several oracles, which a campaign files as one."""
+    word: int | None = None
+    """For a crash-free wrong read: the device address of its first wrong word, when the target
+    tells its blocks (a crash in that op that shows the same word is the same bug)."""
 
     @property
     def root_cause(self) -> Cause:

@@ -240,19 +240,30 @@ def test_a_torn_copy_on_write_names_the_store_that_tore_it_not_its_first_word(ci
     assert cow == {Cause(OracleName.COW_ATOMICITY, How.LOST, "data")}
 
 
-def test_a_crash_inside_the_diverging_op_does_not_link_to_a_divergence_named_by_what_it_read() -> None:
-    """cow-skip-tail-copy's write reads garbage crash-free: a name any bug exposing media shares,
-    so crashes in that write are not filed under it (a second bug's cause would be too)."""
-    v = _verdict("daxfs design=zero bugs=cow-skip-tail-copy cil=eager", COW_WRITE)
-    kept = filed(v.findings)
-    div = next(f.root_cause for f in kept if f.crash is None)
-    assert div == Cause(OracleName.FUNCTIONAL, How.CONTENT, "garbage")
-    crashes = [f for f in kept if f.crash is not None]
-    assert crashes and all(div not in f.also for f in crashes)
+def test_a_crash_in_the_diverging_op_links_only_to_what_it_shows_again() -> None:
+    """A generic divergence (`garbage`) is linked only by the same device word; a divergence into
+    another file also by a store of that op; a store of another op that covers no such word, never."""
+    from types import SimpleNamespace
+
+    from pmfuzz.judging.links import divergence_links
+    from pmfuzz.pmem import Event, EventKind
+
+    garbage = Cause(OracleName.FUNCTIONAL, How.CONTENT, "garbage")
+    elsewhere = Cause(OracleName.FUNCTIONAL, How.CONTENT, "write(2) on another file changed it")
+    events = (
+        Event(0, EventKind.STORE, 0x1000, 64, b"x" * 64, op=1, site="w"),
+        Event(1, EventKind.STORE, 0x2000, 64, b"x" * 64, op=2, site="w"),
+    )
+    point = SimpleNamespace(op=2, timeline=SimpleNamespace(events=events))
+    words = {0x2008: garbage}
+    assert divergence_links(point, ("word", 0x2008), words, (elsewhere,)) == (garbage,)
+    assert divergence_links(point, ("word", 0x3000), words, (elsewhere,)) == ()
+    assert divergence_links(point, ("store", 1), words, (elsewhere,)) == (garbage, elsewhere)
+    assert divergence_links(point, ("store", 0), words, (elsewhere,)) == ()
 
 
 def test_causes_that_blame_one_store_in_different_states_are_linked() -> None:
-    from pmfuzz.judging.judge import _link_blamed
+    from pmfuzz.judging.links import link_blamed
     from pmfuzz.verdict import CrashSite
 
     def crashed(oracle: OracleName, where: str) -> Finding:
@@ -264,7 +275,7 @@ def test_causes_that_blame_one_store_in_different_states_are_linked() -> None:
         crashed(OracleName.STALE_EXPOSURE, "data"),
         crashed(OracleName.COW_ATOMICITY, "data"),
     )
-    out = _link_blamed((a, b, c), {("store", 7): {a.cause, b.cause}, ("store", 9): {c.cause}})
+    out = link_blamed((a, b, c), {("store", 7): {a.cause, b.cause}, ("store", 9): {c.cause}})
     assert out[0].also == (b.cause,) and out[1].also == (a.cause,) and out[2].also == ()
 
 
@@ -344,3 +355,13 @@ def test_each_schedule_is_filed_against_its_own_divergence() -> None:
     late_a = replace(_finding(OracleName.MMAP_COHERENCY, 5), schedule="A")
     late_b = replace(_finding(OracleName.MMAP_COHERENCY, 5), schedule="B")
     assert filed((div_a, late_a, late_b)) == (div_a, late_b)
+
+
+def test_a_crash_in_the_diverging_op_that_shows_the_word_the_read_saw_wrong_links_to_it() -> None:
+    """no-zero: the write into a fresh block reads back media nobody wrote crash-free; a crash in
+    that write that shows the same device word is the same bug, and only such a crash links."""
+    v = _verdict("daxfs design=zero bugs=no-zero cil=eager", "create f0\nwrite f0 4 8\nfsync f0\n")
+    free = [f for f in v.findings if f.crash is None]
+    assert free and all(f.word is not None for f in free)
+    inside = [f for f in filed(v.findings) if f.crash is not None]
+    assert inside and all({g.root_cause for g in free} & set(f.also) for f in inside)

@@ -209,7 +209,12 @@ class _Execution:
                             continue
                         for v in o.check(ctx):
                             cause = self._read_cause(v, [op], i)
-                            add(Finding(v.oracle, v.message, v.evidence, i, str(op), op.kind.value, "", cause=cause))
+                            add(
+                                Finding(
+                                    v.oracle, v.message, v.evidence, i, str(op), op.kind.value, "",
+                                    cause=cause, word=self._word_of(v),
+                                )
+                            )  # fmt: skip
             except (Exception, TargetHang) as e:
                 if oracle_fault(e):
                     raise
@@ -235,6 +240,16 @@ class _Execution:
         events = self.pm.trace_since(self.op_start)
         by = [group[j - start] for j in _stored_into(events, self.fs, v.read.file, start, start + len(group))]
         return Cause(v.oracle, How.CONTENT, read_cause(v.read, by, self.ref))
+
+    def _word_of(self, v: Violation) -> int | None:
+        """The device address of a wrong read's first wrong word, if the target tells its blocks."""
+        if v.read is None:
+            return None
+        off = v.read.offset - v.read.offset % 8
+        base = off - off % BLOCK_SIZE
+        blocks = file_blocks(self.fs, v.read.file, off + 8)
+        dev = next((d for o, d, unwritten in blocks or () if o == base and d is not None and not unwritten), None)
+        return None if dev is None else dev + off - base
 
     def _race_cause(self, found: Unexplained, group: list[Op], start: int) -> Cause | None:
         """A race finding's cause, when bytes no serial order leaves say it, or a signal every order
@@ -362,7 +377,8 @@ class _Execution:
                 continue
             for v in o.check(ctx):
                 cause = self._read_cause(v, [ops[k] for k in idx], start)
-                add(Finding(v.oracle, v.message, v.evidence, start, group_text, "parallel", "", cause=cause))
+                word = self._word_of(v)
+                add(Finding(v.oracle, v.message, v.evidence, start, group_text, "parallel", "", cause=cause, word=word))
         return start + n, out
 
 

@@ -32,9 +32,10 @@ from ..execution.watchdog import TargetHang, TargetNonsense, deadline, guarded_m
 from ..lang.workload import BLOCK_SIZE
 from ..pmem import LINE, CrashImage, CrashPoint, CrashState, Event, PMem, PointKind, Strategy
 from ..signature import Cause, How, Signature, top_site
-from ..target import MountedFS, declared_regions, file_blocks, metadata_ranges
+from ..target import MountedFS, file_blocks, metadata_ranges
 from ..verdict import CrashSite, Finding, Findings, Options, StateChoice, Stats, Verdict, first_divergence
-from .cause import code_of, crash_cause_store, reordered_store
+from .cause import crash_cause_store
+from .links import divergence_links, link_blamed, log_ranges, meta_known, meta_store
 
 __all__ = ["judge", "HUNG"]
 
@@ -75,6 +76,12 @@ class _Judge:
             )
         )
         """The causes of the crash-free findings at the diverging op that name an op on another file."""
+        self._diverged_words = {
+            f.word: f.root_cause
+            for f in run.findings
+            if f.crash is None and f.op == self._diverged and f.word is not None
+        }
+        """The device words the crash-free reads at the diverging op saw wrong, and their causes."""
         self._blamed: dict[tuple[str, int], set[Cause]] = {}
         """Per store (or word) a kept violation blamed, the causes that blamed it, over the run."""
         self.stats = Stats(ops=run.executed, t_exec=run.t_exec)
@@ -124,9 +131,10 @@ class _Judge:
         linked (`Finding.also`), unless the run had already left the reference before this crash
         (what such states show follows from that divergence). A crash inside the diverging op
         whose cause blames a store of that op is linked to a divergence that op made in another
-        file: a crash in the middle of a copy on write that wrote in place shows the same wrong
-        write, torn. (Not to a divergence named by what a read saw: that name is generic enough
-        that linking under it could file a second bug's cause under the first's.)"""
+        file (a crash in the middle of a copy on write that wrote in place shows the same wrong
+        write, torn), and one that blames the very word the crash-free read saw wrong to that
+        read's cause. (Not to any divergence named by what a read saw: that name is generic
+        enough that linking under it could file a second bug's cause under the first's.)"""
         by_blame: dict[tuple[str, int], set[Cause]] = {}
         if not self._after_divergence(here):
             for _, c in judged:
@@ -142,37 +150,18 @@ class _Judge:
                 continue
             cause, blame = c
             also = tuple(sorted(by_blame.get(blame, set()) - {cause}, key=str)) if blame is not None else ()
-            if blame is not None and self._in_diverging_op(here, blame):
-                also = (*also, *self._diverged_as)
+            if blame is not None:
+                also = (*also, *self._divergence_links(here, blame))
             self.add_crash(here, v, (cause, also))
 
     def _meta_store(self, point: CrashPoint, state: CrashState, meta_g: list[int]) -> tuple[How, Event] | None:
-        """What broke a metadata rule, as far as the stores say: the earliest metadata store the
-        state dropped under a later one (`reordered`), else the latest store before the crash to
-        a metadata home outside the log (`written`: metadata a transaction should have carried,
-        written in place; only for a target that names its log region), else nothing known (the
-        rule names it)."""
-        trace = point.timeline.events
-        dropped = reordered_store(point, state, meta_g, trace)
-        if dropped is not None:
-            return How.REORDERED, dropped
-        meta, log = self.meta, self._log
-        if not meta or not log:
-            return None
-        end = len(trace) if point.spec.seq is None else point.spec.seq
-        for i in range(end - 1, -1, -1):
-            e = trace[i]
-            home = e.kind.is_store and e.op >= 0 and _inside_any(e.addr, meta) and not _inside_any(e.addr, log)
-            if home:
-                return How.WRITTEN, e
-        return None
+        return meta_store(point, state, meta_g, self.meta, self._log)
 
-    def _in_diverging_op(self, here: _Here, blame: tuple[str, int]) -> bool:
-        """A crash inside the op that diverged, blaming a store of that op."""
+    def _divergence_links(self, here: _Here, blame: tuple[str, int]) -> tuple[Cause, ...]:
         p = here.point
-        if p.kind is PointKind.END or p.op != self._diverged or blame[0] != "store":
-            return False
-        return p.timeline.events[blame[1]].op == p.op
+        if p.kind is PointKind.END or p.op != self._diverged:
+            return ()
+        return divergence_links(p, blame, self._diverged_words, self._diverged_as)
 
     def _after_divergence(self, here: _Here) -> bool:
         first = self._diverged
@@ -199,8 +188,7 @@ class _Judge:
             todo = [(p, []) for p in run.crash_points()]
         self.seen: set[tuple[int, int, int]] = set()
         self.meta = metadata_ranges(run.target, opts.device_size) if opts.group_by_metadata else None
-        regions = declared_regions(run.target, opts.device_size)
-        self._log = [(a, b) for n, a, b in regions if n in _LOG_REGIONS] if regions else None
+        self._log = log_ranges(run.target, opts.device_size)
         skip_crashes = opts.focus is not None and opts.focus[0] in (OracleName.FUNCTIONAL, OracleName.TARGET_ERROR)
         hung_points = 0
         if skip_crashes or not run.crashes_sound:
@@ -217,7 +205,7 @@ class _Judge:
         if hung_points:
             notes.append(f"the target hung at {hung_points} crash point(s): their other crash states were not judged")
         log = tuple((sid, tuple(sorted(msgs))) for sid, msgs in self.state_log)
-        out = _link_blamed(self.findings.values(), self._blamed)
+        out = link_blamed(self.findings.values(), self._blamed)
         if opts.features:
             feats.update(f"finding:{f.signature_text}" for f in out)
         if run.schedule is not None:
@@ -325,12 +313,12 @@ class _Judge:
             t3 = time.perf_counter()
             stats.t_mount += t3 - t2
             if isinstance(hit, tuple):
-                self.add_crash(here, (OracleName.MOUNT, hit[0], (), hit[1]), _meta_known(OracleName.MOUNT, hit[2]))
+                self.add_crash(here, (OracleName.MOUNT, hit[0], (), hit[1]), meta_known(OracleName.MOUNT, hit[2]))
                 if point_hung:
                     return True  # each further state would wait out the timeout again
                 continue
             for v in hit.meta_findings:
-                self.add_crash(here, v, None if v[2] else _meta_known(v[0], hit.meta_store))
+                self.add_crash(here, v, None if v[2] else meta_known(v[0], hit.meta_store))
                 point_hung = point_hung or isinstance(v, _Hung)
             if hit.meta_store is not None and hit.meta_store[0] is How.REORDERED:
                 # The recovered metadata breaks a rule because the crash reordered its stores (a
@@ -546,39 +534,6 @@ class _Here:
         return Finding(
             oracle, message, evidence, self.point.op, self.op_text, self.op_kind, self.point.site, self.site(), tb
         )
-
-
-_LOG_REGIONS = frozenset({"journal", "log"})
-"""Region names (`Target.regions`) of a metadata log: stores there are the log's, not metadata's home."""
-
-
-def _inside_any(addr: int, ranges: list[tuple[int, int]]) -> bool:
-    return any(lo <= addr < hi for lo, hi in ranges)
-
-
-def _meta_known(oracle: OracleName, store: tuple[How, Event] | None) -> tuple[Cause, tuple[Cause, ...]] | None:
-    """A metadata rule's cause: the metadata store the state dropped under a later one, or the one
-    that reached its home ahead of any transaction (`Judge._meta_store`)."""
-    if store is None:
-        return None
-    return Cause(oracle, store[0], code_of(store[1].site)), ()
-
-
-def _link_blamed(findings: tuple[Finding, ...], blamed: dict[tuple[str, int], set[Cause]]) -> tuple[Finding, ...]:
-    """Crash findings whose causes blamed one store (or one word) in any states of the run are
-    linked: a copy whose edges were not flushed is lost data to `durability` in one state and
-    stale media to `stale-exposure` in another, one store either way."""
-    shared: dict[Cause, set[Cause]] = {}
-    for causes in blamed.values():
-        for c in causes:
-            shared.setdefault(c, set()).update(causes - {c})
-    out = []
-    for f in findings:
-        more = shared.get(f.cause) if f.crash is not None and f.cause is not None else None
-        if more:
-            f = replace(f, also=tuple(sorted({*f.also, *more} - {f.cause}, key=str)))
-        out.append(f)
-    return tuple(out)
 
 
 _V = tuple  # (oracle, message, evidence, traceback): a violation before it becomes a finding

@@ -1,0 +1,101 @@
+"""How a crash finding's cause ties to others: the store behind a broken metadata rule, the
+divergence a crash inside the diverging op shows again, and causes that blamed one store.
+
+A root cause names what the evidence knows; these rules say when two pieces of evidence are one
+bug's, so that a campaign files them as one group (`Finding.also`) -- and, as important, when
+they are not (a name many bugs share never links).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from oracles import OracleName
+
+from ..pmem import CrashPoint, CrashState, Event
+from ..signature import Cause, How
+from ..target import Target, declared_regions
+from ..verdict import Finding
+from .cause import code_of, reordered_store
+
+__all__ = ["divergence_links", "link_blamed", "log_ranges", "meta_known", "meta_store"]
+
+
+def log_ranges(target: Target, size: int) -> list[tuple[int, int]] | None:
+    """The device ranges of the target's metadata log, if it names its regions (`Target.regions`)."""
+    regions = declared_regions(target, size)
+    return [(a, b) for n, a, b in regions if n in _LOG_REGIONS] if regions else None
+
+
+def meta_store(
+    point: CrashPoint,
+    state: CrashState,
+    meta_g: list[int],
+    meta: list[tuple[int, int]] | None,
+    log: list[tuple[int, int]] | None,
+) -> tuple[How, Event] | None:
+    """What broke a metadata rule, as far as the stores say: the earliest metadata store the state
+    dropped under a later one (`reordered`), else the latest store before the crash to a metadata
+    home outside the log (`written`: metadata a transaction should have carried, written in place;
+    only for a target that names its log region), else nothing known (the rule names it)."""
+    trace = point.timeline.events
+    dropped = reordered_store(point, state, meta_g, trace)
+    if dropped is not None:
+        return How.REORDERED, dropped
+    if not meta or not log:
+        return None
+    end = len(trace) if point.spec.seq is None else point.spec.seq
+    for i in range(end - 1, -1, -1):
+        e = trace[i]
+        if e.kind.is_store and e.op >= 0 and _inside_any(e.addr, meta) and not _inside_any(e.addr, log):
+            return How.WRITTEN, e
+    return None
+
+
+def divergence_links(
+    point: CrashPoint, blame: tuple[str, int], words: dict[int, Cause], elsewhere: tuple[Cause, ...]
+) -> tuple[Cause, ...]:
+    """For a crash inside the op where the run diverged: the divergence's causes it shows again --
+    its store of that op changed another file (`elsewhere`), or it blames a device word the
+    crash-free read saw wrong (`words`)."""
+    if blame[0] == "word":
+        hit = words.get(blame[1] - blame[1] % 8)
+        return () if hit is None else (hit,)
+    e = point.timeline.events[blame[1]]
+    out = {c for w, c in words.items() if e.addr <= w < e.addr + e.size}
+    if e.op == point.op:
+        out.update(elsewhere)
+    return tuple(sorted(out, key=str))
+
+
+_LOG_REGIONS = frozenset({"journal", "log"})
+"""Region names (`Target.regions`) of a metadata log: stores there are the log's, not metadata's home."""
+
+
+def _inside_any(addr: int, ranges: list[tuple[int, int]]) -> bool:
+    return any(lo <= addr < hi for lo, hi in ranges)
+
+
+def meta_known(oracle: OracleName, store: tuple[How, Event] | None) -> tuple[Cause, tuple[Cause, ...]] | None:
+    """A metadata rule's cause: the metadata store the state dropped under a later one, or the one
+    that reached its home ahead of any transaction (`meta_store`)."""
+    if store is None:
+        return None
+    return Cause(oracle, store[0], code_of(store[1].site)), ()
+
+
+def link_blamed(findings: tuple[Finding, ...], blamed: dict[tuple[str, int], set[Cause]]) -> tuple[Finding, ...]:
+    """Crash findings whose causes blamed one store (or one word) in any states of the run are
+    linked: a copy whose edges were not flushed is lost data to `durability` in one state and
+    stale media to `stale-exposure` in another, one store either way."""
+    shared: dict[Cause, set[Cause]] = {}
+    for causes in blamed.values():
+        for c in causes:
+            shared.setdefault(c, set()).update(causes - {c})
+    out = []
+    for f in findings:
+        more = shared.get(f.cause) if f.crash is not None and f.cause is not None else None
+        if more:
+            f = replace(f, also=tuple(sorted({*f.also, *more} - {f.cause}, key=str)))
+        out.append(f)
+    return tuple(out)
