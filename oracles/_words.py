@@ -58,7 +58,9 @@ def content_cause(got: bytes, want: bytes) -> str:
     g = decode(int.from_bytes(got, "little"))
     w = decode(int.from_bytes(want, "little"))
     if g.kind is WordKind.DATA and w.kind is WordKind.DATA:
-        found = "older data" if (g.file, g.offset) == (w.file, w.offset) else "data of another file or offset"
+        if (g.file, g.offset) != (w.file, w.offset):
+            return "data of another file or offset"  # whatever was due: a block that is not this file's
+        found = "older data"
     elif g.kind is WordKind.DATA:
         found = "data"
     elif g.kind is WordKind.ZERO:
