@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from oracles import OracleName
-from pmfuzz.fuzzing.minimize import minimize
+from pmfuzz.fuzzing.minimize import NotReproduced, minimize
 from pmfuzz.fuzzing.replaying import run_reproducer
 from pmfuzz.judging.cause import reordered_store
 from pmfuzz.judging.engine import Options, check, execute
@@ -365,3 +365,16 @@ def test_a_crash_in_the_diverging_op_that_shows_the_word_the_read_saw_wrong_link
     assert free and all(f.word is not None for f in free)
     inside = [f for f in filed(v.findings) if f.crash is not None]
     assert inside and all({g.root_cause for g in free} & set(f.also) for f in inside)
+
+
+def test_a_minimized_reproducer_keeps_the_cause_it_is_filed_under() -> None:
+    """The minimizer holds the cause as well as the signature: replaying the reproducer shows the
+    `# cause:` it carries, not another cause the same crash site reached in a smaller workload."""
+    text = "create f2\nwrite f2 0 8192\ncreate f0\nwrite f0 0 16\nfsync f0\ncreate f1\nreflink f0 f1\ntruncate f1 1\n"
+    v = _verdict(COW_IN_PLACE, text)
+    for f in filed(v.findings):
+        m = minimize(make_target(COW_IN_PLACE), parse(text), f.signature, cause=f.root_cause)
+        assert m.finding.root_cause == f.root_cause or f.root_cause in m.finding.also
+    wrong = Cause(OracleName.FUNCTIONAL, How.CONTENT, "no such cause")
+    with pytest.raises(NotReproduced, match="with cause"):
+        minimize(make_target(COW_IN_PLACE), parse(text), filed(v.findings)[0].signature, cause=wrong)

@@ -35,6 +35,7 @@ from ..lang.workload import (
     format_workload,
 )
 from ..pmem import StateId
+from ..signature import Cause
 from ..target import Target
 from ..verdict import filed
 
@@ -78,14 +79,20 @@ def minimize(
     signature: tuple[str, str, str],
     opts: Options | None = None,
     budget: MinimizeBudget | None = None,
+    cause: Cause | None = None,
 ) -> Minimized:
-    """Smallest workload (and crash state) the search found that still gives `signature`."""
+    """Smallest workload (and crash state) the search found that still gives `signature` -- and,
+    given `cause`, with that root cause (its own or a linked one), so that the reproducer's
+    `# cause:` line is what replaying it shows."""
     opts = opts or Options()
     budget = budget or MinimizeBudget()
     make = target if callable(target) and not hasattr(target, "mount") else (lambda: target)
     t0 = time.monotonic()
     memo: dict[str, Finding | None] = {}
     calls = 0
+
+    def wanted(f: Finding) -> bool:
+        return f.signature == signature and (cause is None or f.root_cause == cause or cause in f.also)
 
     # Candidates must give the finding as a campaign files it (`filed`) when the original does;
     # an older reproducer's crash after the run left the reference shrinks toward any workload.
@@ -109,16 +116,17 @@ def minimize(
                 memo[key] = None
                 return None
             raise
-        hit = next((f for f in filed(v.findings) if f.signature == signature), None)
+        hit = next((f for f in filed(v.findings) if wanted(f)), None)
         if hit is None and (first or not strict):
-            hit = next((f for f in v.findings if f.signature == signature), None)
+            hit = next((f for f in v.findings if wanted(f)), None)
             strict = strict and not (first and hit is not None)
         memo[key] = hit
         return hit
 
     first = judge(workload, first=True)
     if first is None:
-        raise NotReproduced(f"the workload does not give signature {':'.join(signature)} when re-run")
+        with_cause = f" with cause {cause}" if cause is not None else ""
+        raise NotReproduced(f"the workload does not give signature {':'.join(signature)}{with_cause} when re-run")
     best, best_f = workload, first
     before_dev = first.crash.deviations if first.crash else None
     complete = True

@@ -97,7 +97,7 @@ def _minimize(
     sig = f.signature_text
     budget = MinimizeBudget(cfg.minimize_checks, cfg.minimize_seconds, stop)
     try:
-        m = minimize(make, raw.workload, f.signature, opts, budget)
+        m = minimize(make, raw.workload, f.signature, opts, budget, cause=raw.cause)
     except NotReproduced as e:
         emit("warning", f"{sig}: {e}; kept unminimized")
         r = replace(raw, notes=(f"not minimized: {e}",))
