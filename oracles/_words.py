@@ -95,19 +95,19 @@ def _path(op: Op) -> str:
 
 
 def _touched(op: Op, ref: Reference) -> set[str] | None:
-    """The files an op names as the ones whose data it changes; None if a mapping it used is gone."""
+    """The files an op names: the file it writes, and the one behind a mapping it uses (a write(2)
+    from a mapping faults its source's pages in); None if that mapping is gone."""
     if isinstance(op, Reflink):
         return {op.dst}
     name = getattr(op, "file", None)
-    if isinstance(name, str):
-        return {name}
+    out = {name} if isinstance(name, str) else set()
     m = getattr(op, "map", None)
     if m is None:
-        return set()
+        return out
     mp = ref.maps.get(m)
     if mp is None:
         return None
-    return {n for n, f in ref.names.items() if f is mp.file}
+    return out | {n for n, f in ref.names.items() if f is mp.file}
 
 
 def elsewhere_cause(op: Op, ref: Reference, name: str) -> str:

@@ -378,3 +378,18 @@ def test_a_minimized_reproducer_keeps_the_cause_it_is_filed_under() -> None:
     wrong = Cause(OracleName.FUNCTIONAL, How.CONTENT, "no such cause")
     with pytest.raises(NotReproduced, match="with cause"):
         minimize(make_target(COW_IN_PLACE), parse(text), filed(v.findings)[0].signature, cause=wrong)
+
+
+def test_a_write_from_a_mapping_names_the_mapped_file_too() -> None:
+    """A write(2) whose source is a mapping faults that file's pages in: a change it makes there is
+    not a change to a file it does not name."""
+    from oracles._words import elsewhere_cause
+    from pmfuzz.lang.workload import Write
+    from pmfuzz.reference.model import Reference
+
+    target = make_target("daxfs design=zero cil=eager")
+    ref = Reference.for_target(target)
+    for i, op in enumerate(parse("create f0\ncreate f1\ntruncate f1 8192\nmmap m1 f1 0 8192\n").ops):
+        ref.apply(i, op)
+    assert elsewhere_cause(Write("f0", 0, 100, "m1", 0), ref, "f1") == ""
+    assert elsewhere_cause(Write("f0", 0, 100), ref, "f1") == "write(2) on another file changed it"
