@@ -85,12 +85,17 @@ def invalidate_inode_pages2_range(fs: DaxFS, ip: Inode, pos: int, end: int) -> N
             _unmap_page_ptes(ip, idx, span)
 
 
-def _clear_dirty_range(ip: Inode, pos: int, end: int) -> None:
-    """__dax_clear_dirty_range: the COW replaces these pages, so their old dirt is moot."""
+def _clear_dirty_range(ip: Inode, pos: int, end: int, m: Iomap) -> None:
+    """__dax_clear_dirty_range: the COW replaces these pages, so their old dirt is moot -- the copy
+    reads it through the cache and persists it in the new block.
+
+    Not a page whose staging block a racing write fault already filled: the copy leaves that
+    block alone (`dax_iomap_copy_around`), so what the fault's store left in the cache there is
+    new dirt nothing else will write back, and fsync must still flush it."""
     p0, p1 = pos // PAGE, (end - 1) // PAGE
     for idx, e in ip.entries.items():
         span = PMD_PAGES if e.pmd else 1
-        if idx + span > p0 and idx <= p1:
+        if idx + span > p0 and idx <= p1 and not _filled(m, idx * PAGE):
             e.dirty = e.towrite = False
 
 
@@ -157,7 +162,7 @@ def dax_iomap_iter(fs: DaxFS, ip: Inode, m: Iomap, pos: int, data: bytes) -> Non
     end = pos + len(data)
     if m.flags & (IomapFlag.NEW | IomapFlag.SHARED):
         if m.flags & IomapFlag.SHARED:
-            _clear_dirty_range(ip, pos, end)
+            _clear_dirty_range(ip, pos, end, m)
         if not (m.flags & IomapFlag.SHARED and fs.cfg.has(Bug.COW_REMAP_STALE_MAPPING)):
             invalidate_inode_pages2_range(fs, ip, pos, end)
     assert m.pblk is not None
