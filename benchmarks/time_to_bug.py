@@ -46,10 +46,13 @@ def one(bug: Bug | None, design: str, seed: int, cap: float) -> tuple[float | No
             return None, None, len(s.findings)
         if s.first_hit is None:
             return None, None, len(s.findings)
+        # The group of the bug's oracle, or the group its finding was filed under through a link
+        # (`also`: loads through a mapping and read(2) that saw one wrong block are one group).
+        want = BUG_ORACLE[bug]
         ops = min(
             len(parse_reproducer((Path(tmp) / v["file"]).read_text()).workload)
             for k, v in s.findings.items()
-            if oracle_of(k) == BUG_ORACLE[bug]
+            if oracle_of(k) == want or any(oracle_of(a) == want for a in v.get("also", ()))
         )
         return s.first_hit, ops, len(s.findings)
 
