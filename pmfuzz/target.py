@@ -27,7 +27,7 @@ from typing import Protocol, cast, runtime_checkable
 from .errors import PmfuzzError, clip
 from .lang.falloc import FALLOC_MODES, FallocMode
 from .lang.results import OK, Errno, Result, Signal, err, sig
-from .lang.workload import Fallocate, Op, OpKind
+from .lang.workload import BLOCK_SIZE, Fallocate, Op, OpKind
 from .pmem import PMem
 
 __all__ = [
@@ -73,6 +73,7 @@ __all__ = [
     "layout_violations_hook",
     "MapsFileBlocks",
     "file_blocks",
+    "byte_address",
     "TargetError",
     "is_target_error",
 ]
@@ -324,6 +325,16 @@ def file_blocks(fs: MountedFS, name: str, size: int) -> list[tuple[int, int | No
     """The blocks of file `name` up to `size`, or None if the mounted fs does not tell."""
     fn = getattr(fs, "file_blocks", None)
     return None if fn is None else list(fn(name, size))
+
+
+def byte_address(fs: MountedFS, name: str, off: int) -> int | None:
+    """The device address byte `off` of file `name` is read from; None for a hole, an unwritten
+    block, or a mounted fs that does not tell its blocks."""
+    base = off - off % BLOCK_SIZE
+    for foff, dev, unwritten in file_blocks(fs, name, off + 1) or ():
+        if foff == base:
+            return None if dev is None or unwritten else dev + off - base
+    return None
 
 
 @runtime_checkable

@@ -20,7 +20,6 @@ from oracles import (
     RunContext,
     RunOracle,
     Violation,
-    WrongRead,
     default_oracles,
     is_run_oracle,
     read_cause,
@@ -36,6 +35,7 @@ from ..target import (
     MountedFS,
     Result,
     Target,
+    byte_address,
     check_supported,
     file_blocks,
     layout_violations_hook,
@@ -245,21 +245,16 @@ class _Execution:
         """The device address of a wrong read's first wrong word, if the target tells its blocks."""
         if v.read is None:
             return None
-        off = v.read.offset - v.read.offset % 8
-        base = off - off % BLOCK_SIZE
-        blocks = file_blocks(self.fs, v.read.file, off + 8)
-        dev = next((d for o, d, unwritten in blocks or () if o == base and d is not None and not unwritten), None)
-        return None if dev is None else dev + off - base
+        return byte_address(self.fs, v.read.file, v.read.offset - v.read.offset % 8)
 
     def _race_cause(self, found: Unexplained, group: list[Op], start: int) -> Cause | None:
         """A race finding's cause, when bytes no serial order leaves say it, or a signal every order
         wanted that an op did not get (the rule a single op gets for it); else its rule."""
         if found.signal:
             return Cause(OracleName.FUNCTIONAL, How.RULE, signal_rule(found.signal))
-        if found.file is None:
+        if found.read is None:
             return None
-        read = WrongRead(found.file, found.at, found.got, found.want)
-        return self._read_cause(Violation(OracleName.FUNCTIONAL, "", read=read), group, start)
+        return self._read_cause(Violation(OracleName.FUNCTIONAL, "", read=found.read), group, start)
 
     def _group(self, start: int, g: int, n: int) -> tuple[int | None, list[str]]:
         """Run one parallel group under the chooser; apply it to the reference in a serial order that explains it.

@@ -21,6 +21,8 @@ from math import comb
 
 import numpy as np
 
+from oracles import WrongRead
+
 from ..lang.rules import page_pieces
 from ..lang.workload import Fsync, Op, Persist, Read, Store, Sync, Write
 from ..reference.history import History
@@ -35,14 +37,12 @@ MAX_INTERLEAVINGS = 2000
 
 @dataclass(frozen=True)
 class Unexplained:
-    """Why no serial order explains a parallel group; when it is bytes none leaves, the file, what
-    it holds and what the first fitting order leaves there (the first such word each)."""
+    """Why no serial order explains a parallel group, and, when it is bytes none leaves, the first
+    such word as read against what the first fitting order leaves there."""
 
     text: str
-    file: str | None = None
-    at: int = 0
-    got: bytes = b""
-    want: bytes = b""
+    read: WrongRead | None = None
+    """The first word of a file (or of a read of the group) that no order gives."""
     signal: str = ""
     """When no order gives the same results and every order that differs wanted one signal an op
     did not get (a fault past EOF that mapped a page)."""
@@ -138,7 +138,7 @@ def _misread(ops: Sequence[Op], idx: list[int], want: dict[int, Result], got: di
         i = next((k for k in range(min(len(a), len(b))) if a[k] != b[k]), None)
         if i is not None:
             lo = max(0, i - (op.off + i) % 8)
-            return Unexplained("", op.file, op.off + lo, a[lo : lo + 8], b[lo : lo + 8])
+            return Unexplained("", WrongRead(op.file, op.off + lo, a[lo : lo + 8], b[lo : lo + 8]))
     return None
 
 
@@ -204,10 +204,7 @@ def _explain(
                 f"{f}[{lo}:{hi}] holds what no serial order with these results leaves there "
                 f"(read(2) gives {hexcut(data[lo:hi])}, serial order {' '.join(map(str, fitting[0][0]))} "
                 f"gives {hexcut(fitting[0][1].read(f, lo, hi - lo))})",
-                f,
-                lo,
-                data[lo : lo + 8],
-                fitting[0][1].read(f, lo, min(8, hi - lo)),
+                WrongRead(f, lo, data[lo : lo + 8], fitting[0][1].read(f, lo, min(8, hi - lo))),
             )
         mixed[f] = data
     return 0, mixed

@@ -21,7 +21,7 @@ from ..lang.data import WordKind, decode, decode_words
 from ..lang.workload import BLOCK_SIZE
 from ..pmem import CrashPoint, CrashState, Event
 from ..signature import Cause, How, rule_of, top_site
-from ..target import MountedFS, file_blocks
+from ..target import MountedFS, byte_address, file_blocks
 
 __all__ = ["crash_cause_store", "code_of", "reordered_store"]
 
@@ -85,12 +85,10 @@ def _first_dropped_word(fs: MountedFS, name: str, start: int, end: int, point: C
     word of it whose in-flight store the state dropped, else its first word nobody wrote (poison,
     or not a word any op writes), else its first word. Its first word may be one the copy got
     right; the lost store, or the media the copy never covered, is what tore the block."""
-    blocks = file_blocks(fs, name, end)
-    base = start - start % BLOCK_SIZE
-    dev = next((d for o, d, unwritten in blocks or () if o == base and d is not None and not unwritten), None)
-    if dev is None:
+    at = byte_address(fs, name, start)
+    if at is None:
         return start
-    lo, hi = (dev + start - base) // 8, (dev + min(end, base + BLOCK_SIZE) - base + 7) // 8
+    lo, hi = at // 8, (at + min(end, start - start % BLOCK_SIZE + BLOCK_SIZE) - start + 7) // 8
     first: int | None = None
     for gi in state.deviation_groups:
         g = point.groups[gi]
@@ -99,7 +97,7 @@ def _first_dropped_word(fs: MountedFS, name: str, start: int, end: int, point: C
             if j not in kept and lo <= u.word < hi and (first is None or u.word < first):
                 first = u.word
     if first is not None:
-        return base + first * 8 - dev
+        return start + first * 8 - at
     raw = bytes(fs.read(name, start, end - start))
     words = np.frombuffer(raw, dtype="<u8", count=len(raw) // 8)
     junk = np.flatnonzero((words != 0) & ~(decode_words(words) == 1))

@@ -127,32 +127,25 @@ class _Judge:
 
     def _add_state(self, here: _Here, judged: list[_Judged]) -> None:
         """One crash state's data-oracle violations, each with its cause and what it blames if it is
-        to be kept. Kept findings of different oracles that blame one store (or one word) are
-        linked (`Finding.also`), unless the run had already left the reference before this crash
-        (what such states show follows from that divergence). A crash inside the diverging op
+        to be kept. What each blames is remembered for the run (`_blamed`): kept findings whose
+        causes blame one store (or one word), in this state or another, are linked at the end
+        (`link_blamed`), unless the run had already left the reference before the crash (what such
+        states show follows from that divergence). A crash inside the diverging op
         whose cause blames a store of that op is linked to a divergence that op made in another
         file (a crash in the middle of a copy on write that wrote in place shows the same wrong
         write, torn), and one that blames the very word the crash-free read saw wrong to that
         read's cause. (Not to any divergence named by what a read saw: that name is generic
         enough that linking under it could file a second bug's cause under the first's.)"""
-        by_blame: dict[tuple[str, int], set[Cause]] = {}
         if not self._after_divergence(here):
             for _, c in judged:
                 if c is not None and c[0] is not None and c[1] is not None:
                     self._blamed.setdefault(c[1], set()).add(c[0])
-        if len({v[0] for v, c in judged if c is not None}) > 1 and not self._after_divergence(here):
-            for _, c in judged:
-                if c is not None and c[0] is not None and c[1] is not None:
-                    by_blame.setdefault(c[1], set()).add(c[0])
         for v, c in judged:
             if c is None:
                 self.add_crash(here, v, (None, ()))
                 continue
             cause, blame = c
-            also = tuple(sorted(by_blame.get(blame, set()) - {cause}, key=str)) if blame is not None else ()
-            if blame is not None:
-                also = (*also, *self._divergence_links(here, blame))
-            self.add_crash(here, v, (cause, also))
+            self.add_crash(here, v, (cause, self._divergence_links(here, blame) if blame is not None else ()))
 
     def _meta_store(self, point: CrashPoint, state: CrashState, meta_g: list[int]) -> tuple[How, Event] | None:
         return meta_store(point, state, meta_g, self.meta, self._log)
