@@ -13,6 +13,12 @@ shared watchdog thread injects the exception with `PyThreadState_SetAsyncExc`
 (delivered at the thread's next bytecode, so a thread blocked inside a C call is
 interrupted only when the call returns). `GuardedFS` wraps a mounted target so
 that every call has a deadline and every result is checked against the protocol.
+
+A deadline counts the block's own time, not the machine's: time the thread spent
+runnable but waiting for a CPU (Linux's `/proc/.../schedstat`) is given back, so a
+pmfuzz starved by a loaded machine or `nice 19` does not file its own slowness as a
+target hang. Time the block spends asleep or blocked still counts: a target that
+sleeps forever is a hang.
 """
 
 from __future__ import annotations
@@ -69,6 +75,36 @@ class TargetNonsense(Exception):
     """A call into the target returned something the target protocol does not allow (the message says what)."""
 
 
+# -- the thread's own time: wall time less the time it waited runnable for a CPU --------------
+
+_sched_fds: dict[int, int] = {}
+"""Per native thread id, an open `/proc/self/task/<tid>/schedstat` (re-read with pread)."""
+
+
+def _waited(native_id: int) -> float:
+    """Seconds the thread has so far spent runnable but not running (0 where the kernel does not say)."""
+    fd = _sched_fds.get(native_id)
+    try:
+        if fd is None:
+            fd = os.open(f"/proc/self/task/{native_id}/schedstat", os.O_RDONLY | os.O_CLOEXEC)
+            _sched_fds[native_id] = fd
+        return int(os.pread(fd, 128, 0).split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        if fd is not None and _sched_fds.pop(native_id, None) == fd:
+            os.close(fd)
+        return 0.0
+
+
+def _starved(d: _Deadline, now: float) -> bool:
+    """True if `d` has not yet run for its seconds of its own time: its expiry is then moved on by
+    what the thread spent waiting for a CPU (the caller re-arms and does not raise)."""
+    own = now - d.start - (_waited(d.native) - d.waited)
+    if own >= d.seconds * 0.999:
+        return False
+    d.expiry = now + d.seconds - own
+    return True
+
+
 # -- the main thread: ITIMER_REAL and SIGALRM -------------------------------------------------
 
 _ALARM: signal.Signals | None = getattr(signal, "SIGALRM", None)
@@ -119,9 +155,10 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
     for d in _stack:
         if d.expiry <= now and (hit is None or d.expiry < hit.expiry):
             hit = d
-    if hit is None:
+    if hit is None or (not hit.fired and _starved(hit, now)):
         _arm(now)
         return
+    hit.fired = True
     hit.expiry = now + max(_RETRY, hit.seconds / 10)
     _arm(now)
     raise TargetHang(hit.what, hit.seconds, hit.target)
@@ -129,8 +166,7 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
 
 def _main_enter(d: _Deadline) -> None:
     global _prev_handler, _foreign, _foreign_interval
-    now = time.monotonic()
-    d.expiry = now + d.seconds
+    now = d.begin()
     if _stack:
         _stack.append(d)
         _arm(now)
@@ -217,7 +253,7 @@ class _Watchdog:
                 now = time.monotonic()
                 nxt: float | None = None
                 for d in list(self.active):
-                    if d.expiry <= now:
+                    if d.expiry <= now and not _starved(d, now):
                         self.active.discard(d)
                         d.state = _FIRED
                         _inject(d.tid, _hang_class(d))
@@ -240,6 +276,9 @@ def _after_fork() -> None:
     """A forked child has no watchdog thread (and maybe a lock held by the parent's): start afresh."""
     global _watchdog
     _watchdog = _Watchdog()
+    for fd in _sched_fds.values():
+        os.close(fd)  # the parent's threads, not ours
+    _sched_fds.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork)
@@ -257,7 +296,20 @@ def _covering() -> _Deadline | None:
 
 
 class _Deadline:
-    __slots__ = ("alarm", "expiry", "named_by_calls", "seconds", "state", "target", "tid", "what")
+    __slots__ = (
+        "alarm",
+        "expiry",
+        "fired",
+        "named_by_calls",
+        "native",
+        "seconds",
+        "start",
+        "state",
+        "target",
+        "tid",
+        "waited",
+        "what",
+    )
 
     def __init__(self, seconds: float, what: str, target: str | None, named_by_calls: bool = False) -> None:
         self.seconds = seconds
@@ -265,9 +317,21 @@ class _Deadline:
         self.target = target
         self.named_by_calls = named_by_calls
         self.expiry = 0.0
+        self.start = 0.0
+        self.waited = 0.0
+        self.native = 0
         self.tid = 0
         self.state = _ARMED
         self.alarm = False
+        self.fired = False
+
+    def begin(self) -> float:
+        """Start the clock: now, and what the thread had waited for a CPU so far."""
+        self.native = threading.get_native_id()
+        self.waited = _waited(self.native)
+        self.start = now = time.monotonic()
+        self.expiry = now + self.seconds
+        return now
 
     def __enter__(self) -> None:
         tid = threading.get_ident()
@@ -278,7 +342,7 @@ class _Deadline:
             self.alarm = True
             _main_enter(self)
         else:
-            self.expiry = time.monotonic() + self.seconds
+            self.begin()
             st = _local.__dict__.setdefault("stack", [])
             while st and st[-1].state != _ARMED:
                 st.pop()  # left by a block whose __exit__ an injected exception cut short
@@ -320,6 +384,9 @@ _QUIET: frozenset[CodeType] = frozenset(
         _main_exit.__code__,
         _Deadline.__enter__.__code__,
         _Deadline.__exit__.__code__,
+        _Deadline.begin.__code__,
+        _starved.__code__,
+        _waited.__code__,
     }
 )
 """Code that a SIGALRM must never raise in: our own bookkeeping around a block."""
