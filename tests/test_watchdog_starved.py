@@ -89,7 +89,7 @@ def starved() -> dict[str, dict[str, float]]:
 def test_a_starved_block_that_fits_its_own_time_is_not_a_hang(starved: dict, thread: int) -> None:
     r = starved[f"fits{thread}"]
     assert not r["hang"]
-    assert r["wall"] > 0.5, f"the child was not starved ({r['wall']:.2f} s wall for 0.25 s of CPU): the test shows nothing"
+    assert r["wall"] > 0.5, f"not starved ({r['wall']:.2f} s wall for 0.25 s of CPU): the test shows nothing"
 
 
 @pytest.mark.parametrize("thread", [0, 1], ids=["main thread (SIGALRM)", "worker thread (watchdog)"])
