@@ -9,6 +9,7 @@ a `mount` finding, kept with its traceback.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -22,6 +23,7 @@ from oracles import (
     OracleName,
     VerdictCache,
     Violation,
+    WordVerdict,
     default_oracles,
     is_crash_oracle,
 )
@@ -181,6 +183,7 @@ class _Judge:
             todo = [(p, []) for p in run.crash_points()]
         self.seen: set[tuple[int, int, int]] = set()
         self.meta = metadata_ranges(run.target, opts.device_size) if opts.group_by_metadata else None
+        self._meta_lines = _LineRanges(self.meta or [])
         self._log = log_ranges(run.target, opts.device_size)
         skip_crashes = opts.focus is not None and opts.focus[0] in (OracleName.FUNCTIONAL, OracleName.TARGET_ERROR)
         hung_points = 0
@@ -254,9 +257,15 @@ class _Judge:
         op_text = str(ops[point.op]) if 0 <= point.op < len(ops) else ""
         op_kind = ops[point.op].kind.value if 0 <= point.op < len(ops) else ""
         mounts: dict[tuple, _Mounted | tuple[str, str, tuple[How, Event] | None]] = {}
+        beside: dict[str, tuple[np.ndarray, int, WordVerdict]] = {}
         meta = self.meta
         if meta is not None:
-            meta_g = [gi for gi, g in enumerate(point.groups) if all(_inside(ln, meta) for ln in g.lines)]
+            inside = self._meta_lines.inside
+            meta_g = [
+                gi
+                for gi, g in enumerate(point.groups)
+                if (inside(g.lines[0]) if len(g.lines) == 1 else all(inside(ln) for ln in g.lines))
+            ]
         else:
             meta_g = list(range(len(point.groups)))
         meta_set = set(meta_g)
@@ -293,6 +302,7 @@ class _Judge:
                 else:
                     stats.mounts += 1
                     hit = _Mounted(rfs, mpm, point, data_g)
+                    hit.verdicts.beside = beside
                     hit.map_blocks(opts.op_timeout)
                     meta_ctx = CrashContext(rfs, expect)
                     for o in self.meta_oracles:
@@ -551,9 +561,27 @@ def _run_oracle(o: CrashOracle, ctx: CrashContext, limit: float | None = None, t
     return [(v.oracle, v.message, v.evidence, None) for v in vs]
 
 
-def _inside(line: int, ranges: list[tuple[int, int]]) -> bool:
-    a = line * LINE
-    return any(lo <= a < hi for lo, hi in ranges)
+class _LineRanges:
+    """Byte ranges asked "does this line start inside one?" by bisection: a point may hold 32,000
+    groups (a 2 MiB zeroing in flight), and a kernel target declares many ranges."""
+
+    __slots__ = ("_ends", "_starts")
+
+    def __init__(self, ranges: list[tuple[int, int]]) -> None:
+        starts: list[int] = []
+        ends: list[int] = []
+        for lo, hi in sorted(r for r in ranges if r[0] < r[1]):
+            if ends and lo <= ends[-1]:
+                ends[-1] = max(ends[-1], hi)
+            else:
+                starts.append(lo)
+                ends.append(hi)
+        self._starts, self._ends = starts, ends
+
+    def inside(self, line: int) -> bool:
+        a = line * LINE
+        k = bisect.bisect_right(self._starts, a) - 1
+        return k >= 0 and a < self._ends[k]
 
 
 def _states(point: CrashPoint, opts: Options):

@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 _MOD = 1 << 128
+_NOTHING: tuple[tuple[tuple[int, bytes], ...], int] = ((), 0)
 
 
 class Strategy(enum.StrEnum):
@@ -295,7 +296,7 @@ class CrashPoint:
         are consecutive, so neighbours differ in few groups.
         """
         gs = self.groups
-        edges = [g.edges() for g in gs]
+        edges = _LazyEdges(gs)
         full, none = self.full_choices, self.none_choices
         yield full, True, ()
         yield none, False, ()
@@ -364,6 +365,8 @@ class CrashPoint:
         hit = group.outcomes.get(choice)
         if hit is not None:
             return hit
+        if choice == 0:
+            return _NOTHING  # nothing kept: every line reads as the media does
         snap = self.timeline._snapshot(self.spec.log_len)
         lines = group.apply(choice, snap.line)
         changed = []
@@ -379,6 +382,23 @@ class CrashPoint:
 
     def __repr__(self) -> str:
         return f"CrashPoint({self.id}, op={self.op}, site={self.site!r}, groups={self.spec.width})"
+
+
+class _LazyEdges:
+    """Each group's `edges()`, computed when first asked for: a bounded enumeration stopped by its
+    limit asks for a few groups' of a point that may hold 32,000 (a 2 MiB zeroing in flight)."""
+
+    __slots__ = ("_got", "_groups")
+
+    def __init__(self, groups: Sequence[Group]) -> None:
+        self._groups = groups
+        self._got: dict[int, list[int]] = {}
+
+    def __getitem__(self, i: int) -> list[int]:
+        hit = self._got.get(i)
+        if hit is None:
+            hit = self._got[i] = self._groups[i].edges()
+        return hit
 
 
 def _strategy(s: Strategy | str) -> Strategy:

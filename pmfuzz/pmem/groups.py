@@ -61,14 +61,19 @@ class Group:
     def chain(self) -> bool:
         """Do the units form a total order? Always for cached stores (and a tear); nt stores may not."""
         w = self._window
-        if w is not None and w[0].nt_before[w[2]] == w[0].nt_before[w[1]]:
-            return True
-        if self.spec.tear or not any(p.nt for p in self.spec.pieces):
-            return True
+        if w is not None:
+            buf, lo, hi = w
+            if buf.nt_before[hi] == buf.nt_before[lo] or self.spec.tear:
+                return True
+            pieces: Sequence[Piece] = buf[lo:hi]  # a list slice: iterating the window is slower
+        else:
+            pieces = self.spec.pieces
+            if self.spec.tear or not any(p.nt for p in pieces):
+                return True
         # Unit j follows unit j-1 iff j is cached, or j-1 is cached or writes the same word (`preds`):
         # an nt piece of more than one word never chains; across pieces only the seam counts.
         prev: Piece | None = None
-        for p in self.spec.pieces:
+        for p in pieces:
             if p.nt and (
                 p.units > 1
                 or (prev is not None and prev.nt and (prev.addr + len(prev.data) - 1) // WORD != p.addr // WORD)
@@ -230,6 +235,11 @@ class Group:
         if self.chain:
             return self._apply_chain(choice, base_line)
         bufs = {line: bytearray(base_line(line)) for line in self.lines}
+        if choice == self.full:  # every unit, in program order: each piece whole
+            for p in self.spec.pieces:
+                off = p.addr - p.line * LINE
+                bufs[p.line][off : off + len(p.data)] = p.data
+            return {line: bytes(b) for line, b in bufs.items()}
         mask = self.mask(choice)
         units = self.units
         i = 0
