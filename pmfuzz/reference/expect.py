@@ -186,9 +186,72 @@ class Expectation:
                 self._whole_bytes -= 2 * len(old[2])
                 del self._whole[old]
             kept = np.frombuffer(raw, dtype="<u8")
-            hit = self._whole[key] = (self.classify(name, np.arange(len(words)), words, size), kept)
+            hit = self._whole[key] = (self.classify_whole(name, kept, size), kept)
             self._whole_bytes += 2 * words.nbytes
         return hit
+
+    def classify_whole(self, name: str, words: np.ndarray, size: int) -> WordVerdict:
+        """`classify` of every word of a file, the same verdict, by slices: a version's words are
+        compared a row at a time with no index arrays (a 4 MiB file took 50 ms by `classify`).
+
+        The word EOF cuts, the only one whose bytes are masked, is judged by `classify` alone."""
+        n = len(words)
+        found = np.asarray(words, dtype=np.uint64)
+        vals, sizes, bidx = self._stack(name)
+        held = np.zeros(n, dtype=bool)
+        ok = np.zeros(n, dtype=bool)
+        nonzero = found != 0
+        steady = not self.durable or self.synchronous
+        dword = self._word_start(name, np.arange(n, dtype=np.int64)) if not steady else None
+        d0 = self.start(name)
+        m = min(n, vals.shape[1]) if len(vals) else 0
+        eq = np.empty(m, dtype=bool)
+        for r in range(len(vals)):
+            np.equal(vals[r, :m], found[:m], out=eq)
+            lim = -(-int(sizes[r]) // 8)
+            if lim < m:
+                eq[lim:] &= nonzero[lim:m]
+            held[:m] |= eq
+            if dword is None:
+                if bidx[r] >= d0:
+                    ok[:m] |= eq
+            else:
+                ok[:m] |= eq & (bidx[r] >= dword[:m])
+        for j in range(min(self.upper, self.h.ops)):
+            for nm, _ino, s, e in self.h.effects[j].removed:
+                if nm != name:
+                    continue
+                lo, hi = min(n, max(0, -(-s // 8))), min(n, max(0, -(-e // 8)))
+                if lo >= hi:
+                    continue
+                if dword is None:
+                    if j >= d0:
+                        ok[lo:hi] |= ~nonzero[lo:hi]
+                else:
+                    ok[lo:hi] |= ~nonzero[lo:hi] & (j >= dword[lo:hi])
+        if len(vals) and not ok.all():
+            idx = np.arange(n, dtype=np.int64)
+            ok |= self._torn_ok(
+                name,
+                idx,
+                found,
+                np.full(n, np.uint64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64),
+                dword if dword is not None else np.full(n, d0, dtype=np.int64),
+                vals,
+                sizes,
+                bidx,
+            )
+        out = WordVerdict(ok, held & ~ok, ~held & ~ok & nonzero, ~held & ~ok & ~nonzero)
+        cut = size // 8
+        if size % 8 and cut < n:
+            one = self.classify(name, np.array([cut]), found[cut : cut + 1], size)
+            out.ok[cut], out.older[cut], out.stale[cut], out.lost[cut] = (
+                one.ok[0],
+                one.older[0],
+                one.stale[0],
+                one.lost[0],
+            )
+        return out
 
     def classify(self, name: str, idx: np.ndarray, found: np.ndarray, size: int | None = None) -> WordVerdict:
         """Judge the words `found` (uint64) at word indices `idx` of the recovered file `name`.
