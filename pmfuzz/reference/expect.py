@@ -39,6 +39,8 @@ class Record(Protocol):
 
     def earliest(self, op: int) -> int: ...
 
+    def stacked(self, rows: list[FileVersion]) -> np.ndarray: ...
+
 
 @dataclass
 class WordVerdict:
@@ -357,10 +359,7 @@ class Expectation:
         if not rows:
             hit = (np.zeros((0, 0), dtype=np.uint64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         else:
-            width = max(len(v.words) for v in rows)
-            vals = np.zeros((len(rows), width), dtype=np.uint64)
-            for i, v in enumerate(rows):
-                vals[i, : len(v.words)] = v.words
+            vals = self.h.stacked(rows)
             hit = (vals, np.array([v.size for v in rows], dtype=np.int64), np.array(bs, dtype=np.int64))
         self._stacks[name] = hit
         return hit
