@@ -192,8 +192,7 @@ def _device_address(fs: MountedFS, name: str, off: int) -> int | None:
 
 
 def _lost_store(addr: int, point: CrashPoint, state: CrashState, trace: Sequence[Event]) -> Event | None:
-    """The first store to the word at `addr` that the image lacks: dropped in flight, else one the kernel
-    issues later in the crash's op."""
+    """The first store to the word at `addr` that the image lacks: dropped in flight, else later in the crash's op."""
     word, line = addr // 8, addr // 64
     seqs = []
     for gi, g in enumerate(point.groups):
@@ -210,15 +209,9 @@ def _lost_store(addr: int, point: CrashPoint, state: CrashState, trace: Sequence
         e = trace[i]
         if e.op != point.op:
             break
-        if e.kind.is_store and e.addr < addr + 8 and addr < e.addr + e.size and code_of(e.site) not in _USER_CODES:
+        if e.kind.is_store and e.addr < addr + 8 and addr < e.addr + e.size:
             return e
     return None
-
-
-_USER_CODES = frozenset({"user_store"})
-"""Stores the workload's own instructions make through a mapping, after the fault that mapped the page
-returned. One the op had not issued when the crash fell is not lost: the kernel could not have put it
-before anything (a MAP_SYNC fault commits the block it maps, then the store lands)."""
 
 
 def _all_bytes_written(addr: int, point: CrashPoint, trace: Sequence[Event]) -> bool:
