@@ -68,7 +68,7 @@ def crash_cause_store(
             return Cause(oracle, How.DROPPED, code_of(dropped)), None
         return Cause(oracle, How.AT, "end" if point.spec.seq is None else top_site(point.site)), None
     lost = _lost_store(addr, point, state, trace)
-    if lost is not None and _all_bytes_written(addr, point, trace):
+    if lost is not None:
         return Cause(oracle, How.LOST, _what_it_wrote(lost, addr, _codes_of(point), lost=True)), ("store", lost.seq)
     raw = bytes(fs.read(ev.file, off, 8))
     if raw:
@@ -212,28 +212,6 @@ def _lost_store(addr: int, point: CrashPoint, state: CrashState, trace: Sequence
         if e.kind.is_store and e.addr < addr + 8 and addr < e.addr + e.size:
             return e
     return None
-
-
-def _all_bytes_written(addr: int, point: CrashPoint, trace: Sequence[Event]) -> bool:
-    """Whether stores wrote every byte of the word at `addr` before the crash's op ended: a lost store
-    explains a wrong word only then. A word part of which no store ever wrote (media no zeroing or
-    copy covered, under a store of a few bytes) is stale whatever the crash kept: `never-written`."""
-    end = point.spec.seq
-    if end is None:
-        end = len(trace)
-    else:
-        while end < len(trace) and trace[end].op == point.op:
-            end += 1
-    todo = 0xFF
-    for i in range(end - 1, -1, -1):
-        e = trace[i]
-        if not e.kind.is_store or e.addr >= addr + 8 or addr >= e.addr + e.size:
-            continue
-        lo, hi = max(e.addr, addr) - addr, min(e.addr + e.size, addr + 8) - addr
-        todo &= ~(((1 << (hi - lo)) - 1) << lo)
-        if not todo:
-            return True
-    return False
 
 
 def _writer(addr: int, word: int, point: CrashPoint, trace: Sequence[Event]) -> Event | None:
