@@ -20,7 +20,7 @@ from functools import cached_property
 import numpy as np
 
 from ..errors import PMemError
-from .groups import Group
+from .groups import Group, LazyEdges
 from .pages import Pages
 from .persistency import EadrPoints, Piece, PointKind, PointSpec, compute_points
 from .stateid import StateId
@@ -296,7 +296,7 @@ class CrashPoint:
         are consecutive, so neighbours differ in few groups.
         """
         gs = self.groups
-        edges = _LazyEdges(gs)
+        edges = LazyEdges(gs)
         full, none = self.full_choices, self.none_choices
         yield full, True, ()
         yield none, False, ()
@@ -382,23 +382,6 @@ class CrashPoint:
 
     def __repr__(self) -> str:
         return f"CrashPoint({self.id}, op={self.op}, site={self.site!r}, groups={self.spec.width})"
-
-
-class _LazyEdges:
-    """Each group's `edges()`, computed when first asked for: a bounded enumeration stopped by its
-    limit asks for a few groups' of a point that may hold 32,000 (a 2 MiB zeroing in flight)."""
-
-    __slots__ = ("_got", "_groups")
-
-    def __init__(self, groups: Sequence[Group]) -> None:
-        self._groups = groups
-        self._got: dict[int, list[int]] = {}
-
-    def __getitem__(self, i: int) -> list[int]:
-        hit = self._got.get(i)
-        if hit is None:
-            hit = self._got[i] = self._groups[i].edges()
-        return hit
 
 
 def _strategy(s: Strategy | str) -> Strategy:

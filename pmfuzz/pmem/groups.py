@@ -16,7 +16,7 @@ from functools import cached_property
 from .persistency import GroupSpec, LineBuffer, Piece, PieceRun
 from .trace import LINE, WORD
 
-__all__ = ["Group", "Unit"]
+__all__ = ["Group", "LazyEdges", "Unit"]
 
 _EVERY = 64
 """Whole pieces between two checkpoints of a chain's line contents (see `Group._apply_chain`)."""
@@ -310,3 +310,20 @@ class Group:
             end = min(len(p.data), (p.addr // WORD + left) * WORD - p.addr)
             bufs[p.line][off : off + end] = p.data[:end]
         return {line: bytes(b) for line, b in bufs.items()}
+
+
+class LazyEdges:
+    """Each group's `edges()`, computed when first asked for: a bounded enumeration stopped by its
+    limit asks for a few groups' of a point that may hold 32,000 (a 2 MiB zeroing in flight)."""
+
+    __slots__ = ("_got", "_groups")
+
+    def __init__(self, groups: Sequence[Group]) -> None:
+        self._groups = groups
+        self._got: dict[int, list[int]] = {}
+
+    def __getitem__(self, i: int) -> list[int]:
+        hit = self._got.get(i)
+        if hit is None:
+            hit = self._got[i] = self._groups[i].edges()
+        return hit
