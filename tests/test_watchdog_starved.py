@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,22 @@ def test_a_block_asleep_past_its_deadline_is_a_hang_however_loaded_the_machine(s
     r = starved[f"sleeps{thread}"]
     assert r["hang"]
     assert r["wall"] < 2.5
+
+
+def test_deadlines_on_many_short_lived_threads_leave_no_open_files() -> None:
+    """A campaign starts a thread per op of every parallel group: their deadlines must not keep a file each."""
+    from pmfuzz.execution.watchdog import deadline
+
+    def body() -> None:
+        with deadline(5.0, "a block"):
+            pass
+
+    fds = Path("/proc/self/fd")
+    before = len(list(fds.iterdir()))
+    for _ in range(200):
+        t = threading.Thread(target=body)
+        t.start()
+        t.join()
+    with deadline(5.0, "the main thread's"):
+        pass
+    assert len(list(fds.iterdir())) <= before + 2
