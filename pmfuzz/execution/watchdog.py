@@ -84,8 +84,8 @@ the main thread's is kept open: a campaign starts a thread per op of every paral
 one open file per thread ran to 16,000 in an hour."""
 
 
-def _waited(native_id: int) -> float:
-    """Seconds the thread has so far spent runnable but not running (0 where the kernel does not say)."""
+def _waited(native_id: int) -> float | None:
+    """Seconds the thread has so far spent runnable but not running (None where the kernel does not say)."""
     global _main_sched
     path = f"/proc/self/task/{native_id}/schedstat"
     try:
@@ -102,13 +102,16 @@ def _waited(native_id: int) -> float:
                 os.close(fd)
         return int(raw.split()[1]) / 1e9
     except (OSError, IndexError, ValueError):
-        return 0.0
+        return None
 
 
 def _starved(d: _Deadline, now: float) -> bool:
     """True if `d` has not yet run for its seconds of its own time: its expiry is then moved on by
     what the thread spent waiting for a CPU (the caller re-arms and does not raise)."""
-    own = now - d.start - (_waited(d.native) - d.waited)
+    waited = _waited(d.native)
+    if waited is None or d.waited is None:
+        return False  # the kernel does not say: wall time it is
+    own = now - d.start - (waited - d.waited)
     if own >= d.seconds * 0.999:
         return False
     d.expiry = now + d.seconds - own
@@ -330,7 +333,7 @@ class _Deadline:
         self.named_by_calls = named_by_calls
         self.expiry = 0.0
         self.start = 0.0
-        self.waited = 0.0
+        self.waited: float | None = None
         self.native = 0
         self.tid = 0
         self.state = _ARMED
