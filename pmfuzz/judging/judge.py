@@ -9,7 +9,6 @@ a `mount` finding, kept with its traceback.
 
 from __future__ import annotations
 
-import bisect
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -37,7 +36,7 @@ from ..signature import Cause, How, Signature, top_site
 from ..target import MountedFS, file_blocks, metadata_ranges
 from ..verdict import CrashSite, Finding, Findings, Options, StateChoice, Stats, Verdict, first_divergence
 from .cause import crash_cause_store
-from .links import divergence_links, link_blamed, log_ranges, meta_known, meta_store
+from .links import ByteRanges, divergence_links, link_blamed, log_ranges, meta_known, meta_store
 
 __all__ = ["judge", "HUNG"]
 
@@ -150,7 +149,7 @@ class _Judge:
             self.add_crash(here, v, (cause, self._divergence_links(here, blame) if blame is not None else ()))
 
     def _meta_store(self, point: CrashPoint, state: CrashState, meta_g: list[int]) -> tuple[How, Event] | None:
-        return meta_store(point, state, meta_g, self.meta, self._log)
+        return meta_store(point, state, meta_g, self._meta_at, self._log)
 
     def _divergence_links(self, here: _Here, blame: tuple[str, int]) -> tuple[Cause, ...]:
         p = here.point
@@ -183,7 +182,7 @@ class _Judge:
             todo = [(p, []) for p in run.crash_points()]
         self.seen: set[tuple[int, int, int]] = set()
         self.meta = metadata_ranges(run.target, opts.device_size) if opts.group_by_metadata else None
-        self._meta_lines = _LineRanges(self.meta or [])
+        self._meta_at = ByteRanges(self.meta) if self.meta is not None else None
         self._log = log_ranges(run.target, opts.device_size)
         skip_crashes = opts.focus is not None and opts.focus[0] in (OracleName.FUNCTIONAL, OracleName.TARGET_ERROR)
         hung_points = 0
@@ -259,12 +258,12 @@ class _Judge:
         mounts: dict[tuple, _Mounted | tuple[str, str, tuple[How, Event] | None]] = {}
         beside: dict[str, tuple[np.ndarray, int, WordVerdict]] = {}
         meta = self.meta
-        if meta is not None:
-            inside = self._meta_lines.inside
+        if self._meta_at is not None:
+            at = self._meta_at
             meta_g = [
                 gi
                 for gi, g in enumerate(point.groups)
-                if (inside(g.lines[0]) if len(g.lines) == 1 else all(inside(ln) for ln in g.lines))
+                if (g.lines[0] * LINE in at if len(g.lines) == 1 else all(ln * LINE in at for ln in g.lines))
             ]
         else:
             meta_g = list(range(len(point.groups)))
@@ -559,29 +558,6 @@ def _run_oracle(o: CrashOracle, ctx: CrashContext, limit: float | None = None, t
             return [_Hung((OracleName.MOUNT, f"reading the recovered image: {e}", (), tb))]
         return [(OracleName.MOUNT, f"reading the recovered image raised {type(e).__name__}: {e}", (), tb)]
     return [(v.oracle, v.message, v.evidence, None) for v in vs]
-
-
-class _LineRanges:
-    """Byte ranges asked "does this line start inside one?" by bisection: a point may hold 32,000
-    groups (a 2 MiB zeroing in flight), and a kernel target declares many ranges."""
-
-    __slots__ = ("_ends", "_starts")
-
-    def __init__(self, ranges: list[tuple[int, int]]) -> None:
-        starts: list[int] = []
-        ends: list[int] = []
-        for lo, hi in sorted(r for r in ranges if r[0] < r[1]):
-            if ends and lo <= ends[-1]:
-                ends[-1] = max(ends[-1], hi)
-            else:
-                starts.append(lo)
-                ends.append(hi)
-        self._starts, self._ends = starts, ends
-
-    def inside(self, line: int) -> bool:
-        a = line * LINE
-        k = bisect.bisect_right(self._starts, a) - 1
-        return k >= 0 and a < self._ends[k]
 
 
 def _states(point: CrashPoint, opts: Options):

@@ -8,6 +8,7 @@ they are not (a name many bugs share never links).
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import replace
 
 from oracles import OracleName
@@ -18,21 +19,46 @@ from ..target import Target, declared_regions
 from ..verdict import Finding
 from .cause import code_of, reordered_store
 
-__all__ = ["divergence_links", "link_blamed", "log_ranges", "meta_known", "meta_store"]
+__all__ = ["ByteRanges", "divergence_links", "link_blamed", "log_ranges", "meta_known", "meta_store"]
 
 
-def log_ranges(target: Target, size: int) -> list[tuple[int, int]] | None:
+class ByteRanges:
+    """Device byte ranges asked "is this address inside one?" by bisection: a crash point may hold
+    32,000 groups (a 2 MiB zeroing in flight), a trace many stores, a kernel target many ranges."""
+
+    __slots__ = ("_ends", "_starts")
+
+    def __init__(self, ranges: list[tuple[int, int]]) -> None:
+        starts: list[int] = []
+        ends: list[int] = []
+        for lo, hi in sorted(r for r in ranges if r[0] < r[1]):
+            if ends and lo <= ends[-1]:
+                ends[-1] = max(ends[-1], hi)
+            else:
+                starts.append(lo)
+                ends.append(hi)
+        self._starts, self._ends = starts, ends
+
+    def __contains__(self, addr: int) -> bool:
+        k = bisect.bisect_right(self._starts, addr) - 1
+        return k >= 0 and addr < self._ends[k]
+
+    def __bool__(self) -> bool:
+        return bool(self._starts)
+
+
+def log_ranges(target: Target, size: int) -> ByteRanges | None:
     """The device ranges of the target's metadata log, if it names its regions (`Target.regions`)."""
     regions = declared_regions(target, size)
-    return [(a, b) for n, a, b in regions if n in _LOG_REGIONS] if regions else None
+    return ByteRanges([(a, b) for n, a, b in regions if n in _LOG_REGIONS]) if regions else None
 
 
 def meta_store(
     point: CrashPoint,
     state: CrashState,
     meta_g: list[int],
-    meta: list[tuple[int, int]] | None,
-    log: list[tuple[int, int]] | None,
+    meta: ByteRanges | None,
+    log: ByteRanges | None,
 ) -> tuple[How, Event] | None:
     """What broke a metadata rule, as far as the stores say: the earliest metadata store the state
     dropped under a later one (`reordered`), else the latest store before the crash to a metadata
@@ -47,7 +73,7 @@ def meta_store(
     end = len(trace) if point.spec.seq is None else point.spec.seq
     for i in range(end - 1, -1, -1):
         e = trace[i]
-        if e.kind.is_store and e.op >= 0 and _inside_any(e.addr, meta) and not _inside_any(e.addr, log):
+        if e.kind.is_store and e.op >= 0 and e.addr in meta and e.addr not in log:
             return How.WRITTEN, e
     return None
 
@@ -70,10 +96,6 @@ def divergence_links(
 
 _LOG_REGIONS = frozenset({"journal", "log"})
 """Region names (`Target.regions`) of a metadata log: stores there are the log's, not metadata's home."""
-
-
-def _inside_any(addr: int, ranges: list[tuple[int, int]]) -> bool:
-    return any(lo <= addr < hi for lo, hi in ranges)
 
 
 def meta_known(oracle: OracleName, store: tuple[How, Event] | None) -> tuple[Cause, tuple[Cause, ...]] | None:
