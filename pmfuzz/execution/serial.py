@@ -25,6 +25,7 @@ from oracles import WrongRead
 
 from ..lang.rules import page_pieces
 from ..lang.workload import Fsync, Op, Persist, Read, Store, Sync, Write
+from ..reference.files import RefMapping
 from ..reference.history import History
 from ..reference.model import Reference
 from ..target import MountedFS, Result
@@ -93,6 +94,7 @@ def serial_order(
     fitting: list[tuple[tuple[int, ...], Reference]] = []
     signals: set[str] = set()
     misread: Unexplained | None = None
+    near: Unexplained | None = None
     failed = signalled = misreads = 0
     for order in sorted(itertools.permutations(idx), key=rank):
         r2 = copy.deepcopy(ref)
@@ -100,9 +102,12 @@ def serial_order(
         for k, j in enumerate(order):
             want[j] = r2.apply(j, ops[j])
             hist.add_alternative(start + k + 1, r2)
-        if _fits(want, got, r2, fs, idx):
+        fit = _fits(want, got, r2, fs, idx)
+        if fit is True:
             fitting.append((order, r2))
         else:
+            if near is None and isinstance(fit, WrongRead):
+                near = Unexplained("", fit)
             failed += 1
             due = {str(want[j]) for j in idx if want[j] != got[j] and str(want[j]).startswith("SIG")}
             signals |= due
@@ -117,6 +122,8 @@ def serial_order(
             whole = replace(whole, signal=signals.pop())
         elif misread is not None and misreads == failed:
             whole = replace(misread, text=whole.text)
+        elif near is not None:
+            whole = replace(near, text=whole.text)
     if not isinstance(whole, Unexplained):
         return SerialOrder(fitting[whole[0]][0], whole[1])
     split = _split_orders(ref, hist, ops, start, idx, got, fs)
@@ -142,13 +149,20 @@ def _misread(ops: Sequence[Op], idx: list[int], want: dict[int, Result], got: di
     return None
 
 
-def _fits(want: dict[int, Result], got: dict[int, Result], r2: Reference, fs: MountedFS, idx: list[int]) -> bool:
+def _fits(
+    want: dict[int, Result], got: dict[int, Result], r2: Reference, fs: MountedFS, idx: list[int]
+) -> bool | WrongRead:
+    """True if this order gives the target's results, files, sizes and mappings; else False, or,
+    when only a mapping's bytes differ, the first word it shows that the order does not leave."""
     if any(want[j] != got[j] for j in idx) or r2.files() != fs.files():
         return False
-    return all(fs.size(f) == r2.size(f) for f in r2.files()) and _maps_fit(r2, fs)
+    if not all(fs.size(f) == r2.size(f) for f in r2.files()):
+        return False
+    misfit = _maps_misfit(r2, fs)
+    return True if misfit is None else misfit
 
 
-def _maps_fit(r2: Reference, fs: MountedFS) -> bool:
+def _maps_misfit(r2: Reference, fs: MountedFS) -> WrongRead | bool | None:
     """Every live mapping shows what this order leaves past EOF (and faults where it does).
 
     Inside EOF a mapping is the file, whose bytes may mix orders (judged by `_explain`); past EOF,
@@ -156,6 +170,10 @@ def _maps_fit(r2: Reference, fs: MountedFS) -> bool:
     mapping alone: a truncate-down that zeroed the tail before a racing store shows the store's
     bytes there, the other order shows zeroes. An order that disagrees there would be adopted and
     then flagged by the next op's functional check.
+
+    None when every mapping fits; else False, or, when a mapping shows bytes past EOF that this
+    order does not leave, the first such word as a read of the mapped file (bytes nobody wrote,
+    past EOF, are why no order explains a group as much as a read of them would be).
     """
     for m, mp in r2.maps.items():
         size = mp.file.size
@@ -170,8 +188,22 @@ def _maps_fit(r2: Reference, fs: MountedFS) -> bool:
             gv, wv = got.value, want.value
             assert isinstance(gv, bytes) and isinstance(wv, bytes), "a mapping read that succeeds returns bytes"
             if gv[cut:] != wv[cut:]:
-                return False
-    return True
+                return _mapping_read(r2, mp, pos, gv, wv, cut)
+    return None
+
+
+def _mapping_read(r2: Reference, mp: RefMapping, pos: int, got: bytes, want: bytes, cut: int) -> WrongRead | bool:
+    """The first word past `cut` where a mapping's page shows what the order does not leave, as a
+    read of its file at that offset; False if the file has no name left to read it by."""
+    name = next((n for n, f in r2.names.items() if f is mp.file), None)
+    if name is None:
+        return False
+    a = np.frombuffer(got, dtype=np.uint8)[cut:]
+    b = np.frombuffer(want, dtype=np.uint8)[cut:]
+    i = cut + int(np.argmax(a != b))
+    fpos = mp.off + pos + i
+    lo = i - fpos % 8
+    return WrongRead(name, fpos - fpos % 8, got[max(0, lo) : lo + 8], want[max(0, lo) : lo + 8])
 
 
 def _explain(
@@ -186,7 +218,7 @@ def _explain(
         if all(actual[f] == r2.read(f, 0, r2.size(f) or 0) for f in actual):
             return k, {}
     if not fitting:
-        return Unexplained("no serial order gives the same results, files and sizes")
+        return Unexplained("no serial order gives the same results, files, sizes and mappings")
     mixed: dict[str, bytes] = {}
     for f, data in actual.items():
         if data == fitting[0][1].read(f, 0, len(data)):
@@ -287,7 +319,7 @@ def _split_orders(
                 finished.append(j)
             hist.add_alternative(start + min(len(finished) + (done[j] < len(steps[j])), len(idx)), r2)
         want = {j: r for j, r in res.items() if r is not None}
-        if len(want) == len(idx) and _fits(want, got, r2, fs, idx):
+        if len(want) == len(idx) and _fits(want, got, r2, fs, idx) is True:
             fitting.append((tuple(finished), r2))
     return fitting
 
