@@ -29,6 +29,7 @@ __all__ = [
     "Violation",
     "WrongRead",
     "ELSEWHERE",
+    "GARBAGE",
     "RunContext",
     "CrashContext",
     "VerdictCache",
@@ -94,6 +95,9 @@ class Violation:
 
 ELSEWHERE = "on another file changed it"
 """How a crash-free cause ends when an op's stores changed a file the op does not name."""
+
+GARBAGE = "garbage"
+"""A crash-free read saw poison, an undecodable word or a nonzero partial word at EOF, whatever was due."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from pmfuzz.lang.workload import Fallocate, FallocMode, Fault, Op, OpKind, Refli
 from pmfuzz.reference.expect import Expectation
 from pmfuzz.reference.model import Reference
 
-from . import ELSEWHERE, Evidence
+from . import ELSEWHERE, GARBAGE, Evidence
 
 MAX_EVIDENCE = 4
 
@@ -54,7 +54,7 @@ def content_cause(got: bytes, want: bytes) -> str:
     if not any(got[i] for i in diff):
         return f"zero for {due}"
     if len(got) < 8 or len(want) < 8:
-        return "garbage"
+        return GARBAGE
     g = decode(int.from_bytes(got, "little"))
     w = decode(int.from_bytes(want, "little"))
     if g.kind is WordKind.DATA and w.kind is WordKind.DATA:
@@ -66,7 +66,7 @@ def content_cause(got: bytes, want: bytes) -> str:
     elif g.kind is WordKind.ZERO:
         found = "zero"
     else:
-        return "garbage"
+        return GARBAGE
     return f"{found} for {due}"
 
 

@@ -8,13 +8,21 @@ media is, not which of those met it.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from oracles import OracleName
 from pmfuzz.fuzzing.replaying import run_reproducer
+from pmfuzz.judging.engine import Options, check
 from pmfuzz.judging.repro import parse_reproducer
+from pmfuzz.lang.workload import parse
+from pmfuzz.pmem import Event, EventKind, never_stored
 from pmfuzz.signature import Cause, How
+from pmfuzz.target import make_target
+from pmfuzz.verdict import filed
 
-GARBAGE = Cause(OracleName.FUNCTIONAL, How.CONTENT, "garbage")
+MEDIA = Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")
+EXHAUSTIVE = Options(max_states=64, exhaustive_upto=64, log_states=True)
 
 RACES = [
     # no-zero: a write fault past EOF loses to a write that allocates the block unzeroed; the
@@ -37,12 +45,62 @@ def _race_findings(spec: str, body: str):
 
 
 @pytest.mark.parametrize(("bug", "body"), RACES)
-def test_a_race_whose_mapping_shows_media_past_eof_is_named_by_what_it_shows(bug: str, body: str) -> None:
+def test_a_race_whose_mapping_shows_media_past_eof_is_named_by_that_media(bug: str, body: str) -> None:
     race = _race_findings(f"daxfs design=zero bugs={bug} cil=lazy", body)
-    assert race and {f.root_cause for f in race} == {GARBAGE}
+    assert race and {f.root_cause for f in race} == {MEDIA}
 
 
 @pytest.mark.parametrize(("bug", "body"), RACES)
 def test_the_same_races_on_the_correct_design_are_explained(bug: str, body: str) -> None:
     for cil in ("lazy", "eager"):
         assert _race_findings(f"daxfs design=zero cil={cil}", body) == []
+
+
+NO_ZERO_RUNS = [
+    "create f0\nwrite f0 2 1\n",
+    "create f0\ntruncate f0 8192\nwrite f0 0 4096\nfsync f0\n",
+    "create f0\ntruncate f0 2\nmmap m1 f0 0 1 sync\nstore m1 0 4\n",
+    "create f0\ntruncate f0 8192\nmmap m0 f0 0 8192\nfault m0 0 write\nstore m0 0 64\npersist m0 0 64\n",
+]
+
+
+@pytest.mark.parametrize("text", NO_ZERO_RUNS)
+def test_no_zero_is_one_cause_crash_free_and_after_a_crash(text: str) -> None:
+    """A block allocated unzeroed shows its media to a read and to a crash that drops the data
+    written into it (losing the data is allowed; zero was due then): media nobody wrote, both."""
+    causes: set[Cause] = set()
+    for cil in ("lazy", "eager"):
+        v = check(make_target(f"daxfs design=zero bugs=no-zero cil={cil}"), parse(text), EXHAUSTIVE)
+        causes |= {f.root_cause for f in v.findings if f.oracle in (OracleName.FUNCTIONAL, OracleName.STALE_EXPOSURE)}
+    assert causes == {MEDIA}
+
+
+@pytest.mark.parametrize("text", NO_ZERO_RUNS)
+def test_the_correct_design_shows_no_media(text: str) -> None:
+    for cil in ("lazy", "eager"):
+        assert check(make_target(f"daxfs design=zero cil={cil}"), parse(text), EXHAUSTIVE).findings == ()
+
+
+def test_a_zeroing_the_crash_lost_is_still_named_by_its_site() -> None:
+    """zero-after-commit issues the zeroing and makes it durable too late: the lost zeroing, not
+    the media, is its cause (the media would never show had it been kept)."""
+    for text in (
+        "create f0\ntruncate f0 8192\nwrite f0 0 4096\nfsync f0\n",
+        "create f0\ntruncate f0 8192\nwrite f0 100 10\n",
+    ):
+        v = check(make_target("daxfs design=zero bugs=zero-after-commit cil=eager"), parse(text), EXHAUSTIVE)
+        causes = {f.root_cause for f in filed(v.findings) if f.oracle is OracleName.STALE_EXPOSURE}
+        assert causes == {Cause(OracleName.STALE_EXPOSURE, How.LOST, "xfs_zero_extent")}
+
+
+_stores = st.lists(
+    st.tuples(st.integers(0, 40), st.integers(1, 12), st.sampled_from([EventKind.STORE, EventKind.CLWB])),
+    max_size=8,
+)
+
+
+@given(_stores, st.integers(0, 40), st.integers(0, 10))
+def test_never_stored_is_the_bytes_no_store_covered(stores, addr: int, n: int) -> None:
+    events = [Event(i, k, a, size, b"\x01" * size if k.is_store else None) for i, (a, size, k) in enumerate(stores)]
+    covered = {b for e in events if e.kind.is_store for b in range(e.addr, e.addr + e.size)}
+    assert never_stored(events, addr, n) == [i for i in range(n) if addr + i not in covered]

@@ -16,10 +16,12 @@ from dataclasses import replace
 from functools import partial
 
 from oracles import (
+    GARBAGE,
     OracleName,
     RunContext,
     RunOracle,
     Violation,
+    WrongRead,
     default_oracles,
     is_run_oracle,
     read_cause,
@@ -27,7 +29,7 @@ from oracles import (
 
 from ..errors import PmfuzzError
 from ..lang.workload import BLOCK_SIZE, Fault, Op, Parallel, Pin, Store, Workload, flatten, groups
-from ..pmem import Event, Pages, PMem
+from ..pmem import Event, Pages, PMem, never_stored
 from ..reference import History, Reference
 from ..signature import Cause, How, signal_rule
 from ..target import (
@@ -239,7 +241,20 @@ class _Execution:
             return Cause(v.oracle, How.CONTENT, v.cause) if v.cause else None
         events = self.pm.trace_since(self.op_start)
         by = [group[j - start] for j in _stored_into(events, self.fs, v.read.file, start, start + len(group))]
-        return Cause(v.oracle, How.CONTENT, read_cause(v.read, by, self.ref))
+        text = read_cause(v.read, by, self.ref)
+        if text == GARBAGE and self._never_written(v.read):
+            return Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")
+        return Cause(v.oracle, How.CONTENT, text)
+
+    def _never_written(self, read: WrongRead) -> bool:
+        """Whether bytes a read got wrong are media no store of the run wrote: then it read a block
+        exposed before anything initialised it -- the stale exposure a crash shows as media nobody
+        wrote, and one cause with it, whether a read, a mapping or a crash met the block."""
+        a = byte_address(self.fs, read.file, read.offset)
+        if a is None or a % 8:
+            return False
+        gone = set(never_stored(self.pm.trace_since(0), a, 8))
+        return any(g != w and i in gone for i, (g, w) in enumerate(zip(read.got, read.want, strict=False)))
 
     def _word_of(self, v: Violation) -> int | None:
         """The device address of a wrong read's first wrong word, if the target tells its blocks."""

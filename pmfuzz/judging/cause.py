@@ -68,6 +68,8 @@ def crash_cause_store(
             return Cause(oracle, How.DROPPED, code_of(dropped)), None
         return Cause(oracle, How.AT, "end" if point.spec.seq is None else top_site(point.site)), None
     lost = _lost_store(addr, point, state, trace)
+    if lost is not None and oracle is OracleName.STALE_EXPOSURE and _own_data(lost, addr):
+        lost = None
     if lost is not None:
         return Cause(oracle, How.LOST, _what_it_wrote(lost, addr, _codes_of(point), lost=True)), ("store", lost.seq)
     raw = bytes(fs.read(ev.file, off, 8))
@@ -78,6 +80,23 @@ def crash_cause_store(
         if writer is not None:
             return Cause(oracle, How.WRITTEN, _what_it_wrote(writer, addr, _codes_of(point))), ("store", writer.seq)
     return Cause(oracle, How.NEVER_WRITTEN, ""), ("word", addr)
+
+
+def _own_data(e: Event, addr: int) -> bool:
+    """Whether a store wrote its own op's data at `addr` (or the data path's zeroing of a new
+    block around it). Losing that is no stale exposure -- a crash may lose a write, and the word
+    is then due what it held before -- so when such a word shows media, what exposed the media
+    is the cause, not the lost data: a block made reachable before anything initialised it."""
+    if code_of(e.site) in _NEW_BLOCK_ZEROING:
+        return True
+    data = e.data
+    if data is None:
+        return False
+    at = addr if e.addr <= addr and addr + 8 <= e.addr + e.size else -(-e.addr // 8) * 8
+    if at + 8 > e.addr + e.size:
+        return 0 < len(data) < 8  # less than a word: only a workload's own bytes are that small
+    d = decode(int.from_bytes(data[at - e.addr : at - e.addr + 8], "little"))
+    return d.kind is WordKind.DATA and d.op == e.op
 
 
 def _first_dropped_word(fs: MountedFS, name: str, start: int, end: int, point: CrashPoint, state: CrashState) -> int:

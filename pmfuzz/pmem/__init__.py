@@ -5,7 +5,7 @@ from .device import PMem
 from .pages import Pages
 from .persistency import EadrPoints, PointKind
 from .stateid import StateId
-from .trace import LINE, PAGE, WORD, Domain, Event, EventKind
+from .trace import LINE, PAGE, WORD, Domain, Event, EventKind, never_stored
 
 __all__ = [
     "LINE",
@@ -26,4 +26,5 @@ __all__ = [
     "StateId",
     "Strategy",
     "distinct",
+    "never_stored",
 ]

@@ -7,6 +7,7 @@ domain-agnostic, so the same run can be judged under ADR and under eADR.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -86,3 +87,15 @@ class Event:
 def words_in(addr: int, size: int) -> int:
     """Number of aligned 8-byte words that the byte range touches."""
     return (addr + size - 1) // WORD - addr // WORD + 1
+
+
+def never_stored(events: Sequence[Event], addr: int, n: int) -> list[int]:
+    """The bytes of [addr, addr + n), as offsets from `addr`, that no store of `events` wrote:
+    media the run never initialised (a block mapped before anything zeroed or wrote it)."""
+    todo = set(range(n))
+    for e in events:
+        if not todo:
+            break
+        if e.kind.is_store and e.addr < addr + n and addr < e.addr + e.size:
+            todo -= set(range(max(0, e.addr - addr), min(n, e.addr + e.size - addr)))
+    return sorted(todo)
