@@ -15,6 +15,7 @@ from oracles import OracleName
 from pmfuzz.fuzzing.replaying import run_reproducer
 from pmfuzz.judging.engine import Options, check
 from pmfuzz.judging.repro import parse_reproducer
+from pmfuzz.lang.data import poison
 from pmfuzz.lang.workload import parse
 from pmfuzz.pmem import Event, EventKind, never_stored
 from pmfuzz.signature import Cause, How
@@ -99,8 +100,31 @@ _stores = st.lists(
 )
 
 
-@given(_stores, st.integers(0, 40), st.integers(0, 10))
-def test_never_stored_is_the_bytes_no_store_covered(stores, addr: int, n: int) -> None:
-    events = [Event(i, k, a, size, b"\x01" * size if k.is_store else None) for i, (a, size, k) in enumerate(stores)]
-    covered = {b for e in events if e.kind.is_store for b in range(e.addr, e.addr + e.size)}
-    assert never_stored(events, addr, n) == [i for i in range(n) if addr + i not in covered]
+@given(_stores, st.integers(0, 40), st.integers(0, 10), st.sets(st.integers(0, 7)))
+def test_never_stored_is_the_bytes_no_store_or_a_copy_of_media_wrote(stores, addr: int, n: int, copies) -> None:
+    """Brute force: per byte, the last store that covered it, and whether it wrote a whole word of
+    poison there (stores numbered in `copies` copy poison, the rest write data)."""
+    events = []
+    for i, (a, size, k) in enumerate(stores):
+        media = bytes(poison(a - a % 8, -(-(a + size) // 8) * 8 - (a - a % 8)))[a % 8 : a % 8 + size]
+        events.append(Event(i, k, a, size, (media if i in copies else b"\x01" * size) if k.is_store else None))
+    want = []
+    for b in range(addr, addr + n):
+        last = next((e for e in reversed(events) if e.kind.is_store and e.addr <= b < e.addr + e.size), None)
+        w = b - b % 8
+        whole = last is not None and last.addr <= w and w + 8 <= last.addr + last.size
+        if last is None or (whole and last.seq in copies):
+            want.append(b - addr)
+    assert never_stored(events, addr, n) == want
+
+
+def test_a_copy_on_write_of_a_block_nobody_initialised_shows_media_nobody_wrote() -> None:
+    """no-zero: a shared block that was never zeroed is copied on write; the copy's poison (of the
+    old block's address) past the written byte is the same media, one cause with the rest."""
+    text = (
+        "# pmfuzz reproducer v1\n# target: daxfs design=zero bugs=no-zero cil=eager\n# schedule: -\n"
+        "create f2\ncreate f1\nwrite f2 0 1\nreflink f2 f1\nmmap m1 f1 0 2\n"
+        "parallel { fault m1 0 write ; write f1 0 1 }\n"
+    )
+    v = run_reproducer(parse_reproducer(text))
+    assert v.findings and {f.root_cause for f in v.findings} == {MEDIA}

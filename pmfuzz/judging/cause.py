@@ -75,6 +75,8 @@ def crash_cause_store(
     raw = bytes(fs.read(ev.file, off, 8))
     if raw:
         word = int.from_bytes(raw, "little")
+        if len(raw) == 8 and decode(word).kind is WordKind.POISON:
+            return Cause(oracle, How.NEVER_WRITTEN, ""), ("word", addr)  # here or where a copy took it from
         data = len(raw) == 8 and decode(word).kind is WordKind.DATA
         writer = _writer(addr, word, point, trace) if data else _last_writer(addr, raw, point, trace)
         if writer is not None:

@@ -10,6 +10,8 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..lang.data import WordKind, decode
+
 __all__ = [
     "LINE",
     "PAGE",
@@ -17,6 +19,7 @@ __all__ = [
     "Domain",
     "Event",
     "EventKind",
+    "never_stored",
     "words_in",
 ]
 
@@ -89,13 +92,29 @@ def words_in(addr: int, size: int) -> int:
     return (addr + size - 1) // WORD - addr // WORD + 1
 
 
+
 def never_stored(events: Sequence[Event], addr: int, n: int) -> list[int]:
-    """The bytes of [addr, addr + n), as offsets from `addr`, that no store of `events` wrote:
-    media the run never initialised (a block mapped before anything zeroed or wrote it)."""
+    """The bytes of [addr, addr + n), as offsets from `addr`, that hold media nobody wrote: no
+    store of `events` wrote them, or the last that did copied a word of unwritten media (poison,
+    which no op writes: a copy on write of a block that was never initialised)."""
     todo = set(range(n))
-    for e in events:
+    media: list[int] = []
+    for e in reversed(events):
         if not todo:
             break
-        if e.kind.is_store and e.addr < addr + n and addr < e.addr + e.size:
-            todo -= set(range(max(0, e.addr - addr), min(n, e.addr + e.size - addr)))
-    return sorted(todo)
+        if not e.kind.is_store or e.addr >= addr + n or addr >= e.addr + e.size:
+            continue
+        for i in sorted(todo & set(range(max(0, e.addr - addr), min(n, e.addr + e.size - addr)))):
+            todo.discard(i)
+            if _copied_poison(e, addr + i):
+                media.append(i)
+    return sorted([*todo, *media])
+
+
+def _copied_poison(e: Event, byte: int) -> bool:
+    """Whether store `e` wrote the device byte `byte` as part of a whole word of poison."""
+    w = byte - byte % WORD
+    data = e.data
+    if data is None or w < e.addr or w + WORD > e.addr + e.size:
+        return False
+    return decode(int.from_bytes(data[w - e.addr : w - e.addr + WORD], "little")).kind is WordKind.POISON
