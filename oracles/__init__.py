@@ -93,8 +93,8 @@ class Violation:
     tell from the device whether the op's stores put it there (an op on another file)."""
 
 
-ELSEWHERE = "on another file changed it"
-"""How a crash-free cause ends when an op's stores changed a file the op does not name."""
+ELSEWHERE = "an op on another file changed it"
+"""The cause of a crash-free wrong read when an op's stores changed a file the op does not name."""
 
 GARBAGE = "garbage"
 """A crash-free read saw poison, an undecodable word or a nonzero partial word at EOF, whatever was due."""

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oracles import OracleName
+from oracles import ELSEWHERE, OracleName
 from pmfuzz.fuzzing.minimize import NotReproduced, minimize
 from pmfuzz.fuzzing.replaying import run_reproducer
 from pmfuzz.judging.cause import reordered_store
@@ -86,24 +86,20 @@ def test_the_reordered_store_is_the_earliest_dropped_under_a_later_kept_one(seed
 
 
 @pytest.mark.parametrize(
-    ("op", "path"),
-    [
-        ("write f1 0 4", "write(2)"),
-        ("truncate f1 1", "zeroing"),
-        ("fallocate f1 0 8 zero-range keep-size", "zeroing"),
-        ("mmap m0 f1 0 1\nstore m0 0 4", "write fault"),
-    ],
+    "op",
+    ["write f1 0 4", "truncate f1 1", "fallocate f1 0 8 zero-range keep-size", "mmap m0 f1 0 1\nstore m0 0 4"],
 )
-def test_an_op_that_changes_another_file_is_one_cause_per_kernel_path(op: str, path: str) -> None:
+def test_an_op_that_changes_another_file_is_one_cause_whichever_kernel_path(op: str) -> None:
+    """cow-in-place writes a shared block in place through write(2), a write fault and zeroing alike."""
     causes = _causes(COW_IN_PLACE, SHARED + op + "\n", OracleName.FUNCTIONAL)
-    assert causes == {Cause(OracleName.FUNCTIONAL, How.CONTENT, f"{path} on another file changed it")}
+    assert causes == {Cause(OracleName.FUNCTIONAL, How.CONTENT, ELSEWHERE)}
 
 
 def test_both_bugs_that_write_a_shared_block_through_a_fault_name_the_fault_path() -> None:
     text = SHARED + "mmap m0 f1 0 1\nstore m0 0 4\n"
     a = _causes(COW_IN_PLACE, text, OracleName.FUNCTIONAL)
     b = _causes("daxfs design=zero bugs=write-fault-shared-no-cow cil=eager", text, OracleName.FUNCTIONAL)
-    assert a == b == {Cause(OracleName.FUNCTIONAL, How.CONTENT, "write fault on another file changed it")}
+    assert a == b == {Cause(OracleName.FUNCTIONAL, How.CONTENT, ELSEWHERE)}
 
 
 def test_a_wrong_read_of_the_file_the_op_changed_is_named_by_what_it_read() -> None:
@@ -119,7 +115,7 @@ def test_a_crash_inside_the_diverging_op_links_to_the_divergence() -> None:
     """The truncate zeroes the shared block in place: read crash-free, the other file changed; a
     crash in the middle leaves it half zeroed. Both are the zeroing's doing: one group."""
     found = [f for f in _verdict(COW_IN_PLACE, SHARED + "truncate f1 1\n").findings if f.crash is not None]
-    div = Cause(OracleName.FUNCTIONAL, How.CONTENT, "zeroing on another file changed it")
+    div = Cause(OracleName.FUNCTIONAL, How.CONTENT, ELSEWHERE)
     inside = [f for f in found if f.crash.op == 4 and f.crash.point != "E"]
     assert inside and all(div in f.also for f in inside)
     assert all(div not in f.also for f in found if f.crash.point == "E")
@@ -168,26 +164,22 @@ def test_a_minimized_finding_is_still_one_a_campaign_files() -> None:
 
 
 @pytest.mark.parametrize(
-    ("bug", "group", "path"),
+    ("bug", "group"),
     [
-        ("cow-in-place", "write f0 0 4 ; fallocate f0 0 1", "write(2)"),
-        ("write-fault-shared-no-cow", "fallocate f0 0 1 ; store m1 0 4", "write fault"),
+        ("cow-in-place", "write f0 0 4 ; fallocate f0 0 1"),
+        ("write-fault-shared-no-cow", "fallocate f0 0 1 ; store m1 0 4"),
     ],
 )
-def test_a_race_no_serial_order_explains_is_named_by_the_op_that_wrote_the_bytes(
-    bug: str, group: str, path: str
-) -> None:
+def test_a_race_no_serial_order_explains_is_named_by_the_op_that_wrote_the_bytes(bug: str, group: str) -> None:
     """The group changed f1, which none of its ops names: the op whose store the device holds
-    there says which path wrote in place -- the cause the same write has outside a group."""
+    there wrote in place -- the cause the same write has outside a group."""
     text = (
         f"# pmfuzz reproducer v1\n# target: daxfs design=zero bugs={bug} cil=eager\n# schedule: -\n"
         f"create f0\ncreate f1\nwrite f1 0 4\nreflink f1 f0\nmmap m1 f0 0 1\nparallel {{ {group} }}\n"
     )
     v = run_reproducer(parse_reproducer(text))
     race = [f for f in v.findings if f.oracle is OracleName.FUNCTIONAL and "no serial order" in f.message]
-    assert race and {f.root_cause for f in race} == {
-        Cause(OracleName.FUNCTIONAL, How.CONTENT, f"{path} on another file changed it")
-    }
+    assert race and {f.root_cause for f in race} == {Cause(OracleName.FUNCTIONAL, How.CONTENT, ELSEWHERE)}
 
 
 def test_a_read_and_a_mapping_that_see_one_wrong_block_after_one_op_are_linked() -> None:
@@ -249,7 +241,7 @@ def test_a_crash_in_the_diverging_op_links_only_to_what_it_shows_again() -> None
     from pmfuzz.pmem import Event, EventKind
 
     garbage = Cause(OracleName.FUNCTIONAL, How.CONTENT, "garbage")
-    elsewhere = Cause(OracleName.FUNCTIONAL, How.CONTENT, "write(2) on another file changed it")
+    elsewhere = Cause(OracleName.FUNCTIONAL, How.CONTENT, ELSEWHERE)
     events = (
         Event(0, EventKind.STORE, 0x1000, 64, b"x" * 64, op=1, site="w"),
         Event(1, EventKind.STORE, 0x2000, 64, b"x" * 64, op=2, site="w"),
@@ -258,7 +250,7 @@ def test_a_crash_in_the_diverging_op_links_only_to_what_it_shows_again() -> None
     words = {0x2008: garbage}
     assert divergence_links(point, ("word", 0x2008), words, (elsewhere,)) == (garbage,)
     assert divergence_links(point, ("word", 0x3000), words, (elsewhere,)) == ()
-    assert divergence_links(point, ("store", 1), words, (elsewhere,)) == (garbage, elsewhere)
+    assert divergence_links(point, ("store", 1), words, (elsewhere,)) == tuple(sorted((garbage, elsewhere), key=str))
     assert divergence_links(point, ("store", 0), words, (elsewhere,)) == ()
 
 
@@ -393,4 +385,4 @@ def test_a_write_from_a_mapping_names_the_mapped_file_too() -> None:
     for i, op in enumerate(parse("create f0\ncreate f1\ntruncate f1 8192\nmmap m1 f1 0 8192\n").ops):
         ref.apply(i, op)
     assert elsewhere_cause(Write("f0", 0, 100, "m1", 0), ref, "f1") == ""
-    assert elsewhere_cause(Write("f0", 0, 100), ref, "f1") == "write(2) on another file changed it"
+    assert elsewhere_cause(Write("f0", 0, 100), ref, "f1") == ELSEWHERE

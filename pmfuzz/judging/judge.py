@@ -71,7 +71,7 @@ class _Judge:
                 {
                     f.root_cause
                     for f in run.findings
-                    if f.crash is None and f.op == self._diverged and f.root_cause.where.endswith(ELSEWHERE)
+                    if f.crash is None and f.op == self._diverged and f.root_cause.where == ELSEWHERE
                 },
                 key=str,
             )

@@ -92,7 +92,6 @@ def words_in(addr: int, size: int) -> int:
     return (addr + size - 1) // WORD - addr // WORD + 1
 
 
-
 def never_stored(events: Sequence[Event], addr: int, n: int) -> list[int]:
     """The bytes of [addr, addr + n), as offsets from `addr`, that hold media nobody wrote: no
     store of `events` wrote them, or the last that did copied a word of unwritten media (poison,
