@@ -17,6 +17,7 @@ from typing import Protocol, TypeGuard, TypeVar, runtime_checkable
 import numpy as np
 
 from pmfuzz.errors import PmfuzzError
+from pmfuzz.lang.data import decode
 from pmfuzz.lang.workload import Op
 from pmfuzz.reference.expect import Expectation, WordVerdict
 from pmfuzz.reference.model import Reference
@@ -30,6 +31,7 @@ __all__ = [
     "WrongRead",
     "ELSEWHERE",
     "GARBAGE",
+    "OTHER_DATA",
     "RunContext",
     "CrashContext",
     "VerdictCache",
@@ -95,6 +97,9 @@ class Violation:
 
 ELSEWHERE = "an op on another file changed it"
 """The cause of a crash-free wrong read when an op's stores changed a file the op does not name."""
+
+OTHER_DATA = "data of another file or offset"
+"""A crash-free read saw data written for another file or offset: a block's content from before it was this word's."""
 
 GARBAGE = "garbage"
 """A crash-free read saw poison, an undecodable word or a nonzero partial word at EOF, whatever was due."""
@@ -333,4 +338,10 @@ def read_cause(read: WrongRead, by: Sequence[Op], ref: Reference) -> str:
         text = elsewhere_cause(op, ref, read.file)
         if text:
             return text
-    return content_cause(read.got, read.want)
+    text = content_cause(read.got, read.want)
+    if text == "data for zero" and len(read.got) == 8:
+        d = decode(int.from_bytes(read.got, "little"))
+        f = ref.names.get(read.file)
+        if f is not None and (d.file, d.offset) != (f.ino, read.offset):
+            return OTHER_DATA  # a reused block's old content: whatever was due, it was never this word's
+    return text

@@ -9,7 +9,7 @@ from pmfuzz.lang.workload import Op, Reflink
 from pmfuzz.reference.expect import Expectation
 from pmfuzz.reference.model import Reference
 
-from . import ELSEWHERE, GARBAGE, Evidence
+from . import ELSEWHERE, GARBAGE, OTHER_DATA, Evidence
 
 MAX_EVIDENCE = 4
 
@@ -59,7 +59,7 @@ def content_cause(got: bytes, want: bytes) -> str:
     w = decode(int.from_bytes(want, "little"))
     if g.kind is WordKind.DATA and w.kind is WordKind.DATA:
         if (g.file, g.offset) != (w.file, w.offset):
-            return "data of another file or offset"  # whatever was due: a block that is not this file's
+            return OTHER_DATA  # whatever was due: a block that is not this file's
         found = "older data"
     elif g.kind is WordKind.DATA:
         found = "data"

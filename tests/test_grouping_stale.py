@@ -128,3 +128,27 @@ def test_a_copy_on_write_of_a_block_nobody_initialised_shows_media_nobody_wrote(
     )
     v = run_reproducer(parse_reproducer(text))
     assert v.findings and {f.root_cause for f in v.findings} == {MEDIA}
+
+
+@pytest.mark.parametrize(
+    ("spec", "text", "cause"),
+    [
+        # no-zero: a punched block comes back to another file (or offset) with its old data.
+        (
+            "daxfs design=zero bugs=no-zero cil=eager",
+            "create f0\nwrite f0 0 4096\npunch f0 0 4096\ncreate f1\nwrite f1 8 1\n",
+            "data of another file or offset",
+        ),
+        # truncate-no-zero-tail: the file's own old data at the same offset comes back past a new EOF.
+        (
+            "daxfs design=zero bugs=truncate-no-zero-tail cil=eager",
+            "create f0\nwrite f0 0 4096\ntruncate f0 10\nmmap m0 f0 0 4096\nfault m0 0 read\ntruncate f0 4096\n",
+            "data for zero",
+        ),
+    ],
+)
+def test_old_data_where_zero_was_due_says_whose_it_is(spec: str, text: str, cause: str) -> None:
+    """Data where zero was due is a reused block's content when it was written for another file or
+    offset (whatever was due there), and the file's own stale tail when it is this very word's."""
+    v = check(make_target(spec), parse(text), EXHAUSTIVE)
+    assert {f.root_cause for f in v.findings if f.crash is None} == {Cause(OracleName.FUNCTIONAL, How.CONTENT, cause)}
