@@ -31,6 +31,7 @@ from .lang.workload import BLOCK_SIZE, Fallocate, Op, OpKind
 from .pmem import PMem
 
 __all__ = [
+    "shared_elsewhere",
     "Errno",
     "Signal",
     "Result",
@@ -335,6 +336,19 @@ def byte_address(fs: MountedFS, name: str, off: int) -> int | None:
         if foff == base:
             return None if dev is None or unwritten else dev + off - base
     return None
+
+
+def shared_elsewhere(fs: MountedFS, name: str, addr: int) -> bool:
+    """Whether a file other than `name` maps the device block holding byte `addr` (False when the
+    mounted fs does not tell its blocks)."""
+    block = addr - addr % BLOCK_SIZE
+    for other in fs.files():
+        if other == name:
+            continue
+        size = fs.size(other) or 0
+        if any(dev == block for _off, dev, _u in file_blocks(fs, other, max(size, 1)) or ()):
+            return True
+    return False
 
 
 @runtime_checkable

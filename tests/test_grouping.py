@@ -123,11 +123,11 @@ def test_a_crash_inside_the_diverging_op_links_to_the_divergence() -> None:
 
 def test_a_word_torn_at_eof_names_the_store_that_wrote_its_bytes() -> None:
     """f1's write lands in place one byte into f0's 4-byte file: f0's word is one byte of its own
-    data and three of f1's, cut at EOF. Every byte was written: the cause is the write, not media
-    nobody wrote."""
+    data and three of f1's, cut at EOF. Every byte was written: the cause is the write to the file
+    that shares the block (the cause its crash-free read has), not media nobody wrote."""
     text = "create f1\ncreate f0\nwrite f0 0 4\nreflink f0 f1\nwrite f1 1 4096\n"
     stale = [f for f in _verdict(COW_IN_PLACE, text).findings if f.oracle is OracleName.STALE_EXPOSURE]
-    assert stale and {f.root_cause for f in stale} == {Cause(OracleName.STALE_EXPOSURE, How.WRITTEN, "data")}
+    assert stale and {f.root_cause for f in stale} == {Cause(OracleName.FUNCTIONAL, How.CONTENT, ELSEWHERE)}
 
 
 def test_a_word_half_written_over_media_nobody_wrote_is_never_written() -> None:
@@ -357,7 +357,7 @@ def test_a_crash_in_the_diverging_op_that_shows_the_word_the_read_saw_wrong_link
     free = [f for f in v.findings if f.crash is None]
     assert free and all(f.word is not None for f in free)
     inside = [f for f in filed(v.findings) if f.crash is not None]
-    assert inside and all({g.root_cause for g in free} & set(f.also) for f in inside)
+    assert inside and all({g.root_cause for g in free} & {f.root_cause, *f.also} for f in inside)
 
 
 def test_a_minimized_reproducer_keeps_the_cause_it_is_filed_under() -> None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from oracles import OracleName
+from oracles import ELSEWHERE, OracleName
 from pmfuzz.fuzzing.replaying import run_reproducer
 from pmfuzz.judging.engine import Options, check
 from pmfuzz.judging.repro import parse_reproducer
@@ -130,25 +130,40 @@ def test_a_copy_on_write_of_a_block_nobody_initialised_shows_media_nobody_wrote(
     assert v.findings and {f.root_cause for f in v.findings} == {MEDIA}
 
 
-@pytest.mark.parametrize(
-    ("spec", "text", "cause"),
-    [
-        # no-zero: a punched block comes back to another file (or offset) with its old data.
-        (
-            "daxfs design=zero bugs=no-zero cil=eager",
-            "create f0\nwrite f0 0 4096\npunch f0 0 4096\ncreate f1\nwrite f1 8 1\n",
-            "data of another file or offset",
-        ),
-        # truncate-no-zero-tail: the file's own old data at the same offset comes back past a new EOF.
-        (
-            "daxfs design=zero bugs=truncate-no-zero-tail cil=eager",
-            "create f0\nwrite f0 0 4096\ntruncate f0 10\nmmap m0 f0 0 4096\nfault m0 0 read\ntruncate f0 4096\n",
-            "data for zero",
-        ),
-    ],
+REUSED = "create f0\nwrite f0 0 4096\npunch f0 0 4096\ncreate f1\nwrite f1 8 1\n"
+"""no-zero: a punched block comes back to another file with its old data."""
+
+IN_PLACE = (
+    "create f2\ncreate f1\nwrite f1 0 4\nreflink f1 f2\nmmap m1 f2 0 1 sync\nfault m1 0 write\n"
+    "fallocate f2 0 4096 zero-range\nmmap m0 f1 0 1\nstore m0 0 4\npersist m0 0 1\n"
 )
-def test_old_data_where_zero_was_due_says_whose_it_is(spec: str, text: str, cause: str) -> None:
-    """Data where zero was due is a reused block's content when it was written for another file or
-    offset (whatever was due there), and the file's own stale tail when it is this very word's."""
-    v = check(make_target(spec), parse(text), EXHAUSTIVE)
-    assert {f.root_cause for f in v.findings if f.crash is None} == {Cause(OracleName.FUNCTIONAL, How.CONTENT, cause)}
+"""cow-in-place: a store through f1's mapping lands in the block f2 still shares."""
+
+
+def test_a_reused_blocks_old_data_is_what_the_block_held_before_not_data_for_zero() -> None:
+    """Data written for another file, read where zero was due, in a block no other file maps: the
+    block's content from before it was this file's, the cause its media has (crash-free and after
+    a crash alike)."""
+    v = check(make_target("daxfs design=zero bugs=no-zero cil=eager"), parse(REUSED), EXHAUSTIVE)
+    assert {f.root_cause for f in filed(v.findings)} == {MEDIA}
+
+
+def test_data_another_file_wrote_into_a_block_it_shares_is_that_files_write_after_a_crash_too() -> None:
+    v = check(make_target("daxfs design=zero bugs=cow-in-place cil=lazy"), parse(IN_PLACE), EXHAUSTIVE)
+    causes = {f.root_cause for f in filed(v.findings) if f.oracle is OracleName.STALE_EXPOSURE}
+    assert causes == {Cause(OracleName.FUNCTIONAL, How.CONTENT, ELSEWHERE)}
+
+
+@pytest.mark.parametrize("text", [REUSED, IN_PLACE])
+def test_neither_shows_on_the_correct_design(text: str) -> None:
+    for cil in ("lazy", "eager"):
+        assert check(make_target(f"daxfs design=zero cil={cil}"), parse(text), EXHAUSTIVE).findings == ()
+
+
+def test_the_files_own_old_word_where_zero_was_due_is_data_for_zero() -> None:
+    """truncate-no-zero-tail: the file's own old data at the same offset comes back past a new EOF."""
+    text = "create f0\nwrite f0 0 4096\ntruncate f0 10\nmmap m0 f0 0 4096\nfault m0 0 read\ntruncate f0 4096\n"
+    v = check(make_target("daxfs design=zero bugs=truncate-no-zero-tail cil=eager"), parse(text), EXHAUSTIVE)
+    assert {f.root_cause for f in v.findings if f.crash is None} == {
+        Cause(OracleName.FUNCTIONAL, How.CONTENT, "data for zero")
+    }

@@ -16,7 +16,9 @@ from dataclasses import replace
 from functools import partial
 
 from oracles import (
+    ELSEWHERE,
     GARBAGE,
+    OTHER_DATA,
     OracleName,
     RunContext,
     RunOracle,
@@ -44,6 +46,7 @@ from ..target import (
     mapping_blocks_hook,
     min_op_timeout,
     scheduler_hook,
+    shared_elsewhere,
 )
 from ..verdict import Finding, Findings, Options, link_alike
 from .blame import failure, oracle_fault, target_traceback, what_failed
@@ -244,6 +247,12 @@ class _Execution:
         text = read_cause(v.read, by, self.ref)
         if text == GARBAGE and self._never_written(v.read):
             return Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")
+        if text == OTHER_DATA:
+            a = byte_address(self.fs, v.read.file, v.read.offset)
+            if a is not None and shared_elsewhere(self.fs, v.read.file, a):
+                return Cause(v.oracle, How.CONTENT, ELSEWHERE)  # a write to the file sharing it, in place
+            if a is not None:
+                return Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")  # a reused block's old content
         return Cause(v.oracle, How.CONTENT, text)
 
     def _never_written(self, read: WrongRead) -> bool:

@@ -15,13 +15,13 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from oracles import Evidence, OracleName
+from oracles import ELSEWHERE, Evidence, OracleName
 
 from ..lang.data import WordKind, decode, decode_words
 from ..lang.workload import BLOCK_SIZE
 from ..pmem import CrashPoint, CrashState, Event
 from ..signature import Cause, How, rule_of, top_site
-from ..target import MountedFS, byte_address, file_blocks
+from ..target import MountedFS, byte_address, file_blocks, shared_elsewhere
 
 __all__ = ["crash_cause_store", "code_of", "reordered_store"]
 
@@ -79,9 +79,24 @@ def crash_cause_store(
             return Cause(oracle, How.NEVER_WRITTEN, ""), ("word", addr)  # here or where a copy took it from
         data = len(raw) == 8 and decode(word).kind is WordKind.DATA
         writer = _writer(addr, word, point, trace) if data else _last_writer(addr, raw, point, trace)
+        if writer is not None and _foreign(oracle, data and decode(word).offset != off):
+            if shared_elsewhere(fs, ev.file, addr):
+                return Cause(OracleName.FUNCTIONAL, How.CONTENT, ELSEWHERE), ("store", writer.seq)
+            if data:
+                return Cause(oracle, How.NEVER_WRITTEN, ""), ("word", addr)
         if writer is not None:
             return Cause(oracle, How.WRITTEN, _what_it_wrote(writer, addr, _codes_of(point))), ("store", writer.seq)
     return Cause(oracle, How.NEVER_WRITTEN, ""), ("word", addr)
+
+
+def _foreign(oracle: OracleName, elsewhere: bool) -> bool:
+    """Whether a word of data is one the file never held: the stale-exposure oracle's verdict; for a
+    torn copy on write, data of another offset.
+
+    In a block another file maps, a write to that file changed it in place: the cause a crash-free
+    read of it has. A word of data in a block no other file maps is what the block held before it
+    was this file's: nothing wrote it for this file, one cause with media nobody wrote."""
+    return oracle is OracleName.STALE_EXPOSURE or (oracle is OracleName.COW_ATOMICITY and elsewhere)
 
 
 def _own_data(e: Event, addr: int) -> bool:
