@@ -30,8 +30,9 @@ from oracles import (
 )
 
 from ..errors import PmfuzzError
+from ..lang.data import WordKind, decode
 from ..lang.workload import BLOCK_SIZE, Fault, Op, Parallel, Pin, Store, Workload, flatten, groups
-from ..pmem import Event, Pages, PMem, never_stored
+from ..pmem import Event, Pages, PMem, last_store, never_stored
 from ..reference import History, Reference
 from ..signature import Cause, How, signal_rule
 from ..target import (
@@ -251,9 +252,18 @@ class _Execution:
             a = byte_address(self.fs, v.read.file, v.read.offset)
             if a is not None and shared_elsewhere(self.fs, v.read.file, a):
                 return Cause(v.oracle, How.CONTENT, ELSEWHERE)  # a write to the file sharing it, in place
-            if a is not None:
-                return Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")  # a reused block's old content
+            if a is not None and self._left_over(a, v.read.got):
+                return Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")
         return Cause(v.oracle, How.CONTENT, text)
+
+    def _left_over(self, addr: int, got: bytes) -> bool:
+        """Whether the data word at `addr` is still where the op whose data it is wrote it (no copy
+        put it there since): a reused block's old content, which nothing wrote for this file."""
+        if len(got) != 8 or addr % 8:
+            return False
+        d = decode(int.from_bytes(got, "little"))
+        last = last_store(self.pm.trace_since(0), addr)
+        return d.kind is WordKind.DATA and last is not None and last.op == d.op
 
     def _never_written(self, read: WrongRead) -> bool:
         """Whether bytes a read got wrong are media no store of the run wrote: then it read a block

@@ -82,7 +82,7 @@ def crash_cause_store(
         if writer is not None and _foreign(oracle, data and decode(word).offset != off):
             if shared_elsewhere(fs, ev.file, addr):
                 return Cause(OracleName.FUNCTIONAL, How.CONTENT, ELSEWHERE), ("store", writer.seq)
-            if data:
+            if data and decode(word).op == writer.op:
                 return Cause(oracle, How.NEVER_WRITTEN, ""), ("word", addr)
         if writer is not None:
             return Cause(oracle, How.WRITTEN, _what_it_wrote(writer, addr, _codes_of(point))), ("store", writer.seq)
@@ -94,8 +94,9 @@ def _foreign(oracle: OracleName, elsewhere: bool) -> bool:
     torn copy on write, data of another offset.
 
     In a block another file maps, a write to that file changed it in place: the cause a crash-free
-    read of it has. A word of data in a block no other file maps is what the block held before it
-    was this file's: nothing wrote it for this file, one cause with media nobody wrote."""
+    read of it has. A word of data in a block no other file maps, last written by the op whose data
+    it is (not a copy of it), is what the block held before it was this file's: nothing wrote it
+    for this file, one cause with media nobody wrote."""
     return oracle is OracleName.STALE_EXPOSURE or (oracle is OracleName.COW_ATOMICITY and elsewhere)
 
 

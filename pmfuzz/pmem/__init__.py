@@ -5,7 +5,7 @@ from .device import PMem
 from .pages import Pages
 from .persistency import EadrPoints, PointKind
 from .stateid import StateId
-from .trace import LINE, PAGE, WORD, Domain, Event, EventKind, never_stored
+from .trace import LINE, PAGE, WORD, Domain, Event, EventKind, last_store, never_stored
 
 __all__ = [
     "LINE",
@@ -26,5 +26,6 @@ __all__ = [
     "StateId",
     "Strategy",
     "distinct",
+    "last_store",
     "never_stored",
 ]

@@ -19,6 +19,7 @@ __all__ = [
     "Domain",
     "Event",
     "EventKind",
+    "last_store",
     "never_stored",
     "words_in",
 ]
@@ -117,3 +118,11 @@ def _copied_poison(e: Event, byte: int) -> bool:
     if data is None or w < e.addr or w + WORD > e.addr + e.size:
         return False
     return decode(int.from_bytes(data[w - e.addr : w - e.addr + WORD], "little")).kind is WordKind.POISON
+
+
+def last_store(events: Sequence[Event], addr: int) -> Event | None:
+    """The last store of `events` that wrote any byte of the word at `addr`."""
+    for e in reversed(events):
+        if e.kind.is_store and e.addr < addr + WORD and addr < e.addr + e.size:
+            return e
+    return None
