@@ -167,3 +167,22 @@ def test_the_files_own_old_word_where_zero_was_due_is_data_for_zero() -> None:
     assert {f.root_cause for f in v.findings if f.crash is None} == {
         Cause(OracleName.FUNCTIONAL, How.CONTENT, "data for zero")
     }
+
+
+def test_a_campaign_stops_on_the_findings_oracle_whatever_oracle_its_cause_names(tmp_path) -> None:
+    """A functional finding filed as stale-exposure/never-written is still the functional finding
+    `stop_on` (and the time-to-bug benchmark) waits for."""
+    from pmfuzz.fuzzing.campaign import CampaignConfig, run_campaign
+    from pmfuzz.target import TargetSpec
+
+    corpus = tmp_path / "seeds"
+    corpus.mkdir()
+    (corpus / "w.pmfuzz").write_text("create f0\nwrite f0 2 1\n")
+    spec = TargetSpec("daxfs", (("design", "zero"), ("bugs", "no-zero"), ("cil", "lazy")))
+    cfg = CampaignConfig(
+        target=spec, seed=1, max_execs=1, corpus=corpus, crashes=tmp_path / "crashes", quiet=True, pictures=False,
+        stop_on="functional",
+    )  # fmt: skip
+    s = run_campaign(cfg)
+    assert s.first_hit is not None
+    assert "stale-exposure/never-written/-" in s.findings

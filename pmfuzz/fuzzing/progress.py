@@ -165,8 +165,8 @@ class Progress:
         elif kind == "repeat":
             key, sig, cause = value
             self.crashes.bump(key, sig, elapsed=self.elapsed(), execs=s.execs)
-            if cause != key and self.cfg.stop_on and oracle_of(cause) == self.cfg.stop_on:
-                # the stop oracle's finding, filed under a group another oracle opened for its store
+            if self.cfg.stop_on and oracle_of(sig or cause) == self.cfg.stop_on:
+                # the stop oracle's finding, filed under a group another oracle opened (or named)
                 if s.first_hit is None:
                     s.first_hit = self.elapsed()
                 self.done = True
@@ -181,7 +181,9 @@ class Progress:
             finally:
                 if fresh and self.crashes.known(sig):
                     s.new.append(sig)  # counted as new even when a later write of it failed
-            if self.cfg.stop_on and oracle_of(sig) == self.cfg.stop_on:
+            if self.cfg.stop_on and oracle_of(found_as[1] if found_as else sig) == self.cfg.stop_on:
+                # the finding's own oracle: a cause may name another (a read of media nobody wrote is
+                # a functional finding whose cause is stale-exposure/never-written)
                 if s.first_hit is None:
                     s.first_hit = self.elapsed()
                 if final:
