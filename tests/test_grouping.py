@@ -273,10 +273,11 @@ def test_causes_that_blame_one_store_in_different_states_are_linked() -> None:
 
 def test_a_copy_that_never_covered_part_of_the_block_is_media_nobody_wrote() -> None:
     """cow-skip-tail-copy drops no store: it never issues the tail's copy. The torn block's cause
-    is its first word nobody wrote, not its first word (which the copy got right)."""
+    is its first word nobody wrote, not its first word (which the copy got right): media nobody
+    wrote, the cause the stale exposure of that word has too."""
     v = _verdict("daxfs design=zero bugs=cow-skip-tail-copy cil=eager", COW_WRITE)
     cow = {f.root_cause for f in filed(v.findings) if f.oracle is OracleName.COW_ATOMICITY}
-    assert cow == {Cause(OracleName.COW_ATOMICITY, How.NEVER_WRITTEN, "")}
+    assert cow == {Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")}
 
 
 def test_a_wrong_read_of_a_file_no_store_of_the_op_reached_is_named_by_what_it_read() -> None:

@@ -11,13 +11,13 @@ the same op -- and that store's code site. One bug, one cause, wherever the cras
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import numpy as np
 
 from oracles import ELSEWHERE, Evidence, OracleName
 
-from ..lang.data import WordKind, decode, decode_words
+from ..lang.data import Decoded, WordKind, decode, decode_words
 from ..lang.workload import BLOCK_SIZE
 from ..pmem import CrashPoint, CrashState, Event
 from ..signature import Cause, How, rule_of, top_site
@@ -29,6 +29,10 @@ _LOG_PHASES = frozenset({"log_write", "log_tail", "flush", "commit_record", "che
 """Phases of a log push: the site names its caller first (`xfs_file_fsync.flush`), the code is the log's."""
 
 _UNKNOWN = -1
+
+_MEDIA = Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")
+"""A word nobody wrote for this file, whichever oracle read it (a torn copy on write, a durability
+check, a stale exposure): a block exposed before anything initialised it, one cause."""
 
 
 def code_of(site: str) -> str:
@@ -47,12 +51,14 @@ def crash_cause_store(
     state: CrashState,
     fs: MountedFS,
     trace: Sequence[Event],
+    own: Collection[int] | None = None,
 ) -> tuple[Cause, tuple[str, int] | None]:
     """The cause of one crash violation, as far as its first wrong word and the trace tell; and what
     it blames: the store it names (lost, or written) by its trace index,
     else the wrong word by its device address; None if neither is known. Two oracles that fault
     one crash state for one store, or one word no store explains, see one cause (a torn copy on
-    write is both a `cow-atomicity` and a `stale-exposure` violation)."""
+    write is both a `cow-atomicity` and a `stale-exposure` violation). `own`: the incarnations the
+    file may be recovered as, to tell its own data from another file's."""
     ev = next((e for e in evidence if isinstance(e, Evidence)), None)
     if ev is None:
         return Cause(oracle, How.RULE, rule_of(message)), None
@@ -76,28 +82,34 @@ def crash_cause_store(
     if raw:
         word = int.from_bytes(raw, "little")
         if len(raw) == 8 and decode(word).kind is WordKind.POISON:
-            return Cause(oracle, How.NEVER_WRITTEN, ""), ("word", addr)  # here or where a copy took it from
+            return _MEDIA, ("word", addr)  # here or where a copy took it from
         data = len(raw) == 8 and decode(word).kind is WordKind.DATA
         writer = _writer(addr, word, point, trace) if data else _last_writer(addr, raw, point, trace)
-        if writer is not None and _foreign(oracle, data and decode(word).offset != off):
+        if writer is not None and _foreign(oracle, decode(word) if data else None, off, own):
             if shared_elsewhere(fs, ev.file, addr):
                 return Cause(OracleName.FUNCTIONAL, How.CONTENT, ELSEWHERE), ("store", writer.seq)
             if data and decode(word).op == writer.op:
-                return Cause(oracle, How.NEVER_WRITTEN, ""), ("word", addr)
+                return _MEDIA, ("word", addr)
         if writer is not None:
             return Cause(oracle, How.WRITTEN, _what_it_wrote(writer, addr, _codes_of(point))), ("store", writer.seq)
-    return Cause(oracle, How.NEVER_WRITTEN, ""), ("word", addr)
+    return _MEDIA, ("word", addr)
 
 
-def _foreign(oracle: OracleName, elsewhere: bool) -> bool:
-    """Whether a word of data is one the file never held: the stale-exposure oracle's verdict; for a
-    torn copy on write, data of another offset.
+def _foreign(oracle: OracleName, d: Decoded | None, off: int, own: Collection[int] | None) -> bool:
+    """Whether the wrong word is one the file never held: data of another file or offset (what a
+    stale-exposure, torn-COW or durability violation may read), or, for stale exposure, any word.
 
     In a block another file maps, a write to that file changed it in place: the cause a crash-free
     read of it has. A word of data in a block no other file maps, last written by the op whose data
     it is (not a copy of it), is what the block held before it was this file's: nothing wrote it
     for this file, one cause with media nobody wrote."""
-    return oracle is OracleName.STALE_EXPOSURE or (oracle is OracleName.COW_ATOMICITY and elsewhere)
+    if d is not None and oracle in _WORD_ORACLES:
+        mine = own is None or d.file in own
+        return not mine or d.offset != off or oracle is OracleName.STALE_EXPOSURE
+    return oracle is OracleName.STALE_EXPOSURE
+
+
+_WORD_ORACLES = frozenset({OracleName.STALE_EXPOSURE, OracleName.COW_ATOMICITY, OracleName.DURABILITY})
 
 
 def _own_data(e: Event, addr: int) -> bool:

@@ -19,6 +19,7 @@ from oracles import (
     ELSEWHERE,
     CrashContext,
     CrashOracle,
+    Evidence,
     OracleName,
     VerdictCache,
     Violation,
@@ -32,6 +33,7 @@ from ..execution.run import Run, ScheduleHead
 from ..execution.watchdog import TargetHang, TargetNonsense, deadline, guarded_mount
 from ..lang.workload import BLOCK_SIZE
 from ..pmem import LINE, CrashImage, CrashPoint, CrashState, Event, PMem, PointKind, Strategy
+from ..reference.expect import Expectation
 from ..signature import Cause, How, Signature, top_site
 from ..target import MountedFS, file_blocks, metadata_ranges
 from ..verdict import CrashSite, Finding, Findings, Options, StateChoice, Stats, Verdict, first_divergence
@@ -120,7 +122,10 @@ class _Judge:
         oracle, message, evidence, _ = v
         p = here.point
         try:
-            return crash_cause_store(oracle, message, evidence, p, here.state, here.fs, p.timeline.events)
+            own = here.expect.incarnations if here.expect is not None else None
+            ev = next((e for e in evidence if isinstance(e, Evidence)), None)
+            incs = own(ev.file) if own is not None and ev is not None else None
+            return crash_cause_store(oracle, message, evidence, p, here.state, here.fs, p.timeline.events, incs)
         except Exception as e:  # the target's view failed on a read the oracles did not make
             if pmfuzz_fault(e):
                 raise
@@ -283,7 +288,7 @@ class _Judge:
             mkey = tuple(ch[gi] for gi in meta_g)
             t2 = time.perf_counter()
             stats.t_image += t2 - t1
-            here = _Here(point, state, op_text, op_kind)
+            here = _Here(point, state, op_text, op_kind, expect)
             if opts.log_states:
                 self.state_log.append((f"{point.id}/{state.id}", []))
             hit = mounts.get(mkey)
@@ -506,10 +511,13 @@ class _Mounted:
 class _Here:
     """Where the judge is: builds findings with their crash site (outcomes computed only when needed)."""
 
-    __slots__ = ("fs", "op_kind", "op_text", "point", "state")
+    __slots__ = ("expect", "fs", "op_kind", "op_text", "point", "state")
 
-    def __init__(self, point: CrashPoint, state: CrashState, op_text: str, op_kind: str) -> None:
+    def __init__(
+        self, point: CrashPoint, state: CrashState, op_text: str, op_kind: str, expect: Expectation | None = None
+    ) -> None:
         self.point, self.state, self.op_text, self.op_kind = point, state, op_text, op_kind
+        self.expect = expect
         self.fs: MountedFS | None = None
         """The recovered file system with this state's data, once the data oracles read it."""
 
