@@ -12,11 +12,13 @@ with each of the bugs alone (`replay --against`); a cause must reproduce under e
     python benchmarks/root_causes.py --jobs 2                        # every bug, 120 s after the first finding
     python benchmarks/root_causes.py --bugs no-zero,fsync-no-flush --extra 30
     python benchmarks/root_causes.py --bugs "" --mix zero-after-commit,fsync-no-flush,cow-remap-before-copy
+    python benchmarks/root_causes.py --bugs no-zero --keep /tmp/groups   # keep the reproducers to read
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import tempfile
@@ -44,11 +46,20 @@ def _cfg(opts: tuple[tuple[str, str], ...], seed: int, seconds: float, tmp: Path
     )
 
 
-def one_bug(args: tuple[str, int, float, float]) -> dict:
-    name, seed, cap, extra = args
+def _workdir(keep: str | None, name: str):
+    """A campaign's corpus and crashes: kept under `keep`/NAME when asked (to read the reproducers), else temporary."""
+    if keep is None:
+        return tempfile.TemporaryDirectory()
+    path = Path(keep) / name
+    path.mkdir(parents=True, exist_ok=False)
+    return contextlib.nullcontext(str(path))
+
+
+def one_bug(args: tuple[str, int, float, float, str | None]) -> dict:
+    name, seed, cap, extra, keep = args
     bug = Bug(name)
     opts = (("design", DESIGN_OF.get(bug, "zero")), ("bugs", bug.value))
-    with tempfile.TemporaryDirectory() as d:
+    with _workdir(keep, name) as d:
         tmp = Path(d)
         t0 = time.time()
         first = run_campaign(_cfg(opts, seed, cap, tmp, BUG_ORACLE[bug])).first_hit
@@ -66,9 +77,9 @@ def one_bug(args: tuple[str, int, float, float]) -> dict:
         }
 
 
-def mixed(bugs: list[Bug], design: str, seed: int, seconds: float) -> None:
+def mixed(bugs: list[Bug], design: str, seed: int, seconds: float, keep: str | None = None) -> None:
     opts = (("design", design), ("bugs", ",".join(b.value for b in bugs)))
-    with tempfile.TemporaryDirectory() as d:
+    with _workdir(keep, "mix-" + "+".join(b.value for b in bugs)) as d:
         tmp = Path(d)
         run_campaign(_cfg(opts, seed, seconds, tmp, None))
         index = json.loads((tmp / "crashes" / "findings.json").read_text())
@@ -100,8 +111,9 @@ def main() -> None:
     ap.add_argument("--mix", action="append", default=[], help="bugs on at once, comma-separated (repeatable)")
     ap.add_argument("--mix-seconds", type=float, default=180.0)
     ap.add_argument("--mix-design", default="zero")
+    ap.add_argument("--keep", metavar="DIR", help="keep each campaign's corpus and crashes under DIR (a new folder)")
     args = ap.parse_args()
-    todo = [(b, args.seed, args.cap, args.extra) for b in args.bugs.split(",") if b]
+    todo = [(b, args.seed, args.cap, args.extra, args.keep) for b in args.bugs.split(",") if b]
     if todo:
         print(f"{'bug':30} {'oracle':15} {'first s':>8} {'causes':>6} {'sigs':>5}  causes")
         with multiprocessing.get_context("spawn").Pool(max(1, args.jobs)) as pool:
@@ -110,7 +122,7 @@ def main() -> None:
                 n, shown = len(row["causes"]), "  ".join(row["causes"])
                 print(f"{row['bug']:30} {row['oracle']:15} {first} {n:6d} {row['signatures']:5d}  {shown}", flush=True)
     for mix in args.mix:
-        mixed([Bug(b) for b in mix.split(",")], args.mix_design, args.seed, args.mix_seconds)
+        mixed([Bug(b) for b in mix.split(",")], args.mix_design, args.seed, args.mix_seconds, args.keep)
 
 
 if __name__ == "__main__":
