@@ -67,7 +67,8 @@ class How(enum.StrEnum):
     """The store that put the wrong word there (no later store would have fixed it); for a metadata
     rule, the store that wrote metadata home outside the log ahead of its transaction."""
     NEVER_WRITTEN = "never-written"
-    """Nothing wrote the wrong word before the crash nor after it: media nobody wrote."""
+    """Nothing wrote the wrong word for this file: media nobody wrote (or a copy of it), or data a
+    block held before it was this file's; whichever oracle read it, and with or without a crash."""
     UNMAPPED = "unmapped"
     """The wrong word reads as a hole: the block map that held it was lost."""
     DROPPED = "dropped"

@@ -515,7 +515,7 @@ def _cause_text(scene: Scene) -> str:
     words = {
         How.LOST: f"lost store of {c.where}",
         How.WRITTEN: f"wrong value written by {c.where}",
-        How.NEVER_WRITTEN: "media nobody wrote",
+        How.NEVER_WRITTEN: "media nobody wrote for this file",
         How.UNMAPPED: "block map lost",
         How.DROPPED: f"dropped lines of {c.where}",
         How.REORDERED: f"{c.where} dropped under a later store",
