@@ -62,6 +62,8 @@ NO_ZERO_RUNS = [
     "create f0\ntruncate f0 8192\nwrite f0 0 4096\nfsync f0\n",
     "create f0\ntruncate f0 2\nmmap m1 f0 0 1 sync\nstore m1 0 4\n",
     "create f0\ntruncate f0 8192\nmmap m0 f0 0 8192\nfault m0 0 write\nstore m0 0 64\npersist m0 0 64\n",
+    # a write(2) from a mapping stores another op's words through the plain write's code: its payload
+    "create f1\nwrite f1 0 4096\ntruncate f1 20480\nmmap m1 f1 0 20480\nwrite f1 12288 4096 from m1 100\n",
 ]
 
 

@@ -352,12 +352,14 @@ def test_a_lost_store_of_a_data_path_is_data_whatever_bytes_it_moved() -> None:
     data = Event(0, EventKind.NTSTORE, 4096, 64, payload(1, 1, 0, 64), 1, "dax_copy_from_iter")
     zeroes_by_write = Event(1, EventKind.NTSTORE, 8192, 64, bytes(64), 2, "dax_copy_from_iter")
     zeroing = Event(2, EventKind.NTSTORE, 12288, 64, bytes(64), 3, "xfs_zero_extent")
-    codes = _data_codes([data, zeroes_by_write, zeroing])
-    assert codes == {"dax_copy_from_iter"}
+    copy = Event(3, EventKind.STORE, 16384, 64, payload(1, 1, 0, 64), 4, "dax_iomap_copy_around")
+    codes, own = _data_codes([data, zeroes_by_write, zeroing, copy])
+    assert codes == {"dax_copy_from_iter", "dax_iomap_copy_around"}
+    assert own == {"dax_copy_from_iter"}, "a copy on write stores older ops' data, never its own op's"
     assert _what_it_wrote(data, 4096, codes) == "data"
     assert _what_it_wrote(zeroes_by_write, 8192, codes) == "data"
     assert _what_it_wrote(zeroing, 12288, codes) == "xfs_zero_extent"
-    assert _what_it_wrote(zeroes_by_write, 8192, _data_codes([zeroes_by_write])) == "dax_copy_from_iter"
+    assert _what_it_wrote(zeroes_by_write, 8192, _data_codes([zeroes_by_write])[0]) == "dax_copy_from_iter"
 
 
 def test_a_finding_replaced_by_one_of_another_cause_does_not_pass_on_its_links() -> None:

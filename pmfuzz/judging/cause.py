@@ -74,10 +74,10 @@ def crash_cause_store(
             return Cause(oracle, How.DROPPED, code_of(dropped)), None
         return Cause(oracle, How.AT, "end" if point.spec.seq is None else top_site(point.site)), None
     lost = _lost_store(addr, point, state, trace)
-    if lost is not None and oracle is OracleName.STALE_EXPOSURE and _own_data(lost, addr):
+    if lost is not None and oracle is OracleName.STALE_EXPOSURE and _own_data(lost, addr, point):
         lost = None
     if lost is not None:
-        return Cause(oracle, How.LOST, _what_it_wrote(lost, addr, _codes_of(point), lost=True)), ("store", lost.seq)
+        return Cause(oracle, How.LOST, _what_it_wrote(lost, addr, _codes_of(point)[0], lost=True)), ("store", lost.seq)
     raw = bytes(fs.read(ev.file, off, 8))
     if raw:
         word = int.from_bytes(raw, "little")
@@ -91,7 +91,7 @@ def crash_cause_store(
             if data and decode(word).op == writer.op:
                 return _MEDIA, ("word", addr)
         if writer is not None:
-            return Cause(oracle, How.WRITTEN, _what_it_wrote(writer, addr, _codes_of(point))), ("store", writer.seq)
+            return Cause(oracle, How.WRITTEN, _what_it_wrote(writer, addr, _codes_of(point)[0])), ("store", writer.seq)
     return _MEDIA, ("word", addr)
 
 
@@ -112,12 +112,16 @@ def _foreign(oracle: OracleName, d: Decoded | None, off: int, own: Collection[in
 _WORD_ORACLES = frozenset({OracleName.STALE_EXPOSURE, OracleName.COW_ATOMICITY, OracleName.DURABILITY})
 
 
-def _own_data(e: Event, addr: int) -> bool:
+def _own_data(e: Event, addr: int, point: CrashPoint) -> bool:
     """Whether a store wrote its own op's data at `addr` (or the data path's zeroing of a new
     block around it). Losing that is no stale exposure -- a crash may lose a write, and the word
     is then due what it held before -- so when such a word shows media, what exposed the media
-    is the cause, not the lost data: a block made reachable before anything initialised it."""
-    if code_of(e.site) in _NEW_BLOCK_ZEROING:
+    is the cause, not the lost data: a block made reachable before anything initialised it.
+
+    A write(2) from a mapping stores another op's words through the code a plain write stores
+    its own with (`_own_codes`): its payload too; a copy on write's code never stores its op's own."""
+    code = code_of(e.site)
+    if code in _NEW_BLOCK_ZEROING or code in _codes_of(point)[1]:
         return True
     data = e.data
     if data is None:
@@ -185,27 +189,35 @@ zeroing of a new block). They are the data op's own stores, so their loss is `da
 data's: one bug's lost initialisation is one cause whichever op met the new block. (Only when
 lost: a zeroing that wrote a wrong value over data is named by its own site.)"""
 
-_DATA_CODES: weakref.WeakKeyDictionary[object, frozenset[str]] = weakref.WeakKeyDictionary()
+_DATA_CODES: weakref.WeakKeyDictionary[object, tuple[frozenset[str], frozenset[str]]] = weakref.WeakKeyDictionary()
 """Per crash timeline (a trace), its `_data_codes`: worked out once, gone with the timeline."""
 
 
-def _codes_of(point: CrashPoint) -> frozenset[str]:
+def _codes_of(point: CrashPoint) -> tuple[frozenset[str], frozenset[str]]:
     hit = _DATA_CODES.get(point.timeline)
     if hit is None:
         hit = _DATA_CODES[point.timeline] = _data_codes(point.timeline.events)
     return hit
 
 
-def _data_codes(trace: Sequence[Event]) -> frozenset[str]:
-    """The code sites that store a workload's data somewhere in this trace."""
-    found = set()
+def _data_codes(trace: Sequence[Event]) -> tuple[frozenset[str], frozenset[str]]:
+    """The code sites that store a workload's data somewhere in this trace, and those that store
+    data of their own op somewhere (a write's copy-in, a store through a mapping: not a copy)."""
+    found: set[str] = set()
+    own: set[str] = set()
     for e in trace:
         if not e.kind.is_store or e.data is None or len(e.data) < 8:
             continue
         code = code_of(e.site)
-        if code not in found and (decode_words(_words_of(e)) == 1).any():
+        if code in own:
+            continue
+        words = _words_of(e)
+        data = decode_words(words) == 1
+        if data.any():
             found.add(code)
-    return frozenset(found)
+            if ((words[data] >> np.uint64(28)) & np.uint64(0xFFF) == np.uint64(e.op)).any():
+                own.add(code)
+    return frozenset(found), frozenset(own)
 
 
 def _words_of(e: Event) -> np.ndarray:
