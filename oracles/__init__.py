@@ -17,7 +17,6 @@ from typing import Protocol, TypeGuard, TypeVar, runtime_checkable
 import numpy as np
 
 from pmfuzz.errors import PmfuzzError
-from pmfuzz.lang.data import decode
 from pmfuzz.lang.workload import Op
 from pmfuzz.reference.expect import Expectation, WordVerdict
 from pmfuzz.reference.model import Reference
@@ -32,6 +31,7 @@ __all__ = [
     "ELSEWHERE",
     "GARBAGE",
     "OTHER_DATA",
+    "DATA_FOR_ZERO",
     "RunContext",
     "CrashContext",
     "VerdictCache",
@@ -97,6 +97,9 @@ class Violation:
 
 ELSEWHERE = "an op on another file changed it"
 """The cause of a crash-free wrong read when an op's stores changed a file the op does not name."""
+
+DATA_FOR_ZERO = "data for zero"
+"""A crash-free read saw data where zeroes were due."""
 
 OTHER_DATA = "data of another file or offset"
 """A crash-free read saw data written for another file or offset: a block's content from before it was this word's."""
@@ -338,10 +341,4 @@ def read_cause(read: WrongRead, by: Sequence[Op], ref: Reference) -> str:
         text = elsewhere_cause(op, ref, read.file)
         if text:
             return text
-    text = content_cause(read.got, read.want)
-    if text == "data for zero" and len(read.got) == 8:
-        d = decode(int.from_bytes(read.got, "little"))
-        f = ref.names.get(read.file)
-        if f is not None and (d.file, d.offset) != (f.ino, read.offset):
-            return OTHER_DATA  # a reused block's old content: whatever was due, it was never this word's
-    return text
+    return content_cause(read.got, read.want)

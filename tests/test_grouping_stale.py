@@ -162,9 +162,18 @@ def test_neither_shows_on_the_correct_design(text: str) -> None:
         assert check(make_target(f"daxfs design=zero cil={cil}"), parse(text), EXHAUSTIVE).findings == ()
 
 
-def test_the_files_own_old_word_where_zero_was_due_is_data_for_zero() -> None:
-    """truncate-no-zero-tail: the file's own old data at the same offset comes back past a new EOF."""
-    text = "create f0\nwrite f0 0 4096\ntruncate f0 10\nmmap m0 f0 0 4096\nfault m0 0 read\ntruncate f0 4096\n"
+@pytest.mark.parametrize(
+    "text",
+    [
+        "create f0\nwrite f0 0 4096\ntruncate f0 10\nmmap m0 f0 0 4096\nfault m0 0 read\ntruncate f0 4096\n",
+        # f0's words were written by f1 (a reflink): still f0's own, though another file shares the block
+        "create f1\nwrite f1 0 4096\ncreate f0\nreflink f1 f0\ntruncate f0 10\nmmap m0 f0 0 4096\n"
+        "fault m0 0 read\ntruncate f0 4096\n",
+    ],
+)
+def test_the_files_own_old_word_where_zero_was_due_is_data_for_zero(text: str) -> None:
+    """truncate-no-zero-tail: the file's own old data at the same offset comes back past a new EOF
+    (its own by the reference's history, whatever file its words name)."""
     v = check(make_target("daxfs design=zero bugs=truncate-no-zero-tail cil=eager"), parse(text), EXHAUSTIVE)
     assert {f.root_cause for f in v.findings if f.crash is None} == {
         Cause(OracleName.FUNCTIONAL, How.CONTENT, "data for zero")

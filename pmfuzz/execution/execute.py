@@ -16,6 +16,7 @@ from dataclasses import replace
 from functools import partial
 
 from oracles import (
+    DATA_FOR_ZERO,
     ELSEWHERE,
     GARBAGE,
     OTHER_DATA,
@@ -248,6 +249,8 @@ class _Execution:
         text = read_cause(v.read, by, self.ref)
         if text == GARBAGE and self._never_written(v.read):
             return Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")
+        if text in (OTHER_DATA, DATA_FOR_ZERO):
+            text = self._whose(v.read)
         if text == OTHER_DATA:
             a = byte_address(self.fs, v.read.file, v.read.offset)
             if a is not None and shared_elsewhere(self.fs, v.read.file, a):
@@ -255,6 +258,18 @@ class _Execution:
             if a is not None and self._left_over(a, v.read.got):
                 return Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")
         return Cause(v.oracle, How.CONTENT, text)
+
+    def _whose(self, read: WrongRead) -> str:
+        """Data where it does not belong: the file's own word from an earlier version (`data for
+        zero`, `older data for data`: a tail a truncate left), else data this file never held
+        there (`OTHER_DATA`), whatever file or offset its words name (a reflinked file holds
+        words its source wrote)."""
+        got, want = read.got, read.want
+        due = "data" if any(want[i] for i in range(min(len(got), len(want))) if got[i] != want[i]) else "zero"
+        f = self.ref.names.get(read.file)
+        if len(read.got) == 8 and f is not None and self.hist.held(f.ino, read.offset, read.got):
+            return "older data for data" if due == "data" else DATA_FOR_ZERO
+        return OTHER_DATA
 
     def _left_over(self, addr: int, got: bytes) -> bool:
         """Whether the data word at `addr` is still where the op whose data it is wrote it (no copy

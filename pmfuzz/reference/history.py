@@ -77,6 +77,13 @@ class History:
             fx = replace(fx, cow=[replace(ev, at=pos) for ev in fx.cow])
         self.effects.append(fx)
 
+    def held(self, ino: int, offset: int, word: bytes) -> bool:
+        """Whether incarnation `ino` held the 8 bytes `word` at `offset` at some op boundary."""
+        if offset % 8 or len(word) != 8:
+            return False
+        w, k = np.uint64(int.from_bytes(word, "little")), offset // 8
+        return any(v is not None and k < len(v.words) and v.words[k] == w for v in (b.get(ino) for b in self.by_ino))
+
     @property
     def ops(self) -> int:
         return len(self.effects)
