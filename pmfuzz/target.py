@@ -31,6 +31,7 @@ from .lang.workload import BLOCK_SIZE, Fallocate, Op, OpKind
 from .pmem import PMem
 
 __all__ = [
+    "mapped_blocks",
     "shared_elsewhere",
     "Errno",
     "Signal",
@@ -338,17 +339,21 @@ def byte_address(fs: MountedFS, name: str, off: int) -> int | None:
     return None
 
 
-def shared_elsewhere(fs: MountedFS, name: str, addr: int) -> bool:
+def shared_elsewhere(fs: MountedFS, name: str, addr: int, table: dict[int, set[str]] | None = None) -> bool:
     """Whether a file other than `name` maps the device block holding byte `addr` (False when the
-    mounted fs does not tell its blocks)."""
-    block = addr - addr % BLOCK_SIZE
-    for other in fs.files():
-        if other == name:
-            continue
-        size = fs.size(other) or 0
-        if any(dev == block for _off, dev, _u in file_blocks(fs, other, max(size, 1)) or ()):
-            return True
-    return False
+    mounted fs does not tell its blocks); `table`: `mapped_blocks(fs)`, when the caller keeps it."""
+    names = (mapped_blocks(fs) if table is None else table).get(addr - addr % BLOCK_SIZE, set())
+    return bool(names - {name})
+
+
+def mapped_blocks(fs: MountedFS) -> dict[int, set[str]]:
+    """Every device block a file maps (up to its size), and the files that map it."""
+    out: dict[int, set[str]] = {}
+    for n in fs.files():
+        for _off, dev, _u in file_blocks(fs, n, max(fs.size(n) or 0, 1)) or ():
+            if dev is not None:
+                out.setdefault(dev, set()).add(n)
+    return out
 
 
 @runtime_checkable

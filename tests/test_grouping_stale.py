@@ -54,7 +54,8 @@ def test_a_race_whose_mapping_shows_media_past_eof_is_named_by_that_media(bug: s
 @pytest.mark.parametrize(("bug", "body"), RACES)
 def test_the_same_races_on_the_correct_design_are_explained(bug: str, body: str) -> None:
     for cil in ("lazy", "eager"):
-        assert _race_findings(f"daxfs design=zero cil={cil}", body) == []
+        text = f"# pmfuzz reproducer v1\n# target: daxfs design=zero cil={cil}\n# schedule: -\n{body}"
+        assert run_reproducer(parse_reproducer(text)).findings == ()
 
 
 NO_ZERO_RUNS = [
@@ -62,6 +63,9 @@ NO_ZERO_RUNS = [
     "create f0\ntruncate f0 8192\nwrite f0 0 4096\nfsync f0\n",
     "create f0\ntruncate f0 2\nmmap m1 f0 0 1 sync\nstore m1 0 4\n",
     "create f0\ntruncate f0 8192\nmmap m0 f0 0 8192\nfault m0 0 write\nstore m0 0 64\npersist m0 0 64\n",
+    # a write into the middle of a word: half data, half media (it decodes as neither)
+    "create f0\nwrite f0 4 8\n",
+    "create f0\nwrite f0 4 4\n",
     # a write(2) from a mapping stores another op's words through the plain write's code: its payload
     "create f1\nwrite f1 0 4096\ntruncate f1 20480\nmmap m1 f1 0 20480\nwrite f1 12288 4096 from m1 100\n",
 ]
@@ -197,3 +201,15 @@ def test_a_campaign_stops_on_the_findings_oracle_whatever_oracle_its_cause_names
     s = run_campaign(cfg)
     assert s.first_hit is not None
     assert "stale-exposure/never-written/-" in s.findings
+
+
+def test_a_reflinked_files_own_older_data_after_a_crash_is_its_own_not_another_files_write() -> None:
+    """map-sync-no-commit on a reflinked file: the older data it recovers was written through the
+    source file, yet it is f0's own older version -- not an in-place write by another file."""
+    text = (
+        "create f1\nwrite f1 0 4096\ncreate f0\nreflink f1 f0\nsync\n"
+        "mmap m0 f0 0 4096 sync\nstore m0 0 8\npersist m0 0 8\n"
+    )
+    v = check(make_target("daxfs design=zero bugs=map-sync-no-commit cil=lazy"), parse(text), EXHAUSTIVE)
+    assert {f.root_cause for f in filed(v.findings)} == {Cause(OracleName.DURABILITY, How.WRITTEN, "data")}
+    assert check(make_target("daxfs design=zero cil=lazy"), parse(text), EXHAUSTIVE).findings == ()

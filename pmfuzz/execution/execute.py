@@ -18,7 +18,6 @@ from functools import partial
 from oracles import (
     DATA_FOR_ZERO,
     ELSEWHERE,
-    GARBAGE,
     OTHER_DATA,
     OracleName,
     RunContext,
@@ -247,7 +246,7 @@ class _Execution:
         events = self.pm.trace_since(self.op_start)
         by = [group[j - start] for j in _stored_into(events, self.fs, v.read.file, start, start + len(group))]
         text = read_cause(v.read, by, self.ref)
-        if text == GARBAGE and self._never_written(v.read):
+        if text != ELSEWHERE and self._never_written(v.read):
             return Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")
         if text in (OTHER_DATA, DATA_FOR_ZERO):
             text = self._whose(v.read)

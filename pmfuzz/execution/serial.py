@@ -198,8 +198,11 @@ def _mapping_read(r2: Reference, mp: RefMapping, pos: int, got: bytes, want: byt
     name = next((n for n, f in r2.names.items() if f is mp.file), None)
     if name is None:
         return False
-    a = np.frombuffer(got, dtype=np.uint8)[cut:]
-    b = np.frombuffer(want, dtype=np.uint8)[cut:]
+    n = min(len(got), len(want))
+    a = np.frombuffer(got, dtype=np.uint8)[cut:n]
+    b = np.frombuffer(want, dtype=np.uint8)[cut:n]
+    if not (a != b).any():
+        return False  # only the lengths differ: no word to name
     i = cut + int(np.argmax(a != b))
     fpos = mp.off + pos + i
     lo = i - fpos % 8

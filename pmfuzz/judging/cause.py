@@ -11,17 +11,17 @@ the same op -- and that store's code site. One bug, one cause, wherever the cras
 from __future__ import annotations
 
 import weakref
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
 from oracles import ELSEWHERE, Evidence, OracleName
 
-from ..lang.data import Decoded, WordKind, decode, decode_words
+from ..lang.data import WordKind, decode, decode_words
 from ..lang.workload import BLOCK_SIZE
 from ..pmem import CrashPoint, CrashState, Event
 from ..signature import Cause, How, rule_of, top_site
-from ..target import MountedFS, byte_address, file_blocks, shared_elsewhere
+from ..target import MountedFS, byte_address, file_blocks, mapped_blocks, shared_elsewhere
 
 __all__ = ["crash_cause_store", "code_of", "reordered_store"]
 
@@ -51,14 +51,14 @@ def crash_cause_store(
     state: CrashState,
     fs: MountedFS,
     trace: Sequence[Event],
-    own: Collection[int] | None = None,
+    held: Callable[[int, bytes], bool] | None = None,
 ) -> tuple[Cause, tuple[str, int] | None]:
     """The cause of one crash violation, as far as its first wrong word and the trace tell; and what
     it blames: the store it names (lost, or written) by its trace index,
     else the wrong word by its device address; None if neither is known. Two oracles that fault
     one crash state for one store, or one word no store explains, see one cause (a torn copy on
-    write is both a `cow-atomicity` and a `stale-exposure` violation). `own`: the incarnations the
-    file may be recovered as, to tell its own data from another file's."""
+    write is both a `cow-atomicity` and a `stale-exposure` violation). `held`: whether the file
+    held these bytes at this offset at some op boundary (its own data, whatever file its words name)."""
     ev = next((e for e in evidence if isinstance(e, Evidence)), None)
     if ev is None:
         return Cause(oracle, How.RULE, rule_of(message)), None
@@ -85,8 +85,8 @@ def crash_cause_store(
             return _MEDIA, ("word", addr)  # here or where a copy took it from
         data = len(raw) == 8 and decode(word).kind is WordKind.DATA
         writer = _writer(addr, word, point, trace) if data else _last_writer(addr, raw, point, trace)
-        if writer is not None and _foreign(oracle, decode(word) if data else None, off, own):
-            if shared_elsewhere(fs, ev.file, addr):
+        if writer is not None and _foreign(oracle, data and not (held is not None and held(off, raw))):
+            if shared_elsewhere(fs, ev.file, addr, _blocks_of(fs)):
                 return Cause(OracleName.FUNCTIONAL, How.CONTENT, ELSEWHERE), ("store", writer.seq)
             if data and decode(word).op == writer.op:
                 return _MEDIA, ("word", addr)
@@ -95,18 +95,29 @@ def crash_cause_store(
     return _MEDIA, ("word", addr)
 
 
-def _foreign(oracle: OracleName, d: Decoded | None, off: int, own: Collection[int] | None) -> bool:
-    """Whether the wrong word is one the file never held: data of another file or offset (what a
-    stale-exposure, torn-COW or durability violation may read), or, for stale exposure, any word.
+_BLOCKS: weakref.WeakKeyDictionary[object, dict[int, set[str]]] = weakref.WeakKeyDictionary()
+"""Per recovered mount (read-only), its `mapped_blocks`: every violation of its states asks."""
+
+
+def _blocks_of(fs: MountedFS) -> dict[int, set[str]] | None:
+    try:
+        hit = _BLOCKS.get(fs)
+        if hit is None:
+            hit = _BLOCKS[fs] = mapped_blocks(fs)
+        return hit
+    except TypeError:  # a mount that cannot be weakly referenced: asked afresh
+        return None
+
+
+def _foreign(oracle: OracleName, foreign_data: bool) -> bool:
+    """Whether the wrong word is one the file never held: data it never held at this offset (what
+    a stale-exposure, torn-COW or durability violation may read), or, for stale exposure, any word.
 
     In a block another file maps, a write to that file changed it in place: the cause a crash-free
     read of it has. A word of data in a block no other file maps, last written by the op whose data
     it is (not a copy of it), is what the block held before it was this file's: nothing wrote it
     for this file, one cause with media nobody wrote."""
-    if d is not None and oracle in _WORD_ORACLES:
-        mine = own is None or d.file in own
-        return not mine or d.offset != off or oracle is OracleName.STALE_EXPOSURE
-    return oracle is OracleName.STALE_EXPOSURE
+    return oracle is OracleName.STALE_EXPOSURE or (foreign_data and oracle in _WORD_ORACLES)
 
 
 _WORD_ORACLES = frozenset({OracleName.STALE_EXPOSURE, OracleName.COW_ATOMICITY, OracleName.DURABILITY})

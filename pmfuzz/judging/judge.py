@@ -10,7 +10,7 @@ a `mount` finding, kept with its traceback.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 import numpy as np
@@ -33,6 +33,7 @@ from ..execution.run import Run, ScheduleHead
 from ..execution.watchdog import TargetHang, TargetNonsense, deadline, guarded_mount
 from ..lang.workload import BLOCK_SIZE
 from ..pmem import LINE, CrashImage, CrashPoint, CrashState, Event, PMem, PointKind, Strategy
+from ..reference.effects import held_in
 from ..reference.expect import Expectation
 from ..signature import Cause, How, Signature, top_site
 from ..target import MountedFS, file_blocks, metadata_ranges
@@ -122,10 +123,9 @@ class _Judge:
         oracle, message, evidence, _ = v
         p = here.point
         try:
-            own = here.expect.incarnations if here.expect is not None else None
             ev = next((e for e in evidence if isinstance(e, Evidence)), None)
-            incs = own(ev.file) if own is not None and ev is not None else None
-            return crash_cause_store(oracle, message, evidence, p, here.state, here.fs, p.timeline.events, incs)
+            held = _held_by(here.expect, ev.file) if here.expect is not None and ev is not None else None
+            return crash_cause_store(oracle, message, evidence, p, here.state, here.fs, p.timeline.events, held)
         except Exception as e:  # the target's view failed on a read the oracles did not make
             if pmfuzz_fault(e):
                 raise
@@ -544,6 +544,13 @@ class _Here:
         return Finding(
             oracle, message, evidence, self.point.op, self.op_text, self.op_kind, self.point.site, self.site(), tb
         )
+
+
+def _held_by(expect: Expectation, name: str) -> Callable[[int, bytes], bool]:
+    """Whether file `name` (any incarnation it may recover as) held these 8 bytes at this offset at
+    some op boundary: its own data, whatever file its words name (a reflink's, a copy's)."""
+    incs = expect.incarnations(name)
+    return lambda off, raw: held_in(expect.h.by_ino, incs, off, raw)
 
 
 _V = tuple  # (oracle, message, evidence, traceback): a violation before it becomes a finding

@@ -6,11 +6,12 @@ The records the model writes as it runs (`OpEffects`, `CowEvent`) and the histor
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["CowEvent", "OpEffects", "FileVersion"]
+__all__ = ["CowEvent", "OpEffects", "FileVersion", "held_in"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +59,17 @@ class FileVersion:
     size: int
     words: np.ndarray
     """The file's bytes up to the end of its last block, as little-endian uint64 words (read-only)."""
+
+
+def held_in(by_ino: Sequence[dict[int, FileVersion]], incs: Iterable[int], offset: int, word: bytes) -> bool:
+    """Whether any of incarnations `incs` held the 8 bytes `word` at `offset` at some op boundary:
+    its own data, whatever file its words name (a reflink's, a copy's)."""
+    if offset % 8 or len(word) != 8:
+        return False
+    w, k = np.uint64(int.from_bytes(word, "little")), offset // 8
+    for ino in incs:
+        for b in by_ino:
+            v = b.get(ino)
+            if v is not None and k < len(v.words) and v.words[k] == w:
+                return True
+    return False

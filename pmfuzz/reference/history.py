@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .effects import FileVersion, OpEffects
+from .effects import FileVersion, OpEffects, held_in
 from .expect import Expectation
 from .files import RefFile
 from .model import Reference
@@ -79,10 +79,7 @@ class History:
 
     def held(self, ino: int, offset: int, word: bytes) -> bool:
         """Whether incarnation `ino` held the 8 bytes `word` at `offset` at some op boundary."""
-        if offset % 8 or len(word) != 8:
-            return False
-        w, k = np.uint64(int.from_bytes(word, "little")), offset // 8
-        return any(v is not None and k < len(v.words) and v.words[k] == w for v in (b.get(ino) for b in self.by_ino))
+        return held_in(self.by_ino, (ino,), offset, word)
 
     @property
     def ops(self) -> int:
