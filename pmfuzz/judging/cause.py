@@ -130,7 +130,8 @@ def _own_data(e: Event, addr: int, point: CrashPoint) -> bool:
     is the cause, not the lost data: a block made reachable before anything initialised it.
 
     A write(2) from a mapping stores another op's words through the code a plain write stores
-    its own with (`_own_codes`): its payload too; a copy on write's code never stores its op's own."""
+    its own with (`_data_codes`, its second set): its payload too; a copy on write's code never
+    stores its op's own."""
     code = code_of(e.site)
     if code in _NEW_BLOCK_ZEROING or code in _codes_of(point)[1]:
         return True
