@@ -74,7 +74,7 @@ def crash_cause_store(
             return Cause(oracle, How.DROPPED, code_of(dropped)), None
         return Cause(oracle, How.AT, "end" if point.spec.seq is None else top_site(point.site)), None
     lost = _lost_store(addr, point, state, trace)
-    if lost is not None and oracle is OracleName.STALE_EXPOSURE and _own_data(lost, addr, point):
+    if lost is not None and oracle is OracleName.STALE_EXPOSURE and _own_data(lost, point):
         lost = None
     if lost is not None:
         return Cause(oracle, How.LOST, _what_it_wrote(lost, addr, _codes_of(point)[0], lost=True)), ("store", lost.seq)
@@ -123,26 +123,19 @@ def _foreign(oracle: OracleName, foreign_data: bool) -> bool:
 _WORD_ORACLES = frozenset({OracleName.STALE_EXPOSURE, OracleName.COW_ATOMICITY, OracleName.DURABILITY})
 
 
-def _own_data(e: Event, addr: int, point: CrashPoint) -> bool:
-    """Whether a store wrote its own op's data at `addr` (or the data path's zeroing of a new
+def _own_data(e: Event, point: CrashPoint) -> bool:
+    """Whether a store wrote its own op's data (or the data path's zeroing of a new
     block around it). Losing that is no stale exposure -- a crash may lose a write, and the word
     is then due what it held before -- so when such a word shows media, what exposed the media
     is the cause, not the lost data: a block made reachable before anything initialised it.
 
-    A write(2) from a mapping stores another op's words through the code a plain write stores
-    its own with (`_data_codes`, its second set): its payload too; a copy on write's code never
-    stores its op's own."""
+    A store's code says it (`_data_codes`, its second set: codes that store their own op's data
+    somewhere in the trace), so a write(2) from a mapping, whose words are another op's, is its
+    op's payload too; a copy on write's code never stores its op's own."""
     code = code_of(e.site)
     if code in _NEW_BLOCK_ZEROING or code in _codes_of(point)[1]:
         return True
-    data = e.data
-    if data is None:
-        return False
-    at = addr if e.addr <= addr and addr + 8 <= e.addr + e.size else -(-e.addr // 8) * 8
-    if at + 8 > e.addr + e.size:
-        return 0 < len(data) < 8  # less than a word: only a workload's own bytes are that small
-    d = decode(int.from_bytes(data[at - e.addr : at - e.addr + 8], "little"))
-    return d.kind is WordKind.DATA and d.op == e.op
+    return e.data is not None and 0 < len(e.data) < 8  # less than a word: only a workload's own bytes are that small
 
 
 def _first_dropped_word(fs: MountedFS, name: str, start: int, end: int, point: CrashPoint, state: CrashState) -> int:
