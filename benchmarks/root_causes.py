@@ -113,6 +113,8 @@ def main() -> None:
     ap.add_argument("--mix-design", default="zero")
     ap.add_argument("--keep", metavar="DIR", help="keep each campaign's corpus and crashes under DIR (a new folder)")
     args = ap.parse_args()
+    if args.keep is not None and Path(args.keep).exists():
+        ap.error(f"--keep {args.keep}: exists; give a new folder")
     todo = [(b, args.seed, args.cap, args.extra, args.keep) for b in args.bugs.split(",") if b]
     if todo:
         print(f"{'bug':30} {'oracle':15} {'first s':>8} {'causes':>6} {'sigs':>5}  causes")
