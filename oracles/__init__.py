@@ -116,6 +116,9 @@ class WrongRead:
     offset: int
     got: bytes
     want: bytes
+    via: tuple[str, int] | None = None
+    """For a load through a mapping: the mapping and the offset in it. The bytes are the block its
+    page maps, which may not be the file's block at that offset (a stale page)."""
 
 
 @dataclass

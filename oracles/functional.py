@@ -60,7 +60,7 @@ class Functional:
                             f"after op {ctx.index} loads through {m} page {pg} "
                             f"see {_short(got)}, POSIX says {_short(want)}",
                             cause=_page_cause(got, want),
-                            read=_page_read(got, want, ctx, mp, pg),
+                            read=_page_read(got, want, ctx, m, mp, pg),
                         )
                     )
                     break
@@ -95,10 +95,11 @@ def _page_cause(got, want) -> str:
     return "" if i is None else content_cause(got.value[i : i + 8], want.value[i : i + 8])
 
 
-def _page_read(got, want, ctx: RunContext, mp, pg: int) -> WrongRead | None:
+def _page_read(got, want, ctx: RunContext, m: str, mp, pg: int) -> WrongRead | None:
     """The first wrong word of a mapped page, as a read of the file it maps."""
     i = _first_diff(got, want)
     name = next((n for n, f in ctx.ref.names.items() if f is mp.file), None)
     if i is None or name is None:
         return None
-    return WrongRead(name, mp.off + pg * PAGE_SIZE + i, got.value[i : i + 8], want.value[i : i + 8])
+    at = pg * PAGE_SIZE + i
+    return WrongRead(name, mp.off + at, got.value[i : i + 8], want.value[i : i + 8], (m, at))

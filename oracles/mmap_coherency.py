@@ -70,7 +70,7 @@ class MmapCoherency:
                 Evidence(name, off + lo, off + hi, "read(2): " + _describe(b[lo : lo + 64], off + lo)),
             ),
             content_cause(a[lo : lo + 8], b[lo : lo + 8]),
-            WrongRead(name, off + lo, a[lo : lo + 8], b[lo : lo + 8]),
+            WrongRead(name, off + lo, a[lo : lo + 8], b[lo : lo + 8], (m, lo)),
         )
 
     def _blocks(self, ctx: RunContext, m: str, name: str, off: int, pages: dict) -> list[Violation]:

@@ -75,6 +75,8 @@ __all__ = [
     "layout_violations_hook",
     "MapsFileBlocks",
     "file_blocks",
+    "MapsFileExtents",
+    "file_extents",
     "byte_address",
     "TargetError",
     "is_target_error",
@@ -327,6 +329,22 @@ def file_blocks(fs: MountedFS, name: str, size: int) -> list[tuple[int, int | No
     """The blocks of file `name` up to `size`, or None if the mounted fs does not tell."""
     fn = getattr(fs, "file_blocks", None)
     return None if fn is None else list(fn(name, size))
+
+
+@runtime_checkable
+class MapsFileExtents(Protocol):
+    """A mounted fs that lists a file's mapped extents (what FIEMAP reports): (file offset, device
+    offset, length, unwritten) per extent, holes left out, past EOF included. pmfuzz records how
+    each op changed them, to tell how a block a finding reads became the file's (allocated, copied
+    on write, converted from unwritten, shared by a reflink)."""
+
+    def file_extents(self, name: str) -> list[tuple[int, int, int, bool]]: ...
+
+
+def file_extents(fs: MountedFS, name: str) -> list[tuple[int, int, int, bool]] | None:
+    """The mapped extents of file `name`, or None if the mounted fs does not tell."""
+    fn = getattr(fs, "file_extents", None)
+    return None if fn is None else list(fn(name))
 
 
 def byte_address(fs: MountedFS, name: str, off: int) -> int | None:

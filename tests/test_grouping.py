@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from oracles import ELSEWHERE, OracleName
+from pmfuzz.execution.reach import Reach
 from pmfuzz.fuzzing.minimize import NotReproduced, minimize
 from pmfuzz.fuzzing.replaying import run_reproducer
 from pmfuzz.judging.cause import reordered_store
@@ -134,7 +135,7 @@ def test_a_word_half_written_over_media_nobody_wrote_is_never_written() -> None:
     """A write 4 bytes into a block nobody zeroed: the word holds 4 bytes of media nobody wrote."""
     text = "create f0\nwrite f0 4 8\nfsync f0\n"
     stale = _causes("daxfs design=zero bugs=no-zero cil=eager", text, OracleName.STALE_EXPOSURE)
-    assert stale == {Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")}
+    assert stale == {Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, Reach.ALLOCATED.value)}
 
 
 def _finding(oracle: OracleName, op: int) -> Finding:
@@ -277,7 +278,7 @@ def test_a_copy_that_never_covered_part_of_the_block_is_media_nobody_wrote() -> 
     wrote, the cause the stale exposure of that word has too."""
     v = _verdict("daxfs design=zero bugs=cow-skip-tail-copy cil=eager", COW_WRITE)
     cow = {f.root_cause for f in filed(v.findings) if f.oracle is OracleName.COW_ATOMICITY}
-    assert cow == {Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")}
+    assert cow == {Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, Reach.REMAPPED.value)}
 
 
 def test_a_wrong_read_of_a_file_no_store_of_the_op_reached_is_named_by_what_it_read() -> None:
@@ -302,12 +303,13 @@ def test_a_wrong_read_of_a_file_no_store_of_the_op_reached_is_named_by_what_it_r
 def test_a_new_blocks_lost_initialisation_is_one_cause_whichever_op_met_the_block(text: str) -> None:
     """convert-before-persist loses the fault's zeroing of a new block or a write's zeroing around
     its data as much as the data: the data path's own stores, whose loss a crash may cause on a
-    correct design too; what the conversion exposed, media nobody wrote, is the one cause."""
+    correct design too; what the conversion exposed, media nobody wrote, is the one cause. The op
+    took a hole and left a written block (its unwritten extent lived inside the op): allocated."""
     seen: set[Cause] = set()
     for cil in ("lazy", "eager"):
         v = _verdict(f"daxfs design=unwritten bugs=convert-before-persist cil={cil}", text)
         seen |= {f.root_cause for f in filed(v.findings) if f.oracle is OracleName.STALE_EXPOSURE}
-    assert seen == {Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")}
+    assert seen == {Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, Reach.ALLOCATED.value)}
 
 
 def test_a_race_where_every_order_wanted_a_signal_is_the_signal_rule() -> None:
@@ -338,7 +340,9 @@ def test_a_race_whose_read_returned_media_nobody_wrote_is_named_by_that_media() 
     )
     v = run_reproducer(parse_reproducer(text))
     race = [f for f in v.findings if "no serial order" in f.message]
-    assert race and {f.root_cause for f in race} == {Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")}
+    assert race and {f.root_cause for f in race} == {
+        Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, Reach.ALLOCATED.value)
+    }
 
 
 def test_each_schedule_is_filed_against_its_own_divergence() -> None:

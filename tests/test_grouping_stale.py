@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from oracles import ELSEWHERE, OracleName
+from pmfuzz.execution.reach import Reach
 from pmfuzz.fuzzing.replaying import run_reproducer
 from pmfuzz.judging.engine import Options, check
 from pmfuzz.judging.repro import parse_reproducer
@@ -22,19 +23,23 @@ from pmfuzz.signature import Cause, How
 from pmfuzz.target import make_target
 from pmfuzz.verdict import filed
 
-MEDIA = Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")
+ALLOCATED = Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, Reach.ALLOCATED.value)
+"""Media a block held before an allocation made it the file's."""
+REMAPPED = Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, Reach.REMAPPED.value)
+"""What a copy on write's new block held before the remap made it the file's."""
 EXHAUSTIVE = Options(max_states=64, exhaustive_upto=64, log_states=True)
 
 RACES = [
     # no-zero: a write fault past EOF loses to a write that allocates the block unzeroed; the
     # mapping shows the block's media past the new EOF.
-    ("no-zero", "create f0\nmmap m1 f0 0 4096\nparallel { fault m1 0 write ; write f0 0 1 }\n"),
+    ("no-zero", "create f0\nmmap m1 f0 0 4096\nparallel { fault m1 0 write ; write f0 0 1 }\n", ALLOCATED),
     # cow-skip-tail-copy: a write to a shared block copies its head only; the mapping of the file
     # shows, past EOF in the copied block, what the copy never covered.
     (
         "cow-skip-tail-copy",
         "create f0\ncreate f1\nwrite f0 0 6000\nreflink f0 f1\nmmap m1 f1 0 8192\n"
         "parallel { write f1 4096 1 ; fault m1 0 read }\n",
+        REMAPPED,
     ),
 ]
 
@@ -45,14 +50,14 @@ def _race_findings(spec: str, body: str):
     return [f for f in v.findings if "no serial order" in f.message]
 
 
-@pytest.mark.parametrize(("bug", "body"), RACES)
-def test_a_race_whose_mapping_shows_media_past_eof_is_named_by_that_media(bug: str, body: str) -> None:
+@pytest.mark.parametrize(("bug", "body", "cause"), RACES)
+def test_a_race_whose_mapping_shows_media_past_eof_is_named_by_that_media(bug: str, body: str, cause: Cause) -> None:
     race = _race_findings(f"daxfs design=zero bugs={bug} cil=lazy", body)
-    assert race and {f.root_cause for f in race} == {MEDIA}
+    assert race and {f.root_cause for f in race} == {cause}
 
 
-@pytest.mark.parametrize(("bug", "body"), RACES)
-def test_the_same_races_on_the_correct_design_are_explained(bug: str, body: str) -> None:
+@pytest.mark.parametrize(("bug", "body", "cause"), RACES)
+def test_the_same_races_on_the_correct_design_are_explained(bug: str, body: str, cause: Cause) -> None:
     for cil in ("lazy", "eager"):
         text = f"# pmfuzz reproducer v1\n# target: daxfs design=zero cil={cil}\n# schedule: -\n{body}"
         assert run_reproducer(parse_reproducer(text)).findings == ()
@@ -79,7 +84,7 @@ def test_no_zero_is_one_cause_crash_free_and_after_a_crash(text: str) -> None:
     for cil in ("lazy", "eager"):
         v = check(make_target(f"daxfs design=zero bugs=no-zero cil={cil}"), parse(text), EXHAUSTIVE)
         causes |= {f.root_cause for f in v.findings if f.oracle in (OracleName.FUNCTIONAL, OracleName.STALE_EXPOSURE)}
-    assert causes == {MEDIA}
+    assert causes == {ALLOCATED}
 
 
 @pytest.mark.parametrize("text", NO_ZERO_RUNS)
@@ -133,7 +138,7 @@ def test_a_copy_on_write_of_a_block_nobody_initialised_shows_media_nobody_wrote(
         "parallel { fault m1 0 write ; write f1 0 1 }\n"
     )
     v = run_reproducer(parse_reproducer(text))
-    assert v.findings and {f.root_cause for f in v.findings} == {MEDIA}
+    assert v.findings and {f.root_cause for f in v.findings} == {ALLOCATED}
 
 
 REUSED = "create f0\nwrite f0 0 4096\npunch f0 0 4096\ncreate f1\nwrite f1 8 1\n"
@@ -151,7 +156,7 @@ def test_a_reused_blocks_old_data_is_what_the_block_held_before_not_data_for_zer
     block's content from before it was this file's, the cause its media has (crash-free and after
     a crash alike)."""
     v = check(make_target("daxfs design=zero bugs=no-zero cil=eager"), parse(REUSED), EXHAUSTIVE)
-    assert {f.root_cause for f in filed(v.findings)} == {MEDIA}
+    assert {f.root_cause for f in filed(v.findings)} == {ALLOCATED}
 
 
 def test_data_another_file_wrote_into_a_block_it_shares_is_that_files_write_after_a_crash_too() -> None:
@@ -200,7 +205,7 @@ def test_a_campaign_stops_on_the_findings_oracle_whatever_oracle_its_cause_names
     )  # fmt: skip
     s = run_campaign(cfg)
     assert s.first_hit is not None
-    assert "stale-exposure/never-written/-" in s.findings
+    assert "stale-exposure/never-written/allocated" in s.findings
 
 
 def test_a_reflinked_files_own_older_data_after_a_crash_is_its_own_not_another_files_write() -> None:

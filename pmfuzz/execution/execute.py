@@ -51,6 +51,8 @@ from ..target import (
 )
 from ..verdict import Finding, Findings, Options, link_alike
 from .blame import failure, oracle_fault, target_traceback, what_failed
+from .reach import BlockMapLog, Reached, Snapshot, snapshot
+from .reach import changes as map_changes
 from .run import Run, ScheduleStep
 from .serial import SerialOrder, Unexplained, serial_order
 from .watchdog import TargetHang, TargetNonsense, deadline, guarded_mount
@@ -147,6 +149,8 @@ class _Execution:
         self.pm, self.fs = pm, fs
         self.ref = ref = Reference.for_target(target)
         self.hist = hist = History(ref)
+        self.maps = self._first_maps()
+        self.reached: list[Reached] = []
         executed = returned = 0
         results: list[str] = []
         starts = {start: (g, n) for g, start, n in self.grps}
@@ -210,6 +214,7 @@ class _Execution:
             ctx = RunContext(i, op, got, want, fs, ref)
             try:
                 with deadline(opts.op_timeout, "the view", target=target.name, named_by_calls=True):
+                    self._note_maps(i, self.op_start)
                     for o in self.run_oracles:
                         if o.name is OracleName.FUNCTIONAL and self.findings.diverged():
                             continue
@@ -236,7 +241,29 @@ class _Execution:
         return Run(
             target, ops, opts, pm, hist, executed, returned, self.spans, self.grps, link_alike(self.findings.values()),
             tuple(self.notes), tuple(results), crashes_sound, t_exec, sid, tuple(self.steps), key,
+            BlockMapLog(tuple(self.reached)),
         )  # fmt: skip
+
+    def _first_maps(self) -> Snapshot | None:
+        """The block maps before the first op; None (no log kept) when the view fails on the fresh
+        mount -- the first op's checks then report it."""
+        try:
+            with deadline(self.opts.op_timeout, "the view", target=self.target.name, named_by_calls=True):
+                return snapshot(self.fs)
+        except (Exception, TargetHang) as e:
+            if oracle_fault(e):
+                raise
+            return None
+
+    def _note_maps(self, op: int, start: int) -> None:
+        """Keep what the op (or parallel group) whose events began at trace index `start` changed in
+        the files' block maps, for the causes of what it exposed."""
+        if self.maps is None:
+            return
+        after = snapshot(self.fs)
+        if after is not None:
+            self.reached += map_changes(self.maps, after, op, start)
+        self.maps = after
 
     def _read_cause(self, v: Violation, group: list[Op], start: int) -> Cause | None:
         """A crash-free finding's cause: for a wrong read, whether an op of `group` (ops `start`...)
@@ -246,8 +273,9 @@ class _Execution:
         events = self.pm.trace_since(self.op_start)
         by = [group[j - start] for j in _stored_into(events, self.fs, v.read.file, start, start + len(group))]
         text = read_cause(v.read, by, self.ref)
-        if text != ELSEWHERE and self._never_written(v.read):
-            return Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")
+        media = self._media(v.read) if text != ELSEWHERE else None
+        if media is not None:
+            return media
         if text in (OTHER_DATA, DATA_FOR_ZERO):
             text = self._whose(v.read)
         if text == OTHER_DATA:
@@ -255,8 +283,40 @@ class _Execution:
             if a is not None and shared_elsewhere(self.fs, v.read.file, a):
                 return Cause(v.oracle, How.CONTENT, ELSEWHERE)  # a write to the file sharing it, in place
             if a is not None and self._left_over(a, v.read.got):
-                return Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")
+                return Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, self._reach_of(a))
         return Cause(v.oracle, How.CONTENT, text)
+
+    def _media(self, read: WrongRead) -> Cause | None:
+        """A wrong read of a block's content from before it was the file's (`BlockMapLog.stale`), or of
+        media no store wrote: stale exposure, named by how the block became the file's when known."""
+        a = self._address(read)
+        if a is None or a % 8:
+            return None
+        trace = self.pm.trace_since(0)
+        how = BlockMapLog(tuple(self.reached)).stale(trace, read.file, read.offset, a, read.got, len(trace))
+        if how is not None:
+            return Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, how.value)
+        if self._never_written(read):
+            d = decode(int.from_bytes(self.pm.load(a, 8), "little"))  # the whole word, past EOF too
+            origin = d.offset if d.kind is WordKind.POISON else a  # poison says where it began
+            return Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, self._reach_of(origin))
+        return None
+
+    def _address(self, read: WrongRead) -> int | None:
+        """The device address a wrong read's bytes came from: for a load through a mapping, the
+        block its page maps (a stale page maps a block the file no longer has there)."""
+        hook = mapping_blocks_hook(self.fs) if read.via is not None else None
+        if hook is not None and read.via is not None:
+            name, moff = read.via
+            mapped, _owned = hook(name).get(moff // BLOCK_SIZE, (None, None))
+            if mapped is not None:
+                return mapped * BLOCK_SIZE + moff % BLOCK_SIZE
+        return byte_address(self.fs, read.file, read.offset)
+
+    def _reach_of(self, addr: int) -> str:
+        """How the block at device address `addr` first became a file's, as a cause detail ("" if not known)."""
+        r = BlockMapLog(tuple(self.reached)).origin(addr, None)
+        return "" if r is None else r.how.value
 
     def _whose(self, read: WrongRead) -> str:
         """Data where it does not belong: the file's own word from an earlier version (`data for
@@ -361,6 +421,7 @@ class _Execution:
                 notes.append(f"stopped at op {start}: the target {what_failed(e)} in a parallel group")
                 return None, []
         got = {j: run.results[j - start] for j in idx}
+        self._note_maps(start, self.op_start)
         out = [f"{ops[j].kind.value}:{got[j]}" if not got[j].ok else f"{ops[j].kind.value}:ok" for j in idx]
         if any(got[j].errno is Errno.ENOSPC for j in idx):
             notes.append(f"stopped at op {start}: the target ran out of space (ENOSPC) in a parallel group")

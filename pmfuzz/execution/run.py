@@ -8,13 +8,14 @@ so the crash-window rule below is the one rule both apply.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..lang.workload import Op
 from ..pmem import CrashPoint, CrashState, PMem, PointKind, StateId
 from ..reference import Expectation, History
 from ..target import Guarantee, Target
 from ..verdict import Finding, Options
+from .reach import BlockMapLog
 
 __all__ = ["Run", "ScheduleStep", "ScheduleHead", "crash_window"]
 
@@ -94,6 +95,8 @@ class Run:
     steps: tuple[ScheduleStep, ...] = ()
     digest: bytes | None = None
     """What decides every verdict of the run, when asked for (two schedules with one digest judge alike)."""
+    reached: BlockMapLog = field(default_factory=BlockMapLog)
+    """How each op changed the files' block maps (empty when the target does not list its extents)."""
 
     @property
     def ran(self) -> bool:

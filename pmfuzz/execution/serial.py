@@ -188,11 +188,13 @@ def _maps_misfit(r2: Reference, fs: MountedFS) -> WrongRead | bool | None:
             gv, wv = got.value, want.value
             assert isinstance(gv, bytes) and isinstance(wv, bytes), "a mapping read that succeeds returns bytes"
             if gv[cut:] != wv[cut:]:
-                return _mapping_read(r2, mp, pos, gv, wv, cut)
+                return _mapping_read(r2, m, mp, pos, gv, wv, cut)
     return None
 
 
-def _mapping_read(r2: Reference, mp: RefMapping, pos: int, got: bytes, want: bytes, cut: int) -> WrongRead | bool:
+def _mapping_read(
+    r2: Reference, m: str, mp: RefMapping, pos: int, got: bytes, want: bytes, cut: int
+) -> WrongRead | bool:
     """The first word past `cut` where a mapping's page shows what the order does not leave, as a
     read of its file at that offset; False if the file has no name left to read it by."""
     name = next((n for n, f in r2.names.items() if f is mp.file), None)
@@ -206,7 +208,7 @@ def _mapping_read(r2: Reference, mp: RefMapping, pos: int, got: bytes, want: byt
     i = cut + int(np.argmax(a != b))
     fpos = mp.off + pos + i
     lo = i - fpos % 8
-    return WrongRead(name, fpos - fpos % 8, got[max(0, lo) : lo + 8], want[max(0, lo) : lo + 8])
+    return WrongRead(name, fpos - fpos % 8, got[max(0, lo) : lo + 8], want[max(0, lo) : lo + 8], (m, pos + lo))
 
 
 def _explain(

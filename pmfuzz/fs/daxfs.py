@@ -149,6 +149,13 @@ class MountedDaxfs:
             for k in range(seg.len)
         ]
 
+    def file_extents(self, name: str) -> list[tuple[int, int, int, bool]]:
+        """The data fork's extents of `name` (FIEMAP's view): (file offset, device offset, length, unwritten)."""
+        ip = self.fs.lookup(name)
+        if ip is None:
+            return []
+        return [(e.lblk * BS, e.pblk * BS, e.len * BS, e.unwritten) for e in ip.extents]
+
     def set_scheduler(self, sched: Sched | None) -> None:
         """Run the next ops under `sched` (the interleaving explorer's), or sequentially with None."""
         self.fs.sched = sched if sched is not None else Sched()

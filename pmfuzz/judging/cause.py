@@ -17,6 +17,7 @@ import numpy as np
 
 from oracles import ELSEWHERE, Evidence, OracleName
 
+from ..execution.reach import BlockMapLog
 from ..lang.data import WordKind, decode, decode_words
 from ..lang.workload import BLOCK_SIZE
 from ..pmem import CrashPoint, CrashState, Event
@@ -52,13 +53,15 @@ def crash_cause_store(
     fs: MountedFS,
     trace: Sequence[Event],
     held: Callable[[int, bytes], bool] | None = None,
+    reached: BlockMapLog | None = None,
 ) -> tuple[Cause, tuple[str, int] | None]:
     """The cause of one crash violation, as far as its first wrong word and the trace tell; and what
     it blames: the store it names (lost, or written) by its trace index,
     else the wrong word by its device address; None if neither is known. Two oracles that fault
     one crash state for one store, or one word no store explains, see one cause (a torn copy on
     write is both a `cow-atomicity` and a `stale-exposure` violation). `held`: whether the file
-    held these bytes at this offset at some op boundary (its own data, whatever file its words name)."""
+    held these bytes at this offset at some op boundary (its own data, whatever file its words name);
+    `reached`: how the run's ops changed the block maps, to name media by what exposed it."""
     ev = next((e for e in evidence if isinstance(e, Evidence)), None)
     if ev is None:
         return Cause(oracle, How.RULE, rule_of(message)), None
@@ -79,20 +82,31 @@ def crash_cause_store(
     if lost is not None:
         return Cause(oracle, How.LOST, _what_it_wrote(lost, addr, _codes_of(point)[0], lost=True)), ("store", lost.seq)
     raw = bytes(fs.read(ev.file, off, 8))
+    end = len(trace) if point.spec.seq is None else point.spec.seq
     if raw:
         word = int.from_bytes(raw, "little")
         if len(raw) == 8 and decode(word).kind is WordKind.POISON:
-            return _MEDIA, ("word", addr)  # here or where a copy took it from
+            return _media(reached, decode(word).offset, end), ("word", addr)  # here or where a copy took it from
         data = len(raw) == 8 and decode(word).kind is WordKind.DATA
         writer = _writer(addr, word, point, trace) if data else _last_writer(addr, raw, point, trace)
-        if writer is not None and _foreign(oracle, data and not (held is not None and held(off, raw))):
-            if shared_elsewhere(fs, ev.file, addr, _blocks_of(fs)):
-                return Cause(OracleName.FUNCTIONAL, How.CONTENT, ELSEWHERE), ("store", writer.seq)
-            if data and decode(word).op == writer.op:
-                return _MEDIA, ("word", addr)
+        foreign = _foreign(oracle, data and not (held is not None and held(off, raw)))
+        mixed = writer or (_last_writer(addr, raw, point, trace) if data else None)  # a word two stores tore
+        if mixed is not None and foreign and shared_elsewhere(fs, ev.file, addr, _blocks_of(fs)):
+            return Cause(OracleName.FUNCTIONAL, How.CONTENT, ELSEWHERE), ("store", mixed.seq)
+        how = None if reached is None else reached.stale(trace, ev.file, off, addr, raw, end)
+        if how is not None:
+            return Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, how.value), ("word", addr)
+        if writer is not None and foreign and data and decode(word).op == writer.op:
+            return _MEDIA, ("word", addr)
         if writer is not None:
             return Cause(oracle, How.WRITTEN, _what_it_wrote(writer, addr, _codes_of(point)[0])), ("store", writer.seq)
-    return _MEDIA, ("word", addr)
+    return _media(reached, addr, end), ("word", addr)
+
+
+def _media(reached: BlockMapLog | None, addr: int, end: int) -> Cause:
+    """Media nobody wrote at device address `addr`, named by how its block became a file's, when the run knows."""
+    r = None if reached is None else reached.origin(addr, end)
+    return _MEDIA if r is None else Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, r.how.value)
 
 
 _BLOCKS: weakref.WeakKeyDictionary[object, dict[int, set[str]]] = weakref.WeakKeyDictionary()

@@ -125,7 +125,9 @@ class _Judge:
         try:
             ev = next((e for e in evidence if isinstance(e, Evidence)), None)
             held = _held_by(here.expect, ev.file) if here.expect is not None and ev is not None else None
-            return crash_cause_store(oracle, message, evidence, p, here.state, here.fs, p.timeline.events, held)
+            return crash_cause_store(
+                oracle, message, evidence, p, here.state, here.fs, p.timeline.events, held, self.run.reached
+            )
         except Exception as e:  # the target's view failed on a read the oracles did not make
             if pmfuzz_fault(e):
                 raise

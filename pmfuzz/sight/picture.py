@@ -515,7 +515,7 @@ def _cause_text(scene: Scene) -> str:
     words = {
         How.LOST: f"lost store of {c.where}",
         How.WRITTEN: f"wrong value written by {c.where}",
-        How.NEVER_WRITTEN: "media nobody wrote for this file",
+        How.NEVER_WRITTEN: "media nobody wrote for this file" + (f", in a block {c.where} for it" if c.where else ""),
         How.UNMAPPED: "block map lost",
         How.DROPPED: f"dropped lines of {c.where}",
         How.REORDERED: f"{c.where} dropped under a later store",

@@ -1,0 +1,160 @@
+"""How each block a file maps became the file's: the block-map changes every op made, as the run saw them.
+
+A word nobody wrote for a file is exposed by whatever made its block reachable: an allocation
+that did not zero it, a copy on write that did not fill it, an unwritten extent converted
+before its data was there. The trace holds the stores but not the mapping, so the run records
+the target's extents (`file_extents`, FIEMAP's view) around each op and keeps what changed;
+a finding's cause then names the kind of change that exposed the block, not where the crash fell.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from ..lang.workload import BLOCK_SIZE
+from ..pmem import Event
+from ..target import MountedFS, file_extents
+from .watchdog import TargetNonsense
+
+__all__ = ["Reach", "Reached", "BlockMapLog", "Snapshot", "snapshot", "changes"]
+
+Extents = tuple[tuple[int, int, int, bool], ...]
+Snapshot = dict[str, Extents]
+
+
+class Reach(enum.StrEnum):
+    """How an op made a device block readable at a file offset."""
+
+    ALLOCATED = "allocated"
+    """A hole (or past the last extent) got a block: a write, a fault, a preallocation."""
+    REMAPPED = "remapped"
+    """Another block's place was taken by one no file mapped: a copy on write's remap."""
+    CONVERTED = "converted"
+    """The offset's unwritten block became written."""
+    SHARED = "shared"
+    """A block some file already mapped: a reflink. Its content is rightly what it was."""
+
+    @property
+    def fresh(self) -> bool:
+        """Whether the block's content before the change is nobody's data for this offset."""
+        return self is not Reach.SHARED
+
+
+@dataclass(frozen=True, slots=True)
+class Reached:
+    """One block-map change: op `op` (whose events start at trace index `start`) made device block
+    `dev` readable at offset `off` of file `name`."""
+
+    name: str
+    off: int
+    dev: int
+    how: Reach
+    op: int
+    start: int
+
+
+@dataclass(frozen=True)
+class BlockMapLog:
+    """Every block-map change of a run, in order; empty when the target does not list its extents."""
+
+    entries: tuple[Reached, ...] = ()
+
+    def origin(self, dev: int, before: int | None, name: str | None = None, off: int | None = None) -> Reached | None:
+        """The change that gave device block `dev` (a byte address in it) its first content for a
+        file, by an op that began before trace index `before` (None: any): the latest change that
+        made it readable at file `name` offset `off` (any, when not given), or, when that was a
+        reflink's share, the latest that made it fresh before."""
+        blk = dev - dev % BLOCK_SIZE
+        base = None if off is None else off - off % BLOCK_SIZE
+        shared = False
+        for r in reversed(self.entries):
+            if r.dev != blk or (before is not None and r.start >= before):
+                continue
+            if not shared and name is not None and (r.name != name or r.off != base):
+                continue
+            if r.how.fresh:
+                return r
+            shared = True
+        return None
+
+    def stale(
+        self, trace: Sequence[Event], name: str | None, off: int | None, addr: int, raw: bytes, end: int
+    ) -> Reach | None:
+        """How the block holding the word at device address `addr` was made reachable, if some byte
+        of `raw` there is older than that: no store from the change's op on (before trace index
+        `end`) wrote it. Content from before a block was the file's is nobody's data for it,
+        however the bytes look: media, another file's old data, the file's own freed block."""
+        r = self.origin(addr, end, name, off)
+        if r is None or not _predates(trace, addr, raw, r.start, end):
+            return None
+        return r.how
+
+
+def _predates(trace: Sequence[Event], addr: int, raw: bytes, start: int, end: int) -> bool:
+    """Whether some byte of `raw` at `addr` was not written with that value by a store of trace[start:end]."""
+    todo = set(range(len(raw)))
+    for i in range(min(end, len(trace)) - 1, start - 1, -1):
+        e = trace[i]
+        data = e.data
+        if not e.kind.is_store or data is None or e.addr >= addr + len(raw) or addr >= e.addr + e.size:
+            continue
+        for b in list(todo):
+            k = addr + b - e.addr
+            if 0 <= k < len(data) and data[k] == raw[b]:
+                todo.discard(b)
+        if not todo:
+            return False
+    return bool(todo)
+
+
+def snapshot(fs: MountedFS) -> Snapshot | None:
+    """Every file's mapped extents, or None if the mounted fs does not list them."""
+    out: Snapshot = {}
+    for n in fs.files():
+        ext = file_extents(fs, n)
+        if ext is None:
+            return None
+        bad = next((x for x in ext if not _is_extent(x)), None)
+        if bad is not None:
+            raise TargetNonsense(
+                f"file_extents({n!r}) returned {bad!r} among its extents, "
+                "not (file offset, device offset, length, unwritten) with block-aligned offsets"
+            )
+        out[n] = tuple(ext)
+    return out
+
+
+def _is_extent(x: object) -> bool:
+    if not isinstance(x, tuple) or len(x) != 4 or not isinstance(x[3], bool):
+        return False
+    return all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 and v % BLOCK_SIZE == 0 for v in x[:3])
+
+
+def _blocks(extents: Iterable[tuple[int, int, int, bool]]) -> dict[int, tuple[int, bool]]:
+    return {off + k: (dev + k, unwritten) for off, dev, n, unwritten in extents for k in range(0, n, BLOCK_SIZE)}
+
+
+def changes(before: Mapping[str, Extents], after: Mapping[str, Extents], op: int, start: int) -> list[Reached]:
+    """What one op (or parallel group, by its first op) changed: each file offset whose readable
+    block is new, and how it came."""
+    moved = [n for n, ext in after.items() if before.get(n) != ext]
+    if not moved:
+        return []
+    owned = {dev for ext in before.values() for dev, _u in _blocks(ext).values()}
+    out: list[Reached] = []
+    for n in moved:
+        old, new = _blocks(before.get(n, ())), _blocks(after[n])
+        for off, (dev, unwritten) in sorted(new.items()):
+            was = old.get(off)
+            if unwritten or was == (dev, False):
+                continue
+            if was is not None and was[0] == dev:
+                how = Reach.CONVERTED
+            elif dev in owned:
+                how = Reach.SHARED
+            else:
+                how = Reach.ALLOCATED if was is None else Reach.REMAPPED
+            out.append(Reached(n, off, dev, how, op, start))
+    return out

@@ -1,0 +1,179 @@
+"""How a block became a file's: the run's block-map log, and the causes it names.
+
+Media a block held before it was the file's is one cause per way the block was exposed: an
+allocation that did not zero it (no-zero), a copy on write that did not fill it
+(cow-skip-tail-copy). The log tells the two apart where the stores alone cannot.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from oracles import ELSEWHERE, OracleName
+from pmfuzz.execution.execute import execute
+from pmfuzz.execution.reach import BlockMapLog, Reach, Reached, changes
+from pmfuzz.execution.reach import _predates as predates
+from pmfuzz.fuzzing.replaying import run_reproducer
+from pmfuzz.judging.engine import Options, check
+from pmfuzz.judging.repro import parse_reproducer
+from pmfuzz.lang.workload import parse
+from pmfuzz.pmem import Event, EventKind
+from pmfuzz.signature import Cause, How
+from pmfuzz.target import make_target
+from pmfuzz.verdict import filed
+
+EXHAUSTIVE = Options(max_states=64, exhaustive_upto=64, log_states=True)
+B = 4096
+
+
+def _log(spec: str, text: str) -> list[tuple[str, int, Reach, int]]:
+    run = execute(make_target(spec), parse(text), Options())
+    return [(r.name, r.off, r.how, r.op) for r in run.reached.entries]
+
+
+@pytest.mark.parametrize("design", ["zero", "unwritten"])
+def test_each_kind_of_block_map_change_is_named(design: str) -> None:
+    text = (
+        "create f0\ncreate f1\nwrite f1 0 16\nwrite f0 0 1\nreflink f1 f0\nwrite f0 0 1\n"
+        "fallocate f0 8192 8192\nwrite f0 9000 10\n"
+    )
+    assert _log(f"daxfs design={design}", text) == [
+        ("f1", 0, Reach.ALLOCATED, 2),
+        ("f0", 0, Reach.ALLOCATED, 3),
+        ("f0", 0, Reach.SHARED, 4),
+        ("f0", 0, Reach.REMAPPED, 5),
+        ("f0", 2 * B, Reach.CONVERTED, 7),
+    ]
+
+
+def test_a_parallel_group_is_logged_under_its_first_op() -> None:
+    text = "create f0\ncreate f1\nparallel { write f0 0 1 ; write f1 5000 1 }\n"
+    assert sorted(_log("daxfs design=zero", text)) == [("f0", 0, Reach.ALLOCATED, 2), ("f1", B, Reach.ALLOCATED, 2)]
+
+
+def test_changes_skips_unwritten_and_unchanged_blocks() -> None:
+    before = {"a": ((0, 10 * B, 2 * B, False),)}
+    after = {"a": ((0, 10 * B, 2 * B, False), (2 * B, 20 * B, B, True)), "b": ((0, 10 * B, B, False),)}
+    assert changes(before, after, op=3, start=7) == [Reached("b", 0, 10 * B, Reach.SHARED, 3, 7)]
+
+
+def test_origin_follows_a_share_back_to_where_the_block_was_fresh() -> None:
+    log = BlockMapLog(
+        (
+            Reached("a", 0, 5 * B, Reach.ALLOCATED, 1, 10),
+            Reached("b", B, 5 * B, Reach.SHARED, 2, 20),
+            Reached("c", 0, 5 * B, Reach.REMAPPED, 3, 30),
+        )
+    )
+    assert log.origin(5 * B + 8, 25, "b", B + 8) == log.entries[0]
+    assert log.origin(5 * B, None, "c", 0) == log.entries[2]
+    assert log.origin(5 * B, None) == log.entries[2]
+    assert log.origin(5 * B, 10) is None  # nothing began before trace index 10
+    assert log.origin(6 * B, None) is None
+    assert log.origin(5 * B, None, "b", 0) is None  # b never had the block at offset 0
+
+
+_stores = st.lists(st.tuples(st.integers(0, 24), st.binary(min_size=1, max_size=6)), max_size=8)
+
+
+@given(_stores, st.integers(0, 24), st.binary(min_size=1, max_size=8), st.integers(0, 8), st.integers(0, 8))
+def test_predates_is_some_byte_no_store_in_the_window_wrote(
+    stores, addr: int, raw: bytes, start: int, end: int
+) -> None:
+    """Brute force: a byte is explained when any store of trace[start:end] wrote that value there."""
+    trace = [Event(i, EventKind.STORE, a, len(d), d) for i, (a, d) in enumerate(stores)]
+    window = trace[start:end]
+
+    def explained(b: int) -> bool:
+        return any(e.addr <= addr + b < e.addr + e.size and e.data[addr + b - e.addr] == raw[b] for e in window)
+
+    assert predates(trace, addr, raw, start, end) == (not all(explained(b) for b in range(len(raw))))
+
+
+COW_SKIP = "daxfs design=zero bugs=cow-skip-tail-copy cil={cil}"
+COW_SKIP_RUNS = [
+    # the COW of a block reflinked over the file's own: the new block is the file's freed one
+    "create f0\ncreate f1\nwrite f1 0 16\nwrite f0 0 1\nreflink f1 f0\nwrite f0 0 1\n",
+    "create f0\ncreate f1\nwrite f1 0 6000\nreflink f1 f0\nwrite f0 4100 1\nfsync f0\n",
+    "create f0\ncreate f1\nwrite f1 0 4\nwrite f0 0 4\nreflink f1 f0\nwrite f0 4 4\n",
+]
+REMAPPED = Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, Reach.REMAPPED.value)
+ALLOCATED = Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, Reach.ALLOCATED.value)
+
+
+@pytest.mark.parametrize("text", COW_SKIP_RUNS)
+def test_a_copy_on_write_that_skipped_the_copy_is_one_cause_whatever_the_block_held(text: str) -> None:
+    """Media, the file's own older data, another file's data: whatever the new block held before
+    the remap, every oracle that meets it (torn COW, durability, stale exposure, a crash-free read)
+    names the remap that exposed it."""
+    causes: set[Cause] = set()
+    for cil in ("lazy", "eager"):
+        v = check(make_target(COW_SKIP.format(cil=cil)), parse(text), EXHAUSTIVE)
+        causes |= {f.root_cause for f in filed(v.findings)}
+    assert causes == {REMAPPED}
+
+
+@pytest.mark.parametrize("text", COW_SKIP_RUNS)
+def test_the_same_copies_on_write_are_clean_on_the_correct_design(text: str) -> None:
+    for cil in ("lazy", "eager"):
+        assert check(make_target(f"daxfs design=zero cil={cil}"), parse(text), EXHAUSTIVE).findings == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "cause"),
+    [
+        ("create f2\nwrite f2 4 8\n", ALLOCATED),
+        ("create f0\ncreate f1\nwrite f1 0 16\nreflink f1 f0\nwrite f0 0 1\n", REMAPPED),
+    ],
+)
+def test_an_unzeroed_allocation_and_an_unfilled_copy_are_two_causes(text: str, cause: Cause) -> None:
+    """The same media shows for both bugs (both on here); what made the block reachable tells them apart."""
+    v = check(make_target("daxfs design=zero bugs=no-zero,cow-skip-tail-copy cil=eager"), parse(text), EXHAUSTIVE)
+    assert {f.root_cause for f in filed(v.findings)} == {cause}
+
+
+def test_a_word_two_racing_stores_tore_in_a_shared_block_is_the_other_files_write() -> None:
+    """write-fault-shared-no-cow: a store through f0's mapping lands in the block f2 still shares,
+    inside a word f2's own write began; after a crash f2 shows the torn word. No one store wrote
+    it, yet every byte was written: by the op on the file sharing the block."""
+    text = (
+        "# pmfuzz reproducer v1\n# target: daxfs design=zero bugs=write-fault-shared-no-cow cil=eager\n"
+        "# crash: F35\n# schedule: 7=1\n"
+        "create f1\nstore m0 4764 4096\ncreate f0\ncreate f2\nwrite f2 0 8192\nreflink f2 f0\n"
+        "mmap m0 f0 0 8192\nparallel { write f0 100 100 ; store m0 100 100 }\n"
+    )
+    v = run_reproducer(parse_reproducer(text))
+    stale = [f for f in v.findings if f.oracle is OracleName.STALE_EXPOSURE]
+    assert stale and {f.root_cause for f in stale} == {Cause(OracleName.FUNCTIONAL, How.CONTENT, ELSEWHERE)}
+    fixed = run_reproducer(parse_reproducer(text.replace("bugs=write-fault-shared-no-cow ", "")))
+    assert fixed.findings == ()
+
+
+class _BadExtents:
+    """daxfs whose mounted fs lists extents that are not extents."""
+
+    def __init__(self) -> None:
+        self.inner = make_target("daxfs design=zero")
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def mount(self, pm):
+        fs = self.inner.mount(pm)
+
+        class Mounted:
+            def __getattr__(self, name: str):
+                return getattr(fs, name)
+
+            def file_extents(self, name: str):
+                return [(0, 4096, 4096, "written")]
+
+        return Mounted()
+
+
+def test_extents_that_are_not_extents_are_a_target_error() -> None:
+    v = check(_BadExtents(), parse("create f0\nwrite f0 0 1\n"), Options())
+    assert [f.oracle for f in v.findings] == [OracleName.TARGET_ERROR]
+    assert "file_extents('f0') returned (0, 4096, 4096, 'written')" in v.findings[0].message
