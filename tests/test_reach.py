@@ -56,15 +56,15 @@ def test_a_parallel_group_is_logged_under_its_first_op() -> None:
 def test_changes_skips_unwritten_and_unchanged_blocks() -> None:
     before = {"a": ((0, 10 * B, 2 * B, False),)}
     after = {"a": ((0, 10 * B, 2 * B, False), (2 * B, 20 * B, B, True)), "b": ((0, 10 * B, B, False),)}
-    assert changes(before, after, op=3, start=7) == [Reached("b", 0, 10 * B, Reach.SHARED, 3, 7)]
+    assert changes(before, after, op=3, start=7, end=9) == [Reached("b", 0, 10 * B, Reach.SHARED, 3, 7, 9)]
 
 
 def test_origin_follows_a_share_back_to_where_the_block_was_fresh() -> None:
     log = BlockMapLog(
         (
-            Reached("a", 0, 5 * B, Reach.ALLOCATED, 1, 10),
-            Reached("b", B, 5 * B, Reach.SHARED, 2, 20),
-            Reached("c", 0, 5 * B, Reach.REMAPPED, 3, 30),
+            Reached("a", 0, 5 * B, Reach.ALLOCATED, 1, 10, 12),
+            Reached("b", B, 5 * B, Reach.SHARED, 2, 20, 22),
+            Reached("c", 0, 5 * B, Reach.REMAPPED, 3, 30, 31),
         )
     )
     assert log.origin(5 * B + 8, 25, "b", B + 8) == log.entries[0]

@@ -262,7 +262,7 @@ class _Execution:
             return
         after = snapshot(self.fs)
         if after is not None:
-            self.reached += map_changes(self.maps, after, op, start)
+            self.reached += map_changes(self.maps, after, op, start, self.pm.events_recorded)
         self.maps = after
 
     def _read_cause(self, v: Violation, group: list[Op], start: int) -> Cause | None:

@@ -44,8 +44,8 @@ class Reach(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Reached:
-    """One block-map change: op `op` (whose events start at trace index `start`) made device block
-    `dev` readable at offset `off` of file `name`."""
+    """One block-map change: op `op` (or the parallel group it begins; its events are trace indices
+    [`start`, `end`)) made device block `dev` readable at offset `off` of file `name`."""
 
     name: str
     off: int
@@ -53,6 +53,7 @@ class Reached:
     how: Reach
     op: int
     start: int
+    end: int
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,9 @@ def _blocks(extents: Iterable[tuple[int, int, int, bool]]) -> dict[int, tuple[in
     return {off + k: (dev + k, unwritten) for off, dev, n, unwritten in extents for k in range(0, n, BLOCK_SIZE)}
 
 
-def changes(before: Mapping[str, Extents], after: Mapping[str, Extents], op: int, start: int) -> list[Reached]:
+def changes(
+    before: Mapping[str, Extents], after: Mapping[str, Extents], op: int, start: int, end: int
+) -> list[Reached]:
     """What one op (or parallel group, by its first op) changed: each file offset whose readable
     block is new, and how it came."""
     moved = [n for n, ext in after.items() if before.get(n) != ext]
@@ -156,5 +159,5 @@ def changes(before: Mapping[str, Extents], after: Mapping[str, Extents], op: int
                 how = Reach.SHARED
             else:
                 how = Reach.ALLOCATED if was is None else Reach.REMAPPED
-            out.append(Reached(n, off, dev, how, op, start))
+            out.append(Reached(n, off, dev, how, op, start, end))
     return out

@@ -17,7 +17,7 @@ import numpy as np
 
 from oracles import ELSEWHERE, Evidence, OracleName
 
-from ..execution.reach import BlockMapLog
+from ..execution.reach import BlockMapLog, Reach
 from ..lang.data import WordKind, decode, decode_words
 from ..lang.workload import BLOCK_SIZE
 from ..pmem import CrashPoint, CrashState, Event
@@ -77,12 +77,13 @@ def crash_cause_store(
             return Cause(oracle, How.DROPPED, code_of(dropped)), None
         return Cause(oracle, How.AT, "end" if point.spec.seq is None else top_site(point.site)), None
     lost = _lost_store(addr, point, state, trace)
-    if lost is not None and oracle is OracleName.STALE_EXPOSURE and _own_data(lost, point):
+    end = len(trace) if point.spec.seq is None else point.spec.seq
+    own = lost is not None and oracle is OracleName.STALE_EXPOSURE and _own_data(lost, point)
+    if lost is not None and own and not _exposed_by(reached, lost, ev.file, off, addr, end):
         lost = None
     if lost is not None:
         return Cause(oracle, How.LOST, _what_it_wrote(lost, addr, _codes_of(point)[0], lost=True)), ("store", lost.seq)
     raw = bytes(fs.read(ev.file, off, 8))
-    end = len(trace) if point.spec.seq is None else point.spec.seq
     if raw:
         word = int.from_bytes(raw, "little")
         if len(raw) == 8 and decode(word).kind is WordKind.POISON:
@@ -93,14 +94,28 @@ def crash_cause_store(
         mixed = writer or (_last_writer(addr, raw, point, trace) if data else None)  # a word two stores tore
         if mixed is not None and foreign and shared_elsewhere(fs, ev.file, addr, _blocks_of(fs)):
             return Cause(OracleName.FUNCTIONAL, How.CONTENT, ELSEWHERE), ("store", mixed.seq)
+        known = reached is not None and reached.origin(addr, end, ev.file, off) is not None
         how = None if reached is None else reached.stale(trace, ev.file, off, addr, raw, end)
         if how is not None:
             return Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, how.value), ("word", addr)
-        if writer is not None and foreign and data and decode(word).op == writer.op:
-            return _MEDIA, ("word", addr)
+        if writer is not None and foreign and data and decode(word).op == writer.op and not known:
+            return _MEDIA, ("word", addr)  # without a block-map log: left over from before, as likely as not
         if writer is not None:
             return Cause(oracle, How.WRITTEN, _what_it_wrote(writer, addr, _codes_of(point)[0])), ("store", writer.seq)
     return _media(reached, addr, end), ("word", addr)
+
+
+def _exposed_by(reached: BlockMapLog | None, lost: Event, name: str, off: int, addr: int, end: int) -> bool:
+    """Whether the op whose data the crash lost is the one that made the word's block the file's by
+    a remap or a conversion: those must make the data durable first (nothing else initialises the
+    block), so a crash that keeps the block and loses the data broke that order -- the lost store
+    is the cause. An allocation zeroes the block first and a later op's data may be lost: there
+    what the block shows is the cause."""
+    r = None if reached is None else reached.origin(addr, end, name, off)
+    return r is not None and r.how in _DATA_FIRST and r.start <= lost.seq < r.end
+
+
+_DATA_FIRST = frozenset({Reach.REMAPPED, Reach.CONVERTED})
 
 
 def _media(reached: BlockMapLog | None, addr: int, end: int) -> Cause:
