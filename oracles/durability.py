@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import re
+
 from pmfuzz.target import Guarantee
 
 from . import CrashContext, OracleName, Phase, Violation
 from ._words import evidence
+
+_METADATA = re.compile(
+    r".* (is missing after recovery, but it was made durable at op boundary \d+"
+    r"|exists after recovery, but its removal was durable"
+    r"|recovered with size \d+, older than durable \(allowed: .*\))"
+)
+
+
+def metadata_lost(message: str) -> bool:
+    """Whether a durability violation is about a file's metadata, not its data: its entry, its
+    removal or its size as a durability point left them (the log that held them was not forced)."""
+    return _METADATA.fullmatch(message) is not None
 
 
 class Durability:

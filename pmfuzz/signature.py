@@ -71,6 +71,9 @@ class How(enum.StrEnum):
     block held before it was this file's; whichever oracle read it, and with or without a crash."""
     UNMAPPED = "unmapped"
     """The wrong word reads as a hole: the block map that held it was lost."""
+    METADATA = "metadata"
+    """What a durability point made durable recovers without its metadata -- the file, its removal,
+    its size or the block map under its data: one cause whichever of them the crash shows."""
     DROPPED = "dropped"
     """The target does not map words to the device: the code whose in-flight stores the crash dropped."""
     REORDERED = "reordered"

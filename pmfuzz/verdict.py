@@ -233,10 +233,11 @@ def filed(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
     the diverged target keeps shows what the divergence left: what they show follows from the
     first divergence, which is filed itself (the functional oracle reports only the first
     diverging op for the same reason). Crashes inside the diverging op are kept: they show how it
-    went wrong (a torn copy on write whose result is also wrong). `check` still returns them all:
-    a reproducer, `replay` and `regress` see everything. Each schedule of a workload with
-    parallel groups is its own run: its findings follow its own divergence only.
-    """
+    went wrong (a torn copy on write whose result is also wrong). `check` still returns them all
+    for one schedule: a reproducer, `replay` and `regress` see everything. Each schedule of a
+    workload with parallel groups is its own run: its findings follow its own divergence only, so
+    `check` exploring schedules keeps of each only what this keeps (merged by signature, its
+    divergence may be another schedule's finding)."""
     by_schedule: dict[str | None, list[Finding]] = {}
     for f in findings:
         by_schedule.setdefault(f.schedule, []).append(f)

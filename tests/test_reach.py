@@ -44,7 +44,7 @@ def test_each_kind_of_block_map_change_is_named(design: str) -> None:
         ("f0", 0, Reach.ALLOCATED, 3),
         ("f0", 0, Reach.SHARED, 4),
         ("f0", 0, Reach.REMAPPED, 5),
-        ("f0", 2 * B, Reach.CONVERTED, 7),
+        ("f0", 2 * B, Reach.ALLOCATED, 7),  # converted from unwritten
     ]
 
 

@@ -1,8 +1,8 @@
 """How each block a file maps became the file's: the block-map changes every op made, as the run saw them.
 
 A word nobody wrote for a file is exposed by whatever made its block reachable: an allocation
-that did not zero it, a copy on write that did not fill it, an unwritten extent converted
-before its data was there. The trace holds the stores but not the mapping, so the run records
+that did not zero it (or an unwritten extent converted before its data was there), a copy on
+write that did not fill it. The trace holds the stores but not the mapping, so the run records
 the target's extents (`file_extents`, FIEMAP's view) around each op and keeps what changed;
 a finding's cause then names the kind of change that exposed the block, not where the crash fell.
 """
@@ -28,11 +28,10 @@ class Reach(enum.StrEnum):
     """How an op made a device block readable at a file offset."""
 
     ALLOCATED = "allocated"
-    """A hole (or past the last extent) got a block: a write, a fault, a preallocation."""
+    """A hole (or past the last extent) got a block, or its unwritten block became written: the
+    block's first content a read can see, whether the op allocated it or a preallocation did."""
     REMAPPED = "remapped"
     """Another block's place was taken by one no file mapped: a copy on write's remap."""
-    CONVERTED = "converted"
-    """The offset's unwritten block became written."""
     SHARED = "shared"
     """A block some file already mapped: a reflink. Its content is rightly what it was."""
 
@@ -154,7 +153,7 @@ def changes(
             if unwritten or was == (dev, False):
                 continue
             if was is not None and was[0] == dev:
-                how = Reach.CONVERTED
+                how = Reach.ALLOCATED  # unwritten -> written: the block's first readable content
             elif dev in owned:
                 how = Reach.SHARED
             else:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from oracles import ELSEWHERE, Evidence, OracleName
+from oracles.durability import metadata_lost
 
 from ..execution.reach import BlockMapLog, Reach
 from ..lang.data import WordKind, decode, decode_words
@@ -30,6 +31,10 @@ _LOG_PHASES = frozenset({"log_write", "log_tail", "flush", "commit_record", "che
 """Phases of a log push: the site names its caller first (`xfs_file_fsync.flush`), the code is the log's."""
 
 _UNKNOWN = -1
+
+_METADATA = Cause(OracleName.DURABILITY, How.METADATA, "")
+"""A durable file, removal, size or block map the recovered image lacks: one durability point
+broken, whether the crash then shows a missing file, an old size or a hole under durable data."""
 
 _MEDIA = Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")
 """A word nobody wrote for this file, whichever oracle read it (a torn copy on write, a durability
@@ -63,6 +68,8 @@ def crash_cause_store(
     held these bytes at this offset at some op boundary (its own data, whatever file its words name);
     `reached`: how the run's ops changed the block maps, to name media by what exposed it."""
     ev = next((e for e in evidence if isinstance(e, Evidence)), None)
+    if oracle is OracleName.DURABILITY and ev is None and metadata_lost(message):
+        return _METADATA, None
     if ev is None:
         return Cause(oracle, How.RULE, rule_of(message)), None
     off = ev.start - ev.start % 8
@@ -70,7 +77,7 @@ def crash_cause_store(
         off = _first_dropped_word(fs, ev.file, off, ev.end, point, state)
     addr = _device_address(fs, ev.file, off)
     if addr is None:
-        return Cause(oracle, How.UNMAPPED, ""), None
+        return (_METADATA if oracle is OracleName.DURABILITY else Cause(oracle, How.UNMAPPED, "")), None
     if addr == _UNKNOWN:
         dropped = _dropped_site(point, state, trace)
         if dropped:
@@ -106,16 +113,13 @@ def crash_cause_store(
 
 
 def _exposed_by(reached: BlockMapLog | None, lost: Event, name: str, off: int, addr: int, end: int) -> bool:
-    """Whether the op whose data the crash lost is the one that made the word's block the file's by
-    a remap or a conversion: those must make the data durable first (nothing else initialises the
-    block), so a crash that keeps the block and loses the data broke that order -- the lost store
-    is the cause. An allocation zeroes the block first and a later op's data may be lost: there
-    what the block shows is the cause."""
+    """Whether the op whose data the crash lost is the copy on write that remapped the word's block
+    into the file: a remap must make the copied data durable first (nothing else initialises the
+    new block), so a crash that keeps the remap and loses the data broke that order -- the lost
+    store is the cause. An allocation zeroes the block first and its data may be lost: there what
+    the block shows is the cause (a conversion ahead of its data shows as the same media)."""
     r = None if reached is None else reached.origin(addr, end, name, off)
-    return r is not None and r.how in _DATA_FIRST and r.start <= lost.seq < r.end
-
-
-_DATA_FIRST = frozenset({Reach.REMAPPED, Reach.CONVERTED})
+    return r is not None and r.how is Reach.REMAPPED and r.start <= lost.seq < r.end
 
 
 def _media(reached: BlockMapLog | None, addr: int, end: int) -> Cause:

@@ -17,7 +17,7 @@ from ..execution.execute import effective_options, execute, formatted
 from ..execution.run import Run, ScheduleHead, ScheduleStep, crash_window
 from ..lang.workload import Op, Workload, groups
 from ..signature import Signature
-from ..verdict import CrashSite, Finding, Options, StateChoice, Stats, Verdict
+from ..verdict import CrashSite, Finding, Options, StateChoice, Stats, Verdict, filed
 from .judge import HUNG, judge
 
 __all__ = [
@@ -85,7 +85,10 @@ def _explore(target, top: tuple[Op, ...], grps: tuple[tuple[int, int, int], ...]
         v = judge(run, skip_before=skip_before)
         distinct += 1
         hung = any(HUNG in n for n in v.notes)
-        for f in v.findings:
+        # What a schedule shows after it left the reference follows from that divergence, which
+        # another schedule's finding of the same signature may stand for: merged, it would lose
+        # the divergence it follows (`filed` reads each schedule's own).
+        for f in filed(v.findings):
             old = findings.get(f.signature)
             if old is None or (
                 f.crash is not None and old.crash is not None and f.crash.deviations < old.crash.deviations
