@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 from pmfuzz.lang.workload import PAGE_SIZE
 from pmfuzz.target import Guarantee
 
 from . import Evidence, OracleName, Phase, RunContext, Violation, WrongRead
 from ._words import content_cause
+
+_RESULT = re.compile(r"op \d+ `.*` returned .*, POSIX says .*")
+
+
+def result_differs(message: str) -> bool:
+    """Whether a functional finding says an op returned what POSIX does not (not what a read saw):
+    the reference then holds no version of what the target's op did, even inside it."""
+    return _RESULT.fullmatch(message) is not None
 
 
 class Functional:

@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass, fields, replace
 
 from oracles import AnyOracle, OracleName
+from oracles.functional import result_differs
 
 from .pmem import Domain, EadrPoints, GroupOutcome, StateId
 from .signature import Cause, How, Signature, rule_of, top_site
@@ -233,7 +234,9 @@ def filed(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
     the diverged target keeps shows what the divergence left: what they show follows from the
     first divergence, which is filed itself (the functional oracle reports only the first
     diverging op for the same reason). Crashes inside the diverging op are kept: they show how it
-    went wrong (a torn copy on write whose result is also wrong). `check` still returns them all
+    went wrong (a torn copy on write whose result is also wrong) -- unless the op returned what
+    POSIX does not (a write that should have failed with EFAULT and wrote): the reference has no
+    version of what it did to judge them by. `check` still returns them all
     for one schedule: a reproducer, `replay` and `regress` see everything. Each schedule of a
     workload with parallel groups is its own run: its findings follow its own divergence only, so
     `check` exploring schedules keeps of each only what this keeps (merged by signature, its
@@ -242,6 +245,11 @@ def filed(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
     for f in findings:
         by_schedule.setdefault(f.schedule, []).append(f)
     diverged = {sid: first_divergence(tuple(fs)) for sid, fs in by_schedule.items()}
+    refused = {
+        (f.schedule, f.op)
+        for f in findings
+        if f.oracle is OracleName.FUNCTIONAL and f.crash is None and result_differs(f.message)
+    }
 
     def kept(f: Finding) -> bool:
         at = diverged[f.schedule]
@@ -249,7 +257,7 @@ def filed(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
             return True
         if f.crash is None:
             return f.oracle is not OracleName.MMAP_COHERENCY or f.op <= at
-        return f.crash.point != "E" and f.crash.op <= at
+        return f.crash.point != "E" and (f.crash.op < at or (f.crash.op == at and (f.schedule, at) not in refused))
 
     return tuple(f for f in findings if kept(f))
 

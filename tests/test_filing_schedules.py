@@ -30,3 +30,29 @@ def test_no_schedule_keeps_a_crash_finding_after_its_own_divergence() -> None:
 
 def test_the_race_is_explained_on_the_correct_design() -> None:
     assert check(make_target("daxfs design=zero cil=lazy"), parse(RACE), Options()).findings == ()
+
+
+EFAULT_WRITE = "create f0\nmmap m0 f0 0 1\nwrite f0 0 1 from m0 100\n"
+"""fault-eof-round-up: a write(2) from a mapping of the file's page past EOF should fail with
+EFAULT; the bug maps the page and the write goes through."""
+
+
+def test_crashes_inside_an_op_that_should_have_failed_are_not_filed() -> None:
+    """The reference holds no version of what the write did, so what its crash states show (its
+    size, its data, reached the media) is not judged by it: one finding, the result."""
+    from pmfuzz.signature import Cause, How
+
+    v = check(make_target("daxfs design=zero bugs=fault-eof-round-up cil=eager"), parse(EFAULT_WRITE), Options())
+    assert any(f.crash is not None for f in v.findings)  # replay still sees them all
+    assert {f.root_cause for f in filed(v.findings)} == {
+        Cause(OracleName.FUNCTIONAL, How.RULE, "op N `write` returned N, POSIX says EFAULT")
+    }
+    assert check(make_target("daxfs design=zero cil=eager"), parse(EFAULT_WRITE), Options()).findings == ()
+
+
+def test_crashes_inside_an_op_whose_read_went_wrong_are_still_filed() -> None:
+    """cow-skip-tail-copy: the copy on write's result is right and its content wrong; its torn
+    block after a crash inside it shows how it went wrong, and is filed."""
+    text = "create f0\ncreate f1\nwrite f1 0 16\nwrite f0 0 1\nreflink f1 f0\nwrite f0 0 1\n"
+    v = check(make_target("daxfs design=zero bugs=cow-skip-tail-copy cil=eager"), parse(text), Options())
+    assert [f for f in filed(v.findings) if f.crash is not None and f.crash.op == 5]

@@ -331,6 +331,20 @@ def test_a_race_where_every_order_wanted_a_signal_is_the_signal_rule() -> None:
     assert {c for c in alone if c.how is How.RULE} == {f.root_cause for f in race}
 
 
+def test_a_race_whose_mapping_maps_a_page_every_order_leaves_past_eof_is_the_signal_rule() -> None:
+    """fault-eof-round-up: a store faults in a page a racing truncate left wholly past EOF. The
+    order with the store first gives the results but unmaps the page; the other wants the store's
+    SIGBUS: every order wanted that signal, in a result or in a load through the mapping."""
+    head = "# pmfuzz reproducer v1\n# target: daxfs design=zero{bugs} cil=lazy\n# schedule: -\n"
+    body = "create f2\ntruncate f2 6000\nmmap m0 f2 0 8192\nparallel { truncate f2 2 ; store m0 4096 1 }\n"
+    v = run_reproducer(parse_reproducer(head.format(bugs=" bugs=fault-eof-round-up") + body))
+    race = [f for f in v.findings if "no serial order" in f.message]
+    assert race and {f.root_cause for f in race} == {
+        Cause(OracleName.FUNCTIONAL, How.RULE, "an access did not get the SIGBUS POSIX says")
+    }
+    assert run_reproducer(parse_reproducer(head.format(bugs="") + body)).findings == ()
+
+
 def test_a_race_whose_read_returned_media_nobody_wrote_is_named_by_that_media() -> None:
     """no-zero: a read racing a write into a fresh block returns the block's media; no order gives
     that result, and the read's wrong bytes name the cause, as they do outside a group."""

@@ -282,7 +282,7 @@ class _Execution:
             a = byte_address(self.fs, v.read.file, v.read.offset)
             if a is not None and shared_elsewhere(self.fs, v.read.file, a):
                 return Cause(v.oracle, How.CONTENT, ELSEWHERE)  # a write to the file sharing it, in place
-            if a is not None and self._left_over(a, v.read.got):
+            if a is not None and self._left_over(a, v.read.got, v.read):
                 return Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, self._reach_of(a))
         return Cause(v.oracle, How.CONTENT, text)
 
@@ -330,10 +330,12 @@ class _Execution:
             return "older data for data" if due == "data" else DATA_FOR_ZERO
         return OTHER_DATA
 
-    def _left_over(self, addr: int, got: bytes) -> bool:
+    def _left_over(self, addr: int, got: bytes, read: WrongRead) -> bool:
         """Whether the data word at `addr` is still where the op whose data it is wrote it (no copy
-        put it there since): a reused block's old content, which nothing wrote for this file."""
-        if len(got) != 8 or addr % 8:
+        put it there since): a reused block's old content, which nothing wrote for this file. Only
+        without a block-map log: with one, `_media` already asked whether the word is older than
+        the block's being the file's, and a word written after it is that store's."""
+        if len(got) != 8 or addr % 8 or BlockMapLog(tuple(self.reached)).origin(addr, None, read.file, read.offset):
             return False
         d = decode(int.from_bytes(got, "little"))
         last = last_store(self.pm.trace_since(0), addr)

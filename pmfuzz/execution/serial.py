@@ -110,6 +110,8 @@ def serial_order(
                 near = Unexplained("", fit)
             failed += 1
             due = {str(want[j]) for j in idx if want[j] != got[j] and str(want[j]).startswith("SIG")}
+            if isinstance(fit, str):
+                due.add(fit)
             signals |= due
             signalled += bool(due)
             read = _misread(ops, idx, want, got)
@@ -151,9 +153,10 @@ def _misread(ops: Sequence[Op], idx: list[int], want: dict[int, Result], got: di
 
 def _fits(
     want: dict[int, Result], got: dict[int, Result], r2: Reference, fs: MountedFS, idx: list[int]
-) -> bool | WrongRead:
+) -> bool | WrongRead | str:
     """True if this order gives the target's results, files, sizes and mappings; else False, or,
-    when only a mapping's bytes differ, the first word it shows that the order does not leave."""
+    when only a mapping differs, the first word it shows that the order does not leave, or the
+    signal a load through it did not get (a page this order leaves past EOF)."""
     if any(want[j] != got[j] for j in idx) or r2.files() != fs.files():
         return False
     if not all(fs.size(f) == r2.size(f) for f in r2.files()):
@@ -162,7 +165,7 @@ def _fits(
     return True if misfit is None else misfit
 
 
-def _maps_misfit(r2: Reference, fs: MountedFS) -> WrongRead | bool | None:
+def _maps_misfit(r2: Reference, fs: MountedFS) -> WrongRead | bool | str | None:
     """Every live mapping shows what this order leaves past EOF (and faults where it does).
 
     Inside EOF a mapping is the file, whose bytes may mix orders (judged by `_explain`); past EOF,
@@ -173,7 +176,8 @@ def _maps_misfit(r2: Reference, fs: MountedFS) -> WrongRead | bool | None:
 
     None when every mapping fits; else False, or, when a mapping shows bytes past EOF that this
     order does not leave, the first such word as a read of the mapped file (bytes nobody wrote,
-    past EOF, are why no order explains a group as much as a read of them would be).
+    past EOF, are why no order explains a group as much as a read of them would be), or the signal
+    a load wanted where the target maps a page this order leaves wholly past EOF.
     """
     for m, mp in r2.maps.items():
         size = mp.file.size
@@ -182,7 +186,7 @@ def _maps_misfit(r2: Reference, fs: MountedFS) -> WrongRead | bool | None:
             got = fs.read_mapping(m, pos, k)
             if not (want.ok and got.ok):
                 if want != got:
-                    return False
+                    return str(want) if got.ok and str(want).startswith("SIG") else False
                 continue
             cut = min(k, max(0, size - (mp.off + pos)))
             gv, wv = got.value, want.value

@@ -85,11 +85,13 @@ def crash_cause_store(
         return Cause(oracle, How.AT, "end" if point.spec.seq is None else top_site(point.site)), None
     lost = _lost_store(addr, point, state, trace)
     end = len(trace) if point.spec.seq is None else point.spec.seq
-    own = lost is not None and oracle is OracleName.STALE_EXPOSURE and _own_data(lost, point)
-    if lost is not None and own and not _exposed_by(reached, lost, ev.file, off, addr, end):
+    remap = lost is not None and _exposed_by(reached, lost, ev.file, off, addr, end)
+    if lost is not None and not remap and oracle is OracleName.STALE_EXPOSURE and _own_data(lost, point):
         lost = None
     if lost is not None:
-        return Cause(oracle, How.LOST, _what_it_wrote(lost, addr, _codes_of(point)[0], lost=True)), ("store", lost.seq)
+        # a copy on write's every store into its new block is that block's data, copied or new
+        what = "data" if remap else _what_it_wrote(lost, addr, _codes_of(point)[0], lost=True)
+        return Cause(oracle, How.LOST, what), ("store", lost.seq)
     raw = bytes(fs.read(ev.file, off, 8))
     if raw:
         word = int.from_bytes(raw, "little")
