@@ -177,3 +177,41 @@ def test_extents_that_are_not_extents_are_a_target_error() -> None:
     v = check(_BadExtents(), parse("create f0\nwrite f0 0 1\n"), Options())
     assert [f.oracle for f in v.findings] == [OracleName.TARGET_ERROR]
     assert "file_extents('f0') returned (0, 4096, 4096, 'written')" in v.findings[0].message
+
+
+UNSHARE = "create f2\nwrite f2 0 8\ncreate f1\nreflink f2 f1\nfallocate f1 0 1 unshare-range\n"
+COPIES = [
+    # the order: the remap is logged before the copy is flushed
+    ("cow-remap-before-copy", "create f0\ncreate f1\nwrite f1 0 2\nreflink f1 f0\nwrite f0 0 8\n", "lost", "data"),
+    # a flush missing from one copy path: the copy on write's edges, the unshare's copy
+    (
+        "cow-edges-unflushed",
+        "create f0\ncreate f1\nwrite f1 0 64\nreflink f1 f0\nwrite f0 64 1\n",
+        "lost",
+        "unflushed dax_iomap_copy_around",
+    ),
+    ("unshare-copy-unflushed", UNSHARE, "lost", "unflushed dax_unshare_iter"),
+    # a copy that never covered the block, by the path that remapped it
+    ("unshare-partial-copy", UNSHARE.replace("write f2 0 8", "write f2 0 2"), "never-written", "unshared"),
+    (
+        "cow-skip-tail-copy",
+        "create f0\ncreate f1\nwrite f1 0 16\nreflink f1 f0\nwrite f0 0 1\n",
+        "never-written",
+        "remapped",
+    ),
+]
+
+
+def test_an_unshare_remaps_as_unshared() -> None:
+    assert _log("daxfs design=zero", UNSHARE)[-1] == ("f1", 0, Reach.UNSHARED, 4)
+
+
+@pytest.mark.parametrize(("bug", "text", "how", "where"), COPIES)
+def test_each_copy_on_write_bug_is_its_own_cause(bug: str, text: str, how: str, where: str) -> None:
+    """Five bugs that all expose a copy on write's new block before it holds its data: the order
+    (the remap first), a flush missing from one copy path, a copy that covers too little. Each
+    names its own cause, and none names another's (the mixed campaigns' groups = bugs)."""
+    v = check(make_target(f"daxfs design=zero bugs={bug} cil=eager"), parse(text), EXHAUSTIVE)
+    causes = {f.root_cause for f in filed(v.findings)}
+    assert causes and {(c.how.value, c.where) for c in causes} == {(how, where)}
+    assert check(make_target("daxfs design=zero cil=eager"), parse(text), EXHAUSTIVE).findings == ()

@@ -31,7 +31,8 @@ from oracles import (
 
 from ..errors import PmfuzzError
 from ..lang.data import WordKind, decode
-from ..lang.workload import BLOCK_SIZE, Fault, Op, Parallel, Pin, Store, Workload, flatten, groups
+from ..lang.falloc import FallocMode
+from ..lang.workload import BLOCK_SIZE, Fallocate, Fault, Op, Parallel, Pin, Store, Workload, flatten, groups
 from ..pmem import Event, Pages, PMem, last_store, never_stored
 from ..reference import History, Reference
 from ..signature import Cause, How, signal_rule
@@ -262,7 +263,9 @@ class _Execution:
             return
         after = snapshot(self.fs)
         if after is not None:
-            self.reached += map_changes(self.maps, after, op, start, self.pm.events_recorded)
+            lo, hi = self.spans.get(op, (op, op + 1))
+            unshares = partial(_unshares, [o for o in self.ops[lo:hi] if isinstance(o, Fallocate)])
+            self.reached += map_changes(self.maps, after, op, start, self.pm.events_recorded, unshares)
         self.maps = after
 
     def _read_cause(self, v: Violation, group: list[Op], start: int) -> Cause | None:
@@ -486,6 +489,14 @@ class _Execution:
                 word = self._word_of(v)
                 add(Finding(v.oracle, v.message, v.evidence, start, group_text, "parallel", "", cause=cause, word=word))
         return start + n, out
+
+
+def _unshares(fallocs: list[Fallocate], name: str, off: int) -> bool:
+    """Whether one of these fallocates unshares the block at `off` of file `name`."""
+    return any(
+        f.mode & FallocMode.UNSHARE_RANGE and f.file == name and f.off - f.off % BLOCK_SIZE <= off < f.off + f.len
+        for f in fallocs
+    )
 
 
 def _write_faults(group: Sequence[Op]) -> bool:

@@ -10,7 +10,7 @@ a finding's cause then names the kind of change that exposed the block, not wher
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..lang.workload import BLOCK_SIZE
@@ -31,7 +31,10 @@ class Reach(enum.StrEnum):
     """A hole (or past the last extent) got a block, or its unwritten block became written: the
     block's first content a read can see, whether the op allocated it or a preallocation did."""
     REMAPPED = "remapped"
-    """Another block's place was taken by one no file mapped: a copy on write's remap."""
+    """Another block's place was taken by one no file mapped: a write's copy on write."""
+    UNSHARED = "unshared"
+    """The same by a copy no write asked for: fallocate's UNSHARE_RANGE (xfs_reflink_unshare,
+    dax_file_unshare), whose copy is all that fills the new block."""
     SHARED = "shared"
     """A block some file already mapped: a reflink. Its content is rightly what it was."""
 
@@ -137,10 +140,16 @@ def _blocks(extents: Iterable[tuple[int, int, int, bool]]) -> dict[int, tuple[in
 
 
 def changes(
-    before: Mapping[str, Extents], after: Mapping[str, Extents], op: int, start: int, end: int
+    before: Mapping[str, Extents],
+    after: Mapping[str, Extents],
+    op: int,
+    start: int,
+    end: int,
+    unshares: Callable[[str, int], bool] = lambda _name, _off: False,
 ) -> list[Reached]:
     """What one op (or parallel group, by its first op) changed: each file offset whose readable
-    block is new, and how it came."""
+    block is new, and how it came; `unshares`: whether the op (or one of the group) unshared that
+    file offset, which makes its remap `UNSHARED`."""
     moved = [n for n, ext in after.items() if before.get(n) != ext]
     if not moved:
         return []
@@ -157,6 +166,6 @@ def changes(
             elif dev in owned:
                 how = Reach.SHARED
             else:
-                how = Reach.ALLOCATED if was is None else Reach.REMAPPED
+                how = Reach.ALLOCATED if was is None else Reach.UNSHARED if unshares(n, off) else Reach.REMAPPED
             out.append(Reached(n, off, dev, how, op, start, end))
     return out

@@ -18,10 +18,10 @@ import numpy as np
 from oracles import ELSEWHERE, Evidence, OracleName
 from oracles.durability import metadata_lost
 
-from ..execution.reach import BlockMapLog, Reach
+from ..execution.reach import BlockMapLog, Reach, Reached
 from ..lang.data import WordKind, decode, decode_words
 from ..lang.workload import BLOCK_SIZE
-from ..pmem import CrashPoint, CrashState, Event
+from ..pmem import CrashPoint, CrashState, Event, EventKind
 from ..signature import Cause, How, rule_of, top_site
 from ..target import MountedFS, byte_address, file_blocks, mapped_blocks, shared_elsewhere
 
@@ -85,12 +85,12 @@ def crash_cause_store(
         return Cause(oracle, How.AT, "end" if point.spec.seq is None else top_site(point.site)), None
     lost = _lost_store(addr, point, state, trace)
     end = len(trace) if point.spec.seq is None else point.spec.seq
-    remap = lost is not None and _exposed_by(reached, lost, ev.file, off, addr, end)
+    remap = None if lost is None else _exposed_by(reached, lost, ev.file, off, addr, end)
     if lost is not None and not remap and oracle is OracleName.STALE_EXPOSURE and _own_data(lost, point):
         lost = None
     if lost is not None:
         # a copy on write's every store into its new block is that block's data, copied or new
-        what = "data" if remap else _what_it_wrote(lost, addr, _codes_of(point)[0], lost=True)
+        what = _copy_lost(lost, remap, trace) if remap else _what_it_wrote(lost, addr, _codes_of(point)[0], lost=True)
         return Cause(oracle, How.LOST, what), ("store", lost.seq)
     raw = bytes(fs.read(ev.file, off, 8))
     if raw:
@@ -114,14 +114,32 @@ def crash_cause_store(
     return _media(reached, addr, end), ("word", addr)
 
 
-def _exposed_by(reached: BlockMapLog | None, lost: Event, name: str, off: int, addr: int, end: int) -> bool:
-    """Whether the op whose data the crash lost is the copy on write that remapped the word's block
-    into the file: a remap must make the copied data durable first (nothing else initialises the
+def _exposed_by(reached: BlockMapLog | None, lost: Event, name: str, off: int, addr: int, end: int) -> Reached | None:
+    """The copy on write that remapped the word's block into the file, if the crash lost one of
+    its stores: a remap must make the copied data durable first (nothing else initialises the
     new block), so a crash that keeps the remap and loses the data broke that order -- the lost
     store is the cause. An allocation zeroes the block first and its data may be lost: there what
     the block shows is the cause (a conversion ahead of its data shows as the same media)."""
     r = None if reached is None else reached.origin(addr, end, name, off)
-    return r is not None and r.how is Reach.REMAPPED and r.start <= lost.seq < r.end
+    return r if r is not None and r.how in _COPIED and r.start <= lost.seq < r.end else None
+
+
+def _copy_lost(lost: Event, remap: Reached, trace: Sequence[Event]) -> str:
+    """A copy on write's lost store as a cause: `data` when its op flushed it later (the remap came
+    first: the order is the bug, whichever store of the copy or the write the crash took), else
+    the copy that was never flushed, by its code (`unflushed dax_iomap_copy_around`,
+    `unflushed dax_unshare_iter`): a flush missing from one copy path, which the order alone
+    does not show."""
+    if lost.kind is EventKind.NTSTORE:
+        return "data"
+    lo, hi = lost.addr // 64, (lost.addr + lost.size - 1) // 64
+    for e in trace[lost.seq + 1 : remap.end]:
+        if e.kind.is_flush and e.addr // 64 <= hi and lo <= (e.addr + max(e.size, 1) - 1) // 64:
+            return "data"
+    return "unflushed " + code_of(lost.site).split(".", 1)[0]
+
+
+_COPIED = frozenset({Reach.REMAPPED, Reach.UNSHARED})
 
 
 def _media(reached: BlockMapLog | None, addr: int, end: int) -> Cause:
