@@ -71,6 +71,8 @@ def test_origin_follows_a_share_back_to_where_the_block_was_fresh() -> None:
     assert log.origin(5 * B, None, "c", 0) == log.entries[2]
     assert log.origin(5 * B, None) == log.entries[2]
     assert log.origin(5 * B, 10) is None  # nothing began before trace index 10
+    quiet = BlockMapLog((Reached("a", 0, 5 * B, Reach.ALLOCATED, 1, 10, 10),))
+    assert quiet.origin(5 * B, 10) == quiet.entries[0]  # an op with no events of its own ended by 10
     assert log.origin(6 * B, None) is None
     assert log.origin(5 * B, None, "b", 0) is None  # b never had the block at offset 0
 
@@ -215,3 +217,18 @@ def test_each_copy_on_write_bug_is_its_own_cause(bug: str, text: str, how: str, 
     causes = {f.root_cause for f in filed(v.findings)}
     assert causes and {(c.how.value, c.where) for c in causes} == {(how, where)}
     assert check(make_target("daxfs design=zero cil=eager"), parse(text), EXHAUSTIVE).findings == ()
+
+
+def test_a_block_an_op_mapped_and_a_racing_truncate_freed_is_named_by_that_op() -> None:
+    """convert-before-persist: a store's fault allocates and converts the block, a racing truncate
+    frees it before the group ends; the crash inside the group recovers it mapped, a mapping the
+    log's op boundaries never saw. The maps before the group say how it came: allocated."""
+    text = (
+        "# pmfuzz reproducer v1\n# target: daxfs design=unwritten bugs=convert-before-persist cil=eager\n"
+        "# crash: F17\n# schedule: 3=1\n"
+        "create f2\ntruncate f2 2\nmmap m0 f2 0 1\nparallel { truncate f2 0 ; store m0 0 1 }\n"
+    )
+    v = run_reproducer(parse_reproducer(text))
+    assert v.findings and {f.root_cause for f in v.findings} == {ALLOCATED}
+    fixed = run_reproducer(parse_reproducer(text.replace("bugs=convert-before-persist ", "")))
+    assert fixed.findings == ()

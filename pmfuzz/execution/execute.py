@@ -152,6 +152,7 @@ class _Execution:
         self.hist = hist = History(ref)
         self.maps = self._first_maps()
         self.reached: list[Reached] = []
+        self.map_spans: list[tuple[int, int, int, Snapshot]] = []
         executed = returned = 0
         results: list[str] = []
         starts = {start: (g, n) for g, start, n in self.grps}
@@ -242,8 +243,11 @@ class _Execution:
         return Run(
             target, ops, opts, pm, hist, executed, returned, self.spans, self.grps, link_alike(self.findings.values()),
             tuple(self.notes), tuple(results), crashes_sound, t_exec, sid, tuple(self.steps), key,
-            BlockMapLog(tuple(self.reached)),
+            self._log(),
         )  # fmt: skip
+
+    def _log(self) -> BlockMapLog:
+        return BlockMapLog(tuple(self.reached), tuple(self.map_spans))
 
     def _first_maps(self) -> Snapshot | None:
         """The block maps before the first op; None (no log kept) when the view fails on the fresh
@@ -266,6 +270,7 @@ class _Execution:
             lo, hi = self.spans.get(op, (op, op + 1))
             unshares = partial(_unshares, [o for o in self.ops[lo:hi] if isinstance(o, Fallocate)])
             self.reached += map_changes(self.maps, after, op, start, self.pm.events_recorded, unshares)
+            self.map_spans.append((op, start, self.pm.events_recorded, self.maps))
         self.maps = after
 
     def _read_cause(self, v: Violation, group: list[Op], start: int) -> Cause | None:
@@ -296,10 +301,10 @@ class _Execution:
         if a is None or a % 8:
             return None
         trace = self.pm.trace_since(0)
-        how = BlockMapLog(tuple(self.reached)).stale(trace, read.file, read.offset, a, read.got, len(trace))
+        how = self._log().stale(trace, read.file, read.offset, a, read.got, len(trace))
         if how is not None:
             return Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, how.value)
-        if self._never_written(read):
+        if self._never_written(read, a):
             d = decode(int.from_bytes(self.pm.load(a, 8), "little"))  # the whole word, past EOF too
             origin = d.offset if d.kind is WordKind.POISON else a  # poison says where it began
             return Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, self._reach_of(origin))
@@ -318,7 +323,7 @@ class _Execution:
 
     def _reach_of(self, addr: int) -> str:
         """How the block at device address `addr` first became a file's, as a cause detail ("" if not known)."""
-        r = BlockMapLog(tuple(self.reached)).origin(addr, None)
+        r = self._log().origin(addr, None)
         return "" if r is None else r.how.value
 
     def _whose(self, read: WrongRead) -> str:
@@ -338,19 +343,17 @@ class _Execution:
         put it there since): a reused block's old content, which nothing wrote for this file. Only
         without a block-map log: with one, `_media` already asked whether the word is older than
         the block's being the file's, and a word written after it is that store's."""
-        if len(got) != 8 or addr % 8 or BlockMapLog(tuple(self.reached)).origin(addr, None, read.file, read.offset):
+        if len(got) != 8 or addr % 8 or self._log().origin(addr, None, read.file, read.offset):
             return False
         d = decode(int.from_bytes(got, "little"))
         last = last_store(self.pm.trace_since(0), addr)
         return d.kind is WordKind.DATA and last is not None and last.op == d.op
 
-    def _never_written(self, read: WrongRead) -> bool:
-        """Whether bytes a read got wrong are media no store of the run wrote: then it read a block
-        exposed before anything initialised it -- the stale exposure a crash shows as media nobody
-        wrote, and one cause with it, whether a read, a mapping or a crash met the block."""
-        a = byte_address(self.fs, read.file, read.offset)
-        if a is None or a % 8:
-            return False
+    def _never_written(self, read: WrongRead, a: int) -> bool:
+        """Whether bytes a read got wrong (from device address `a`) are media no store of the run
+        wrote: then it read a block exposed before anything initialised it -- the stale exposure a
+        crash shows as media nobody wrote, and one cause with it, whether a read, a mapping or a
+        crash met the block."""
         gone = set(never_stored(self.pm.trace_since(0), a, 8))
         return any(g != w and i in gone for i, (g, w) in enumerate(zip(read.got, read.want, strict=False)))
 

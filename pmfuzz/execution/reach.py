@@ -63,18 +63,39 @@ class BlockMapLog:
     """Every block-map change of a run, in order; empty when the target does not list its extents."""
 
     entries: tuple[Reached, ...] = ()
+    spans: tuple[tuple[int, int, int, Snapshot], ...] = ()
+    """Every op or parallel group the log saw: (first op, start, end, the block maps before it)."""
+
+    def transient(self, name: str, off: int, dev: int, at: int | None) -> Reached | None:
+        """For a crash at trace index `at` inside an op (or group) that mapped device block `dev`
+        at file `name` offset `off` and undid it before it ended (a race with a truncate): how that
+        op made it readable, judged from the maps before it. None if the crash fell between ops
+        or the block was there before."""
+        if at is None:
+            return None
+        span = next((sp for sp in self.spans if sp[1] < at <= sp[2]), None)
+        if span is None:
+            return None
+        op, start, end, before = span
+        base = off - off % BLOCK_SIZE
+        was = _blocks(before.get(name, ())).get(base)
+        blk = dev - dev % BLOCK_SIZE
+        if was is not None and was[0] == blk and not was[1]:
+            return None
+        how = Reach.ALLOCATED if was is None or was[0] == blk else Reach.REMAPPED
+        return Reached(name, base, blk, how, op, start, end)
 
     def origin(self, dev: int, before: int | None, name: str | None = None, off: int | None = None) -> Reached | None:
         """The change that gave device block `dev` (a byte address in it) its first content for a
-        file, by an op that began before trace index `before` (None: any): the latest change that
+        file, by an op that began before trace index `before` or ended by it (None: any): the latest change that
         made it readable at file `name` offset `off` (any, when not given), or, when that was a
         reflink's share, the latest that made it fresh before."""
         blk = dev - dev % BLOCK_SIZE
         base = None if off is None else off - off % BLOCK_SIZE
         shared = False
         for r in reversed(self.entries):
-            if r.dev != blk or (before is not None and r.start >= before):
-                continue
+            if r.dev != blk or (before is not None and r.start >= before and r.end > before):
+                continue  # begun at or after `before` (an op with no events of its own ended before it)
             if not shared and name is not None and (r.name != name or r.off != base):
                 continue
             if r.how.fresh:
@@ -90,6 +111,8 @@ class BlockMapLog:
         `end`) wrote it. Content from before a block was the file's is nobody's data for it,
         however the bytes look: media, another file's old data, the file's own freed block."""
         r = self.origin(addr, end, name, off)
+        if r is None and name is not None and off is not None:
+            r = self.transient(name, off, addr, end)
         if r is None or not _predates(trace, addr, raw, r.start, end):
             return None
         return r.how

@@ -89,14 +89,15 @@ def crash_cause_store(
     if lost is not None and not remap and oracle is OracleName.STALE_EXPOSURE and _own_data(lost, point):
         lost = None
     if lost is not None:
-        # a copy on write's every store into its new block is that block's data, copied or new
         what = _copy_lost(lost, remap, trace) if remap else _what_it_wrote(lost, addr, _codes_of(point)[0], lost=True)
         return Cause(oracle, How.LOST, what), ("store", lost.seq)
     raw = bytes(fs.read(ev.file, off, 8))
     if raw:
         word = int.from_bytes(raw, "little")
         if len(raw) == 8 and decode(word).kind is WordKind.POISON:
-            return _media(reached, decode(word).offset, end), ("word", addr)  # here or where a copy took it from
+            at = decode(word).offset  # here or where a copy took it from
+            here = at // BLOCK_SIZE == addr // BLOCK_SIZE
+            return _media(reached, at, end, ev.file if here else None, off), ("word", addr)
         data = len(raw) == 8 and decode(word).kind is WordKind.DATA
         writer = _writer(addr, word, point, trace) if data else _last_writer(addr, raw, point, trace)
         foreign = _foreign(oracle, data and not (held is not None and held(off, raw)))
@@ -111,7 +112,7 @@ def crash_cause_store(
             return _MEDIA, ("word", addr)  # without a block-map log: left over from before, as likely as not
         if writer is not None:
             return Cause(oracle, How.WRITTEN, _what_it_wrote(writer, addr, _codes_of(point)[0])), ("store", writer.seq)
-    return _media(reached, addr, end), ("word", addr)
+    return _media(reached, addr, end, ev.file, off), ("word", addr)
 
 
 def _exposed_by(reached: BlockMapLog | None, lost: Event, name: str, off: int, addr: int, end: int) -> Reached | None:
@@ -142,9 +143,12 @@ def _copy_lost(lost: Event, remap: Reached, trace: Sequence[Event]) -> str:
 _COPIED = frozenset({Reach.REMAPPED, Reach.UNSHARED})
 
 
-def _media(reached: BlockMapLog | None, addr: int, end: int) -> Cause:
-    """Media nobody wrote at device address `addr`, named by how its block became a file's, when the run knows."""
+def _media(reached: BlockMapLog | None, addr: int, end: int, name: str | None = None, off: int = 0) -> Cause:
+    """Media nobody wrote at device address `addr`, named by how its block became a file's, when the
+    run knows (at file `name` offset `off`, when that is where the crash shows it)."""
     r = None if reached is None else reached.origin(addr, end)
+    if r is None and reached is not None and name is not None:
+        r = reached.transient(name, off, addr, end)
     return _MEDIA if r is None else Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, r.how.value)
 
 
