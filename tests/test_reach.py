@@ -232,3 +232,31 @@ def test_a_block_an_op_mapped_and_a_racing_truncate_freed_is_named_by_that_op() 
     assert v.findings and {f.root_cause for f in v.findings} == {ALLOCATED}
     fixed = run_reproducer(parse_reproducer(text.replace("bugs=convert-before-persist ", "")))
     assert fixed.findings == ()
+
+
+RACING_COPY = (
+    "# pmfuzz reproducer v1\n# target: daxfs design=zero bugs=cow-remap-before-copy cil=lazy\n"
+    "# crash: F2\n# schedule: 5=1x3,0\n"
+    "create f1\ncreate f0\nwrite f0 0 2\nreflink f0 f1\nmmap m1 f1 0 1 sync\n"
+    "parallel { fault m1 0 write ; write f1 0 1 }\n"
+)
+UNFLUSHED_STORE = (
+    "# pmfuzz reproducer v1\n# target: daxfs design=zero bugs=fsync-no-flush cil=lazy\n# crash: E:L5568=0\n"
+    "create f2\nwrite f2 0 4\ncreate f1\nreflink f2 f1\nmmap m0 f2 0 1\nstore m0 0 4\nfsync f2\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "bug", "cause"),
+    [
+        # the copy a racing op of the group issues after the remap the crash kept is lost as much
+        (RACING_COPY, "cow-remap-before-copy", Cause(OracleName.STALE_EXPOSURE, How.LOST, "data")),
+        # a store's own data after its fault copied the block: what fsync was to make durable
+        (UNFLUSHED_STORE, "fsync-no-flush", Cause(OracleName.DURABILITY, How.LOST, "data")),
+    ],
+)
+def test_a_lost_store_in_a_copied_block_is_named_by_what_was_owed(text: str, bug: str, cause: Cause) -> None:
+    v = run_reproducer(parse_reproducer(text))
+    assert v.findings and {f.root_cause for f in v.findings} == {cause}
+    fixed = "".join(ln for ln in text.replace(f"bugs={bug} ", "").splitlines(True) if not ln.startswith("# crash:"))
+    assert run_reproducer(parse_reproducer(fixed)).findings == ()  # every crash point of the fixed design

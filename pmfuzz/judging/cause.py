@@ -83,9 +83,10 @@ def crash_cause_store(
         if dropped:
             return Cause(oracle, How.DROPPED, code_of(dropped)), None
         return Cause(oracle, How.AT, "end" if point.spec.seq is None else top_site(point.site)), None
-    lost = _lost_store(addr, point, state, trace)
+    lost = _lost_store(addr, point, state, trace, reached)
     end = len(trace) if point.spec.seq is None else point.spec.seq
-    remap = None if lost is None else _exposed_by(reached, lost, ev.file, off, addr, end)
+    copy = oracle is not OracleName.DURABILITY  # a durability point's lost data is data, however it came
+    remap = None if lost is None or not copy else _exposed_by(reached, lost, ev.file, off, addr, end)
     if lost is not None and not remap and oracle is OracleName.STALE_EXPOSURE and _own_data(lost, point):
         lost = None
     if lost is not None:
@@ -314,8 +315,12 @@ def _device_address(fs: MountedFS, name: str, off: int) -> int | None:
     return _UNKNOWN
 
 
-def _lost_store(addr: int, point: CrashPoint, state: CrashState, trace: Sequence[Event]) -> Event | None:
-    """The first store to the word at `addr` that the image lacks: dropped in flight, else later in the crash's op."""
+def _lost_store(
+    addr: int, point: CrashPoint, state: CrashState, trace: Sequence[Event], reached: BlockMapLog | None = None
+) -> Event | None:
+    """The first store to the word at `addr` that the image lacks: dropped in flight, else later in
+    the crash's op -- or in its parallel group, whose ops' stores interleave (`reached` knows its
+    span): a racing copy on write's copy, after the remap the crash kept, is lost as much."""
     word, line = addr // 8, addr // 64
     seqs = []
     for gi, g in enumerate(point.groups):
@@ -328,9 +333,10 @@ def _lost_store(addr: int, point: CrashPoint, state: CrashState, trace: Sequence
     at = point.spec.seq
     if at is None:
         return None
-    for i in range(at + 1, len(trace)):
+    stop = None if reached is None else reached.span_end(at)
+    for i in range(at + 1, len(trace) if stop is None else stop):
         e = trace[i]
-        if e.op != point.op:
+        if stop is None and e.op != point.op:
             break
         if e.kind.is_store and e.addr < addr + 8 and addr < e.addr + e.size:
             return e
