@@ -260,3 +260,16 @@ def test_a_lost_store_in_a_copied_block_is_named_by_what_was_owed(text: str, bug
     assert v.findings and {f.root_cause for f in v.findings} == {cause}
     fixed = "".join(ln for ln in text.replace(f"bugs={bug} ", "").splitlines(True) if not ln.startswith("# crash:"))
     assert run_reproducer(parse_reproducer(fixed)).findings == ()  # every crash point of the fixed design
+
+
+def test_a_block_a_log_replay_made_written_is_not_an_allocation() -> None:
+    """journal-commit-no-fence: the reordered log replays an unwritten preallocation as written;
+    no op made it readable, so its media is not named after one (no-zero's `allocated`)."""
+    text = (
+        "# pmfuzz reproducer v1\n# target: daxfs design=zero bugs=journal-commit-no-fence cil=eager\n"
+        "# crash: F17:L66=x7f\n"
+        "create f1\nfallocate f1 0 12288\nmmap m1 f1 0 6144\nstore m1 4096 1\nfallocate f1 0 4096 zero-range\n"
+    )
+    v = run_reproducer(parse_reproducer(text))
+    stale = [f for f in v.findings if f.oracle is OracleName.STALE_EXPOSURE]
+    assert stale and {f.root_cause for f in stale} == {Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")}

@@ -84,9 +84,9 @@ class BlockMapLog:
         base = off - off % BLOCK_SIZE
         was = _blocks(before.get(name, ())).get(base)
         blk = dev - dev % BLOCK_SIZE
-        if was is not None and was[0] == blk and not was[1]:
-            return None
-        how = Reach.ALLOCATED if was is None or was[0] == blk else Reach.REMAPPED
+        if was is not None and was[0] == blk:
+            return None  # the block was there (unwritten, say): no op's change shows, a replay's may
+        how = Reach.ALLOCATED if was is None else Reach.REMAPPED
         return Reached(name, base, blk, how, op, start, end)
 
     def origin(self, dev: int, before: int | None, name: str | None = None, off: int | None = None) -> Reached | None:
