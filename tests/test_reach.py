@@ -273,3 +273,41 @@ def test_a_block_a_log_replay_made_written_is_not_an_allocation() -> None:
     v = run_reproducer(parse_reproducer(text))
     stale = [f for f in v.findings if f.oracle is OracleName.STALE_EXPOSURE]
     assert stale and {f.root_cause for f in stale} == {Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")}
+
+
+@pytest.mark.parametrize(
+    ("bugs", "text", "cause"),
+    [
+        # zero-after-commit: a zero-range over a shared extent remaps a new block and zeroes it
+        # after the commit; the zeroing, not a copy, is what the crash lost
+        (
+            "fsync-no-flush,refcount-not-journaled,zero-after-commit",
+            "# crash: F50\n# schedule: 5=1\ncreate f1\ncreate f2\nwrite f1 0 1\nreflink f1 f2\nmmap m1 f2 0 1\n"
+            "parallel { fault m1 0 write ; fallocate f2 0 4096 zero-range }\n",
+            Cause(OracleName.STALE_EXPOSURE, How.LOST, "xfs_zero_extent"),
+        ),
+        # cow-skip-tail-copy: a store's own data, left to a later persist, is lost; what the copy
+        # never covered shows
+        (
+            "cow-skip-tail-copy",
+            "# crash: F42\n# schedule: -\ncreate f1\nfsync f0\ncreate f2\ncreate f0\nwrite f0 0 6000\n"
+            "reflink f0 f2\nmmap m1 f2 0 8192 sync\nparallel { write f2 4096 100 ; store m1 4096 100 }\nfsync f2\n",
+            REMAPPED,
+        ),
+        # map-sync-no-commit: the sync fault's copy on write is not logged; the durable store reads
+        # from the old block after recovery -- the block map did not hold
+        (
+            "map-sync-no-commit",
+            "# crash: E\ncreate f1\ncreate f0\nwrite f0 0 4\nfsync f0\nreflink f0 f1\nmmap m0 f0 0 1 sync\n"
+            "store m0 0 4\npersist m0 0 8\n",
+            Cause(OracleName.DURABILITY, How.METADATA, ""),
+        ),
+    ],
+)
+def test_what_the_crash_lost_in_a_copied_block_is_named_by_its_kind(bugs: str, text: str, cause: Cause) -> None:
+    cil = "lazy" if "map-sync" in bugs else "eager"
+    head = f"# pmfuzz reproducer v1\n# target: daxfs design=zero bugs={bugs} cil={cil}\n"
+    v = run_reproducer(parse_reproducer(head + text))
+    assert {f.root_cause for f in filed(v.findings) if f.crash is not None} == {cause}
+    fixed = "".join(ln for ln in text.splitlines(True) if not ln.startswith("# crash:"))
+    assert run_reproducer(parse_reproducer(head.replace(f"bugs={bugs} ", "") + fixed)).findings == ()

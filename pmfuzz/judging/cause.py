@@ -83,14 +83,23 @@ def crash_cause_store(
         if dropped:
             return Cause(oracle, How.DROPPED, code_of(dropped)), None
         return Cause(oracle, How.AT, "end" if point.spec.seq is None else top_site(point.site)), None
-    lost = _lost_store(addr, point, state, trace, reached)
     end = len(trace) if point.spec.seq is None else point.spec.seq
+    if oracle is OracleName.DURABILITY and _moved(reached, ev.file, off, addr, end):
+        return _METADATA, ("word", addr)
+    copying = _copying(reached, ev.file, off, addr, point.spec.seq)
+    lost = _lost_store(addr, point, state, trace, reached if copying else None)
     copy = oracle is not OracleName.DURABILITY  # a durability point's lost data is data, however it came
     remap = None if lost is None or not copy else _exposed_by(reached, lost, ev.file, off, addr, end)
-    if lost is not None and not remap and oracle is OracleName.STALE_EXPOSURE and _own_data(lost, point):
+    own = lost is not None and oracle is OracleName.STALE_EXPOSURE and _own_data(lost, point)
+    if lost is not None and remap is not None and own and _copy_lost(lost, remap, trace) != "data":
+        remap = None  # a store's own data its op leaves to a later persist: losing it is allowed
+    if lost is not None and not remap and own:
         lost = None
     if lost is not None:
-        what = _copy_lost(lost, remap, trace) if remap else _what_it_wrote(lost, addr, _codes_of(point)[0], lost=True)
+        if remap is not None and not _zeroing(lost):
+            what = _copy_lost(lost, remap, trace)
+        else:
+            what = _what_it_wrote(lost, addr, _codes_of(point)[0], lost=True)
         return Cause(oracle, How.LOST, what), ("store", lost.seq)
     raw = bytes(fs.read(ev.file, off, 8))
     if raw:
@@ -124,6 +133,34 @@ def _exposed_by(reached: BlockMapLog | None, lost: Event, name: str, off: int, a
     the block shows is the cause (a conversion ahead of its data shows as the same media)."""
     r = None if reached is None else reached.origin(addr, end, name, off)
     return r if r is not None and r.how in _COPIED and r.start <= lost.seq < r.end else None
+
+
+def _zeroing(e: Event) -> bool:
+    """Whether a store is a zeroing by its code (`xfs_zero_extent`, `iomap_dio_zero`, the fault's
+    `zero_block`: the kernel names its zeroing so): a zeroing of a copy on write's new block (a
+    zero-range over a shared extent) issued after the remap is a zeroing's bug, not the copy's."""
+    return "zero" in code_of(e.site)
+
+
+def _copying(reached: BlockMapLog | None, name: str, off: int, addr: int, at: int | None) -> bool:
+    """Whether the crash at trace index `at` fell inside the op (or group) that copied the word's
+    block into the file: then a racing op's later store to it is the copy the crash lost too."""
+    r = None if reached is None or at is None else reached.origin(addr, None, name, off)
+    return r is not None and r.how in _COPIED and r.start < at <= r.end
+
+
+def _moved(reached: BlockMapLog | None, name: str, off: int, addr: int, end: int) -> bool:
+    """Whether the block the crash shows at file `name` offset `off` is not the one the run had
+    there by then (the latest change before `end`): data made durable read from the wrong block
+    -- the block map, not the data, did not hold."""
+    if reached is None:
+        return False
+    base, blk = off - off % BLOCK_SIZE, addr - addr % BLOCK_SIZE
+    last = next(
+        (r for r in reversed(reached.entries) if r.name == name and r.off == base and (r.start < end or r.end <= end)),
+        None,
+    )
+    return last is not None and last.dev != blk
 
 
 def _copy_lost(lost: Event, remap: Reached, trace: Sequence[Event]) -> str:
