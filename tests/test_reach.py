@@ -311,3 +311,16 @@ def test_what_the_crash_lost_in_a_copied_block_is_named_by_its_kind(bugs: str, t
     assert {f.root_cause for f in filed(v.findings) if f.crash is not None} == {cause}
     fixed = "".join(ln for ln in text.splitlines(True) if not ln.startswith("# crash:"))
     assert run_reproducer(parse_reproducer(head.replace(f"bugs={bugs} ", "") + fixed)).findings == ()
+
+
+def test_an_old_incarnation_recovered_is_not_a_remap_that_did_not_hold() -> None:
+    """fsync-no-flush: f1 is unlinked and made again; a crash in the second fsync recovers the old
+    f1, whose block the new one never had. No copy on write moved it: the data, not the block
+    map, is what the fsync did not make durable."""
+    text = (
+        "# pmfuzz reproducer v1\n# target: daxfs design=zero bugs=fsync-no-flush cil=lazy\n# crash: F5:L5504=0\n"
+        "create f1\ntruncate f1 4\nmmap m1 f1 0 1\nstore m1 0 4\nfsync f1\nunlink f1\ncreate f1\nwrite f1 0 4\n"
+        "fsync f1\n"
+    )
+    v = run_reproducer(parse_reproducer(text))
+    assert v.findings and {f.root_cause for f in v.findings} == {Cause(OracleName.DURABILITY, How.LOST, "data")}

@@ -150,9 +150,10 @@ def _copying(reached: BlockMapLog | None, name: str, off: int, addr: int, at: in
 
 
 def _moved(reached: BlockMapLog | None, name: str, off: int, addr: int, end: int) -> bool:
-    """Whether the block the crash shows at file `name` offset `off` is not the one the run had
-    there by then (the latest change before `end`): data made durable read from the wrong block
-    -- the block map, not the data, did not hold."""
+    """Whether the block the crash shows at file `name` offset `off` is not the one a copy on write
+    put there by then (the latest change before `end` was its remap): data made durable read from
+    the block it replaced -- the remap, metadata, did not hold. (Only a remap: a name's blocks
+    also change when the file is unlinked and made again, and an old incarnation may recover.)"""
     if reached is None:
         return False
     base, blk = off - off % BLOCK_SIZE, addr - addr % BLOCK_SIZE
@@ -160,7 +161,7 @@ def _moved(reached: BlockMapLog | None, name: str, off: int, addr: int, end: int
         (r for r in reversed(reached.entries) if r.name == name and r.off == base and (r.start < end or r.end <= end)),
         None,
     )
-    return last is not None and last.dev != blk
+    return last is not None and last.how in _COPIED and last.dev != blk
 
 
 def _copy_lost(lost: Event, remap: Reached, trace: Sequence[Event]) -> str:
