@@ -6,8 +6,9 @@ gives the root causes the campaign filed and the distinct signatures they were s
 it reported before grouping by cause). Goal: one root cause per bug, never more than two.
 
 Then campaigns with several bugs on at once (`--mix`): every root cause's reproducer is replayed
-with each of the bugs alone (`replay --against`); a cause must reproduce under exactly one bug
-(goal: groups = bugs, none missed, none mixed).
+with each of the bugs alone (`replay --against`); a cause must reproduce, as that cause, under
+exactly one bug (goal: groups = bugs, none missed, none mixed). Where the finding shows alone
+under another bug with that bug's own cause, the line says so: that bug has its own group.
 
     python benchmarks/root_causes.py --jobs 2                        # every bug, 120 s after the first finding
     python benchmarks/root_causes.py --bugs no-zero,fsync-no-flush --extra 30
@@ -89,11 +90,14 @@ def mixed(bugs: list[Bug], design: str, seed: int, seconds: float, keep: str | N
         for cause, entry in sorted(index.items()):
             r = load_reproducer(str(tmp / "crashes" / entry["file"]))
             rest = " ".join(f"{k}={v}" for k, v in r.target.options if k != "bugs")
-            under = [b.value for b in bugs if replay_against(r, f"daxfs {rest} bugs={b.value}").still]
+            alone = {b.value: replay_against(r, f"daxfs {rest} bugs={b.value}") for b in bugs}
+            under = [b for b, a in alone.items() if a.still and a.same_cause]
+            other = [b for b, a in alone.items() if a.still and not a.same_cause]
             for b in under:
                 per_bug[b] += 1
             mixed_n += len(under) != 1
-            print(f"  {cause:60} x{entry.get('count', 1):<5} under: {', '.join(under) or 'none alone'}")
+            also = f"  (the finding, another cause, under: {', '.join(other)})" if other else ""
+            print(f"  {cause:60} x{entry.get('count', 1):<5} under: {', '.join(under) or 'none alone'}{also}")
         missed = [b for b, n in per_bug.items() if n == 0]
         print(
             f"  groups {len(index)}, bugs {len(bugs)}; causes under more than one bug or none: {mixed_n}; "
