@@ -145,7 +145,9 @@ def _zeroing(e: Event) -> bool:
 def _copying(reached: BlockMapLog | None, name: str, off: int, addr: int, at: int | None) -> bool:
     """Whether the crash at trace index `at` fell inside the op (or group) that copied the word's
     block into the file: then a racing op's later store to it is the copy the crash lost too."""
-    r = None if reached is None or at is None else reached.origin(addr, None, name, off)
+    if reached is None or at is None:
+        return False
+    r = reached.origin(addr, None, name, off)
     return r is not None and r.how in _COPIED and r.start < at <= r.end
 
 
