@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..lang.workload import BLOCK_SIZE
-from ..pmem import Event
+from ..pmem import Event, writers_of
 from ..target import MountedFS, file_extents
 from .watchdog import TargetNonsense
 
@@ -124,19 +124,7 @@ class BlockMapLog:
 
 def _predates(trace: Sequence[Event], addr: int, raw: bytes, start: int, end: int) -> bool:
     """Whether some byte of `raw` at `addr` was not written with that value by a store of trace[start:end]."""
-    todo = set(range(len(raw)))
-    for i in range(min(end, len(trace)) - 1, start - 1, -1):
-        e = trace[i]
-        data = e.data
-        if not e.kind.is_store or data is None or e.addr >= addr + len(raw) or addr >= e.addr + e.size:
-            continue
-        for b in list(todo):
-            k = addr + b - e.addr
-            if 0 <= k < len(data) and data[k] == raw[b]:
-                todo.discard(b)
-        if not todo:
-            return False
-    return bool(todo)
+    return not writers_of(trace, addr, raw, start, end)[1]
 
 
 def snapshot(fs: MountedFS) -> Snapshot | None:

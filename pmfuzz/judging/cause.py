@@ -21,7 +21,7 @@ from oracles.durability import metadata_lost
 from ..execution.reach import BlockMapLog, Reach, Reached
 from ..lang.data import WordKind, decode, decode_words
 from ..lang.workload import BLOCK_SIZE
-from ..pmem import CrashPoint, CrashState, Event, EventKind
+from ..pmem import CrashPoint, CrashState, Event, EventKind, writers_of
 from ..signature import Cause, How, rule_of, top_site
 from ..target import MountedFS, byte_address, file_blocks, mapped_blocks, shared_elsewhere
 
@@ -401,22 +401,8 @@ def _last_writer(addr: int, want: bytes, point: CrashPoint, trace: Sequence[Even
     EOF): the latest of the stores that wrote its bytes, if stores before the crash wrote every one
     of them (a tail zeroed up to a byte inside a word is the zeroing's; a word half data, half
     media nobody wrote has none)."""
-    end = len(trace) if point.spec.seq is None else point.spec.seq
-    todo = set(range(len(want)))
-    last: Event | None = None
-    for i in range(end - 1, -1, -1):
-        e = trace[i]
-        data = e.data
-        if not e.kind.is_store or data is None or e.addr >= addr + len(want) or addr >= e.addr + e.size:
-            continue
-        for b in list(todo):
-            k = addr + b - e.addr
-            if 0 <= k < len(data) and data[k] == want[b]:
-                todo.discard(b)
-                last = last or e
-        if not todo:
-            return last
-    return None
+    last, every = writers_of(trace, addr, want, 0, len(trace) if point.spec.seq is None else point.spec.seq)
+    return last if every else None
 
 
 def _dropped_site(point: CrashPoint, state: CrashState, trace: Sequence[Event]) -> str:

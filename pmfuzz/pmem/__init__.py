@@ -5,7 +5,7 @@ from .device import PMem
 from .pages import Pages
 from .persistency import EadrPoints, PointKind
 from .stateid import StateId
-from .trace import LINE, PAGE, WORD, Domain, Event, EventKind, last_store, never_stored
+from .trace import LINE, PAGE, WORD, Domain, Event, EventKind, last_store, never_stored, writers_of
 
 __all__ = [
     "LINE",
@@ -28,4 +28,5 @@ __all__ = [
     "distinct",
     "last_store",
     "never_stored",
+    "writers_of",
 ]

@@ -21,6 +21,7 @@ __all__ = [
     "EventKind",
     "last_store",
     "never_stored",
+    "writers_of",
     "words_in",
 ]
 
@@ -118,6 +119,26 @@ def _copied_poison(e: Event, byte: int) -> bool:
     if data is None or w < e.addr or w + WORD > e.addr + e.size:
         return False
     return decode(int.from_bytes(data[w - e.addr : w - e.addr + WORD], "little")).kind is WordKind.POISON
+
+
+def writers_of(events: Sequence[Event], addr: int, raw: bytes, start: int, end: int) -> tuple[Event | None, bool]:
+    """Whether stores of events[start:end] wrote every byte of `raw` at `addr` with its value, and
+    the latest of them that wrote one (None if none did): who wrote a word the crash shows."""
+    todo = set(range(len(raw)))
+    last: Event | None = None
+    for i in range(min(end, len(events)) - 1, start - 1, -1):
+        e = events[i]
+        data = e.data
+        if not e.kind.is_store or data is None or e.addr >= addr + len(raw) or addr >= e.addr + e.size:
+            continue
+        for b in list(todo):
+            k = addr + b - e.addr
+            if 0 <= k < len(data) and data[k] == raw[b]:
+                todo.discard(b)
+                last = last or e
+        if not todo:
+            return last, True
+    return last, False
 
 
 def last_store(events: Sequence[Event], addr: int) -> Event | None:
