@@ -335,8 +335,8 @@ def file_blocks(fs: MountedFS, name: str, size: int) -> list[tuple[int, int | No
 class MapsFileExtents(Protocol):
     """A mounted fs that lists a file's mapped extents (what FIEMAP reports): (file offset, device
     offset, length, unwritten) per extent, holes left out, past EOF included. pmfuzz records how
-    each op changed them, to tell how a block a finding reads became the file's (allocated, copied
-    on write, converted from unwritten, shared by a reflink)."""
+    each op changed them, to tell how a block a finding reads became the file's (allocated, or made
+    written from unwritten; copied on write; unshared; shared by a reflink)."""
 
     def file_extents(self, name: str) -> list[tuple[int, int, int, bool]]: ...
 

@@ -290,7 +290,7 @@ class _Execution:
             a = byte_address(self.fs, v.read.file, v.read.offset)
             if a is not None and shared_elsewhere(self.fs, v.read.file, a):
                 return Cause(v.oracle, How.CONTENT, ELSEWHERE)  # a write to the file sharing it, in place
-            if a is not None and self._left_over(a, v.read.got, v.read):
+            if a is not None and self._left_over(a, v.read):
                 return Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, self._reach_of(a))
         return Cause(v.oracle, How.CONTENT, text)
 
@@ -313,7 +313,7 @@ class _Execution:
     def _address(self, read: WrongRead) -> int | None:
         """The device address a wrong read's bytes came from: for a load through a mapping, the
         block its page maps (a stale page maps a block the file no longer has there)."""
-        hook = mapping_blocks_hook(self.fs) if read.via is not None else None
+        hook = mapping_blocks_hook(self.fs)
         if hook is not None and read.via is not None:
             name, moff = read.via
             mapped, _owned = hook(name).get(moff // BLOCK_SIZE, (None, None))
@@ -338,11 +338,12 @@ class _Execution:
             return "older data for data" if due == "data" else DATA_FOR_ZERO
         return OTHER_DATA
 
-    def _left_over(self, addr: int, got: bytes, read: WrongRead) -> bool:
+    def _left_over(self, addr: int, read: WrongRead) -> bool:
         """Whether the data word at `addr` is still where the op whose data it is wrote it (no copy
         put it there since): a reused block's old content, which nothing wrote for this file. Only
         without a block-map log: with one, `_media` already asked whether the word is older than
         the block's being the file's, and a word written after it is that store's."""
+        got = read.got
         if len(got) != 8 or addr % 8 or self._log().origin(addr, None, read.file, read.offset):
             return False
         d = decode(int.from_bytes(got, "little"))

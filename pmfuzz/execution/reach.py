@@ -66,10 +66,6 @@ class BlockMapLog:
     spans: tuple[tuple[int, int, int, Snapshot], ...] = ()
     """Every op or parallel group the log saw: (first op, start, end, the block maps before it)."""
 
-    def span_end(self, at: int) -> int | None:
-        """Where the op (or parallel group) whose events hold trace index `at` ends; None if no op's do."""
-        return next((end for _op, start, end, _maps in self.spans if start <= at < end), None)
-
     def transient(self, name: str, off: int, dev: int, at: int | None) -> Reached | None:
         """For a crash at trace index `at` inside an op (or group) that mapped device block `dev`
         at file `name` offset `off` and undid it before it ended (a race with a truncate): how that

@@ -86,18 +86,29 @@ def crash_cause_store(
     end = len(trace) if point.spec.seq is None else point.spec.seq
     if oracle is OracleName.DURABILITY and _moved(reached, ev.file, off, addr, end):
         return _METADATA, ("word", addr)
-    copying = _copying(reached, ev.file, off, addr, point.spec.seq)
-    lost = _lost_store(addr, point, state, trace, reached if copying else None)
-    copy = oracle is not OracleName.DURABILITY  # a durability point's lost data is data, however it came
-    remap = None if lost is None or not copy else _exposed_by(reached, lost, ev.file, off, addr, end)
+    r = None if reached is None else reached.origin(addr, end, ev.file, off)
+    copied = r if r is not None and r.how in _COPIED else None
+    at = point.spec.seq
+    inside = copied is not None and at is not None and copied.start < at <= copied.end  # the crash fell in the copy
+    lost = _lost_store(addr, point, state, trace, copied.end if copied is not None and inside else None)
     own = lost is not None and oracle is OracleName.STALE_EXPOSURE and _own_data(lost, point)
-    if lost is not None and remap is not None and own and _copy_lost(lost, remap, trace) != "data":
-        remap = None  # a store's own data its op leaves to a later persist: losing it is allowed
-    if lost is not None and not remap and own:
+    # A store lost from the copy on write that remapped the block (not to a durability point,
+    # whose lost data is data however it came): the remap must make the copy durable first.
+    copy_what = None
+    if (
+        lost is not None
+        and copied is not None
+        and oracle is not OracleName.DURABILITY
+        and copied.start <= lost.seq < copied.end
+    ):
+        copy_what = _copy_lost(lost, copied, trace)
+        if own and copy_what != "data":
+            copy_what = None  # a store's own data its op leaves to a later persist: losing it is allowed
+    if lost is not None and copy_what is None and own:
         lost = None
     if lost is not None:
-        if remap is not None and not _zeroing(lost):
-            what = _copy_lost(lost, remap, trace)
+        if copy_what is not None and not _zeroing(lost):
+            what = copy_what
         else:
             what = _what_it_wrote(lost, addr, _codes_of(point)[0], lost=True)
         return Cause(oracle, How.LOST, what), ("store", lost.seq)
@@ -114,25 +125,14 @@ def crash_cause_store(
         mixed = writer or (_last_writer(addr, raw, point, trace) if data else None)  # a word two stores tore
         if mixed is not None and foreign and shared_elsewhere(fs, ev.file, addr, _blocks_of(fs)):
             return Cause(OracleName.FUNCTIONAL, How.CONTENT, ELSEWHERE), ("store", mixed.seq)
-        known = reached is not None and reached.origin(addr, end, ev.file, off) is not None
         how = None if reached is None else reached.stale(trace, ev.file, off, addr, raw, end)
         if how is not None:
             return Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, how.value), ("word", addr)
-        if writer is not None and foreign and data and decode(word).op == writer.op and not known:
+        if writer is not None and foreign and data and decode(word).op == writer.op and r is None:
             return _MEDIA, ("word", addr)  # without a block-map log: left over from before, as likely as not
         if writer is not None:
             return Cause(oracle, How.WRITTEN, _what_it_wrote(writer, addr, _codes_of(point)[0])), ("store", writer.seq)
     return _media(reached, addr, end, ev.file, off), ("word", addr)
-
-
-def _exposed_by(reached: BlockMapLog | None, lost: Event, name: str, off: int, addr: int, end: int) -> Reached | None:
-    """The copy on write that remapped the word's block into the file, if the crash lost one of
-    its stores: a remap must make the copied data durable first (nothing else initialises the
-    new block), so a crash that keeps the remap and loses the data broke that order -- the lost
-    store is the cause. An allocation zeroes the block first and its data may be lost: there what
-    the block shows is the cause (a conversion ahead of its data shows as the same media)."""
-    r = None if reached is None else reached.origin(addr, end, name, off)
-    return r if r is not None and r.how in _COPIED and r.start <= lost.seq < r.end else None
 
 
 def _zeroing(e: Event) -> bool:
@@ -140,15 +140,6 @@ def _zeroing(e: Event) -> bool:
     `zero_block`: the kernel names its zeroing so): a zeroing of a copy on write's new block (a
     zero-range over a shared extent) issued after the remap is a zeroing's bug, not the copy's."""
     return "zero" in code_of(e.site)
-
-
-def _copying(reached: BlockMapLog | None, name: str, off: int, addr: int, at: int | None) -> bool:
-    """Whether the crash at trace index `at` fell inside the op (or group) that copied the word's
-    block into the file: then a racing op's later store to it is the copy the crash lost too."""
-    if reached is None or at is None:
-        return False
-    r = reached.origin(addr, None, name, off)
-    return r is not None and r.how in _COPIED and r.start < at <= r.end
 
 
 def _moved(reached: BlockMapLog | None, name: str, off: int, addr: int, end: int) -> bool:
@@ -167,8 +158,10 @@ def _moved(reached: BlockMapLog | None, name: str, off: int, addr: int, end: int
 
 
 def _copy_lost(lost: Event, remap: Reached, trace: Sequence[Event]) -> str:
-    """A copy on write's lost store as a cause: `data` when its op flushed it later (the remap came
-    first: the order is the bug, whichever store of the copy or the write the crash took), else
+    """A lost store of the copy on write that remapped its block, as a cause. Nothing else
+    initialises the new block, so the copy (and a write's data) must be durable before the remap:
+    `data` when its op flushed it later (the remap came first: the order is the bug, whichever
+    store of the copy or the write the crash took), else
     the copy that was never flushed, by its code (`unflushed dax_iomap_copy_around`,
     `unflushed dax_unshare_iter`): a flush missing from one copy path, which the order alone
     does not show."""
@@ -356,11 +349,12 @@ def _device_address(fs: MountedFS, name: str, off: int) -> int | None:
 
 
 def _lost_store(
-    addr: int, point: CrashPoint, state: CrashState, trace: Sequence[Event], reached: BlockMapLog | None = None
+    addr: int, point: CrashPoint, state: CrashState, trace: Sequence[Event], until: int | None = None
 ) -> Event | None:
     """The first store to the word at `addr` that the image lacks: dropped in flight, else later in
-    the crash's op -- or in its parallel group, whose ops' stores interleave (`reached` knows its
-    span): a racing copy on write's copy, after the remap the crash kept, is lost as much."""
+    the crash's op -- or, up to trace index `until`, in the op or parallel group that copied the
+    block on write, whose ops' stores interleave: a racing op's copy, after the remap the crash
+    kept, is lost as much."""
     word, line = addr // 8, addr // 64
     seqs = []
     for gi, g in enumerate(point.groups):
@@ -373,10 +367,9 @@ def _lost_store(
     at = point.spec.seq
     if at is None:
         return None
-    stop = None if reached is None else reached.span_end(at)
-    for i in range(at + 1, len(trace) if stop is None else stop):
+    for i in range(at + 1, len(trace) if until is None else until):
         e = trace[i]
-        if stop is None and e.op != point.op:
+        if until is None and e.op != point.op:
             break
         if e.kind.is_store and e.addr < addr + 8 and addr < e.addr + e.size:
             return e
