@@ -119,6 +119,13 @@ def main() -> None:
     args = ap.parse_args()
     if args.keep is not None and Path(args.keep).exists():
         ap.error(f"--keep {args.keep}: exists; give a new folder")
+    names = [b for b in args.bugs.split(",") if b] + ["+".join(m.split(",")) for m in args.mix]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        ap.error(f"--bugs/--mix name {', '.join(twice)} more than once; each campaign runs once")
+    bad = sorted({b for n in names for b in n.split("+")} - {b.value for b in Bug})
+    if bad:
+        ap.error(f"no zoo bug named {', '.join(bad)} (see `pmfuzz bugs`)")
     todo = [(b, args.seed, args.cap, args.extra, args.keep) for b in args.bugs.split(",") if b]
     if todo:
         print(f"{'bug':30} {'oracle':15} {'first s':>8} {'causes':>6} {'sigs':>5}  causes")

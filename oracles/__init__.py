@@ -93,6 +93,9 @@ class Violation:
     read: WrongRead | None = None
     """For a crash-free read that went wrong: its first wrong word, so that whoever ran the op can
     tell from the device whether the op's stores put it there (an op on another file)."""
+    page: tuple[str, int] | None = None
+    """For a page-table entry that reaches a block its file no longer has there: the mapping and
+    the page's offset in it, so that the run can tell how the entry went stale."""
 
 
 ELSEWHERE = "an op on another file changed it"

@@ -85,6 +85,7 @@ class MmapCoherency:
                     f"which {name} no longer owns there (it has {has})",
                     (Evidence(f"{m}->{name}", off + vpage * PAGE_SIZE, off + (vpage + 1) * PAGE_SIZE, "stale PTE"),),
                     "stale PTE",
+                    page=(m, vpage * PAGE_SIZE),
                 )
             ]
         return []

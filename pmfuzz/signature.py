@@ -74,6 +74,10 @@ class How(enum.StrEnum):
     METADATA = "metadata"
     """What a durability point made durable recovers without its metadata -- the file, its removal,
     its size or the block map under its data: one cause whichever of them the crash shows."""
+    PAGE_TABLE = "page-table"
+    """A load or store through a mapping went through a page-table entry that should not have let
+    it: installed stale, made writable on a shared block, or kept over a change of the block map --
+    whatever the page showed."""
     DROPPED = "dropped"
     """The target does not map words to the device: the code whose in-flight stores the crash dropped."""
     REORDERED = "reordered"

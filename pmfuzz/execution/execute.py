@@ -52,6 +52,7 @@ from ..target import (
 )
 from ..verdict import Finding, Findings, Options, link_alike
 from .blame import failure, oracle_fault, target_traceback, what_failed
+from .pages import PageFrame, PageLog, Stale, entry_cause, view
 from .reach import BlockMapLog, Reached, Snapshot, snapshot
 from .reach import changes as map_changes
 from .run import Run, ScheduleStep
@@ -153,6 +154,7 @@ class _Execution:
         self.maps = self._first_maps()
         self.reached: list[Reached] = []
         self.map_spans: list[tuple[int, int, int, Snapshot]] = []
+        self.pages: list[PageFrame] | None = [] if mapping_blocks_hook(fs) is not None else None
         executed = returned = 0
         results: list[str] = []
         starts = {start: (g, n) for g, start, n in self.grps}
@@ -216,7 +218,8 @@ class _Execution:
             ctx = RunContext(i, op, got, want, fs, ref)
             try:
                 with deadline(opts.op_timeout, "the view", target=target.name, named_by_calls=True):
-                    self._note_maps(i, self.op_start)
+                    if self._note_maps(i, self.op_start) or getattr(op, "map", None) is not None:
+                        self._note_pages(i)
                     for o in self.run_oracles:
                         if o.name is OracleName.FUNCTIONAL and self.findings.diverged():
                             continue
@@ -260,22 +263,51 @@ class _Execution:
                 raise
             return None
 
-    def _note_maps(self, op: int, start: int) -> None:
+    def _note_maps(self, op: int, start: int) -> bool:
         """Keep what the op (or parallel group) whose events began at trace index `start` changed in
-        the files' block maps, for the causes of what it exposed."""
+        the files' block maps, for the causes of what it exposed; whether they changed (True when
+        not known)."""
         if self.maps is None:
-            return
+            return True
         after = snapshot(self.fs)
         if after is not None:
             lo, hi = self.spans.get(op, (op, op + 1))
             unshares = partial(_unshares, [o for o in self.ops[lo:hi] if isinstance(o, Fallocate)])
             self.reached += map_changes(self.maps, after, op, start, self.pm.events_recorded, unshares)
             self.map_spans.append((op, start, self.pm.events_recorded, self.maps))
+        changed = after != self.maps
         self.maps = after
+        return changed
+
+    def _note_pages(self, op: int) -> None:
+        """Keep what the live mappings' pages reach after op `op` (or a step of its thread in a
+        parallel group), for the cause of a page-table entry that went stale."""
+        if self.pages is None or not self.ref.maps:
+            return
+        try:
+            now = view(self.fs, self.ref)
+        except Exception as e:
+            if oracle_fault(e):
+                raise
+            self.pages = None  # the oracles' own call to the view reports it
+            return
+        if now is not None and (not self.pages or self.pages[-1].pages != now):
+            self.pages.append(PageFrame(op, now))
+
+    def _pages(self) -> PageLog:
+        """The page log as far as the run got (no frames when the target does not tell its pages)."""
+        first = {op: self.spans.get(op, (op, op + 1))[0] for op in range(len(self.ops))}
+        return PageLog(tuple(self.pages or ()), self.ops, first, self._log(), self.maps)
 
     def _read_cause(self, v: Violation, group: list[Op], start: int) -> Cause | None:
         """A crash-free finding's cause: for a wrong read, whether an op of `group` (ops `start`...)
         stored into the file's blocks decides if it changed another file (`read_cause`)."""
+        via = v.read.via if v.read is not None else v.page
+        stale = entry_cause(self._pages(), self.ref, *via) if via is not None else None
+        if stale == Stale.WRITABLE_SHARED:
+            return Cause(OracleName.FUNCTIONAL, How.CONTENT, ELSEWHERE)
+        if stale is not None:
+            return Cause(OracleName.MMAP_COHERENCY, How.PAGE_TABLE, stale)
         if v.read is None:
             return Cause(v.oracle, How.CONTENT, v.cause) if v.cause else None
         events = self.pm.trace_since(self.op_start)
@@ -392,7 +424,9 @@ class _Execution:
         texts = [str(ops[j]) for j in idx]
         group_text = str(Parallel(tuple(ops[j] for j in idx)))
         payloads = {j: ref.payload(j, ops[j]) for j in idx}
-        sched = Scheduler(self.chooser, (pm.labels, pm.set_labels, lambda: (-1, [])))
+        sched = Scheduler(
+            self.chooser, (pm.labels, pm.set_labels, lambda: (-1, [])), lambda t: self._note_pages(idx[t])
+        )
         hook(sched)
         try:
             run = sched.run_group(g, [partial(fs.execute, j, ops[j], payloads[j]) for j in idx], texts)

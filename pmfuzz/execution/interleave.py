@@ -279,8 +279,11 @@ class Scheduler:
         self,
         chooser: Chooser,
         context: tuple[Callable[[], Any], Callable[[Any], None], Callable[[], Any]] | None = None,
+        on_step: Callable[[int], None] | None = None,
     ) -> None:
         self.chooser = chooser
+        self.on_step = on_step
+        """Called with the thread's index after each slice it ran, while every thread is stopped."""
         self._save: Callable[[], Any]
         self._restore: Callable[[Any], None]
         self._fresh: Callable[[], Any]
@@ -375,6 +378,8 @@ class Scheduler:
                 self._running = None
                 t.ctx = self._save()
                 steps.append((c, "exit" if t.finished else t.label))
+                if self.on_step is not None:
+                    self.on_step(c)
                 if t.finished:
                     finish.append(c)
                 current = c if not t.finished and t.blocked is None else None

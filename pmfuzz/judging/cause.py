@@ -25,7 +25,7 @@ from ..pmem import CrashPoint, CrashState, Event, EventKind, writers_of
 from ..signature import Cause, How, rule_of, top_site
 from ..target import MountedFS, byte_address, file_blocks, mapped_blocks, shared_elsewhere
 
-__all__ = ["crash_cause_store", "code_of", "reordered_store"]
+__all__ = ["crash_cause_store", "code_of", "reordered_store", "UNEXPLAINED_MEDIA"]
 
 _LOG_PHASES = frozenset({"log_write", "log_tail", "flush", "commit_record", "checkpoint"})
 """Phases of a log push: the site names its caller first (`xfs_file_fsync.flush`), the code is the log's."""
@@ -36,7 +36,8 @@ _METADATA = Cause(OracleName.DURABILITY, How.METADATA, "")
 """A durable file, removal, size or block map the recovered image lacks: one durability point
 broken, whether the crash then shows a missing file, an old size or a hole under durable data."""
 
-_MEDIA = Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")
+UNEXPLAINED_MEDIA = Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")
+"""Media nobody wrote for the file, in a block no op's block-map change made readable there."""
 """A word nobody wrote for this file, whichever oracle read it (a torn copy on write, a durability
 check, a stale exposure): a block exposed before anything initialised it, one cause."""
 
@@ -90,22 +91,9 @@ def crash_cause_store(
     copied = r if r is not None and r.how in _COPIED else None
     at = point.spec.seq
     inside = copied is not None and at is not None and copied.start < at <= copied.end  # the crash fell in the copy
-    lost = _lost_store(addr, point, state, trace, copied.end if copied is not None and inside else None)
-    own = lost is not None and oracle is OracleName.STALE_EXPOSURE and _own_data(lost, point)
-    # A store lost from the copy on write that remapped the block (not to a durability point,
-    # whose lost data is data however it came): the remap must make the copy durable first.
-    copy_what = None
-    if (
-        lost is not None
-        and copied is not None
-        and oracle is not OracleName.DURABILITY
-        and copied.start <= lost.seq < copied.end
-    ):
-        copy_what = _copy_lost(lost, copied, trace)
-        if own and copy_what != "data":
-            copy_what = None  # a store's own data its op leaves to a later persist: losing it is allowed
-    if lost is not None and copy_what is None and own:
-        lost = None
+    lost, copy_what = _owed_store(
+        oracle, addr, point, state, trace, copied, copied.end if copied is not None and inside else None
+    )
     if lost is not None:
         if copy_what is not None and not _zeroing(lost):
             what = copy_what
@@ -129,7 +117,7 @@ def crash_cause_store(
         if how is not None:
             return Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, how.value), ("word", addr)
         if writer is not None and foreign and data and decode(word).op == writer.op and r is None:
-            return _MEDIA, ("word", addr)  # without a block-map log: left over from before, as likely as not
+            return UNEXPLAINED_MEDIA, ("word", addr)  # without a block-map log: left over from before, as likely as not
         if writer is not None:
             return Cause(oracle, How.WRITTEN, _what_it_wrote(writer, addr, _codes_of(point)[0])), ("store", writer.seq)
     return _media(reached, addr, end, ev.file, off), ("word", addr)
@@ -157,19 +145,20 @@ def _moved(reached: BlockMapLog | None, name: str, off: int, addr: int, end: int
     return last is not None and last.how in _COPIED and last.dev != blk
 
 
-def _copy_lost(lost: Event, remap: Reached, trace: Sequence[Event]) -> str:
+def _copy_lost(lost: Event, remap: Reached, trace: Sequence[Event], addr: int) -> str:
     """A lost store of the copy on write that remapped its block, as a cause. Nothing else
     initialises the new block, so the copy (and a write's data) must be durable before the remap:
     `data` when its op flushed it later (the remap came first: the order is the bug, whichever
     store of the copy or the write the crash took), else
     the copy that was never flushed, by its code (`unflushed dax_iomap_copy_around`,
     `unflushed dax_unshare_iter`): a flush missing from one copy path, which the order alone
-    does not show."""
+    does not show. Only a flush of the line the crash lost (at device address `addr`) counts: a
+    write's own flushed bytes share a line with one end of the edge it left unflushed."""
     if lost.kind is EventKind.NTSTORE:
         return "data"
-    lo, hi = lost.addr // 64, (lost.addr + lost.size - 1) // 64
+    line = addr // 64
     for e in trace[lost.seq + 1 : remap.end]:
-        if e.kind.is_flush and e.addr // 64 <= hi and lo <= (e.addr + max(e.size, 1) - 1) // 64:
+        if e.kind.is_flush and e.addr // 64 <= line <= (e.addr + max(e.size, 1) - 1) // 64:
             return "data"
     return "unflushed " + code_of(lost.site).split(".", 1)[0]
 
@@ -183,7 +172,7 @@ def _media(reached: BlockMapLog | None, addr: int, end: int, name: str | None = 
     r = None if reached is None else reached.origin(addr, end)
     if r is None and reached is not None and name is not None:
         r = reached.transient(name, off, addr, end)
-    return _MEDIA if r is None else Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, r.how.value)
+    return UNEXPLAINED_MEDIA if r is None else Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, r.how.value)
 
 
 _BLOCKS: weakref.WeakKeyDictionary[object, dict[int, set[str]]] = weakref.WeakKeyDictionary()
@@ -348,17 +337,47 @@ def _device_address(fs: MountedFS, name: str, off: int) -> int | None:
     return _UNKNOWN
 
 
+def _owed_store(
+    oracle: OracleName,
+    addr: int,
+    point: CrashPoint,
+    state: CrashState,
+    trace: Sequence[Event],
+    copied: Reached | None,
+    until: int | None,
+) -> tuple[Event | None, str | None]:
+    """The lost store a crash's wrong word at `addr` is owed, and, when the copy on write that
+    remapped its block issued it, what the copy lost (`_copy_lost`). A store's own data its op
+    leaves to a later persist is not owed (a crash may lose a write); inside the copying group the
+    next store to the word may still be the copy's or the remapping write's, issued after a racing
+    op's own (a sync fault's log force committed the remap before either)."""
+    lost = _lost_store(addr, point, state, trace, until)
+    while lost is not None:
+        own = oracle is OracleName.STALE_EXPOSURE and _own_data(lost, point)
+        copy_what = None
+        if copied is not None and oracle is not OracleName.DURABILITY and copied.start <= lost.seq < copied.end:
+            copy_what = _copy_lost(lost, copied, trace, addr)
+            if own and copy_what != "data":
+                copy_what = None
+        if copy_what is not None or not own:
+            return lost, copy_what
+        at = point.spec.seq
+        later = until is not None and at is not None and lost.seq > at
+        lost = _lost_store(addr, point, state, trace, until, lost.seq) if later else None
+    return None, None
+
+
 def _lost_store(
-    addr: int, point: CrashPoint, state: CrashState, trace: Sequence[Event], until: int | None = None
+    addr: int, point: CrashPoint, state: CrashState, trace: Sequence[Event], until: int | None = None, after: int = -1
 ) -> Event | None:
     """The first store to the word at `addr` that the image lacks: dropped in flight, else later in
     the crash's op -- or, up to trace index `until`, in the op or parallel group that copied the
     block on write, whose ops' stores interleave: a racing op's copy, after the remap the crash
-    kept, is lost as much."""
+    kept, is lost as much. `after`: only a store issued after that trace index."""
     word, line = addr // 8, addr // 64
     seqs = []
     for gi, g in enumerate(point.groups):
-        if line not in g.lines:
+        if line not in g.lines or after >= 0:
             continue
         kept = set(g.kept(state.choices[gi]))
         seqs += [u.piece.seq for j, u in enumerate(g.units) if j not in kept and u.word == word]
@@ -367,7 +386,7 @@ def _lost_store(
     at = point.spec.seq
     if at is None:
         return None
-    for i in range(at + 1, len(trace) if until is None else until):
+    for i in range(max(at, after) + 1, len(trace) if until is None else until):
         e = trace[i]
         if until is None and e.op != point.op:
             break

@@ -38,7 +38,7 @@ from ..reference.expect import Expectation
 from ..signature import Cause, How, Signature, top_site
 from ..target import MountedFS, file_blocks, metadata_ranges
 from ..verdict import CrashSite, Finding, Findings, Options, StateChoice, Stats, Verdict, first_divergence
-from .cause import crash_cause_store
+from .cause import UNEXPLAINED_MEDIA, code_of, crash_cause_store, reordered_store
 from .links import ByteRanges, divergence_links, link_blamed, log_ranges, meta_known, meta_store
 
 __all__ = ["judge", "HUNG"]
@@ -125,9 +125,16 @@ class _Judge:
         try:
             ev = next((e for e in evidence if isinstance(e, Evidence)), None)
             held = _held_by(here.expect, ev.file) if here.expect is not None and ev is not None else None
-            return crash_cause_store(
+            cause, blame = crash_cause_store(
                 oracle, message, evidence, p, here.state, here.fs, p.timeline.events, held, self.run.reached
             )
+            if cause == UNEXPLAINED_MEDIA and self.run.reached.spans:
+                # Media no op's block-map change made readable, in a state whose log the crash
+                # reordered: the replay mapped it -- the reordering's cause, as a broken rule has it.
+                dropped = reordered_store(p, here.state, self._meta_groups(p), p.timeline.events)
+                if dropped is not None:
+                    return Cause(OracleName.MOUNT, How.REORDERED, code_of(dropped.site)), blame
+            return cause, blame
         except Exception as e:  # the target's view failed on a read the oracles did not make
             if pmfuzz_fault(e):
                 raise
@@ -154,6 +161,13 @@ class _Judge:
                 continue
             cause, blame = c
             self.add_crash(here, v, (cause, self._divergence_links(here, blame) if blame is not None else ()))
+
+    def _meta_groups(self, point: CrashPoint) -> list[int]:
+        """The point's groups of metadata lines (every group when the target names no metadata)."""
+        at = self._meta_at
+        if at is None:
+            return list(range(len(point.groups)))
+        return [gi for gi, g in enumerate(point.groups) if all(ln * LINE in at for ln in g.lines)]
 
     def _meta_store(self, point: CrashPoint, state: CrashState, meta_g: list[int]) -> tuple[How, Event] | None:
         return meta_store(point, state, meta_g, self._meta_at, self._log)
@@ -265,15 +279,7 @@ class _Judge:
         mounts: dict[tuple, _Mounted | tuple[str, str, tuple[How, Event] | None]] = {}
         beside: dict[str, tuple[np.ndarray, int, WordVerdict]] = {}
         meta = self.meta
-        if self._meta_at is not None:
-            at = self._meta_at
-            meta_g = [
-                gi
-                for gi, g in enumerate(point.groups)
-                if (g.lines[0] * LINE in at if len(g.lines) == 1 else all(ln * LINE in at for ln in g.lines))
-            ]
-        else:
-            meta_g = list(range(len(point.groups)))
+        meta_g = self._meta_groups(point)
         meta_set = set(meta_g)
         data_g = [gi for gi in range(len(point.groups)) if gi not in meta_set]
         point_hung = False

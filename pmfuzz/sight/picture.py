@@ -518,6 +518,7 @@ def _cause_text(scene: Scene) -> str:
         How.NEVER_WRITTEN: "media nobody wrote for this file" + (f", in a block {c.where} for it" if c.where else ""),
         How.UNMAPPED: "block map lost",
         How.METADATA: "durable metadata lost (a file, its size or its block map)",
+        How.PAGE_TABLE: f"page-table entry {c.where}",
         How.DROPPED: f"dropped lines of {c.where}",
         How.REORDERED: f"{c.where} dropped under a later store",
         How.AT: f"at {c.where}",
