@@ -294,7 +294,11 @@ def scheduler_hook(fs: MountedFS) -> Callable[[object], None] | None:
 @runtime_checkable
 class MapsBlocks(Protocol):
     """A mounted fs that tells which block each page of a live mapping reaches (per page:
-    the block the PTE points at and the block the file has there)."""
+    the block the PTE points at and the block the file has there). `mmap-coherency` checks it
+    after every op; the run also records it after every op that uses a mapping or changes a
+    block map and after every step of a parallel group, to name a stale entry by how it went
+    stale (installed stale, kept over a change, writable on a shared block). It must not
+    change anything: it is called while a group's threads are stopped mid-op."""
 
     def mapping_blocks(self, name: str) -> dict[int, tuple[int | None, int | None]]: ...
 

@@ -14,7 +14,7 @@ that history back.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..lang.workload import BLOCK_SIZE, PAGE_SIZE, Dma, Fault, Op, Pin, Store
@@ -26,7 +26,8 @@ __all__ = ["PageFrame", "PageLog", "Entry", "Stale", "view", "entry_cause", "wri
 
 Entry = tuple[int | None, int | None, bool]
 """One mapped page: the block its entry maps (None: the zero page), the block the file has there
-(None: a hole), and whether the file's block there is readable (written, not unwritten)."""
+(None: a hole), and, under the zero page, whether that block is written (the zero page over an
+unwritten block is right; over a written one it hides data). False for any other entry."""
 
 
 class Stale(enum.StrEnum):
@@ -73,14 +74,24 @@ def view(fs: MountedFS, ref: Reference) -> dict[str, dict[int, Entry]] | None:
         name = next((n for n, f in ref.names.items() if f is mp.file), None)
         if name is None:
             continue
-        extents = file_extents(fs, name) or ()
-        written = {off + k: not unwritten for off, _dev, n, unwritten in extents for k in range(0, n, PAGE_SIZE)}
         pages = hook(m)
+        extents = file_extents(fs, name) if any(b is None and o is not None for b, o in pages.values()) else ()
         out[m] = {
-            vpage: (mapped, owned, written.get(mp.off + vpage * PAGE_SIZE, owned is not None))
+            vpage: (
+                mapped,
+                owned,
+                mapped is None and owned is not None and _written(extents, mp.off + vpage * PAGE_SIZE),
+            )
             for vpage, (mapped, owned) in pages.items()
         }
     return out
+
+
+def _written(extents: Sequence[tuple[int, int, int, bool]] | None, off: int) -> bool:
+    """Whether file offset `off` is in a written extent (or the target lists no extents)."""
+    if extents is None:
+        return True
+    return any(o <= off < o + n and not unwritten for o, _dev, n, unwritten in extents)
 
 
 def _stale(e: Entry) -> bool:
