@@ -246,6 +246,12 @@ REMAP_BEFORE_STORES = (
     "create f0\ncreate f1\nwrite f1 0 8192\nreflink f1 f0\nmmap m1 f0 0 8192 sync\n"
     "parallel { write f0 4096 4096 ; store m1 4096 4096 }\n"
 )
+DATA_BESIDE_STORE = (
+    "# pmfuzz reproducer v1\n# target: daxfs design=zero bugs=cow-remap-before-copy cil=lazy\n"
+    "# crash: F5:L5632=x0\n# schedule: 5=1x3,0\n"
+    "create f2\ncreate f0\nwrite f0 0 6000\nreflink f0 f2\nmmap m1 f2 0 8192 sync\n"
+    "parallel { write f2 4096 64 ; store m1 4096 1 }\nfsync f2\n"
+)
 EDGE_BESIDE_DATA = (
     "# pmfuzz reproducer v1\n# target: daxfs design=zero bugs=cow-edges-unflushed cil=eager\n# crash: F37:L5569=0\n"
     "create f0\ncreate f1\nwrite f1 0 128\nreflink f1 f0\nwrite f0 0 1\n"
@@ -264,6 +270,8 @@ UNFLUSHED_STORE = (
         # the sync fault's log force commits the remap before either store into the new block: the
         # racing store's own data is not owed, the remapping write's, issued after it, is
         (REMAP_BEFORE_STORES, "cow-remap-before-copy", Cause(OracleName.STALE_EXPOSURE, How.LOST, "data")),
+        # the line lost both the racing store's own byte and, after it, the remapping write's data
+        (DATA_BESIDE_STORE, "cow-remap-before-copy", Cause(OracleName.STALE_EXPOSURE, How.LOST, "data")),
         # the write's flushed byte shares the edge's first line; the second line, never flushed, is lost
         (
             EDGE_BESIDE_DATA,

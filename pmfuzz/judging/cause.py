@@ -11,7 +11,7 @@ the same op -- and that store's code site. One bug, one cause, wherever the cras
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -37,9 +37,9 @@ _METADATA = Cause(OracleName.DURABILITY, How.METADATA, "")
 broken, whether the crash then shows a missing file, an old size or a hole under durable data."""
 
 UNEXPLAINED_MEDIA = Cause(OracleName.STALE_EXPOSURE, How.NEVER_WRITTEN, "")
-"""Media nobody wrote for the file, in a block no op's block-map change made readable there."""
 """A word nobody wrote for this file, whichever oracle read it (a torn copy on write, a durability
-check, a stale exposure): a block exposed before anything initialised it, one cause."""
+check, a stale exposure), in a block no op's block-map change made readable there (or without a
+block-map log): a block exposed before anything initialised it, one cause."""
 
 
 def code_of(site: str) -> str:
@@ -348,51 +348,50 @@ def _owed_store(
 ) -> tuple[Event | None, str | None]:
     """The lost store a crash's wrong word at `addr` is owed, and, when the copy on write that
     remapped its block issued it, what the copy lost (`_copy_lost`). A store's own data its op
-    leaves to a later persist is not owed (a crash may lose a write); inside the copying group the
-    next store to the word may still be the copy's or the remapping write's, issued after a racing
-    op's own (a sync fault's log force committed the remap before either)."""
-    lost = _lost_store(addr, point, state, trace, until)
-    while lost is not None:
+    leaves to a later persist is not owed (a crash may lose a write); past it, another lost store
+    to the word that the copy on write issued still is: the remapping write's data dropped in the
+    same line as a racing store's, or issued after it (a sync fault's log force committed the
+    remap before either)."""
+    for k, lost in enumerate(_lost_stores(addr, point, state, trace, until)):
         own = oracle is OracleName.STALE_EXPOSURE and _own_data(lost, point)
         copy_what = None
         if copied is not None and oracle is not OracleName.DURABILITY and copied.start <= lost.seq < copied.end:
             copy_what = _copy_lost(lost, copied, trace, addr)
             if own and copy_what != "data":
                 copy_what = None
-        if copy_what is not None or not own:
+        if copy_what is not None or (not own and k == 0):
             return lost, copy_what
-        at = point.spec.seq
-        later = until is not None and at is not None and lost.seq > at
-        lost = _lost_store(addr, point, state, trace, until, lost.seq) if later else None
+        if copied is None:
+            break
     return None, None
 
 
-def _lost_store(
-    addr: int, point: CrashPoint, state: CrashState, trace: Sequence[Event], until: int | None = None, after: int = -1
-) -> Event | None:
-    """The first store to the word at `addr` that the image lacks: dropped in flight, else later in
-    the crash's op -- or, up to trace index `until`, in the op or parallel group that copied the
-    block on write, whose ops' stores interleave: a racing op's copy, after the remap the crash
-    kept, is lost as much. `after`: only a store issued after that trace index."""
+def _lost_stores(
+    addr: int, point: CrashPoint, state: CrashState, trace: Sequence[Event], until: int | None = None
+) -> Iterator[Event]:
+    """The stores to the word at `addr` that the image lacks, first first: dropped in flight, then
+    (none dropped) those issued later in the crash's op -- or, up to trace index `until`, in the op
+    or parallel group that copied the block on write, whose ops' stores interleave: a racing op's
+    copy, after the remap the crash kept, is lost as much."""
     word, line = addr // 8, addr // 64
     seqs = []
     for gi, g in enumerate(point.groups):
-        if line not in g.lines or after >= 0:
+        if line not in g.lines:
             continue
         kept = set(g.kept(state.choices[gi]))
         seqs += [u.piece.seq for j, u in enumerate(g.units) if j not in kept and u.word == word]
     if seqs:
-        return trace[min(seqs)]
+        yield from (trace[q] for q in sorted(set(seqs)))
+        return
     at = point.spec.seq
     if at is None:
-        return None
-    for i in range(max(at, after) + 1, len(trace) if until is None else until):
+        return
+    for i in range(at + 1, len(trace) if until is None else until):
         e = trace[i]
         if until is None and e.op != point.op:
-            break
+            return
         if e.kind.is_store and e.addr < addr + 8 and addr < e.addr + e.size:
-            return e
-    return None
+            yield e
 
 
 def _writer(addr: int, word: int, point: CrashPoint, trace: Sequence[Event]) -> Event | None:
