@@ -76,16 +76,20 @@ def test_an_entry_made_writable_on_a_shared_block_is_the_broken_isolation_a_stor
     spec = "daxfs design=zero bugs=write-fault-shared-no-cow cil=eager"
     store = SHARED_F0 + "store m1 0 4\nread f1 0 8\n"
     race = SHARED_F0 + "parallel { write f0 0 4 ; fault m1 0 write }\n"
+    # a read fault's entry that a write fault then made writable: the view never changed in between
+    upgraded = SHARED_F0 + "fault m1 0 read\nparallel { fault m1 0 write ; write f0 0 4 }\n"
     elsewhere = Cause(OracleName.FUNCTIONAL, How.CONTENT, ELSEWHERE)
     assert _free_causes(spec, "-", store) == {elsewhere}
     assert _free_causes(spec, "5=1x3,0", race) == {elsewhere}
-    assert _free_causes("daxfs design=zero cil=eager", "5=1x3,0", race) == set()
+    assert _free_causes(spec, "6=1x4,0", upgraded) == {elsewhere}
+    for schedule, body in (("5=1x3,0", race), ("6=1x4,0", upgraded)):
+        assert _free_causes("daxfs design=zero cil=eager", schedule, body) == set()
 
 
 def _log(*frames: tuple[int, tuple[int | None, int | None, bool] | None]) -> PageLog:
     ops = (Mmap("m0", "f0", 0, 4096), Fault("m0", 0, False), Write("f0", 0, 4), Fault("m0", 0, True))
     pages = tuple(PageFrame(op, {"m0": {} if e is None else {0: e}}) for op, e in frames)
-    return PageLog(pages, ops, {k: k for k in range(len(ops))}, BlockMapLog(), None)
+    return PageLog(pages, ops, {k: k for k in range(len(ops))}, BlockMapLog(), None, max(op for op, _e in frames))
 
 
 def _ref() -> Reference:

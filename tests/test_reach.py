@@ -252,6 +252,10 @@ DATA_BESIDE_STORE = (
     "create f2\ncreate f0\nwrite f0 0 6000\nreflink f0 f2\nmmap m1 f2 0 8192 sync\n"
     "parallel { write f2 4096 64 ; store m1 4096 1 }\nfsync f2\n"
 )
+EDGE_NOT_YET_COPIED = (
+    "# pmfuzz reproducer v1\n# target: daxfs design=zero bugs=cow-edges-unflushed,cow-remap-before-copy cil=eager\n"
+    "# crash: F37\ncreate f0\ncreate f1\nwrite f1 0 8\nreflink f1 f0\nwrite f0 8 8\n"
+)
 EDGE_BESIDE_DATA = (
     "# pmfuzz reproducer v1\n# target: daxfs design=zero bugs=cow-edges-unflushed cil=eager\n# crash: F37:L5569=0\n"
     "create f0\ncreate f1\nwrite f1 0 128\nreflink f1 f0\nwrite f0 0 1\n"
@@ -272,6 +276,13 @@ UNFLUSHED_STORE = (
         (REMAP_BEFORE_STORES, "cow-remap-before-copy", Cause(OracleName.STALE_EXPOSURE, How.LOST, "data")),
         # the line lost both the racing store's own byte and, after it, the remapping write's data
         (DATA_BESIDE_STORE, "cow-remap-before-copy", Cause(OracleName.STALE_EXPOSURE, How.LOST, "data")),
+        # the remap committed before the copy was issued: the order's loss, though no flush would
+        # have followed the copy either (the two bugs on at once)
+        (
+            EDGE_NOT_YET_COPIED,
+            "cow-edges-unflushed,cow-remap-before-copy",
+            Cause(OracleName.STALE_EXPOSURE, How.LOST, "data"),
+        ),
         # the write's flushed byte shares the edge's first line; the second line, never flushed, is lost
         (
             EDGE_BESIDE_DATA,

@@ -294,16 +294,16 @@ class _Execution:
         if now is not None and (not self.pages or self.pages[-1].pages != now):
             self.pages.append(PageFrame(op, now))
 
-    def _pages(self) -> PageLog:
-        """The page log as far as the run got (no frames when the target does not tell its pages)."""
+    def _pages(self, upto: int) -> PageLog:
+        """The page log up to op `upto` (no frames when the target does not tell its pages)."""
         first = {op: self.spans.get(op, (op, op + 1))[0] for op in range(len(self.ops))}
-        return PageLog(tuple(self.pages or ()), self.ops, first, self._log(), self.maps)
+        return PageLog(tuple(self.pages or ()), self.ops, first, self._log(), self.maps, upto)
 
     def _read_cause(self, v: Violation, group: list[Op], start: int) -> Cause | None:
         """A crash-free finding's cause: for a wrong read, whether an op of `group` (ops `start`...)
         stored into the file's blocks decides if it changed another file (`read_cause`)."""
         via = v.read.via if v.read is not None else v.page
-        stale = entry_cause(self._pages(), self.ref, *via) if via is not None else None
+        stale = entry_cause(self._pages(start + len(group) - 1), self.ref, *via) if via is not None else None
         if stale == Stale.WRITABLE_SHARED:
             return Cause(OracleName.FUNCTIONAL, How.CONTENT, ELSEWHERE)
         if stale is not None:

@@ -55,13 +55,16 @@ class PageFrame:
 @dataclass(frozen=True)
 class PageLog:
     """Every recorded view of the mappings' pages, in order, with what reading them back needs: the
-    run's ops, each op's group (by its first op), and the block-map log with the maps now."""
+    run's ops, each op's group (by its first op), the block-map log with the maps now, and how
+    far the run got."""
 
     frames: tuple[PageFrame, ...]
     ops: tuple[Op, ...]
     first: Mapping[int, int]
     maps: BlockMapLog
     maps_now: Snapshot | None
+    upto: int
+    """The last op that ran (of a parallel group: its last)."""
 
 
 def view(fs: MountedFS, ref: Reference) -> dict[str, dict[int, Entry]] | None:
@@ -125,8 +128,11 @@ def entry_cause(log: PageLog, ref: Reference, m: str, moff: int) -> str | None:
     while k > 0 and (prev := seq[k - 1][1]) is not None and prev[0] == mapped:
         k -= 1
     held = [(op, e) for op, e in seq[k:] if e is not None]
+    # Every op from the install's (or its group's) on, frame or not: a write fault that left the
+    # entry on its shared block changed nothing the view shows, only the entry's permission.
+    since = range(log.first[held[0][0]], log.upto + 1)
     if mapped is not None and any(
-        write_access(log.ops[op], m, vpage) and _shared_around(log, log.first[op], name, mapped) for op, _e in held
+        write_access(log.ops[op], m, vpage) and _shared_around(log, log.first[op], name, mapped) for op in since
     ):
         return Stale.WRITABLE_SHARED.value
     if not _stale(now):

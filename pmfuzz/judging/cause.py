@@ -145,16 +145,18 @@ def _moved(reached: BlockMapLog | None, name: str, off: int, addr: int, end: int
     return last is not None and last.how in _COPIED and last.dev != blk
 
 
-def _copy_lost(lost: Event, remap: Reached, trace: Sequence[Event], addr: int) -> str:
+def _copy_lost(lost: Event, remap: Reached, trace: Sequence[Event], addr: int, at: int | None) -> str:
     """A lost store of the copy on write that remapped its block, as a cause. Nothing else
     initialises the new block, so the copy (and a write's data) must be durable before the remap:
-    `data` when its op flushed it later (the remap came first: the order is the bug, whichever
-    store of the copy or the write the crash took), else
+    `data` when its op flushed it later, or, for the copy's own stores, when it was not yet
+    issued at the crash (trace index `at`; None for a store of its op's own data, which a crash may
+    lose): the remap came first, the order is the bug, whichever store of the copy or the write
+    the crash took and whether or not a flush would have followed; else
     the copy that was never flushed, by its code (`unflushed dax_iomap_copy_around`,
     `unflushed dax_unshare_iter`): a flush missing from one copy path, which the order alone
     does not show. Only a flush of the line the crash lost (at device address `addr`) counts: a
     write's own flushed bytes share a line with one end of the edge it left unflushed."""
-    if lost.kind is EventKind.NTSTORE:
+    if lost.kind is EventKind.NTSTORE or (at is not None and lost.seq > at):
         return "data"
     line = addr // 64
     for e in trace[lost.seq + 1 : remap.end]:
@@ -356,7 +358,7 @@ def _owed_store(
         own = oracle is OracleName.STALE_EXPOSURE and _own_data(lost, point)
         copy_what = None
         if copied is not None and oracle is not OracleName.DURABILITY and copied.start <= lost.seq < copied.end:
-            copy_what = _copy_lost(lost, copied, trace, addr)
+            copy_what = _copy_lost(lost, copied, trace, addr, None if own else point.spec.seq)
             if own and copy_what != "data":
                 copy_what = None
         if copy_what is not None or (not own and k == 0):
