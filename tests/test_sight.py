@@ -386,8 +386,7 @@ def test_headline_names_the_site_and_op_of_the_line_that_matters() -> None:
     assert (culprit.sites, culprit.ops) == (("dax_iomap_copy_around",), (5,))
     headline = _headline(finding_figure(scene))
     assert headline == (
-        "[cow-atomicity]  lost store of data: dax_iomap_copy_around in op 5 `write f1 100 200`"
-        "   —   crash state F7:L5568=0"
+        "[cow-atomicity]  lost unflushed dax_iomap_copy_around in op 5 `write f1 100 200`   —   crash state F7:L5568=0"
     )
 
 
@@ -396,12 +395,13 @@ def test_headline_quotes_the_op_when_the_scene_holds_its_text_and_stays_clipped(
     in_op_5 = "crash just before sfence (F9) in op 5 `write f1 100 200`, at xfs_file_write"
     headline = _headline(finding_figure(replace(scene, crash_text=in_op_5)))
     assert "dax_iomap_copy_around in op 5 `write f1 100 200`   —   crash state F7:L5568=0" in headline
+    assert headline.count("dax_iomap_copy_around") == 1  # the cause names the site: not twice
     culprit = next(ln for ln in scene.lines if ln.line == scene.culprit)
     wordy = replace(culprit, sites=tuple(f"a_rather_long_kernel_function_{i}" for i in range(6)), ops=(4, 5))
     lines = tuple(wordy if ln is culprit else ln for ln in scene.lines)
     fig = finding_figure(replace(scene, lines=lines))
     headline = _headline(fig)
-    assert headline.startswith("[cow-atomicity]  lost store of data: a_rather_long_kernel_function_0 + ")
+    assert headline.startswith("[cow-atomicity]  lost unflushed dax_iomap_copy_around: a_rather_long_kernel_")
     assert headline.endswith("…   —   crash state F7:L5568=0")
     text = next(t for t in fig.texts if t.get_gid() == "headline")
     assert text.get_window_extent(fig.canvas.get_renderer()).x1 <= fig.bbox.x1
@@ -413,6 +413,7 @@ def test_headline_quotes_the_op_when_the_scene_holds_its_text_and_stays_clipped(
         ("zero-after-commit", "[stale-exposure]  lost store of xfs_zero_extent   —   crash state F12"),
         ("cow-remap-before-copy", "[cow-atomicity]  lost store of data   —   crash state F38"),
         ("truncate-no-zero-tail", "[functional]  data for zero   —   no crash"),
+        ("cow-remap-stale-mapping", "[mmap-coherency]  page-table entry kept over remapped   —   no crash"),
     ],
 )
 def test_a_finding_without_a_culprit_keeps_the_cause_only_headline(name: str, want: str) -> None:

@@ -513,7 +513,7 @@ def _cause_text(scene: Scene) -> str:
     except PmfuzzError:
         return scene.cause
     words = {
-        How.LOST: f"lost store of {c.where}",
+        How.LOST: f"lost {c.where}" if c.where.startswith("unflushed ") else f"lost store of {c.where}",
         How.WRITTEN: f"wrong value written by {c.where}",
         How.NEVER_WRITTEN: "media nobody wrote for this file" + (f", in a block {c.where} for it" if c.where else ""),
         How.UNMAPPED: "block map lost",
@@ -542,17 +542,21 @@ def _draw_headline(fig: Figure, x: float, y: float, scene: Scene) -> None:
 
 def _headline(scene: Scene, culprit: str) -> str:
     """The title: the oracle, the cause in words, the store that matters when the scene knows it, the state."""
-    head = f"[{scene.oracle.value}]  {_cause_text(scene)}" + (f": {culprit}" if culprit else "")
+    sep = " " if culprit.startswith("in op") else ": "
+    head = f"[{scene.oracle.value}]  {_cause_text(scene)}" + (f"{sep}{culprit}" if culprit else "")
     return head + "   —   " + (f"crash state {scene.state}" if scene.crashed else "no crash")
 
 
 def _culprit_text(scene: Scene) -> str:
     """Who wrote the line that matters (`site in op 5 \\`write f1 100 200\\``), so the headline names the lost store;
-    the op's text only where the scene holds it (its crash op's). Empty without a culprit."""
+    the op's text only where the scene holds it (its crash op's); a site the cause already names
+    (`unflushed dax_iomap_copy_around`) is not named twice. Empty without a culprit."""
     ln = next((x for x in scene.lines if x.line == scene.culprit), None)
     if ln is None:
         return ""
-    where = f"{' + '.join(ln.sites)} in op{'s' if len(ln.ops) > 1 else ''} {', '.join(map(str, ln.ops))}"
+    sites = [x for x in ln.sites if x not in scene.cause]
+    where = " + ".join(sites) + " " if sites else ""
+    where += f"in op{'s' if len(ln.ops) > 1 else ''} {', '.join(map(str, ln.ops))}"
     text = _op_texts(scene).get(ln.ops[0]) if len(ln.ops) == 1 else None
     return f"{where} `{text}`" if text else where
 
