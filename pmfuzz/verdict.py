@@ -183,15 +183,23 @@ class Verdict:
         return {f.oracle.value for f in self.findings}
 
 
+def _key(f: Finding) -> tuple[Signature, Cause | None]:
+    return f.signature, (f.root_cause if f.crash is not None else None)
+
+
 class Findings:
-    """Findings kept one per signature: the first, or the one whose crash state deviates least."""
+    """Findings kept one per signature -- for a crash, one per signature and root cause -- the
+    first, or the one whose crash state deviates least. (Per signature alone, a second bug whose
+    cause shows at the crash sites of a first one's would not be filed: a copy nothing flushed,
+    lost at the fsync where a remap ahead of its copy also shows. A crash-free op's first
+    violation per oracle stands for the rest: they follow from it.)"""
 
     def __init__(self, first_per_signature: bool = True, initial: tuple[Finding, ...] = ()) -> None:
         self.first_per_signature = first_per_signature
-        self._by: dict[Signature, Finding] = {f.signature: f for f in initial}
+        self._by: dict[tuple[Signature, Cause | None], Finding] = {_key(f): f for f in initial}
 
     def add(self, f: Finding) -> None:
-        sig = f.signature
+        sig = _key(f)
         old = self._by.get(sig)
         if (
             old is None
@@ -202,8 +210,9 @@ class Findings:
                 f = replace(f, also=_union(f.also, old.also, f.root_cause))
             self._by[sig] = f
 
-    def get(self, sig: Signature) -> Finding | None:
-        return self._by.get(sig)
+    def of(self, sig: Signature) -> list[Finding]:
+        """The findings kept under signature `sig`, one per root cause."""
+        return [f for (g, _c), f in self._by.items() if g == sig]
 
     def diverged(self) -> bool:
         """The target already left the reference (a functional finding): later differences follow

@@ -56,3 +56,25 @@ def test_crashes_inside_an_op_whose_read_went_wrong_are_still_filed() -> None:
     text = "create f0\ncreate f1\nwrite f1 0 16\nwrite f0 0 1\nreflink f1 f0\nwrite f0 0 1\n"
     v = check(make_target("daxfs design=zero bugs=cow-skip-tail-copy cil=eager"), parse(text), Options())
     assert [f for f in filed(v.findings) if f.crash is not None and f.crash.op == 5]
+
+
+SHARED_WRITE = "create f0\ncreate f1\nwrite f1 0 8192\nreflink f1 f0\nwrite f0 100 5000\nfsync f0\n"
+
+
+def _stale_causes(bugs: str) -> dict[str, set[str]]:
+    v = check(make_target(f"daxfs design=zero cil=eager bugs={bugs}"), parse(SHARED_WRITE), Options())
+    out: dict[str, set[str]] = {}
+    for f in filed(v.findings):
+        if f.oracle is OracleName.STALE_EXPOSURE and f.crash is not None:
+            out.setdefault(str(f.signature), set()).add(str(f.root_cause))
+    return out
+
+
+def test_a_second_bugs_cause_at_the_first_ones_crash_site_is_filed_too() -> None:
+    """cow-remap-before-copy loses the copy its remap went ahead of, cow-edges-unflushed the edges
+    nothing flushed: with both on, both show at the fsync's crash sites, one signature, and both
+    are filed (one finding per signature hid the second bug)."""
+    both = _stale_causes("cow-edges-unflushed,cow-remap-before-copy")["stale-exposure:fsync:xfs_file_fsync"]
+    assert both == {"stale-exposure/lost/data", "stale-exposure/lost/unflushed dax_iomap_copy_around"}
+    alone = _stale_causes("cow-remap-before-copy")
+    assert {c for cs in alone.values() for c in cs} == {"stale-exposure/lost/data"}

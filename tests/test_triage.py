@@ -362,7 +362,10 @@ def test_a_lost_store_of_a_data_path_is_data_whatever_bytes_it_moved() -> None:
     assert _what_it_wrote(zeroes_by_write, 8192, _data_codes([zeroes_by_write])[0]) == "dax_copy_from_iter"
 
 
-def test_a_finding_replaced_by_one_of_another_cause_does_not_pass_on_its_links() -> None:
+def test_a_crash_finding_of_another_cause_at_one_signature_is_kept_beside_it_with_its_own_links() -> None:
+    """One crash site, two causes (a second bug behind the first's signature): both are kept; a
+    finding never takes over another cause's links."""
+
     def finding(cause: Cause, deviations: int, also: tuple[Cause, ...] = ()) -> Finding:
         site = CrashSite("F1", StateId("F1", ()), 2, "fsync f0", "", "xfs_file_fsync", (), deviations)
         return Finding(
@@ -375,8 +378,9 @@ def test_a_finding_replaced_by_one_of_another_cause_does_not_pass_on_its_links()
     fs = Findings()
     fs.add(finding(lost_data, 2, (cow,)))
     fs.add(finding(lost_log, 1))
-    (kept,) = fs.values()
-    assert kept.cause == lost_log and kept.also == ()
+    kept = {f.cause: f for f in fs.values()}
+    assert set(kept) == {lost_data, lost_log}
+    assert kept[lost_log].also == () and kept[lost_data].also == (cow,)
     fs2 = Findings()
     fs2.add(finding(lost_data, 2, (cow,)))
     fs2.add(finding(lost_data, 1))

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from ..execution.execute import effective_options, execute, formatted
 from ..execution.run import Run, ScheduleHead, ScheduleStep, crash_window
 from ..lang.workload import Op, Workload, groups
-from ..signature import Signature
+from ..signature import Cause, Signature
 from ..verdict import CrashSite, Finding, Options, StateChoice, Stats, Verdict, filed
 from .judge import HUNG, judge
 
@@ -61,7 +61,7 @@ def _explore(target, top: tuple[Op, ...], grps: tuple[tuple[int, int, int], ...]
 
     if opts.schedule is not None:
         return judge(execute(target, top, opts, Chooser(Schedule.parse(opts.schedule))))
-    findings: dict[Signature, Finding] = {}
+    findings: dict[tuple[Signature, Cause | None], Finding] = {}
     stats = Stats()
     notes: list[str] = []
     log: list[tuple[str, tuple[str, ...]]] = []
@@ -89,11 +89,12 @@ def _explore(target, top: tuple[Op, ...], grps: tuple[tuple[int, int, int], ...]
         # another schedule's finding of the same signature may stand for: merged, it would lose
         # the divergence it follows (`filed` reads each schedule's own).
         for f in filed(v.findings):
-            old = findings.get(f.signature)
+            key = (f.signature, f.root_cause if f.crash is not None else None)
+            old = findings.get(key)
             if old is None or (
                 f.crash is not None and old.crash is not None and f.crash.deviations < old.crash.deviations
             ):
-                findings[f.signature] = f
+                findings[key] = f
         stats.add(v.stats)
         notes += [n for n in v.notes if n not in notes]
         log += v.state_log

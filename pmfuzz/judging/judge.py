@@ -39,7 +39,7 @@ from ..signature import Cause, How, Signature, top_site
 from ..target import MountedFS, file_blocks, metadata_ranges
 from ..verdict import CrashSite, Finding, Findings, Options, StateChoice, Stats, Verdict, first_divergence
 from .cause import UNEXPLAINED_MEDIA, code_of, crash_cause_store, reordered_store
-from .links import ByteRanges, divergence_links, link_blamed, log_ranges, meta_known, meta_store
+from .links import ByteRanges, divergence_links, link_blamed, log_ranges, meta_groups, meta_known, meta_store
 
 __all__ = ["judge", "HUNG"]
 
@@ -86,6 +86,7 @@ class _Judge:
             if f.crash is None and f.op == self._diverged and f.word is not None
         }
         """The device words the crash-free reads at the diverging op saw wrong, and their causes."""
+        self._tries: dict[Signature, int] = {}  # per signature: violations past its first that `_kept` let through
         self._blamed: dict[tuple[str, int], set[Cause]] = {}
         """Per store (or word) a kept violation blamed, the causes that blamed it, over the run."""
         self.stats = Stats(ops=run.executed, t_exec=run.t_exec)
@@ -107,14 +108,16 @@ class _Judge:
         self.findings.add(f)
 
     def _kept(self, here: _Here, v: _V) -> bool:
-        """Whether a violation becomes its signature's finding: the first, or one that deviates less."""
-        old = self.findings.get(here.signature(v[0]))
-        return not (
-            old is not None
-            and self.opts.first_per_signature
-            and old.crash is not None
-            and (old.crash.deviations <= here.state.deviations)
-        )
+        """Whether a violation may become a finding: its signature's first, one that deviates less than
+        one of them, or one of `_CAUSE_TRIES` more, whose cause may be another (a second bug's)."""
+        sig = here.signature(v[0])
+        olds = self.findings.of(sig)
+        if not olds or not self.opts.first_per_signature:
+            return True
+        if any(old.crash is None or old.crash.deviations > here.state.deviations for old in olds):
+            return True
+        tries = self._tries[sig] = self._tries.get(sig, 0) + 1
+        return tries <= _CAUSE_TRIES
 
     def _cause(self, here: _Here, v: _V) -> tuple[Cause | None, tuple[str, int] | None]:
         """A crash violation's cause and what it blames (None, None: no recovered image to read)."""
@@ -131,7 +134,7 @@ class _Judge:
             if cause == UNEXPLAINED_MEDIA and self.run.reached.spans:
                 # Media no op's block-map change made readable, in a state whose log the crash
                 # reordered: the replay mapped it -- the reordering's cause, as a broken rule has it.
-                dropped = reordered_store(p, here.state, self._meta_groups(p), p.timeline.events)
+                dropped = reordered_store(p, here.state, meta_groups(p, self._meta_at), p.timeline.events)
                 if dropped is not None:
                     return Cause(OracleName.MOUNT, How.REORDERED, code_of(dropped.site)), blame
             return cause, blame
@@ -161,13 +164,6 @@ class _Judge:
                 continue
             cause, blame = c
             self.add_crash(here, v, (cause, self._divergence_links(here, blame) if blame is not None else ()))
-
-    def _meta_groups(self, point: CrashPoint) -> list[int]:
-        """The point's groups of metadata lines (every group when the target names no metadata)."""
-        at = self._meta_at
-        if at is None:
-            return list(range(len(point.groups)))
-        return [gi for gi, g in enumerate(point.groups) if all(ln * LINE in at for ln in g.lines)]
 
     def _meta_store(self, point: CrashPoint, state: CrashState, meta_g: list[int]) -> tuple[How, Event] | None:
         return meta_store(point, state, meta_g, self._meta_at, self._log)
@@ -279,7 +275,7 @@ class _Judge:
         mounts: dict[tuple, _Mounted | tuple[str, str, tuple[How, Event] | None]] = {}
         beside: dict[str, tuple[np.ndarray, int, WordVerdict]] = {}
         meta = self.meta
-        meta_g = self._meta_groups(point)
+        meta_g = meta_groups(point, self._meta_at)
         meta_set = set(meta_g)
         data_g = [gi for gi in range(len(point.groups)) if gi not in meta_set]
         point_hung = False
@@ -563,6 +559,10 @@ def _held_by(expect: Expectation, name: str) -> Callable[[int, bytes], bool]:
 
 _V = tuple  # (oracle, message, evidence, traceback): a violation before it becomes a finding
 _Judged = tuple  # (violation, (cause, what it blames) if it is to be kept, else None)
+
+_CAUSE_TRIES = 16
+"""Violations per signature and run past its first whose cause is worked out: a second bug's cause
+behind one crash site shows, a bug met at thousands of states costs a bounded number."""
 
 
 class _Hung(tuple):

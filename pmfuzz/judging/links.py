@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from oracles import OracleName
 
-from ..pmem import CrashPoint, CrashState, Event
+from ..pmem import LINE, CrashPoint, CrashState, Event
 from ..signature import Cause, How
 from ..target import Target, declared_regions
 from ..verdict import Finding
@@ -51,6 +51,13 @@ def log_ranges(target: Target, size: int) -> ByteRanges | None:
     """The device ranges of the target's metadata log, if it names its regions (`Target.regions`)."""
     regions = declared_regions(target, size)
     return ByteRanges([(a, b) for n, a, b in regions if n in _LOG_REGIONS]) if regions else None
+
+
+def meta_groups(point: CrashPoint, meta: ByteRanges | None) -> list[int]:
+    """The point's groups of metadata lines (every group when the target names no metadata)."""
+    if meta is None:
+        return list(range(len(point.groups)))
+    return [gi for gi, g in enumerate(point.groups) if all(ln * LINE in meta for ln in g.lines)]
 
 
 def meta_store(
