@@ -59,3 +59,17 @@ def test_the_same_sync_faults_hold_on_the_correct_design(text: str) -> None:
 )
 def test_metadata_lost_tells_the_durability_oracles_metadata_messages(message: str, metadata: bool) -> None:
     assert metadata_lost(message) is metadata
+
+
+def test_a_crash_inside_an_unshare_that_finds_the_old_block_is_the_lost_data_not_the_map() -> None:
+    """fsync-no-flush: the reflink did not write the store back; a crash inside the unshare that
+    follows finds the old, shared block -- as it may, the remap not being done -- and the store's
+    data lost from it: durability/lost/data, not a block map that did not hold."""
+    text = (
+        "create f0\ntruncate f0 4\nmmap m0 f0 0 1\nstore m0 0 4\ncreate f2\nreflink f0 f2\n"
+        "fallocate f2 0 1 unshare-range\n"
+    )
+    v = check(make_target("daxfs design=zero bugs=fsync-no-flush cil=eager"), parse(text), EXHAUSTIVE)
+    causes = {f.root_cause for f in filed(v.findings) if f.oracle is OracleName.DURABILITY}
+    assert causes == {Cause(OracleName.DURABILITY, How.LOST, "data")}
+    assert check(make_target("daxfs design=zero cil=eager"), parse(text), EXHAUSTIVE).findings == ()

@@ -132,16 +132,14 @@ def _zeroing(e: Event) -> bool:
 
 def _moved(reached: BlockMapLog | None, name: str, off: int, addr: int, end: int) -> bool:
     """Whether the block the crash shows at file `name` offset `off` is not the one a copy on write
-    put there by then (the latest change before `end` was its remap): data made durable read from
-    the block it replaced -- the remap, metadata, did not hold. (Only a remap: a name's blocks
-    also change when the file is unlinked and made again, and an old incarnation may recover.)"""
+    put there by then (the latest change whose op ended by `end` was its remap): data made durable
+    read from the block it replaced -- the remap, metadata, did not hold. (Only a remap: a name's
+    blocks also change when the file is unlinked and made again, and an old incarnation may
+    recover. Only a finished op's: a crash inside the remapping op may rightly find the old block.)"""
     if reached is None:
         return False
     base, blk = off - off % BLOCK_SIZE, addr - addr % BLOCK_SIZE
-    last = next(
-        (r for r in reversed(reached.entries) if r.name == name and r.off == base and (r.start < end or r.end <= end)),
-        None,
-    )
+    last = next((r for r in reversed(reached.entries) if r.name == name and r.off == base and r.end <= end), None)
     return last is not None and last.how in _COPIED and last.dev != blk
 
 
