@@ -87,8 +87,12 @@ def crash_cause_store(
     end = len(trace) if point.spec.seq is None else point.spec.seq
     if oracle is OracleName.DURABILITY and _moved(reached, ev.file, off, addr, end):
         return _METADATA, ("word", addr)
-    r = None if reached is None else reached.origin(addr, end, ev.file, off)
-    copied = r if r is not None and r.how in _COPIED else None
+    r = (
+        None
+        if reached is None
+        else reached.origin(addr, end, ev.file, off) or reached.transient(ev.file, off, addr, end)
+    )
+    copied = r if r is not None and r.how in _COPIED else None  # a remap the crash's racing truncate undid too
     at = point.spec.seq
     inside = copied is not None and at is not None and copied.start < at <= copied.end  # the crash fell in the copy
     lost, copy_what = _owed_store(
