@@ -78,3 +78,19 @@ def test_a_second_bugs_cause_at_the_first_ones_crash_site_is_filed_too() -> None
     assert both == {"stale-exposure/lost/data", "stale-exposure/lost/unflushed dax_iomap_copy_around"}
     alone = _stale_causes("cow-remap-before-copy")
     assert {c for cs in alone.values() for c in cs} == {"stale-exposure/lost/data"}
+
+
+def test_one_copy_lost_for_two_reasons_links_neither_to_the_other() -> None:
+    """The copy's store spans two lines: one the write beside it flushed (lost only because the remap
+    went first), one nothing flushed. Both causes blame that store; linked, a campaign filed the
+    second bug's cause under the first one's group."""
+    v = check(
+        make_target("daxfs design=zero cil=eager bugs=cow-edges-unflushed,cow-remap-before-copy"),
+        parse(SHARED_WRITE),
+        Options(),
+    )
+    links = {str(f.root_cause): {str(a) for a in f.also} for f in filed(v.findings) if f.crash is not None}
+    data, unflushed = "stale-exposure/lost/data", "stale-exposure/lost/unflushed dax_iomap_copy_around"
+    assert data in links and unflushed in links
+    assert unflushed not in links[data] and data not in links[unflushed]
+    assert "cow-atomicity/lost/data" in links[data]  # one store, two oracles: still one cause's

@@ -101,6 +101,10 @@ def divergence_links(
     return tuple(sorted(out, key=str))
 
 
+def _two_reasons(a: Cause, b: Cause) -> bool:
+    return a.how is How.LOST and b.how is How.LOST and a.where != b.where
+
+
 _LOG_REGIONS = frozenset({"journal", "log"})
 """Region names (`Target.regions`) of a metadata log: stores there are the log's, not metadata's home."""
 
@@ -116,11 +120,14 @@ def meta_known(oracle: OracleName, store: tuple[How, Event] | None) -> tuple[Cau
 def link_blamed(findings: tuple[Finding, ...], blamed: dict[tuple[str, int], set[Cause]]) -> tuple[Finding, ...]:
     """Crash findings whose causes blamed one store (or one word) in any states of the run are
     linked: a copy whose edges were not flushed is lost data to `durability` in one state and
-    stale media to `stale-exposure` in another, one store either way."""
+    stale media to `stale-exposure` in another, one store either way. Not two losses of one store
+    named for two reasons (`lost/data`, the remap went first; `lost/unflushed <copy>`, nothing
+    flushed it): a copy's bytes in two lines, one flushed by the write beside it, can be lost for
+    each -- two bugs' causes."""
     shared: dict[Cause, set[Cause]] = {}
     for causes in blamed.values():
         for c in causes:
-            shared.setdefault(c, set()).update(causes - {c})
+            shared.setdefault(c, set()).update(d for d in causes - {c} if not _two_reasons(c, d))
     out = []
     for f in findings:
         more = shared.get(f.cause) if f.crash is not None and f.cause is not None else None
