@@ -257,6 +257,12 @@ REMAP_TRUNCATED = (
     "# crash: F40:L5568=1\n# schedule: -\n"
     "create f0\ncreate f2\nwrite f2 0 2\nreflink f2 f0\nparallel { write f0 0 2 ; truncate f0 0 }\n"
 )
+FLUSHED_BY_A_RACER = (
+    "# pmfuzz reproducer v1\n# target: daxfs design=zero bugs=cow-edges-unflushed cil=lazy\n"
+    "# crash: F2:L5633=0\n# schedule: 7=1\n"
+    "create f1\nfsync f0\ncreate f2\ncreate f0\nwrite f0 0 6000\nreflink f0 f2\nmmap m1 f2 0 8192 sync\n"
+    "parallel { write f2 4096 100 ; store m1 4096 100 }\nfsync f2\n"
+)
 EDGE_NOT_YET_COPIED = (
     "# pmfuzz reproducer v1\n# target: daxfs design=zero bugs=cow-edges-unflushed,cow-remap-before-copy cil=eager\n"
     "# crash: F37\ncreate f0\ncreate f1\nwrite f1 0 8\nreflink f1 f0\nwrite f0 8 8\n"
@@ -290,6 +296,12 @@ UNFLUSHED_STORE = (
         ),
         # a racing truncate undid the remap by the group's end: the maps before the group say it was one
         (REMAP_TRUNCATED, "cow-remap-before-copy", Cause(OracleName.STALE_EXPOSURE, How.LOST, "data")),
+        # the racing write flushed the line the fault's copy left unflushed: not the copy's own flush
+        (
+            FLUSHED_BY_A_RACER,
+            "cow-edges-unflushed",
+            Cause(OracleName.STALE_EXPOSURE, How.LOST, "unflushed dax_iomap_copy_around"),
+        ),
         # the write's flushed byte shares the edge's first line; the second line, never flushed, is lost
         (
             EDGE_BESIDE_DATA,

@@ -156,13 +156,14 @@ def _copy_lost(lost: Event, remap: Reached, trace: Sequence[Event], addr: int, a
     the crash took and whether or not a flush would have followed; else
     the copy that was never flushed, by its code (`unflushed dax_iomap_copy_around`,
     `unflushed dax_unshare_iter`): a flush missing from one copy path, which the order alone
-    does not show. Only a flush of the line the crash lost (at device address `addr`) counts: a
-    write's own flushed bytes share a line with one end of the edge it left unflushed."""
+    does not show. Only its own op's flush of the line the crash lost (at device address `addr`)
+    counts: a write's own flushed bytes share a line with one end of the edge it left unflushed,
+    and a racing write may flush a line a fault's copy left unflushed."""
     if lost.kind is EventKind.NTSTORE or (at is not None and lost.seq > at):
         return "data"
     line = addr // 64
     for e in trace[lost.seq + 1 : remap.end]:
-        if e.kind.is_flush and e.addr // 64 <= line <= (e.addr + max(e.size, 1) - 1) // 64:
+        if e.kind.is_flush and e.op == lost.op and e.addr // 64 <= line <= (e.addr + max(e.size, 1) - 1) // 64:
             return "data"
     return "unflushed " + code_of(lost.site).split(".", 1)[0]
 

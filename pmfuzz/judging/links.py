@@ -102,7 +102,9 @@ def divergence_links(
 
 
 def _two_reasons(a: Cause, b: Cause) -> bool:
-    return a.how is How.LOST and b.how is How.LOST and a.where != b.where
+    """Two names a copy on write's lost store gets (`durability` names every lost store `data`)."""
+    copy_named = OracleName.DURABILITY not in (a.oracle, b.oracle)
+    return copy_named and a.how is How.LOST and b.how is How.LOST and a.where != b.where
 
 
 _LOG_REGIONS = frozenset({"journal", "log"})
