@@ -238,3 +238,25 @@ def test_the_atheris_child_gets_its_configuration_as_json(cfg: CampaignConfig) -
 def test_a_damaged_child_configuration_is_an_error(text: str) -> None:
     with pytest.raises(PmfuzzError):
         config_from_json(text)
+
+
+def test_a_stats_line_that_cannot_be_written_names_its_file(tmp_path: Path) -> None:
+    """os.write's error carries no file name; a campaign's one-line error must say which file."""
+    from pmfuzz.fuzzing.progress import append_line
+
+    code = (
+        "import resource, signal, sys\n"
+        "from pathlib import Path\n"
+        "from pmfuzz.fuzzing.progress import append_line\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (10, 10))\n"
+        "try:\n"
+        "    append_line(Path(sys.argv[1]), 'x' * 100)\n"
+        "except OSError as e:\n"
+        "    print(e.filename, e.strerror)\n"
+    )
+    target = tmp_path / "stats.jsonl"
+    out = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == f"{target} File too large", out.stdout + out.stderr
+    append_line(tmp_path / "ok.jsonl", "fine")
+    assert (tmp_path / "ok.jsonl").read_text() == "fine\n"

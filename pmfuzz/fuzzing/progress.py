@@ -98,12 +98,16 @@ def repair_jsonl(path: Path) -> None:
 
 
 def append_line(path: Path, line: str) -> None:
-    """Append one line with a single write(2) on an O_APPEND descriptor: a kill tears at most that line."""
+    """Append one line with a single write(2) on an O_APPEND descriptor: a kill tears at most that
+    line. A failed write names the file (os.write's own error does not)."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         data = (line + "\n").encode()
         while data:
-            n = os.write(fd, data)
+            try:
+                n = os.write(fd, data)
+            except OSError as e:
+                raise OSError(e.errno, e.strerror, str(path)) from None
             data = data[n:]
     finally:
         os.close(fd)
