@@ -373,11 +373,21 @@ def minimize_cmd(
     v = check(target, r.workload, replace(opts, schedule=r.schedule))
     if v.clean:
         raise PmfuzzError(f"{file} gives no finding: nothing to minimize")
-    wanted = next((f for f in v.findings if f.signature == r.signature), None) or next(
-        (f for f in v.findings if r.expect and f.oracle.value in r.expect), v.findings[0]
+    same = [f for f in v.findings if f.signature == r.signature]  # one per root cause at a crash site
+    wanted = (
+        next((f for f in same if f.root_cause == r.cause), None)
+        or next(iter(same), None)
+        or next((f for f in v.findings if r.expect and f.oracle.value in r.expect), v.findings[0])
     )
     try:
-        m = minimize(lambda: make_target(r.target), r.workload, wanted.signature, opts, MinimizeBudget(checks, seconds))
+        m = minimize(
+            lambda: make_target(r.target),
+            r.workload,
+            wanted.signature,
+            opts,
+            MinimizeBudget(checks, seconds),
+            cause=wanted.root_cause if wanted.crash is not None else None,
+        )
     except NotReproduced as e:
         raise PmfuzzError(f"{file}: {e}") from None
     note = f"minimized from {m.before_ops} to {len(m.workload)} ops in {m.checks} checks" + (

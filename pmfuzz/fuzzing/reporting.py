@@ -144,7 +144,8 @@ def resume_unminimized(cfg: CampaignConfig, opts: Options, emit: Emit, stop: Cal
         except PmfuzzError as e:
             emit("warning", f"{raw.signature}: cannot minimize it on resume: {e}")
             continue
-        f = next((x for x in v.findings if x.signature == raw.signature), None)
+        same = [x for x in v.findings if x.signature == raw.signature]
+        f = next((x for x in same if x.root_cause == raw.cause), None) or next(iter(same), None)
         if f is None:
             emit("warning", f"{raw.signature}: does not reproduce on resume; kept unminimized")
             r = replace(raw, notes=("not minimized: it did not reproduce when the campaign resumed",))
