@@ -48,7 +48,7 @@ def _pmfuzz(*args: str, limit_bytes: int | None = None, **kw) -> subprocess.Comp
 def test_a_write_that_fails_mid_run_stops_with_one_line_and_the_summary(tmp_path: Path) -> None:
     crashes = tmp_path / "c"
     res = _pmfuzz(
-        *("run", "--bugs", "no-zero", "--design", "zero", "--max-execs", "40", "--seed", "1"),
+        *("run", "--bugs", "no-zero", "--design", "zero", "--max-execs", "100", "--seed", "1"),
         *("--no-corpus", "--quiet", "--crashes", str(crashes)),
         limit_bytes=500,  # over the first reproducer and report, under the index as it grows
         timeout=600,
