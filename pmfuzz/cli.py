@@ -364,6 +364,7 @@ def minimize_cmd(
     from .judging.report import format_report
     from .judging.repro import format_reproducer
     from .target import make_target
+    from .verdict import found_again
 
     _admit(import_target)
     r = _load(file)
@@ -373,11 +374,8 @@ def minimize_cmd(
     v = check(target, r.workload, replace(opts, schedule=r.schedule))
     if v.clean:
         raise PmfuzzError(f"{file} gives no finding: nothing to minimize")
-    same = [f for f in v.findings if f.signature == r.signature]  # one per root cause at a crash site
-    wanted = (
-        next((f for f in same if f.root_cause == r.cause), None)
-        or next(iter(same), None)
-        or next((f for f in v.findings if r.expect and f.oracle.value in r.expect), v.findings[0])
+    wanted = found_again(v.findings, r.signature, r.cause) or next(
+        (f for f in v.findings if r.expect and f.oracle.value in r.expect), v.findings[0]
     )
     try:
         m = minimize(

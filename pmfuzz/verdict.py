@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 
 from oracles import AnyOracle, OracleName
@@ -22,6 +23,8 @@ __all__ = [
     "Stats",
     "StateChoice",
     "Findings",
+    "filing_key",
+    "found_again",
     "MiB",
     "DEFAULT_OP_TIMEOUT",
 ]
@@ -183,8 +186,16 @@ class Verdict:
         return {f.oracle.value for f in self.findings}
 
 
-def _key(f: Finding) -> tuple[Signature, Cause | None]:
+def filing_key(f: Finding) -> tuple[Signature, Cause | None]:
+    """What a run keeps one finding per: its signature, and for a crash its root cause too."""
     return f.signature, (f.root_cause if f.crash is not None else None)
+
+
+def found_again(findings: Iterable[Finding], signature: Signature | None, cause: Cause | None) -> Finding | None:
+    """A reproducer's finding among a re-run's: of its signature, of its own cause when the crash
+    site holds several (one per cause), else the signature's first."""
+    same = [f for f in findings if f.signature == signature]
+    return next((f for f in same if f.root_cause == cause), None) or next(iter(same), None)
 
 
 class Findings:
@@ -196,10 +207,10 @@ class Findings:
 
     def __init__(self, first_per_signature: bool = True, initial: tuple[Finding, ...] = ()) -> None:
         self.first_per_signature = first_per_signature
-        self._by: dict[tuple[Signature, Cause | None], Finding] = {_key(f): f for f in initial}
+        self._by: dict[tuple[Signature, Cause | None], Finding] = {filing_key(f): f for f in initial}
 
     def add(self, f: Finding) -> None:
-        sig = _key(f)
+        sig = filing_key(f)
         old = self._by.get(sig)
         if (
             old is None

@@ -21,6 +21,7 @@ from ..judging.repro import Expect, Reproducer, format_reproducer, parse_reprodu
 from ..lang.limits import MAX_REPRODUCER_BYTES, read_input
 from ..lang.workload import Workload
 from ..target import TargetSpec, make_target
+from ..verdict import found_again
 from .campaign_config import CampaignConfig
 from .minimize import MinimizeBudget, NotReproduced, minimize
 
@@ -144,8 +145,7 @@ def resume_unminimized(cfg: CampaignConfig, opts: Options, emit: Emit, stop: Cal
         except PmfuzzError as e:
             emit("warning", f"{raw.signature}: cannot minimize it on resume: {e}")
             continue
-        same = [x for x in v.findings if x.signature == raw.signature]
-        f = next((x for x in same if x.root_cause == raw.cause), None) or next(iter(same), None)
+        f = found_again(v.findings, raw.signature, raw.cause)
         if f is None:
             emit("warning", f"{raw.signature}: does not reproduce on resume; kept unminimized")
             r = replace(raw, notes=("not minimized: it did not reproduce when the campaign resumed",))

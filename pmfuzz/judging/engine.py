@@ -17,7 +17,7 @@ from ..execution.execute import effective_options, execute, formatted
 from ..execution.run import Run, ScheduleHead, ScheduleStep, crash_window
 from ..lang.workload import Op, Workload, groups
 from ..signature import Cause, Signature
-from ..verdict import CrashSite, Finding, Options, StateChoice, Stats, Verdict, filed
+from ..verdict import CrashSite, Finding, Options, StateChoice, Stats, Verdict, filed, filing_key
 from .judge import HUNG, judge
 
 __all__ = [
@@ -89,7 +89,7 @@ def _explore(target, top: tuple[Op, ...], grps: tuple[tuple[int, int, int], ...]
         # another schedule's finding of the same signature may stand for: merged, it would lose
         # the divergence it follows (`filed` reads each schedule's own).
         for f in filed(v.findings):
-            key = (f.signature, f.root_cause if f.crash is not None else None)
+            key = filing_key(f)
             old = findings.get(key)
             if old is None or (
                 f.crash is not None and old.crash is not None and f.crash.deviations < old.crash.deviations
