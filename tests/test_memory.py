@@ -23,7 +23,7 @@ def rss():
         return int(f.read().split()[1]) * 4096 >> 20
 
 if sys.argv[1] == "fixed":
-    memory.keep_large_blocks_mapped()
+    memory.keep_freed_memory_until_trimmed()
 big = np.ones(16 << 20, dtype=np.uint8)  # freed: glibc raises its mmap threshold to this size
 del big
 blocks, keep = [], []
@@ -45,10 +45,38 @@ def _freed(mode: str) -> tuple[int, int]:
 
 
 def test_large_arrays_freed_after_a_larger_one_are_given_back_at_once() -> None:
-    """150 MiB of 1 MiB arrays, freed: with the threshold fixed they were mappings of their own."""
+    """150 MiB of 1 MiB arrays, freed: with glibc's mmap threshold kept from rising they were mappings of their own."""
     assert _freed("fixed")[0] >= 120
     assert _freed("default")[0] < 120  # glibc's own rising threshold kept them: what the fix is for
 
 
 def test_trimming_gives_back_what_the_heap_kept() -> None:
     assert _freed("default")[1] >= 120
+
+
+_REFAULT = """
+import resource
+import sys
+import numpy as np
+from pmfuzz.fuzzing import memory
+
+if sys.argv[1] == "fixed":
+    memory.keep_freed_memory_until_trimmed()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(50):  # a workload's heap-sized arrays, made and freed again and again
+    blocks = [np.ones(100 << 10, dtype=np.uint8) for _ in range(100)]
+    del blocks
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _refaults(mode: str) -> int:
+    out = subprocess.run([sys.executable, "-c", _REFAULT, mode], capture_output=True, text=True, check=True)
+    return int(out.stdout)
+
+
+def test_the_heap_keeps_freed_pages_until_the_trim() -> None:
+    """50 rounds of 10 MiB of heap blocks: glibc's 128 KiB trim threshold gives the heap's top back after
+    each round and faults it in again (about 2,560 pages a round); kept until the batch's trim, once."""
+    assert _refaults("fixed") < 10_000
+    assert _refaults("default") > 50_000  # what the setting is for
