@@ -152,7 +152,7 @@ class Target(Protocol):
 # -- optional capabilities ------------------------------------------------------------------
 # Each protocol is one hook a target (or its mounted fs) may have; the helper after it is the
 # only place pmfuzz looks for it. The helpers use getattr rather than isinstance so that a
-# wrapper forwarding attributes (watchdog.GuardedFS) passes its target's hooks through.
+# wrapper forwarding attributes (guarded.GuardedFS) passes its target's hooks through.
 
 
 @runtime_checkable

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(
 
 _CHILD = r"""
 import json, os, sys, threading, time
-from pmfuzz.execution.watchdog import TargetHang, deadline
+from pmfuzz.execution.watchdog import TargetHang, deadline, deadline_session
 
 cpu = min(os.sched_getaffinity(0))
 os.sched_setaffinity(0, {cpu})
@@ -52,10 +52,15 @@ def case(body, on_thread):
         except TargetHang:
             out["hang"] = True
         out["wall"] = time.monotonic() - t
-    if on_thread:
+    if on_thread == 1:
         th = threading.Thread(target=run)
         th.start()
         th.join(60)
+    elif on_thread == 2:
+        with deadline_session():
+            with deadline(5.0, "a block before"):
+                pass
+            run()
     else:
         run()
     return out
@@ -64,7 +69,7 @@ LIMIT = 0.5
 try:
     res = {
         name: case(body, on_thread)
-        for on_thread in (False, True)
+        for on_thread in (0, 1, 2)
         for name, body in (
             (f"fits{int(on_thread)}", lambda: busy(0.25)),
             (f"spins{int(on_thread)}", lambda: busy(0.8)),
@@ -86,19 +91,19 @@ def starved() -> dict[str, dict[str, float]]:
     return json.loads(out.stdout)
 
 
-@pytest.mark.parametrize("thread", [0, 1], ids=["main thread (SIGALRM)", "worker thread (watchdog)"])
+@pytest.mark.parametrize("thread", [0, 1, 2], ids=["main thread (SIGALRM)", "worker thread (watchdog)", "session"])
 def test_a_starved_block_that_fits_its_own_time_is_not_a_hang(starved: dict, thread: int) -> None:
     r = starved[f"fits{thread}"]
     assert not r["hang"]
     assert r["wall"] > 0.5, f"not starved ({r['wall']:.2f} s wall for 0.25 s of CPU): the test shows nothing"
 
 
-@pytest.mark.parametrize("thread", [0, 1], ids=["main thread (SIGALRM)", "worker thread (watchdog)"])
+@pytest.mark.parametrize("thread", [0, 1, 2], ids=["main thread (SIGALRM)", "worker thread (watchdog)", "session"])
 def test_a_starved_block_that_spins_past_its_own_time_is_still_a_hang(starved: dict, thread: int) -> None:
     assert starved[f"spins{thread}"]["hang"]
 
 
-@pytest.mark.parametrize("thread", [0, 1], ids=["main thread (SIGALRM)", "worker thread (watchdog)"])
+@pytest.mark.parametrize("thread", [0, 1, 2], ids=["main thread (SIGALRM)", "worker thread (watchdog)", "session"])
 def test_a_block_asleep_past_its_deadline_is_a_hang_however_loaded_the_machine(starved: dict, thread: int) -> None:
     """Short sleeps: an exception injected into a worker thread arrives only between two C calls."""
     r = starved[f"sleeps{thread}"]

@@ -9,7 +9,8 @@ from oracles import default_oracles
 
 from ..errors import PMemError, PmfuzzError
 from ..target import is_target_error
-from .watchdog import TargetHang, TargetNonsense, hang_stack
+from .guarded import hang_stack
+from .watchdog import TargetHang, TargetNonsense
 
 __all__ = ["pmfuzz_fault", "target_traceback", "oracle_fault", "failure", "what_failed"]
 

@@ -52,12 +52,13 @@ from ..target import (
 )
 from ..verdict import Finding, Findings, Options, link_alike
 from .blame import failure, oracle_fault, target_traceback, what_failed
+from .guarded import guarded_mount
 from .pages import PageFrame, PageLog, Stale, entry_cause, view
 from .reach import BlockMapLog, Reached, Snapshot, snapshot
 from .reach import changes as map_changes
 from .run import Run, ScheduleStep
 from .serial import SerialOrder, Unexplained, serial_order
-from .watchdog import TargetHang, TargetNonsense, deadline, guarded_mount
+from .watchdog import TargetHang, TargetNonsense, deadline
 
 __all__ = ["execute", "formatted", "effective_options"]
 

@@ -11,7 +11,7 @@ On the main thread a deadline is an `ITIMER_REAL` timer whose SIGALRM handler
 raises (this also interrupts `time.sleep` and lock waits); on other threads one
 shared watchdog thread injects the exception with `PyThreadState_SetAsyncExc`
 (delivered at the thread's next bytecode, so a thread blocked inside a C call is
-interrupted only when the call returns). `GuardedFS` wraps a mounted target so
+interrupted only when the call returns). `guarded.GuardedFS` wraps a mounted target so
 that every call has a deadline and every result is checked against the protocol.
 
 A deadline counts the block's own time, not the machine's: time the thread spent
@@ -24,13 +24,10 @@ sleeps forever is a hang.
 from __future__ import annotations
 
 import ctypes
-import numbers
 import os
 import signal
 import threading
 import time
-import traceback
-from pathlib import Path
 from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -39,9 +36,8 @@ if TYPE_CHECKING:
 else:
     import _signal  # the C module: `signal.signal`'s enum conversions cost 10 us a call
 
-from ..target import Errno, MountedFS, Result, Signal, Target
 
-__all__ = ["TargetHang", "TargetNonsense", "deadline", "hang_stack", "GuardedFS", "guarded_mount"]
+__all__ = ["TargetHang", "TargetNonsense", "covering_deadline", "deadline", "deadline_session"]
 
 
 class TargetHang(BaseException):
@@ -133,24 +129,37 @@ _prev_handler: Any = None
 _foreign: float | None = None
 """When the ITIMER_REAL timer set before our outermost deadline is due (monotonic), if one was set."""
 _foreign_interval = 0.0
+_session = False
+"""Inside `deadline_session`: our handler stays installed and the timer is armed lazily."""
+_armed_at: float | None = None
+"""In a session, when the timer we armed fires (monotonic); None when it is not armed."""
+_sample: tuple[float, float | None] = (-1.0, None)
+"""In a session, the main thread's last (monotonic time, seconds waited for a CPU) reading."""
+_SAMPLE_AGE = 0.25
+"""Seconds a session reuses that reading: a deadline then counts up to this much waiting as its own time
+too, so it may fire that much later than its own time (a block of a thread that never waits is exact)."""
 
 
 def _arm(now: float) -> None:
     """Set the timer for the earliest of our deadlines (and of the timer we displaced)."""
-    if not _stack:
-        return
-    due = _stack[0].expiry
+    global _armed_at
+    due = _foreign
     for d in _stack:
-        if d.expiry < due:
+        if due is None or d.expiry < due:
             due = d.expiry
-    if _foreign is not None and _foreign < due:
-        due = _foreign
+    if due is None:
+        if _session and _armed_at is not None:
+            _signal.setitimer(signal.ITIMER_REAL, 0)
+            _armed_at = None
+        return
     _signal.setitimer(signal.ITIMER_REAL, min(max(due - now, 1e-5), _LONGEST))
+    _armed_at = due
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
-    global _foreign
-    if not _stack:
+    global _foreign, _armed_at
+    _armed_at = None  # the timer is one-shot: whatever re-arms it below sets this again
+    if not _stack and not _session:
         return
     now = time.monotonic()
     if frame is not None and frame.f_code in _QUIET:
@@ -179,6 +188,12 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
 
 def _main_enter(d: _Deadline) -> None:
     global _prev_handler, _foreign, _foreign_interval
+    if _session:
+        now = d.begin_in_session()
+        _stack.append(d)
+        if _armed_at is None or d.expiry < _armed_at:
+            _arm(now)
+        return
     now = d.begin()
     if _stack:
         _stack.append(d)
@@ -204,6 +219,8 @@ def _main_exit(d: _Deadline) -> None:
             break
     else:
         return
+    if _session:
+        return  # the timer stays armed: when it fires for a block that ended, the handler re-arms
     now = time.monotonic()
     if _stack:
         _arm(now)
@@ -214,6 +231,55 @@ def _main_exit(d: _Deadline) -> None:
     if _foreign is not None:
         _signal.setitimer(signal.ITIMER_REAL, max(_foreign - now, 1e-5), _foreign_interval)
         _foreign = None
+
+
+def _session_open() -> bool:
+    global _prev_handler, _foreign, _foreign_interval, _session, _armed_at, _sample
+    if _session or _stack or threading.get_ident() != _MAIN or _ALARM is None:
+        return False
+    if _signal.getsignal(_ALARM) is None:
+        return False  # a handler from C (libFuzzer's): the watchdog thread serves, as without a session
+    _prev_handler = _signal.signal(_ALARM, _on_alarm)
+    delay, interval = _signal.setitimer(signal.ITIMER_REAL, 0)
+    now = time.monotonic()
+    _foreign, _foreign_interval = (now + delay, interval) if delay > 0 else (None, 0.0)
+    _armed_at, _sample = None, (-1.0, None)
+    _session = True
+    if _foreign is not None:
+        _arm(now)
+    return True
+
+
+def _session_close() -> None:
+    global _foreign, _session, _armed_at
+    _session = False
+    _signal.setitimer(signal.ITIMER_REAL, 0)
+    _armed_at = None
+    assert _ALARM is not None, "a session is opened only where SIGALRM exists"
+    _signal.signal(_ALARM, _prev_handler if _prev_handler is not None else signal.SIG_DFL)
+    if _foreign is not None:
+        _signal.setitimer(signal.ITIMER_REAL, max(_foreign - time.monotonic(), 1e-5), _foreign_interval)
+        _foreign = None
+
+
+class deadline_session:
+    """Many deadlines in a row on the main thread at the cost of a few: the SIGALRM handler stays
+    installed for the session and the timer is re-armed only when a deadline is due before it, so a
+    block costs no system call where it used to cost five. What fires, and when, is unchanged; the
+    handler and a timer set before the session are put back after it. Elsewhere (other threads, a
+    handler installed from C, inside a deadline or another session) it does nothing."""
+
+    __slots__ = ("_open",)
+
+    def __init__(self) -> None:
+        self._open = False
+
+    def __enter__(self) -> None:
+        self._open = _session_open()
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        if self._open:
+            _session_close()
 
 
 # -- other threads: one watchdog thread injects the exception ---------------------------------
@@ -299,7 +365,7 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
-def _covering() -> _Deadline | None:
+def covering_deadline() -> _Deadline | None:
     """The innermost deadline active on this thread, if any."""
     if _stack and threading.get_ident() == _MAIN:
         return _stack[-1]
@@ -348,12 +414,23 @@ class _Deadline:
         self.expiry = now + self.seconds
         return now
 
+    def begin_in_session(self) -> float:
+        """`begin` on the main thread in a session: the waiting read at most `_SAMPLE_AGE` ago."""
+        global _sample
+        self.native = native = threading.get_native_id()
+        self.start = now = time.monotonic()
+        if now - _sample[0] > _SAMPLE_AGE:
+            _sample = (now, _waited(native))
+        self.waited = _sample[1]
+        self.expiry = now + self.seconds
+        return now
+
     def __enter__(self) -> None:
         tid = threading.get_ident()
         self.tid = tid
         # SIGALRM only if its current handler is one Python can put back (not one installed from C,
         # as libFuzzer's under atheris); otherwise the watchdog thread serves the main thread too.
-        if tid == _MAIN and _ALARM is not None and (_stack or _signal.getsignal(_ALARM) is not None):
+        if tid == _MAIN and _ALARM is not None and (_session or _stack or _signal.getsignal(_ALARM) is not None):
             self.alarm = True
             _main_enter(self)
         else:
@@ -400,6 +477,9 @@ _QUIET: frozenset[CodeType] = frozenset(
         _Deadline.__enter__.__code__,
         _Deadline.__exit__.__code__,
         _Deadline.begin.__code__,
+        _Deadline.begin_in_session.__code__,
+        _session_open.__code__,
+        _session_close.__code__,
         _starved.__code__,
         _waited.__code__,
     }
@@ -424,134 +504,3 @@ def deadline(
     if not seconds > 0:
         raise ValueError(f"deadline must be positive seconds or None, got {seconds!r}")
     return _Deadline(float(seconds), what, target, named_by_calls)
-
-
-# -- the checked view of a mounted target ------------------------------------------------------
-
-_VIEW = ("execute", "files", "size", "read", "read_mapping", "fsck")
-
-
-def _short(x: object) -> str:
-    s = repr(x)
-    return s if len(s) <= 60 else s[:57] + "..."
-
-
-def _is_result(r: object) -> bool:
-    return (
-        isinstance(r, Result)
-        and isinstance(r.value, (numbers.Integral, bytes))
-        and not isinstance(r.value, bool)
-        and (r.errno is None or isinstance(r.errno, Errno))
-        and (r.signal is None or isinstance(r.signal, Signal))
-    )
-
-
-class GuardedFS:
-    """A mounted target seen through deadlines and type checks, so that pmfuzz never trusts what it returns.
-
-    Every protocol call runs under `deadline(limit, ...)` (raising `TargetHang`) and a result
-    of the wrong type or length raises `TargetNonsense` naming the target and the call.
-    Other attributes (optional hooks such as `set_scheduler`) pass through unchanged.
-    """
-
-    __slots__ = ("_fs", "_limit", "_target")
-
-    def __init__(self, fs: MountedFS, target: str, limit: float | None) -> None:
-        missing = [m for m in _VIEW if not callable(getattr(fs, m, None))]
-        if missing:
-            raise TargetNonsense(
-                f"target {target}: mount returned {_short(fs)}, which has no {', '.join(m + '()' for m in missing)}"
-            )
-        self._fs = fs
-        self._target = target
-        self._limit = limit
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(object.__getattribute__(self, "_fs"), name)
-
-    def _call(self, name: str, what: str, *args: Any, own: bool = False) -> Any:
-        """Call the target; a view call inside an enclosing deadline (an oracle's) runs under that one."""
-        fn = getattr(self._fs, name)
-        try:
-            if self._limit is None:
-                return fn(*args)
-            cover = None if own else _covering()
-            if cover is not None:
-                if cover.named_by_calls:
-                    cover.what = what
-                return fn(*args)
-            with deadline(self._limit, what, target=self._target):
-                return fn(*args)
-        except TypeError as e:
-            tb = e.__traceback__
-            while tb is not None and tb.tb_next is not None:
-                tb = tb.tb_next
-            if tb is not None and tb.tb_frame.f_code is GuardedFS._call.__code__:
-                raise TargetNonsense(
-                    f"target {self._target}: {name}() cannot be called as the protocol does: {e}"
-                ) from None
-            raise
-
-    def _bad(self, what: str, got: object, want: str) -> TargetNonsense:
-        return TargetNonsense(f"target {self._target}: {what} returned {_short(got)}, not {want}")
-
-    def execute(self, index: int, op: Any, payload: bytes | None) -> Result:
-        what = f"op {index} `{op}`"
-        r = self._call("execute", what, index, op, payload, own=True)
-        if not _is_result(r):
-            raise self._bad(what, r, "a pmfuzz.target.Result")
-        return r
-
-    def files(self) -> list[str]:
-        out = self._call("files", "files()")
-        if not isinstance(out, list) or not all(isinstance(n, str) for n in out):
-            raise self._bad("files()", out, "a list of str")
-        return out
-
-    def size(self, name: str) -> int | None:
-        out = self._call("size", "size()", name)
-        if out is not None and (not isinstance(out, numbers.Integral) or isinstance(out, bool) or out < 0):
-            raise self._bad(f"size({name!r})", out, "an int >= 0 or None")
-        return None if out is None else int(out)
-
-    def read(self, name: str, off: int, n: int) -> bytes:
-        out = self._call("read", "read()", name, off, n)
-        if not isinstance(out, (bytes, bytearray)) or len(out) > n:
-            raise self._bad(f"read({name!r}, {off}, {n})", out, f"bytes of length <= {n}")
-        return bytes(out)
-
-    def read_mapping(self, name: str, off: int, n: int) -> Result:
-        r = self._call("read_mapping", "read_mapping()", name, off, n)
-        if not _is_result(r):
-            raise self._bad(f"read_mapping({name!r}, {off}, {n})", r, "a pmfuzz.target.Result")
-        return r
-
-    def fsck(self) -> list[str]:
-        out = self._call("fsck", "fsck()")
-        if not isinstance(out, list) or not all(isinstance(p, str) for p in out):
-            raise self._bad("fsck()", out, "a list of str")
-        return out
-
-
-def guarded_mount(target: Target, pm: Any, limit: float | None, what: str) -> GuardedFS:
-    """`target.mount(pm)` under a deadline, its result wrapped in `GuardedFS`."""
-    with deadline(limit, what, target=target.name):
-        fs = target.mount(pm)
-    return GuardedFS(fs, target.name, limit)
-
-
-_HERE = Path(__file__).resolve().parent.parent
-_DRIVERS = frozenset(
-    str(_HERE / stage / f"{name}.py")
-    for stage, names in (("execution", ("watchdog", "execute", "interleave")), ("judging", ("engine", "judge")))
-    for name in names
-)
-
-
-def hang_stack(e: TargetHang) -> str:
-    """Where the target was when its deadline stopped it: its frames only, innermost last.
-
-    Not a traceback of pmfuzz: the frames of the engine and of this module are left out.
-    """
-    frames = [f for f in traceback.extract_tb(e.__traceback__) if str(Path(f.filename).resolve()) not in _DRIVERS]
-    return "".join(traceback.format_list(frames)) + f"stopped there after {e.limit:g} s\n"

@@ -87,8 +87,8 @@ class Shape:
             "mapsync": 2,
             "mapstore": 2,
             "mapeof": 2,
-            "race": 3,
-            "hugezero": 2,
+            "race": 6,
+            "hugezero": 3,
             "prealloc": 2,
             "falloc": 2,
         }
@@ -484,7 +484,7 @@ def _huge(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> list[Op]:
         out.append(Truncate(f, pg * K))
     out.append(Fault(m, pg, draw(st.integers(0, 2)) == 0, True))
     off = draw(st.sampled_from([0, 100, K, PMD_SIZE - K]))
-    how = draw(st.sampled_from(["write", "write", "store", "store", "punch"]))
+    how = draw(st.sampled_from(["write", "write", "write", "store", "store", "punch"]))
     if how == "write":
         out.append(Write(f, off, draw(st.sampled_from([100, K]))))
     elif how == "punch":

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from ..execution.execute import effective_options, execute, formatted
 from ..execution.run import Run, ScheduleHead, ScheduleStep, crash_window
+from ..execution.watchdog import deadline_session
 from ..lang.workload import Op, Workload, groups
 from ..signature import Cause, Signature
 from ..verdict import CrashSite, Finding, Options, StateChoice, Stats, Verdict, filed, filing_key
@@ -51,9 +52,10 @@ def check(target, workload: Workload | Sequence[Op], opts: Options = _DEFAULT) -
     """
     top = workload.ops if isinstance(workload, Workload) else tuple(workload)
     grps = groups(top)
-    if not grps:
-        return judge(execute(target, top, opts))
-    return _explore(target, top, grps, opts)
+    with deadline_session():
+        if not grps:
+            return judge(execute(target, top, opts))
+        return _explore(target, top, grps, opts)
 
 
 def _explore(target, top: tuple[Op, ...], grps: tuple[tuple[int, int, int], ...], opts: Options) -> Verdict:

@@ -29,8 +29,9 @@ from oracles import (
 )
 
 from ..execution.blame import failure, pmfuzz_fault, target_traceback
+from ..execution.guarded import guarded_mount
 from ..execution.run import Run, ScheduleHead
-from ..execution.watchdog import TargetHang, TargetNonsense, deadline, guarded_mount
+from ..execution.watchdog import TargetHang, TargetNonsense, deadline
 from ..lang.workload import BLOCK_SIZE
 from ..pmem import LINE, CrashImage, CrashPoint, CrashState, Event, PMem, PointKind, Strategy
 from ..reference.effects import held_in

@@ -1,0 +1,127 @@
+"""Deadlines inside a `deadline_session`: the same firing as alone, with the timer armed lazily."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+
+from pmfuzz.execution import watchdog
+from pmfuzz.execution.watchdog import TargetHang, deadline, deadline_session
+
+LIMIT = 0.2
+
+pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGALRM"), reason="SIGALRM only")
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+def _hang(limit: float, what: str = "the block") -> tuple[TargetHang, float]:
+    t0 = time.monotonic()
+    with pytest.raises(TargetHang) as ei, deadline(limit, what):
+        _spin()
+    return ei.value, time.monotonic() - t0
+
+
+def test_a_hang_after_many_blocks_fires_at_its_own_limit() -> None:
+    with deadline_session():
+        for _ in range(1000):
+            with deadline(5.0, "a fast block"):
+                pass
+        e, took = _hang(LIMIT, "the spin")  # due before the timer armed for the first block: re-armed
+    assert e.what == "the spin"
+    assert LIMIT * 0.99 <= took < 4.0
+
+
+def test_a_block_after_a_shorter_one_is_not_cut_short_by_its_stale_timer() -> None:
+    with deadline_session():
+        with deadline(LIMIT, "short"):
+            pass
+        e, took = _hang(3 * LIMIT, "longer")  # the timer fires at the first block's expiry: nothing is due
+    assert e.what == "longer"
+    assert took >= 3 * LIMIT * 0.99
+
+
+def test_nothing_fires_between_blocks_or_after_the_session() -> None:
+    with deadline_session():
+        with deadline(LIMIT, "ended"):
+            pass
+        time.sleep(LIMIT * 2)  # its timer fires here, outside every block
+        with deadline(LIMIT, "ended too"):
+            pass
+    time.sleep(LIMIT * 1.5)
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_nested_in_a_session_inner_fires_outer_keeps_running() -> None:
+    with deadline_session(), deadline(5.0, "outer"):
+        e, _ = _hang(LIMIT, "inner")
+        assert e.what == "inner"
+        time.sleep(LIMIT)
+    with deadline_session():
+        with pytest.raises(TargetHang) as ei, deadline(LIMIT, "outer"), deadline(5.0, "inner"):
+            _spin()
+        assert ei.value.what == "outer"
+
+
+def test_the_previous_handler_and_timer_are_kept_through_and_after_a_session() -> None:
+    fired: list[float] = []
+    old = signal.signal(signal.SIGALRM, lambda s, f: fired.append(time.monotonic()))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.6)
+        t0 = time.monotonic()
+        with deadline_session():
+            assert signal.getsignal(signal.SIGALRM) is watchdog._on_alarm
+            _hang(LIMIT)
+            while not fired and time.monotonic() - t0 < 5:
+                with deadline(5.0, "waiting for the foreign timer"):
+                    time.sleep(0.01)
+            assert len(fired) == 1 and fired[0] - t0 >= 0.59  # due in the session: passed on, once
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        assert callable(signal.getsignal(signal.SIGALRM)) and signal.getsignal(signal.SIGALRM) is not watchdog._on_alarm
+        signal.setitimer(signal.ITIMER_REAL, 2.0)
+        with deadline_session(), deadline(5.0, "a block"):
+            pass
+        remaining = signal.getitimer(signal.ITIMER_REAL)[0]
+        assert 0 < remaining <= 2.0  # a timer due after the session is set again when it ends
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_off_the_main_thread_a_session_does_nothing_and_deadlines_still_fire() -> None:
+    out: list[object] = []
+
+    def body() -> None:
+        before = signal.getsignal(signal.SIGALRM)
+        with deadline_session():
+            assert signal.getsignal(signal.SIGALRM) is before
+            try:
+                _hang(LIMIT)
+                out.append("fired")
+            except BaseException as e:  # pragma: no cover - reported below
+                out.append(e)
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join(20)
+    assert out == ["fired"]
+
+
+def test_a_session_inside_a_session_or_a_deadline_leaves_the_outer_in_charge() -> None:
+    with deadline_session():
+        with deadline_session():
+            pass
+        assert signal.getsignal(signal.SIGALRM) is watchdog._on_alarm
+        e, _ = _hang(LIMIT)
+        assert e.what == "the block"
+    with deadline(5.0, "outer"):
+        with deadline_session():
+            e, _ = _hang(LIMIT, "inner")
+        assert e.what == "inner"
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
