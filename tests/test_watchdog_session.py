@@ -125,3 +125,18 @@ def test_a_session_inside_a_session_or_a_deadline_leaves_the_outer_in_charge() -
             e, _ = _hang(LIMIT, "inner")
         assert e.what == "inner"
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_a_target_that_clears_the_timer_or_takes_the_handler_does_not_stop_later_deadlines() -> None:
+    old = signal.getsignal(signal.SIGALRM)
+    with deadline_session():
+        with deadline(5.0, "an op that clears the timer"):
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        e, took = _hang(LIMIT, "the next op")
+        assert e.what == "the next op" and took < 4.0
+        with deadline(5.0, "an op that sets its own alarm"):
+            signal.signal(signal.SIGALRM, lambda s, f: None)
+            signal.setitimer(signal.ITIMER_REAL, 30.0)
+        e, took = _hang(LIMIT, "the op after")
+        assert e.what == "the op after" and took < 4.0
+    assert signal.getsignal(signal.SIGALRM) is old

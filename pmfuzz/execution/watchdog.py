@@ -187,10 +187,16 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
 
 
 def _main_enter(d: _Deadline) -> None:
-    global _prev_handler, _foreign, _foreign_interval
+    global _prev_handler, _foreign, _foreign_interval, _armed_at
     if _session:
         now = d.begin_in_session()
         _stack.append(d)
+        assert _ALARM is not None, "a session is opened only where SIGALRM exists"
+        if _signal.getsignal(_ALARM) is not _on_alarm:
+            _signal.signal(_ALARM, _on_alarm)  # a target put in its own handler: ours again
+            _armed_at = None
+        elif _armed_at is not None and not 0 < _signal.getitimer(signal.ITIMER_REAL)[0] <= _armed_at - now + 1e-3:
+            _armed_at = None  # fired and not yet handled, or a target cleared or moved our timer
         if _armed_at is None or d.expiry < _armed_at:
             _arm(now)
         return
