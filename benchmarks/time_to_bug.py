@@ -47,12 +47,13 @@ def one(bug: Bug | None, design: str, seed: int, cap: float) -> tuple[float | No
         if s.first_hit is None:
             return None, None, len(s.findings)
         # The group of the bug's oracle, or the group its finding was filed under through a link
-        # (`also`: loads through a mapping and read(2) that saw one wrong block are one group).
+        # (`also`: loads through a mapping and read(2) that saw one wrong block are one group) or
+        # by root cause (`signatures`: a COW torn where it left stale data is one cause).
         want = BUG_ORACLE[bug]
         ops = min(
             len(parse_reproducer((Path(tmp) / v["file"]).read_text()).workload)
             for k, v in s.findings.items()
-            if oracle_of(k) == want or any(oracle_of(a) == want for a in v.get("also", ()))
+            if any(oracle_of(a) == want for a in (k, *v.get("also", ()), *v.get("signatures", ())))
         )
         return s.first_hit, ops, len(s.findings)
 
