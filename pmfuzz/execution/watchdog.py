@@ -28,6 +28,7 @@ import os
 import signal
 import threading
 import time
+import weakref
 from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -125,6 +126,7 @@ _RETRY = 0.05
 
 _stack: list[_Deadline] = []
 """The main thread's active deadlines, outermost first."""
+_WEAKREF_FILE = weakref.__file__
 _prev_handler: Any = None
 _foreign: float | None = None
 """When the ITIMER_REAL timer set before our outermost deadline is due (monotonic), if one was set."""
@@ -162,9 +164,11 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
     if not _stack and not _session:
         return
     now = time.monotonic()
-    if frame is not None and frame.f_code in _QUIET:
+    if frame is not None and (frame.f_code in _QUIET or _swallows(frame.f_code)):
         # Inside our own bookkeeping: a block that reached its __exit__ has finished, so never raise
-        # here; the timer is re-armed for whatever is still active.
+        # here; the timer is re-armed for whatever is still active. Likewise in code whose exceptions
+        # Python prints and drops (a weakref callback or __del__ that the collector ran in the block):
+        # raised there, the hang would only be retried later.
         _arm(now)
         return
     if _foreign is not None and _foreign <= now:
@@ -184,6 +188,10 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
     hit.expiry = now + max(_RETRY, hit.seconds / 10)
     _arm(now)
     raise TargetHang(hit.what, hit.seconds, hit.target)
+
+
+def _swallows(code: CodeType) -> bool:
+    return code.co_name == "__del__" or code.co_filename == _WEAKREF_FILE
 
 
 def _main_enter(d: _Deadline) -> None:
@@ -489,6 +497,7 @@ _QUIET: frozenset[CodeType] = frozenset(
         _session_close.__code__,
         _starved.__code__,
         _waited.__code__,
+        _swallows.__code__,
     }
 )
 """Code that a SIGALRM must never raise in: our own bookkeeping around a block."""
