@@ -24,6 +24,7 @@ sleeps forever is a hang.
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import signal
 import threading
@@ -167,8 +168,8 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
     if frame is not None and (frame.f_code in _QUIET or _swallows(frame.f_code)):
         # Inside our own bookkeeping: a block that reached its __exit__ has finished, so never raise
         # here; the timer is re-armed for whatever is still active. Likewise in code whose exceptions
-        # Python prints and drops (a weakref callback or __del__ that the collector ran in the block):
-        # raised there, the hang would only be retried later.
+        # Python prints and drops (a __del__, weakref or gc callback that the collector ran in the
+        # block): raised there, the hang would only be retried later.
         _arm(now)
         return
     if _foreign is not None and _foreign <= now:
@@ -191,7 +192,11 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
 
 
 def _swallows(code: CodeType) -> bool:
-    return code.co_name == "__del__" or code.co_filename == _WEAKREF_FILE
+    return (
+        code.co_name == "__del__"
+        or code.co_filename == _WEAKREF_FILE
+        or any(getattr(cb, "__code__", None) is code for cb in gc.callbacks)
+    )
 
 
 def _main_enter(d: _Deadline) -> None:
