@@ -200,7 +200,7 @@ def _swallows(code: CodeType) -> bool:
 
 
 def _main_enter(d: _Deadline) -> None:
-    global _prev_handler, _foreign, _foreign_interval, _armed_at
+    global _armed_at
     if _session:
         now = d.begin_in_session()
         _stack.append(d)
@@ -218,20 +218,34 @@ def _main_enter(d: _Deadline) -> None:
         _stack.append(d)
         _arm(now)
         return
+    _stack.append(d)
+    _take_alarm(now, min(d.seconds, _LONGEST))
+    if _foreign is not None and _foreign < d.expiry:
+        _arm(now)
+
+
+def _take_alarm(now: float, delay: float) -> None:
+    """Install our handler and set the timer to `delay` (0: unset), keeping the handler and the timer
+    they displace (`_give_back_alarm` puts them back)."""
+    global _prev_handler, _foreign, _foreign_interval
     assert _ALARM is not None, "an alarm deadline is armed only where SIGALRM exists"
     _prev_handler = _signal.signal(_ALARM, _on_alarm)
-    _stack.append(d)
-    delay, interval = _signal.setitimer(signal.ITIMER_REAL, min(d.seconds, _LONGEST))
-    if delay > 0:
-        _foreign, _foreign_interval = now + delay, interval
-        if _foreign < d.expiry:
-            _arm(now)
-    else:
+    left, interval = _signal.setitimer(signal.ITIMER_REAL, delay)
+    _foreign, _foreign_interval = (now + left, interval) if left > 0 else (None, 0.0)
+
+
+def _give_back_alarm() -> None:
+    global _foreign, _armed_at
+    _signal.setitimer(signal.ITIMER_REAL, 0)
+    _armed_at = None
+    assert _ALARM is not None, "an alarm deadline is armed only where SIGALRM exists"
+    _signal.signal(_ALARM, _prev_handler if _prev_handler is not None else signal.SIG_DFL)
+    if _foreign is not None:
+        _signal.setitimer(signal.ITIMER_REAL, max(_foreign - time.monotonic(), 1e-5), _foreign_interval)
         _foreign = None
 
 
 def _main_exit(d: _Deadline) -> None:
-    global _foreign
     for k in range(len(_stack) - 1, -1, -1):
         if _stack[k] is d:
             del _stack[k:]
@@ -240,28 +254,20 @@ def _main_exit(d: _Deadline) -> None:
         return
     if _session:
         return  # the timer stays armed: when it fires for a block that ended, the handler re-arms
-    now = time.monotonic()
     if _stack:
-        _arm(now)
+        _arm(time.monotonic())
         return
-    _signal.setitimer(signal.ITIMER_REAL, 0)
-    assert _ALARM is not None, "an alarm deadline is armed only where SIGALRM exists"
-    _signal.signal(_ALARM, _prev_handler if _prev_handler is not None else signal.SIG_DFL)
-    if _foreign is not None:
-        _signal.setitimer(signal.ITIMER_REAL, max(_foreign - now, 1e-5), _foreign_interval)
-        _foreign = None
+    _give_back_alarm()
 
 
 def _session_open() -> bool:
-    global _prev_handler, _foreign, _foreign_interval, _session, _armed_at, _sample
+    global _session, _armed_at, _sample
     if _session or _stack or threading.get_ident() != _MAIN or _ALARM is None:
         return False
     if _signal.getsignal(_ALARM) is None:
         return False  # a handler from C (libFuzzer's): the watchdog thread serves, as without a session
-    _prev_handler = _signal.signal(_ALARM, _on_alarm)
-    delay, interval = _signal.setitimer(signal.ITIMER_REAL, 0)
     now = time.monotonic()
-    _foreign, _foreign_interval = (now + delay, interval) if delay > 0 else (None, 0.0)
+    _take_alarm(now, 0)
     _armed_at, _sample = None, (-1.0, None)
     _session = True
     if _foreign is not None:
@@ -270,15 +276,9 @@ def _session_open() -> bool:
 
 
 def _session_close() -> None:
-    global _foreign, _session, _armed_at
+    global _session
     _session = False
-    _signal.setitimer(signal.ITIMER_REAL, 0)
-    _armed_at = None
-    assert _ALARM is not None, "a session is opened only where SIGALRM exists"
-    _signal.signal(_ALARM, _prev_handler if _prev_handler is not None else signal.SIG_DFL)
-    if _foreign is not None:
-        _signal.setitimer(signal.ITIMER_REAL, max(_foreign - time.monotonic(), 1e-5), _foreign_interval)
-        _foreign = None
+    _give_back_alarm()
 
 
 class deadline_session:
@@ -500,6 +500,8 @@ _QUIET: frozenset[CodeType] = frozenset(
         _Deadline.begin_in_session.__code__,
         _session_open.__code__,
         _session_close.__code__,
+        _take_alarm.__code__,
+        _give_back_alarm.__code__,
         _starved.__code__,
         _waited.__code__,
         _swallows.__code__,
