@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from pmfuzz.fuzzing import memory
+from pmfuzz.fuzzing.memory import heap_mib
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or getattr(memory._LIBC, "mallopt", None) is None, reason="glibc only"
@@ -59,6 +61,7 @@ import resource
 import sys
 import numpy as np
 from pmfuzz.fuzzing import memory
+from pmfuzz.fuzzing.memory import heap_mib
 
 if sys.argv[1] == "fixed":
     memory.keep_freed_memory_until_trimmed()
@@ -80,3 +83,15 @@ def test_the_heap_keeps_freed_pages_until_the_trim() -> None:
     each round and faults it in again (about 2,560 pages a round); kept until the batch's trim, once."""
     assert _refaults("fixed") < 10_000
     assert _refaults("default") > 50_000  # what the setting is for
+
+
+@pytest.mark.skipif(heap_mib() is None, reason="the C library has no mallinfo2")
+def test_heap_figures_count_a_live_block_as_in_use_and_its_freed_pages_as_not() -> None:
+    before = heap_mib()
+    assert before is not None
+    block = np.ones(40 << 20, dtype=np.uint8)
+    during = heap_mib()
+    assert during is not None and during[0] - before[0] >= 39
+    del block
+    after = heap_mib()
+    assert after is not None and after[0] - before[0] < 1

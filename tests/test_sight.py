@@ -163,6 +163,8 @@ def test_a_campaign_records_its_memory_and_the_plot_draws_it(campaign: Path, tmp
     raw = _raw(campaign)
     if sys.platform.startswith("linux"):
         assert all(r["rss_mib"] > 1 for r in raw)
+        assert all(0 < r["heap_in_use_mib"] < r["rss_mib"] and r["heap_free_mib"] >= 0 for r in raw)
+    assert all(r["py_blocks"] > 1000 for r in raw)
     lines = [
         {"seconds": s, "execs": s, "states": 10 * s, "corpus": 5, "coverage": s, "findings": 0, "rss_mib": m}
         for s, m in ((5, 80.0), (10, 95.5), (15, 96.0))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
-__all__ = ["give_back_memory", "keep_freed_memory_until_trimmed"]
+__all__ = ["give_back_memory", "heap_mib", "keep_freed_memory_until_trimmed"]
 
 _M_TRIM_THRESHOLD = -1
 _TRIM_THRESHOLD = 512 << 20
@@ -46,3 +46,33 @@ def give_back_memory() -> None:
     fn = getattr(_LIBC, "malloc_trim", None)
     if fn is not None:
         fn(0)
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def heap_mib() -> tuple[float, float] | None:
+    """The C heap's bytes in use and bytes free but kept (MiB, glibc's mallinfo2), so a rising
+    resident line can be told apart: live data growing, or freed memory the trim cannot return."""
+    fn = getattr(_LIBC, "mallinfo2", None)
+    if fn is None:
+        return None
+    fn.restype = _MallInfo2
+    info = fn()
+    in_use = info.uordblks + info.hblkhd
+    return in_use / (1 << 20), info.fordblks / (1 << 20)

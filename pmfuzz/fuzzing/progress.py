@@ -27,6 +27,7 @@ from ..lang.workload import parse
 from ..signature import oracle_of
 from .campaign_config import PICTURE_SECONDS, CampaignConfig
 from .corpus import CorpusDir, CrashDir
+from .memory import heap_mib
 
 __all__ = ["Progress", "Summary", "append_line", "repair_jsonl", "summary_from_json", "summary_text", "summary_to_json"]
 
@@ -272,6 +273,10 @@ class Progress:
         rss = resident_mib()
         if rss is not None:
             rec["rss_mib"] = round(rss, 1)
+        heap = heap_mib()
+        if heap is not None:
+            rec["heap_in_use_mib"], rec["heap_free_mib"] = round(heap[0], 1), round(heap[1], 1)
+        rec["py_blocks"] = sys.getallocatedblocks()
         append_line(self.stats_path, json.dumps(rec))
 
 
