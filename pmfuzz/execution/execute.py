@@ -50,7 +50,7 @@ from ..target import (
     scheduler_hook,
     shared_elsewhere,
 )
-from ..verdict import Finding, Findings, Options, link_alike
+from ..verdict import Finding, Findings, Options, filing_key, link_alike
 from .blame import failure, oracle_fault, target_traceback, what_failed
 from .guarded import guarded_mount
 from .pages import PageFrame, PageLog, Stale, entry_cause, view
@@ -242,7 +242,7 @@ class _Execution:
                 break
             i += 1
         t_exec = time.perf_counter() - t0
-        key = _run_digest(pm, results, self.orders, fs, ref) if want_digest and self.chooser is not None else None
+        key = _run_digest(pm, results, self.orders, fs, ref, self.findings) if want_digest and self.chooser else None
         sid = str(self.chooser.schedule()) if self.chooser is not None else None
         return Run(
             target, ops, opts, pm, hist, executed, returned, self.spans, self.grps, link_alike(self.findings.values()),
@@ -556,17 +556,20 @@ def _slices(texts: list[str], steps: tuple[tuple[int, str], ...]) -> list[Schedu
     return out
 
 
-def _run_digest(pm: PMem, results: list[str], orders: list[tuple[int, ...]], fs: MountedFS, ref: Reference) -> bytes:
-    """What decides every verdict of a run: its trace, results, serial orders, mapping views, and what
+def _run_digest(
+    pm: PMem, results: list[str], orders: list[tuple[int, ...]], fs: MountedFS, ref: Reference, found: Findings
+) -> bytes:
+    """What decides every verdict of a run: its trace, results, serial orders, mapping views, what
     the target's introspection hooks tell the oracles (which block each mapped page reaches, which
-    accesses reached a block the file lost): two schedules may leave the same trace -- a lazy log
-    writes nothing at commit -- yet differ in whether a store came before a remap."""
+    accesses reached a block the file lost), and what the oracles found while it ran (a later op may
+    undo what one saw after a group): two schedules may leave the same trace -- a lazy log writes
+    nothing at commit -- yet differ in whether a store came before a remap."""
     h = hashlib.blake2b(digest_size=16)
     for e in pm.trace:
         h.update(repr((e.kind, e.addr, e.size, e.op, e.site)).encode())
         if e.data is not None:
             h.update(bytes(e.data))
-    h.update(repr((results, orders)).encode())
+    h.update(repr((results, orders, sorted(repr(filing_key(f)) for f in found.values()))).encode())
     blocks = mapping_blocks_hook(fs)
     for m, mp in sorted(ref.maps.items()):
         h.update(repr(fs.read_mapping(m, 0, mp.length)).encode())
