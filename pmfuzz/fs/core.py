@@ -97,10 +97,9 @@ class DaxFS:
         refc = pm.load_array(geo.refc_start * BS, geo.nblocks * 4).view("<u4").copy()
         self.space = Space(geo, used, refc)
         table = pm.load(geo.inode_addr(0), NINODES * INODE_FMT_STRIDE)
-        for ino in range(NINODES):
+        in_use = np.frombuffer(table, "<u4")[:: INODE_FMT_STRIDE // 4] & I_INUSE
+        for ino in np.flatnonzero(in_use).tolist():
             flags, gen, name, size, next_ = INODE_FMT.unpack_from(table, ino * INODE_FMT_STRIDE)
-            if not flags & I_INUSE:
-                continue
             if next_ > MAX_EXTENTS:
                 raise MountError(f"inode {ino} claims {next_} extents")
             raw = pm.load(geo.extent_addr(ino), max(1, next_) * EXTENT_FMT.size)

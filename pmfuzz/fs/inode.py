@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .extents import ExtentMap
 from .locks import Lock, RangeLock
@@ -69,9 +70,6 @@ class Inode:
     vmas: list[Vma] = field(default_factory=list)
     unpushed: bool = False
     """Metadata of this inode committed but not yet on the log (drives IOMAP_F_DIRTY)."""
-    iolock: Lock = field(init=False)
-    mmaplock: Lock = field(init=False)
-    ilock: Lock = field(init=False)
     cow: dict[int, CowBlock] = field(default_factory=dict)
     """The COW fork by file block: staged, not yet remapped (one per in-flight copy-on-write, shared
     by every op that writes the block meanwhile, as XFS's COW fork is)."""
@@ -84,10 +82,18 @@ class Inode:
     rangelock: RangeLock | None = field(default=None, init=False)
     """The byte-range lock that replaces i_rwsem under locks=range; made on first use."""
 
-    def __post_init__(self) -> None:
-        self.iolock = Lock(f"i_rwsem[{self.ino}]")
-        self.mmaplock = Lock(f"mmaplock[{self.ino}]")
-        self.ilock = Lock(f"ilock[{self.ino}]")
+    # Made on first use: a recovered image the oracles read takes no lock, and mounts are per crash state.
+    @cached_property
+    def iolock(self) -> Lock:
+        return Lock(f"i_rwsem[{self.ino}]")
+
+    @cached_property
+    def mmaplock(self) -> Lock:
+        return Lock(f"mmaplock[{self.ino}]")
+
+    @cached_property
+    def ilock(self) -> Lock:
+        return Lock(f"ilock[{self.ino}]")
 
     def entry_lock(self, pgoff: int) -> Lock:
         lk = self.entry_locks.get(pgoff)

@@ -456,8 +456,8 @@ def _scenario(draw: st.DrawFn, ctx: _Ctx, shape: Shape, kind: str) -> list[Op]:
 def _huge(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> list[Op]:
     """A 4 MiB file mapped whole (MAP_SYNC or not) and a PMD fault, read (the huge zero page) or write
     (a 2 MiB allocation, zeroed; synchronous on MAP_SYNC) on a page that is a hole, preallocated,
-    written (durably or not), shared or past EOF; then a write, store or punch under it and maybe
-    its writeback."""
+    written (durably or not), shared or past EOF; then a write, store or punch under it (in the PMD
+    the fault mapped) and maybe its writeback."""
     names = list(FILES[: shape.files])
     have = set(shape.weights)
     f = draw(st.sampled_from([n for n in names if n not in ctx.sizes] or names))
@@ -483,7 +483,7 @@ def _huge(draw: st.DrawFn, ctx: _Ctx, shape: Shape) -> list[Op]:
         pg = max(pg, 1)
         out.append(Truncate(f, pg * K))
     out.append(Fault(m, pg, draw(st.integers(0, 2)) == 0, True))
-    off = draw(st.sampled_from([0, 100, K, PMD_SIZE - K]))
+    off = pg * K // PMD_SIZE * PMD_SIZE + draw(st.sampled_from([0, 100, K, PMD_SIZE - K]))
     how = draw(st.sampled_from(["write", "write", "write", "store", "store", "punch"]))
     if how == "write":
         out.append(Write(f, off, draw(st.sampled_from([100, K]))))
