@@ -572,7 +572,8 @@ def _run_digest(
     h.update(repr((results, orders, sorted(repr(filing_key(f)) for f in found.values()))).encode())
     blocks = mapping_blocks_hook(fs)
     for m, mp in sorted(ref.maps.items()):
-        h.update(repr(fs.read_mapping(m, 0, mp.length)).encode())
+        got = fs.read_mapping(m, 0, mp.length)
+        h.update(repr((m, str(got))).encode() + (got.value if isinstance(got.value, bytes) else b""))
         if blocks is not None:
             h.update(repr(blocks(m)).encode())
     layout = layout_violations_hook(fs)

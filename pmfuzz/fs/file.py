@@ -28,6 +28,7 @@ from .dax import (
 from .inode import Inode, Vma
 from .layout import BS, NINODES
 from .locks import LockMode, RangeDeadlock
+from .mapview import mapping_view
 from .pmemops import memcpy_flushcache
 from .reflink import remap_range
 
@@ -465,29 +466,6 @@ def persist(fs: DaxFS, name: str, off: int, n: int) -> Result:
     with fs.pm.site("user_persist"):
         fs.pm.sfence()
     return OK
-
-
-def mapping_view(fs: DaxFS, name: str, off: int, n: int) -> Result:
-    """What loads through a mapping would return, without faulting anything in."""
-    vma = fs.vmas.get(name)
-    if vma is None:
-        return err(Errno.EINVAL)
-    ip = vma.inode
-    out = bytearray()
-    for pos, k in page_pieces(off, n):
-        vpage = pos // PAGE_SIZE
-        bad = _check_page(vma, vpage)
-        if bad is not None:
-            return sig(bad)
-        pte = vma.ptes.get(vpage)
-        if pte is not None:
-            out += bytes(k) if pte.block is None else fs.pm.load(pte.block * BS + pos % PAGE_SIZE, k)
-            continue
-        fpos = (vma.pgoff + vpage) * PAGE_SIZE
-        if fpos >= ip.size:
-            return sig(Signal.SIGBUS)
-        out += fs.read_blocks(ip, fpos + pos % PAGE_SIZE, k).tobytes()
-    return Result(bytes(out))
 
 
 def mapping_blocks(fs: DaxFS, name: str) -> dict[int, tuple[int | None, int | None]]:

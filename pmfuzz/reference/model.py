@@ -76,15 +76,17 @@ class Reference(FallocateSemantics):
         m = self.maps.get(name)
         if m is None:
             return err(Errno.EINVAL)
-        out = bytearray()
-        for pos, k in page_pieces(off, n):
-            bad = self._page_fault(m, pos)
-            if bad is not None:
-                return bad
-            fpos = m.off + pos
-            m.file.ensure(fpos + k)
-            out += m.file.data[fpos : fpos + k].tobytes()
-        return Result(bytes(out))
+        if n <= 0:
+            return Result(b"")
+        # The first page that faults, in order: past the mapping (SIGSEGV), else past EOF (SIGBUS).
+        first, last = off // PAGE_SIZE, (off + n - 1) // PAGE_SIZE
+        bad = max(first, min(-(-m.length // PAGE_SIZE), max(0, -(-(m.file.size - m.off) // PAGE_SIZE))))
+        fault = self._page_fault(m, bad * PAGE_SIZE) if bad <= last else None
+        if fault is not None:
+            return fault
+        fpos = m.off + off
+        m.file.ensure(fpos + n)
+        return Result(m.file.data[fpos : fpos + n].tobytes())
 
     range_locks: bool = False
     """The target locks the byte range write(2) changes (`workload.write_lock_span`) and faults lock
