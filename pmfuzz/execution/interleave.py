@@ -42,6 +42,7 @@ __all__ = [
     "GroupRun",
     "Scheduler",
     "explore",
+    "on_one_cpu",
     "preemptions",
 ]
 
@@ -260,6 +261,17 @@ def _unpin(cpus: set[int] | None) -> None:
             os.sched_setaffinity(0, cpus)
 
 
+@contextlib.contextmanager
+def on_one_cpu() -> Iterator[None]:
+    """The block, and the threads it starts, on the CPU the caller runs on (`_pin_to_this_cpu`):
+    around all the schedules of a workload, pinning costs two system calls once, not per schedule."""
+    cpus = _pin_to_this_cpu()
+    try:
+        yield
+    finally:
+        _unpin(cpus)
+
+
 # -- the scheduler ----------------------------------------------------------------------
 
 
@@ -394,11 +406,8 @@ class Scheduler:
 
     def run_group(self, group: int, fns: Sequence[Callable[[], Any]], texts: Sequence[str]) -> GroupRun:
         """Run `fns` as threads t0, t1, ... until all finish or all block (all on the caller's CPU)."""
-        cpus = _pin_to_this_cpu()
-        try:
+        with on_one_cpu():
             return self._run_group(group, fns, texts)
-        finally:
-            _unpin(cpus)
 
     def _run_group(self, group: int, fns: Sequence[Callable[[], Any]], texts: Sequence[str]) -> GroupRun:
         main_ctx = self._save()

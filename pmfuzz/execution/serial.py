@@ -101,7 +101,7 @@ def serial_order(
         want = {}
         for k, j in enumerate(order):
             want[j] = r2.apply(j, ops[j])
-            hist.add_alternative(start + k + 1, r2)
+            hist.add_alternative(start + k + 1, r2, ref)
         fit = _fits(want, got, r2, fs, idx)
         if fit is True:
             fitting.append((order, r2))
@@ -342,7 +342,7 @@ def _split_orders(
                 res[j] = _apply_step(r2, j, kind, op, r, cut)
             if done[j] == len(steps[j]):
                 finished.append(j)
-            hist.add_alternative(start + min(len(finished) + (done[j] < len(steps[j])), len(idx)), r2)
+            hist.add_alternative(start + min(len(finished) + (done[j] < len(steps[j])), len(idx)), r2, ref)
         want = {j: r for j, r in res.items() if r is not None}
         if len(want) == len(idx) and _fits(want, got, r2, fs, idx) is True:
             fitting.append((tuple(finished), r2))

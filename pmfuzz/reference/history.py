@@ -45,12 +45,19 @@ class History:
         """The earliest position op `op` may have run at: its group's first, if it was in one."""
         return self.groups.get(op, op)
 
-    def add_alternative(self, b: int, other: Reference) -> None:
-        """Record `other` (a copy of the reference run in another serial order) as a state at boundary b."""
+    def add_alternative(self, b: int, other: Reference, copied_from: Reference | None = None) -> None:
+        """Record `other` (a copy of the reference run in another serial order) as a state at boundary b.
+
+        `copied_from`: the reference `other` is a deep copy of, unchanged since; a file whose version
+        has not moved since the copy shares that file's words (one array, not one per order and op).
+        """
         names = {id(f): n for n, f in other.names.items()}
+        orig = {} if copied_from is None else {f.ino: f for f in _files(copied_from)}
         live: dict[int, tuple[str | None, FileVersion]] = {}
-        for f in [*other.names.values(), *(m.file for m in other.maps.values())]:
-            live[f.ino] = (names.get(id(f)), FileVersion(f.ino, f.size, f.words()))
+        for f in _files(other):
+            o = orig.get(f.ino)
+            v = self._version(o) if o is not None and o.version == f.version else None
+            live[f.ino] = (names.get(id(f)), v or FileVersion(f.ino, f.size, f.words()))
         self.alternatives.setdefault(b, []).append(live)
         self._expects.clear()
 
@@ -114,3 +121,8 @@ class History:
         if hit is None:
             hit = self._expects[key] = Expectation(self, completed, upper, durable, synchronous)
         return hit
+
+
+def _files(ref: Reference) -> list[RefFile]:
+    """Every live file of a reference: by name, and unlinked ones still mapped."""
+    return [*ref.names.values(), *(m.file for m in ref.maps.values())]
