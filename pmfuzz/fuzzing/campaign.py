@@ -391,8 +391,11 @@ def _run_batched(d: Driver, runner: BatchRunner) -> None:
     initial = [format_workload(w) for w in d.corpus.entries]
     d.prog.s.seeds_left = len(initial)
     texts = list(initial)
-    sizes = [len(texts)]  # corpus length after k merged batches: batch b mutates texts[: sizes[b - window + 1]]
-    reached = [frozenset(d.prog.s.forms)]  # op forms reached after k merged batches, likewise
+    # Per k merged batches, the corpus length and the op forms reached: batch b mutates
+    # texts[: sizes[b - window + 1]]. Older entries are never read again and are dropped (kept,
+    # one set of forms per batch grew a long campaign's memory without end).
+    sizes = {0: len(texts)}
+    reached = {0: frozenset(d.prog.s.forms)}
     pending: dict[int, Future] = {}
     results: dict[int, BatchResult] = {}
     submitted = merged = 0
@@ -422,8 +425,9 @@ def _run_batched(d: Driver, runner: BatchRunner) -> None:
                 if not merge(results.pop(merged)):
                     return
                 merged += 1
-                sizes.append(len(texts))
-                reached.append(frozenset(d.prog.s.forms))
+                sizes[merged] = len(texts)
+                forms = d.prog.s.forms
+                reached[merged] = reached[merged - 1] if len(forms) == len(reached[merged - 1]) else frozenset(forms)
                 continue
             left = None if cfg.max_execs is None else cfg.max_execs - d.execs
             if submitted - merged < window and (left is None or (submitted - merged) * size < left):
@@ -432,6 +436,8 @@ def _run_batched(d: Driver, runner: BatchRunner) -> None:
                 snapshot = tuple(texts[: sizes[before]])
                 pending[submitted] = runner.submit(run_batch, cfg, submitted, snapshot, todo, reached[before])
                 submitted += 1
+                for k in [k for k in sizes if k < before]:
+                    del sizes[k], reached[k]
                 continue
             wait(list(pending.values()), timeout=0.5, return_when=FIRST_COMPLETED)
             d.prog.tick()
