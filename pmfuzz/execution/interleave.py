@@ -42,7 +42,6 @@ __all__ = [
     "GroupRun",
     "Scheduler",
     "explore",
-    "on_one_cpu",
     "preemptions",
 ]
 
@@ -261,17 +260,6 @@ def _unpin(cpus: set[int] | None) -> None:
             os.sched_setaffinity(0, cpus)
 
 
-@contextlib.contextmanager
-def on_one_cpu() -> Iterator[None]:
-    """The block, and the threads it starts, on the CPU the caller runs on (`_pin_to_this_cpu`):
-    around all the schedules of a workload, pinning costs two system calls once, not per schedule."""
-    cpus = _pin_to_this_cpu()
-    try:
-        yield
-    finally:
-        _unpin(cpus)
-
-
 # -- the scheduler ----------------------------------------------------------------------
 
 
@@ -406,8 +394,11 @@ class Scheduler:
 
     def run_group(self, group: int, fns: Sequence[Callable[[], Any]], texts: Sequence[str]) -> GroupRun:
         """Run `fns` as threads t0, t1, ... until all finish or all block (all on the caller's CPU)."""
-        with on_one_cpu():
+        cpus = _pin_to_this_cpu()
+        try:
             return self._run_group(group, fns, texts)
+        finally:
+            _unpin(cpus)
 
     def _run_group(self, group: int, fns: Sequence[Callable[[], Any]], texts: Sequence[str]) -> GroupRun:
         main_ctx = self._save()

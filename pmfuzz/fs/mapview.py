@@ -25,7 +25,7 @@ def mapping_view(fs: DaxFS, name: str, off: int, n: int) -> Result:
     if n <= 0:
         return Result(b"")
     first, last = off // PAGE_SIZE, (off + n - 1) // PAGE_SIZE
-    bad = _first_bad_page(fs, vma, first, last)
+    bad = _first_bad_page(vma, first, last)
     if bad is not None:
         return sig(bad)
     out = fs.read_blocks(vma.inode, vma.pgoff * PAGE_SIZE + off, n)
@@ -38,7 +38,7 @@ def mapping_view(fs: DaxFS, name: str, off: int, n: int) -> Result:
     return Result(out.tobytes())
 
 
-def _first_bad_page(fs: DaxFS, vma: Vma, first: int, last: int) -> Signal | None:
+def _first_bad_page(vma: Vma, first: int, last: int) -> Signal | None:
     eof_page = -(-vma.inode.size // PAGE_SIZE) - vma.pgoff
     for vpage in range(max(first, eof_page), min(last, vma.npages - 1) + 1):
         if vpage not in vma.ptes:

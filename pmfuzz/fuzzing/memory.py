@@ -72,7 +72,7 @@ def heap_mib() -> tuple[float, float] | None:
     fn = getattr(_LIBC, "mallinfo2", None)
     if fn is None:
         return None
-    fn.restype = _MallInfo2
+    fn.restype = _MallInfo2  # ctypes keeps one function object per name: set once, read every time
     info = fn()
     in_use = info.uordblks + info.hblkhd
     return in_use / (1 << 20), info.fordblks / (1 << 20)

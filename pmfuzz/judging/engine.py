@@ -59,7 +59,7 @@ def check(target, workload: Workload | Sequence[Op], opts: Options = _DEFAULT) -
 
 
 def _explore(target, top: tuple[Op, ...], grps: tuple[tuple[int, int, int], ...], opts: Options) -> Verdict:
-    from ..execution.interleave import Chooser, Schedule, explore, on_one_cpu
+    from ..execution.interleave import Chooser, Schedule, explore
 
     if opts.schedule is not None:
         return judge(execute(target, top, opts, Chooser(Schedule.parse(opts.schedule))))
@@ -71,40 +71,39 @@ def _explore(target, top: tuple[Op, ...], grps: tuple[tuple[int, int, int], ...]
     seen: set[bytes] = set()
     first_group = min(start for _g, start, _n in grps)
     runs = distinct = 0
-    with on_one_cpu():
-        for chooser in explore(opts.preemption_bound):
-            if opts.max_schedules is not None and runs >= opts.max_schedules:
-                notes.append(f"stopped exploring after {runs} schedules (max_schedules)")
-                break
-            runs += 1
-            run = execute(target, top, opts, chooser, digest=True)
-            skip_before = 0
-            if run.digest is not None:
-                if run.digest in seen:
-                    continue
-                # Crash points before the first group are the same in every schedule: judge them in the first only.
-                skip_before = first_group if seen else 0
-                seen.add(run.digest)
-            v = judge(run, skip_before=skip_before)
-            distinct += 1
-            hung = any(HUNG in n for n in v.notes)
-            # What a schedule shows after it left the reference follows from that divergence, which
-            # another schedule's finding of the same signature may stand for: merged, it would lose
-            # the divergence it follows (`filed` reads each schedule's own).
-            for f in filed(v.findings):
-                key = filing_key(f)
-                old = findings.get(key)
-                if old is None or (
-                    f.crash is not None and old.crash is not None and f.crash.deviations < old.crash.deviations
-                ):
-                    findings[key] = f
-            stats.add(v.stats)
-            notes += [n for n in v.notes if n not in notes]
-            log += v.state_log
-            feats |= v.features
-            if hung:
-                notes.append("stopped exploring: a schedule hung the target (every other would wait out the timeout)")
-                break
+    for chooser in explore(opts.preemption_bound):
+        if opts.max_schedules is not None and runs >= opts.max_schedules:
+            notes.append(f"stopped exploring after {runs} schedules (max_schedules)")
+            break
+        runs += 1
+        run = execute(target, top, opts, chooser, digest=True)
+        skip_before = 0
+        if run.digest is not None:
+            if run.digest in seen:
+                continue
+            # Crash points before the first group are the same in every schedule: judge them in the first only.
+            skip_before = first_group if seen else 0
+            seen.add(run.digest)
+        v = judge(run, skip_before=skip_before)
+        distinct += 1
+        hung = any(HUNG in n for n in v.notes)
+        # What a schedule shows after it left the reference follows from that divergence, which
+        # another schedule's finding of the same signature may stand for: merged, it would lose
+        # the divergence it follows (`filed` reads each schedule's own).
+        for f in filed(v.findings):
+            key = filing_key(f)
+            old = findings.get(key)
+            if old is None or (
+                f.crash is not None and old.crash is not None and f.crash.deviations < old.crash.deviations
+            ):
+                findings[key] = f
+        stats.add(v.stats)
+        notes += [n for n in v.notes if n not in notes]
+        log += v.state_log
+        feats |= v.features
+        if hung:
+            notes.append("stopped exploring: a schedule hung the target (every other would wait out the timeout)")
+            break
     notes.insert(
         0,
         f"explored {runs} schedule(s) of {len(grps)} parallel group(s) with at most "
