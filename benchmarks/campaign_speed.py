@@ -5,8 +5,11 @@ Each configuration runs `pmfuzz run` in this process (fixed seed, empty corpus, 
 and files each sample under the phase it is in: generation, execution, schedules (parallel
 groups' interleavings and serial orders), reference (the allowed values of a crash point),
 enumeration (crash states), images (digests, patching), recovery (mount), oracles, minimizing,
-bookkeeping (the rest: corpus, reports, statistics). `check_speed.py` measures the engine on
-a fixed workload set; this measures what a user's campaign gets.
+bookkeeping (the rest: corpus, reports, statistics). A third line splits the time spent judging
+workloads by kind -- plain, race (a parallel group), huge (a 2 MiB mapping or file: the
+`hugezero` scenario) -- with each kind's share of the states and its states/s.
+`check_speed.py` measures the engine on a fixed workload set; this measures what a user's
+campaign gets.
 
     python benchmarks/campaign_speed.py --seconds 60
     python benchmarks/campaign_speed.py --seconds 30 --only default,cow-remap
@@ -23,7 +26,9 @@ import time
 from pathlib import Path
 from types import FrameType
 
+import pmfuzz.fuzzing.campaign as campaign_module
 from pmfuzz.fuzzing.campaign import CampaignConfig, run_campaign
+from pmfuzz.lang.workload import PMD_SIZE, Mmap, Parallel, Truncate, Workload
 from pmfuzz.target import TargetSpec
 
 CONFIGS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -75,10 +80,30 @@ def _phase(frame: FrameType | None) -> str:
     return phase
 
 
+def _kind(w: Workload) -> str:
+    def huge(o) -> bool:
+        return (isinstance(o, Mmap) and o.len >= PMD_SIZE) or (isinstance(o, Truncate) and o.size >= PMD_SIZE)
+
+    if any(huge(o) for o in w.ops):
+        return "huge"
+    return "race" if any(isinstance(o, Parallel) for o in w.ops) else "plain"
+
+
 def measure(name: str, opts: tuple[tuple[str, str], ...], seconds: float, seed: int, period: float) -> None:
     counts: collections.Counter[str] = collections.Counter()
     main = threading.get_ident()
     done = threading.Event()
+    kinds: dict[str, list[float]] = {k: [0, 0.0, 0] for k in ("plain", "race", "huge")}
+    check = campaign_module.check
+
+    def timed(target, w, options):  # the campaign's own call, timed per workload kind
+        t = time.perf_counter()
+        v = check(target, w, options)
+        k = kinds[_kind(w)]
+        k[0] += 1
+        k[1] += time.perf_counter() - t
+        k[2] += v.stats.distinct
+        return v
 
     def sample() -> None:
         while not done.wait(period):
@@ -97,7 +122,11 @@ def measure(name: str, opts: tuple[tuple[str, str], ...], seconds: float, seed: 
         sampler = threading.Thread(target=sample, daemon=True)
         t0 = time.perf_counter()
         sampler.start()
-        s = run_campaign(cfg, out=open("/dev/null", "w"))  # noqa: SIM115 (closed with the process)
+        campaign_module.check = timed
+        try:
+            s = run_campaign(cfg, out=open("/dev/null", "w"))  # noqa: SIM115 (closed with the process)
+        finally:
+            campaign_module.check = check
         wall = time.perf_counter() - t0
         done.set()
         sampler.join()
@@ -109,6 +138,14 @@ def measure(name: str, opts: tuple[tuple[str, str], ...], seconds: float, seed: 
         flush=True,
     )
     print(f"{'':10} {split}", flush=True)
+    spent = sum(k[1] for k in kinds.values()) or 1.0
+    states = sum(k[2] for k in kinds.values()) or 1
+    by_kind = "  ".join(
+        f"{k} {n:.0f} execs, {100 * t / spent:.0f}% of the time, {100 * d / states:.0f}% of the states, {d / t:,.0f}/s"
+        for k, (n, t, d) in kinds.items()
+        if n
+    )
+    print(f"{'':10} {by_kind}", flush=True)
 
 
 def main() -> None:
