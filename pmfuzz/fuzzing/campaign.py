@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache, lru_cache, partial
 from typing import Any, Protocol
 
 from ..errors import PmfuzzError
@@ -35,7 +35,7 @@ from ..gen.mutate import mutate
 from ..gen.strategies import DEFAULT_SHAPE, Shape, ops, workloads
 from ..judging.engine import Finding, Options, check
 from ..lang.falloc import falloc_words
-from ..lang.workload import OpKind, Workload, format_workload, parse
+from ..lang.workload import Op, OpKind, Workload, format_workload, parse
 from ..target import (
     Target,
     TargetSpec,
@@ -170,7 +170,8 @@ def batch_workloads(
         elif corpus and rng.random() < 0.7:
             donors = [parse(t) for t in rng.sample(list(corpus), min(3, len(corpus)))]
             fresh = [o for o in (draw_op(rng.randbytes(64)) for _ in range(2)) if o is not None]
-            w = mutate(rng, parse(rng.choice(corpus)), donors, fresh)
+            scenario = partial(_scenario_ops, draw_w, rng)
+            w = mutate(rng, parse(rng.choice(corpus)), donors, fresh, scenario)
         else:
             w = _fresh(draw_w, rng, want)
         if w is None or not w.ops:
@@ -178,6 +179,12 @@ def batch_workloads(
             continue
         out.append((w, rng.choice(variants)))
     return out
+
+
+def _scenario_ops(draw_w: Drawer, rng: random.Random) -> tuple[Op, ...]:
+    """A short fresh draw's ops, for a mutation to splice into a corpus entry."""
+    w = draw_w(rng.randbytes(512))
+    return () if w is None else w.ops
 
 
 def _fresh(draw_w: Drawer, rng: random.Random, want: set[str]) -> Workload | None:

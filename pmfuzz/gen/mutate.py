@@ -1,4 +1,5 @@
-"""Mutation of corpus workloads: insert, delete, splice, duplicate, swap, change arguments.
+"""Mutation of corpus workloads: insert, delete, splice, duplicate, swap, change arguments, and
+splice in a freshly drawn scenario.
 
 Every mutation returns a syntactically valid workload (ops may still be invalid
 in context: that exercises error paths). Deterministic for a given `random.Random`.
@@ -7,7 +8,7 @@ in context: that exercises error paths). Deterministic for a given `random.Rando
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 
 from ..lang.falloc import FallocMode
@@ -81,12 +82,24 @@ def change_args(rng: random.Random, op: Op) -> Op:
     return new
 
 
-def mutate(rng: random.Random, w: Workload, donors: Sequence[Workload] = (), fresh: Sequence[Op] = ()) -> Workload:
-    """One to three mutations of `w`, using ops of other corpus entries (`donors`) and freshly drawn ops."""
+def mutate(
+    rng: random.Random,
+    w: Workload,
+    donors: Sequence[Workload] = (),
+    fresh: Sequence[Op] = (),
+    scenario: Callable[[], Sequence[Op]] | None = None,
+) -> Workload:
+    """One to three mutations of `w`, using ops of other corpus entries (`donors`), freshly drawn
+    ops, and a freshly drawn workload (`scenario`, drawn only when that mutation is picked), spliced
+    in whole: a race group kept from a corpus entry needs a prefix (shared blocks, a hole, a mapping)
+    that single-op insertions rarely rebuild, and a fresh scenario brings one."""
     ops = list(w.ops)
     for _ in range(rng.choice((1, 1, 2, 3))):
-        kind = rng.randrange(7)
-        if kind == 0 and (fresh or donors):
+        kind = rng.randrange(8)
+        if kind == 7 and scenario is not None:
+            at = rng.randint(0, len(ops))
+            ops[at:at] = scenario()
+        elif kind == 0 and (fresh or donors):
             pool = list(fresh) or [op for d in donors for op in d.ops]
             ops.insert(rng.randint(0, len(ops)), rng.choice(pool))
         elif kind == 1 and len(ops) > 1:
