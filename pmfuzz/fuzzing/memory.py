@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from typing import Any
 
 __all__ = ["give_back_memory", "heap_mib", "keep_freed_memory_until_trimmed"]
 
@@ -66,13 +67,21 @@ class _MallInfo2(ctypes.Structure):
     ]
 
 
+def _mallinfo2() -> Any:
+    fn = getattr(_LIBC, "mallinfo2", None)
+    if fn is not None:
+        fn.restype = _MallInfo2
+    return fn
+
+
+_MALLINFO2 = _mallinfo2()
+
+
 def heap_mib() -> tuple[float, float] | None:
     """The C heap's bytes in use and bytes free but kept (MiB, glibc's mallinfo2), so a rising
     resident line can be told apart: live data growing, or freed memory the trim cannot return."""
-    fn = getattr(_LIBC, "mallinfo2", None)
-    if fn is None:
+    if _MALLINFO2 is None:
         return None
-    fn.restype = _MallInfo2  # ctypes keeps one function object per name: set once, read every time
-    info = fn()
+    info = _MALLINFO2()
     in_use = info.uordblks + info.hblkhd
     return in_use / (1 << 20), info.fordblks / (1 << 20)
