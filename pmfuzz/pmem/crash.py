@@ -10,7 +10,6 @@ the groups that kept less than everything; it parses back to the same state.
 from __future__ import annotations
 
 import enum
-import hashlib
 import itertools
 import random
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,6 +20,8 @@ import numpy as np
 
 from ..errors import PMemError
 from .groups import Group, LazyEdges
+from .outcomes import full_outcomes
+from .outcomes import line_hash as _line_hash
 from .pages import Pages
 from .persistency import EadrPoints, Piece, PointKind, PointSpec, compute_points
 from .stateid import StateId
@@ -38,6 +39,8 @@ __all__ = [
 
 _MOD = 1 << 128
 _NOTHING: tuple[tuple[tuple[int, bytes], ...], int] = ((), 0)
+_BULK = 16
+"""Groups whose "all kept" outcome is not yet known, from which a point computes them together."""
 
 
 class Strategy(enum.StrEnum):
@@ -49,11 +52,6 @@ class Strategy(enum.StrEnum):
     """Every one- and two-group deviation from "none persisted" and from "all persisted"."""
     SAMPLE = "sample"
     """Seeded random choices."""
-
-
-def _line_hash(line: int, content: bytes) -> int:
-    h = hashlib.blake2b(content, digest_size=16, key=line.to_bytes(8, "little"))
-    return int.from_bytes(h.digest(), "little")
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,11 +328,14 @@ class CrashPoint:
     @cached_property
     def _base_digests(self) -> tuple[int, int]:
         snap = self.timeline._snapshot(self.spec.log_len)
-        full = none = snap.delta
-        for gi, g in enumerate(self.groups):
+        gs = self.groups
+        todo = [gi for gi, g in enumerate(gs) if g.full not in g.outcomes]
+        if len(todo) >= _BULK:
+            full_outcomes(gs, todo, snap.pages)
+        full = snap.delta
+        for gi, g in enumerate(gs):
             full += self._outcome(gi, g.full)[1]
-            none += self._outcome(gi, 0)[1]
-        return full, none
+        return full, snap.delta  # keeping nothing changes no line
 
     def _nearest_base(self, choices: tuple[int, ...]) -> tuple[tuple[int, ...], int, list[int]]:
         """The base (all kept, or none kept) a state deviates least from, its digest, and the deviations."""

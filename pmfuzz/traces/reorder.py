@@ -26,7 +26,6 @@ Differences from pmfuzz's Px86 semantics are listed in docs/traces.md.
 from __future__ import annotations
 
 import enum
-import hashlib
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ import numpy as np
 
 from ..errors import PmfuzzError
 from ..pmem import LINE, CrashImage, Pages
+from ..pmem.outcomes import line_hash as _line_hash
 from .model import Trace, TraceEventKind
 
 __all__ = ["ReorderEngine", "ReorderPoint", "ReorderState", "ReorderStore", "reorder_points"]
@@ -51,11 +51,6 @@ class ReorderEngine(enum.StrEnum):
     ACCUMULATIVE = "ReorderAccumulative"
     REVERSE_ACCUMULATIVE = "ReorderReverseAccumulative"
     NO_REORDER = "NoReorderDoCheck"
-
-
-def _line_hash(line: int, content: bytes) -> int:
-    h = hashlib.blake2b(content, digest_size=16, key=line.to_bytes(8, "little"))
-    return int.from_bytes(h.digest(), "little")
 
 
 @dataclass(eq=False)

@@ -1,0 +1,81 @@
+"""Many groups' "all kept" outcomes computed together equal each group's computed alone."""
+
+from __future__ import annotations
+
+import hypothesis.strategies as st
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+
+import pmfuzz.pmem.crash as crash
+from pmfuzz.pmem import LINE, PAGE, Pages, PMem
+from pmfuzz.pmem.outcomes import full_outcomes, read_lines
+
+SIZE = 2 * PAGE + 3 * LINE  # a short last page too
+
+
+@st.composite
+def traces(draw: st.DrawFn) -> list[tuple]:
+    ops: list[tuple] = []
+    for stamp in range(draw(st.integers(1, 12))):
+        kind = draw(st.sampled_from(["store", "ntstore", "ntstore", "clwb", "clflush", "sfence"]))
+        if kind in ("store", "ntstore"):
+            n = draw(st.integers(1, 3 * LINE))
+            addr = draw(st.integers(0, SIZE - n))
+            byte = draw(st.sampled_from([0, 0xEE, stamp + 1]))  # 0xEE: the media's own bytes, a no-op line
+            ops.append((kind, addr, bytes([byte]) * n))
+        elif kind in ("clwb", "clflush"):
+            ops.append((kind, draw(st.integers(0, SIZE - 1)), draw(st.integers(1, 2 * LINE))))
+        else:
+            ops.append((kind,))
+    return ops
+
+
+def _run(ops: list[tuple]) -> PMem:
+    pm = PMem(SIZE, "adr")
+    pm.initialize(0, bytes([0xEE]) * SIZE)
+    for kind, *args in ops:
+        if kind == "clwb":
+            pm.clwb(args[0], min(args[1], SIZE - args[0]))
+            continue
+        if kind == "clflush":
+            pm.clflush(args[0], min(args[1], SIZE - args[0]))
+            continue
+        getattr(pm, kind)(*args)
+    return pm
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(traces())
+def test_full_outcomes_equal_each_group_alone(ops: list[tuple]) -> None:
+    alone, together = _run(ops).crash_points(), _run(ops).crash_points()
+    for a, b in zip(alone, together, strict=True):
+        snap = b.timeline._snapshot(b.spec.log_len)
+        full_outcomes(b.groups, range(len(b.groups)), snap.pages)
+        for gi, (ga, gb) in enumerate(zip(a.groups, b.groups, strict=True)):
+            want = a._outcome(gi, ga.full)
+            if len(gb.lines) == 1:
+                assert gb.outcomes[gb.full] == want, (a.id, gb.name)
+            else:
+                assert gb.full not in gb.outcomes
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(traces())
+def test_base_digests_do_not_depend_on_the_bulk_path(ops: list[tuple]) -> None:
+    old = crash._BULK
+    try:
+        crash._BULK = 1 << 30
+        alone = [p._base_digests for p in _run(ops).crash_points()]
+        crash._BULK = 1
+        together = [p._base_digests for p in _run(ops).crash_points()]
+    finally:
+        crash._BULK = old
+    assert alone == together
+
+
+@given(st.lists(st.integers(0, SIZE // LINE - 1), max_size=40), st.integers(0, 2**32 - 1))
+def test_read_lines_gathers_each_line(lines: list[int], seed: int) -> None:
+    data = np.random.default_rng(seed).integers(0, 256, SIZE, dtype=np.uint8).tobytes()
+    pages = Pages.from_array(np.frombuffer(data, dtype=np.uint8))
+    got = read_lines(pages, np.array(lines, dtype=np.int64))
+    assert [row.tobytes() for row in got] == [data[ln * LINE : (ln + 1) * LINE] for ln in lines]
