@@ -67,7 +67,7 @@ class _Choices:
 @given(st.lists(st.lists(st.integers(0, 9), max_size=4), max_size=5))
 def test_lazy_product_is_itertools_product(shape: list[list[int]]) -> None:
     """Crash states are drawn lazily (a limit no longer lists every choice of every line), in the same order."""
-    from pmfuzz.pmem.crash import _product
+    from pmfuzz.pmem.odometer import product as _product
 
     assert list(_product([_Choices(c) for c in shape])) == list(itertools.product(*shape))
 

@@ -20,6 +20,8 @@ import numpy as np
 
 from ..errors import PMemError
 from .groups import Group, LazyEdges
+from .nogc import collector_paused
+from .odometer import product_steps as _product_steps
 from .outcomes import full_outcomes
 from .outcomes import line_hash as _line_hash
 from .pages import Pages
@@ -80,7 +82,8 @@ class CrashTimeline:
         self.eadr_points = eadr_points
         self.size = initial.size
         self._initial = initial
-        specs, self._log = compute_points(self.events, domain, eadr_points)
+        with collector_paused():
+            specs, self._log = compute_points(self.events, domain, eadr_points)
         self.points: tuple[CrashPoint, ...] = tuple(CrashPoint(self, s) for s in specs)
         self._by_id = {p.id: p for p in self.points}
         self._cursor_pages = initial.fork()
@@ -93,7 +96,8 @@ class CrashTimeline:
         """A point's groups; one `Group` per group spec, shared by consecutive points it is in flight
         at (only the last point's are kept: a group that left flight is not asked for again in order)."""
         of = self._group_of
-        out = tuple(of.get(id(g)) or Group(g) for g in spec.groups)
+        with collector_paused():
+            out = tuple(of.get(id(g)) or Group(g) for g in spec.groups)
         self._group_of = {id(g.spec): g for g in out}
         return out
 
@@ -331,7 +335,8 @@ class CrashPoint:
         gs = self.groups
         todo = [gi for gi, g in enumerate(gs) if g.full not in g.outcomes]
         if len(todo) >= _BULK:
-            full_outcomes(gs, todo, snap.pages)
+            with collector_paused():
+                full_outcomes(gs, todo, snap.pages)
         full = snap.delta
         for gi, g in enumerate(gs):
             full += self._outcome(gi, g.full)[1]
@@ -555,45 +560,3 @@ def distinct(states: Iterable[CrashState]) -> Iterator[CrashState]:
         if d not in seen:
             seen.add(d)
             yield s
-
-
-def _product(groups: Sequence[Group]) -> Iterator[tuple[int, ...]]:
-    """`itertools.product` of the groups' choices, in its order (the last group varies fastest), drawn lazily.
-
-    Why: `itertools.product` lists every input first; a line with n pending stores has n + 1
-    choices, listed at every crash point even when a limit keeps only a few states. An odometer,
-    not recursion: a large write has thousands of lines (groups) in flight.
-    """
-    return (choices for choices, _ in _product_steps(groups))
-
-
-def _product_steps(groups: Sequence[Group]) -> Iterator[tuple[tuple[int, ...], tuple[int, ...] | None]]:
-    """`_product`, each tuple with the groups whose choice changed since the one before (None: first)."""
-    n = len(groups)
-    drawn: list[list[int]] = [[] for _ in groups]
-    sources = [g.choices() for g in groups]
-
-    def has(i: int, k: int) -> bool:
-        while len(drawn[i]) <= k:
-            nxt = next(sources[i], None)
-            if nxt is None:
-                return False
-            drawn[i].append(nxt)
-        return True
-
-    if not all(has(i, 0) for i in range(n)):
-        return
-    idx = [0] * n
-    rolled: tuple[int, ...] | None = None
-    while True:
-        yield tuple(drawn[i][idx[i]] for i in range(n)), rolled
-        i = n - 1
-        while i >= 0:
-            idx[i] += 1
-            if has(i, idx[i]):
-                break
-            idx[i] = 0
-            i -= 1
-        if i < 0:
-            return
-        rolled = tuple(range(i, n))
