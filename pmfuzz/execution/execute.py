@@ -9,7 +9,6 @@ traceback; exceptions of pmfuzz itself propagate.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -44,14 +43,14 @@ from ..target import (
     byte_address,
     check_supported,
     file_blocks,
-    layout_violations_hook,
     mapping_blocks_hook,
     min_op_timeout,
     scheduler_hook,
     shared_elsewhere,
 )
-from ..verdict import Finding, Findings, Options, filing_key, link_alike
+from ..verdict import Finding, Findings, Options, link_alike
 from .blame import failure, oracle_fault, target_traceback, what_failed
+from .digest import run_digest as _run_digest
 from .guarded import guarded_mount
 from .pages import PageFrame, PageLog, Stale, entry_cause, view
 from .reach import BlockMapLog, Reached, Snapshot, snapshot
@@ -87,12 +86,19 @@ def effective_options(target: Target, opts: Options) -> Options:
 
 
 def execute(
-    target: Target, workload: Workload | Sequence[Op], opts: Options, chooser=None, *, digest: bool = False
+    target: Target,
+    workload: Workload | Sequence[Op],
+    opts: Options,
+    chooser=None,
+    *,
+    digest: bool = False,
+    orders: dict | None = None,
 ) -> Run:
     """Run the ops on a fresh device and the reference side by side; run-phase oracles judge each op.
 
     A workload with parallel groups runs them under `chooser` (an `interleave.Chooser`; the
-    default schedule when None). `digest` also computes `Run.digest`, for exploring schedules.
+    default schedule when None). `digest` also computes `Run.digest`, for exploring schedules;
+    `orders` keeps the serial orders of the first group for the workload's other schedules.
     """
     top = workload.ops if isinstance(workload, Workload) else tuple(workload)
     grps = groups(top)
@@ -103,14 +109,17 @@ def execute(
         chooser = Chooser()
     check_supported(target, ops)
     opts = effective_options(target, opts)
-    return _Execution(target, ops, opts, grps, chooser).run(digest)
+    return _Execution(target, ops, opts, grps, chooser, orders).run(digest)
 
 
 class _Execution:
     """The state of one execution while it runs; `run` returns it as a `Run`."""
 
-    def __init__(self, target: Target, ops: tuple[Op, ...], opts: Options, grps, chooser) -> None:
+    def __init__(self, target: Target, ops: tuple[Op, ...], opts: Options, grps, chooser, orders=None) -> None:
         self.target, self.ops, self.opts, self.grps, self.chooser = target, ops, opts, grps, chooser
+        self.memo: dict | None = orders
+        """Serial orders run for the first group, shared by the workload's schedules (None once a
+        group left the reference in a state the ops alone do not decide)."""
         oracles = default_oracles() if opts.oracles is None else opts.oracles
         self.run_oracles: list[RunOracle] = [
             o for o in oracles if is_run_oracle(o) and o.guarantee in target.guarantees
@@ -481,7 +490,8 @@ class _Execution:
         # place, not copied on write.
         prefer = tuple(sorted(range(n), key=lambda t: (last.get(start + t, 1 << 62), finished.get(t, n))))
         hist.note_group(start, n)
-        found = serial_order(ref, hist, ops, start, n, got, fs, prefer)
+        memo = None if self.memo is None else self.memo.setdefault((start, *self.orders), {})
+        found = serial_order(ref, hist, ops, start, n, got, fs, prefer, memo)
         mixed: dict[str, bytes] = {}
         split: Reference | None = None
         if isinstance(found, SerialOrder):
@@ -502,6 +512,8 @@ class _Execution:
             )
             order = tuple(start + t for t in run.finish_order)
         self.orders.append(order)
+        if mixed or split is not None:
+            self.memo = None  # the reference after the group holds what the target did
         faults = _write_faults([ops[j] for j in idx])
         if split is not None:
             # Only the ops' steps interleaved explain the run: take over the state they leave. What
@@ -554,32 +566,6 @@ def _slices(texts: list[str], steps: tuple[tuple[int, str], ...]) -> list[Schedu
         else:
             out.append(ScheduleStep(t, texts[t], (label,)))
     return out
-
-
-def _run_digest(
-    pm: PMem, results: list[str], orders: list[tuple[int, ...]], fs: MountedFS, ref: Reference, found: Findings
-) -> bytes:
-    """What decides every verdict of a run: its trace, results, serial orders, mapping views, what
-    the target's introspection hooks tell the oracles (which block each mapped page reaches, which
-    accesses reached a block the file lost), and what the oracles found while it ran (a later op may
-    undo what one saw after a group): two schedules may leave the same trace -- a lazy log writes
-    nothing at commit -- yet differ in whether a store came before a remap."""
-    h = hashlib.blake2b(digest_size=16)
-    for e in pm.trace:
-        h.update(repr((e.kind, e.addr, e.size, e.op, e.site)).encode())
-        if e.data is not None:
-            h.update(bytes(e.data))
-    h.update(repr((results, orders, sorted(repr(filing_key(f)) for f in found.values()))).encode())
-    blocks = mapping_blocks_hook(fs)
-    for m, mp in sorted(ref.maps.items()):
-        got = fs.read_mapping(m, 0, mp.length)
-        h.update(repr((m, str(got))).encode() + (got.value if isinstance(got.value, bytes) else b""))
-        if blocks is not None:
-            h.update(repr(blocks(m)).encode())
-    layout = layout_violations_hook(fs)
-    if layout is not None:
-        h.update(repr(layout()).encode())
-    return h.digest()
 
 
 def _stored_into(events: Sequence[Event], fs: MountedFS, name: str, lo: int, hi: int) -> list[int]:

@@ -26,11 +26,11 @@ from oracles import WrongRead
 from ..lang.rules import page_pieces
 from ..lang.workload import PAGE_SIZE, Fsync, Op, Persist, Read, Store, Sync, Write
 from ..reference.files import RefMapping
-from ..reference.history import History
+from ..reference.history import Alternative, History
 from ..reference.model import Reference
 from ..target import MountedFS, Result
 
-__all__ = ["SerialOrder", "Unexplained", "serial_order"]
+__all__ = ["OrderRun", "SerialOrder", "Unexplained", "serial_order"]
 
 MAX_INTERLEAVINGS = 2000
 """Split orders tried at most; past this the group is judged by whole-op orders only."""
@@ -72,11 +72,14 @@ def serial_order(
     got: dict[int, Result],
     fs: MountedFS,
     prefer: tuple[int, ...],
+    memo: dict[tuple[int, ...], OrderRun] | None = None,
 ) -> SerialOrder | Unexplained:
     """A serial order of the group's ops that explains what the target did, or why none does.
 
     Every order's intermediate states are recorded in `hist` as alternatives of the group's
-    boundaries: a crash inside or after the group may show what any of them held.
+    boundaries: a crash inside or after the group may show what any of them held. `memo` keeps
+    each order's run for other schedules of the same workload, where `ref` is the same before
+    the group (the caller's to know): what an order leaves depends on that and the ops alone.
     """
     idx = list(range(start, start + n))
     finish = {start + t: k for k, t in enumerate(prefer)}
@@ -97,11 +100,14 @@ def serial_order(
     near: Unexplained | None = None
     failed = signalled = misreads = 0
     for order in sorted(itertools.permutations(idx), key=rank):
-        r2 = copy.deepcopy(ref)
-        want = {}
-        for k, j in enumerate(order):
-            want[j] = r2.apply(j, ops[j])
-            hist.add_alternative(start + k + 1, r2, ref)
+        ran = None if memo is None else memo.get(order)
+        if ran is None:
+            ran = _run_order(ref, hist, ops, order)
+            if memo is not None:
+                memo[order] = ran
+        want, r2, states = ran
+        for k, live in enumerate(states):
+            hist.add_state(start + k + 1, live)
         fit = _fits(want, got, r2, fs, idx)
         if fit is True:
             fitting.append((order, r2))
@@ -134,6 +140,21 @@ def serial_order(
         return whole
     order, r2 = split[found[0]]
     return SerialOrder(order, found[1], r2)
+
+
+OrderRun = tuple[dict[int, Result], Reference, tuple[Alternative, ...]]
+"""One serial order run on a copy of the reference: each op's result, the copy after the last, and
+the files after each op as `History` records them."""
+
+
+def _run_order(ref: Reference, hist: History, ops: Sequence[Op], order: tuple[int, ...]) -> OrderRun:
+    r2 = copy.deepcopy(ref)
+    want: dict[int, Result] = {}
+    states: list[Alternative] = []
+    for j in order:
+        want[j] = r2.apply(j, ops[j])
+        states.append(hist.state_of(r2, ref))
+    return want, r2, tuple(states)
 
 
 def _misread(ops: Sequence[Op], idx: list[int], want: dict[int, Result], got: dict[int, Result]) -> Unexplained | None:

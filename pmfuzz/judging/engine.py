@@ -71,12 +71,13 @@ def _explore(target, top: tuple[Op, ...], grps: tuple[tuple[int, int, int], ...]
     seen: set[bytes] = set()
     first_group = min(start for _g, start, _n in grps)
     runs = distinct = 0
+    orders: dict = {}  # serial orders of the groups, run once for every schedule
     for chooser in explore(opts.preemption_bound):
         if opts.max_schedules is not None and runs >= opts.max_schedules:
             notes.append(f"stopped exploring after {runs} schedules (max_schedules)")
             break
         runs += 1
-        run = execute(target, top, opts, chooser, digest=True)
+        run = execute(target, top, opts, chooser, digest=True, orders=orders)
         skip_before = 0
         if run.digest is not None:
             if run.digest in seen:

@@ -15,7 +15,10 @@ from .expect import Expectation
 from .files import RefFile
 from .model import Reference
 
-__all__ = ["History"]
+__all__ = ["Alternative", "History"]
+
+Alternative = dict[int, tuple[str | None, FileVersion]]
+"""One serial order's files at one boundary: per incarnation, its name (None: unlinked) and content."""
 
 
 class History:
@@ -30,7 +33,7 @@ class History:
         self._cache: dict[int, tuple[int, FileVersion]] = {}
         self._expects: dict[tuple, Expectation] = {}
         self._stacked: dict[tuple[int, ...], tuple[list[FileVersion], np.ndarray]] = {}
-        self.alternatives: dict[int, list[dict[int, tuple[str | None, FileVersion]]]] = {}
+        self.alternatives: dict[int, list[Alternative]] = {}
         """Boundary -> other states it may stand for: inside a parallel group, the states after the
         same number of ops in every other serial order (values and sizes that existed transiently)."""
         self.groups: dict[int, int] = {}
@@ -51,13 +54,21 @@ class History:
         `copied_from`: the reference `other` is a deep copy of, unchanged since; a file whose version
         has not moved since the copy shares that file's words (one array, not one per order and op).
         """
+        self.add_state(b, self.state_of(other, copied_from))
+
+    def state_of(self, other: Reference, copied_from: Reference | None = None) -> Alternative:
+        """`other`'s files as `add_alternative` records them (see there for `copied_from`)."""
         names = {id(f): n for n, f in other.names.items()}
         orig = {} if copied_from is None else {f.ino: f for f in _files(copied_from)}
-        live: dict[int, tuple[str | None, FileVersion]] = {}
+        live: Alternative = {}
         for f in _files(other):
             o = orig.get(f.ino)
             v = self._version(o) if o is not None and o.version == f.version else None
             live[f.ino] = (names.get(id(f)), v or FileVersion(f.ino, f.size, f.words()))
+        return live
+
+    def add_state(self, b: int, live: Alternative) -> None:
+        """Record a state `state_of` took (of this run or of another run of the same ops) at boundary b."""
         self.alternatives.setdefault(b, []).append(live)
         self._expects.clear()
 
