@@ -23,16 +23,16 @@ default schedule of every group.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from ..errors import ParseError, PmfuzzError, clip
+from .workers import give_back, pin_to_this_cpu, take_worker, unpin
 
 __all__ = [
     "Schedule",
@@ -218,48 +218,6 @@ def explore(bound: int = 2) -> Iterator[Chooser]:
         stack.extend(reversed(branches))
 
 
-# -- one CPU for a group's threads ----------------------------------------------------------
-
-
-def _libc_sched_getcpu() -> Callable[[], int] | None:
-    try:
-        fn = ctypes.CDLL(None).sched_getcpu
-    except (OSError, AttributeError):
-        return None
-    fn.restype = ctypes.c_int
-    fn.argtypes = []
-    return fn
-
-
-_SCHED_GETCPU = _libc_sched_getcpu() if hasattr(os, "sched_setaffinity") else None
-
-
-def _pin_to_this_cpu() -> set[int] | None:
-    """Pin the calling thread to the CPU it runs on, and return the CPUs it had (None: left as it was).
-
-    A group's threads pass one baton, one running at a time: on one CPU a handoff wakes a thread
-    there; spread over CPUs each costs a wake-up on another CPU (about 50 us on a VM, where a race
-    workload then spent a quarter of its time with no thread running). Threads started while it is
-    pinned inherit the pin."""
-    if _SCHED_GETCPU is None:
-        return None
-    try:
-        cpus = os.sched_getaffinity(0)
-        cpu = _SCHED_GETCPU()
-        if len(cpus) <= 1 or cpu not in cpus:
-            return None
-        os.sched_setaffinity(0, {cpu})
-    except OSError:
-        return None
-    return cpus
-
-
-def _unpin(cpus: set[int] | None) -> None:
-    if cpus is not None:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, cpus)
-
-
 # -- the scheduler ----------------------------------------------------------------------
 
 
@@ -337,6 +295,13 @@ class Scheduler:
         self._threads: list[_Thread] = []
         self._running: _Thread | None = None
         self._aborting = False
+        self._group = 0
+        self._current: int | None = None
+        self._steps: list[tuple[int, str]] = []
+        self._finish: list[int] = []
+        self._handoff: tuple[BaseException | None, int | Deadlock | None] | None = None
+        """Set by a thread that preempted itself, did its slice's bookkeeping and took the next
+        decision for another thread (or failed to): what the main thread goes on with."""
 
     # -- the Sched protocol the target calls ---------------------------------------
 
@@ -344,11 +309,29 @@ class Scheduler:
         return _thread_name(self._running.index) if self._running is not None else "t0"
 
     def preempt(self, label: str) -> None:
+        """End the running thread's slice; when the next decision lets it go on, it does so without
+        waking the main thread (two thread switches, about 30 us, at each of most preempt points)."""
         t = self._running
         if t is None:
             return
         t.label = label
-        self._yield(t)
+        if self._aborting:
+            raise _Abort
+        try:
+            self._slice_done(t)
+            c = self._decide()
+        except BaseException as e:
+            self._handoff = (e, None)
+        else:
+            if c == t.index:
+                self._restore(t.ctx)
+                self._running = t
+                return
+            self._handoff = (None, c)
+        self._main.release()
+        t.sem.acquire()
+        if self._aborting:
+            raise _Abort
 
     def block(self, lock: _LockLike, mode: Any) -> None:
         t = self._running
@@ -384,6 +367,27 @@ class Scheduler:
             t.finished = True
             self._main.release()
 
+    def _slice_done(self, t: _Thread) -> None:
+        """Bookkeeping after a thread's slice ended (it preempted, blocked or exited), every thread stopped."""
+        self._running = None
+        t.ctx = self._save()
+        self._steps.append((t.index, "exit" if t.finished else t.label))
+        if self.on_step is not None:
+            self.on_step(t.index)
+        if t.finished:
+            self._finish.append(t.index)
+        self._current = t.index if not t.finished and t.blocked is None else None
+
+    def _decide(self) -> int | Deadlock | None:
+        """The next thread to run; a deadlock when every live thread is blocked; None when all finished."""
+        alive = [t for t in self._threads if not t.finished]
+        if not alive:
+            return None
+        runnable = tuple(t.index for t in alive if self._runnable(t))
+        if not runnable:
+            return self._deadlock(alive)
+        return self.chooser.choose(self._group, runnable, self._current)
+
     def _runnable(self, t: _Thread) -> bool:
         if t.finished:
             return False
@@ -394,62 +398,56 @@ class Scheduler:
 
     def run_group(self, group: int, fns: Sequence[Callable[[], Any]], texts: Sequence[str]) -> GroupRun:
         """Run `fns` as threads t0, t1, ... until all finish or all block (all on the caller's CPU)."""
-        cpus = _pin_to_this_cpu()
+        cpus = pin_to_this_cpu()
         try:
             return self._run_group(group, fns, texts)
         finally:
-            _unpin(cpus)
+            unpin(cpus)
 
     def _run_group(self, group: int, fns: Sequence[Callable[[], Any]], texts: Sequence[str]) -> GroupRun:
         main_ctx = self._save()
         self._threads = [
             _Thread(i, fn, txt, ctx=self._fresh()) for i, (fn, txt) in enumerate(zip(fns, texts, strict=True))
         ]
-        workers = [threading.Thread(target=self._body, args=(t,), daemon=True) for t in self._threads]
-        for w in workers:
-            w.start()
-        finish: list[int] = []
-        steps: list[tuple[int, str]] = []
-        current: int | None = None
+        self._group, self._current, self._steps, self._finish = group, None, [], []
+        here = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        workers = [take_worker() for _ in self._threads]
+        for w, t in zip(workers, self._threads, strict=True):
+            w.start(partial(self._body, t), here)
         deadlock = None
         try:
-            while True:
-                alive = [t for t in self._threads if not t.finished]
-                if not alive:
-                    break
-                runnable = tuple(t.index for t in alive if self._runnable(t))
-                if not runnable:
-                    deadlock = self._deadlock(alive)
-                    break
-                c = self.chooser.choose(group, runnable, current)
+            c = self._decide()
+            while isinstance(c, int):
                 t = self._threads[c]
                 self._restore(t.ctx)
                 self._running = t
+                self._handoff = None
                 t.sem.release()
                 self._main.acquire()
-                self._running = None
-                t.ctx = self._save()
-                steps.append((c, "exit" if t.finished else t.label))
-                if self.on_step is not None:
-                    self.on_step(c)
-                if t.finished:
-                    finish.append(c)
-                current = c if not t.finished and t.blocked is None else None
+                if self._handoff is not None:
+                    err, c = self._handoff
+                    if err is not None:
+                        raise err
+                    continue
+                self._slice_done(t)
+                c = self._decide()
+            deadlock = c
         finally:
-            self._abort_rest(workers)
+            self._abort_rest()
+            for w, t in zip(workers, self._threads, strict=True):
+                if t.finished:
+                    give_back(w)
             self._restore(main_ctx)
         return GroupRun(
             tuple(t.result for t in self._threads),
             tuple(t.error for t in self._threads),
-            tuple(finish),
-            tuple(steps),
+            tuple(self._finish),
+            tuple(self._steps),
             deadlock,
         )
 
-    def _abort_rest(self, workers: list[threading.Thread]) -> None:
+    def _abort_rest(self) -> None:
         if all(t.finished for t in self._threads):
-            for w in workers:
-                w.join()
             return
         self._aborting = True
         for t in self._threads:
@@ -459,8 +457,6 @@ class Scheduler:
                 t.sem.release()
                 self._main.acquire()
                 self._running = None
-        for w in workers:
-            w.join()
         self._aborting = False
 
     def _deadlock(self, alive: list[_Thread]) -> Deadlock:
