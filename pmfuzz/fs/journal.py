@@ -15,6 +15,8 @@ journal_checksum: ordering alone protects it, which is what
 
 from __future__ import annotations
 
+import inspect
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -66,7 +68,10 @@ class Journal:
         self.busy: list[tuple[int, int]] = []
         self.unshared: list[tuple[int, int]] = []
         self.inodes: set[int] = set()
-        self.on_push = on_push
+        # Held weakly when it is the file system's method: the file system owns its journal, and a
+        # strong reference back made every mount a reference cycle that only the cyclic collector
+        # frees (a campaign mounts a recovered image for every other crash state it judges).
+        self._on_push = weakref.WeakMethod(on_push) if inspect.ismethod(on_push) else (lambda: on_push)
         self.open: Trans | None = None
 
     @property
@@ -150,7 +155,9 @@ class Journal:
         busy, self.busy = self.busy, []
         unshared, self.unshared = self.unshared, []
         inodes, self.inodes = self.inodes, set()
-        self.on_push(busy, unshared, inodes)
+        on_push = self._on_push()
+        if on_push is not None:
+            on_push(busy, unshared, inodes)
 
 
 def find_checkpoint(pm: PMem, geo: Geometry, tail: int) -> tuple[int, list[tuple[int, bytes]]] | None:

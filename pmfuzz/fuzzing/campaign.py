@@ -48,7 +48,7 @@ from ..target import (
 from ..verdict import filed
 from .campaign_config import CampaignConfig
 from .corpus import CorpusDir, CrashDir
-from .memory import give_back_memory, keep_freed_memory_until_trimmed
+from .memory import freeze_startup_objects, give_back_memory, keep_freed_memory_until_trimmed
 from .preflight import preflight
 from .procs import die_with_parent
 from .progress import Progress, Summary, summary_text
@@ -368,6 +368,7 @@ def run_campaign(cfg: CampaignConfig, *, out=sys.stderr, runner: BatchRunner | N
         admit(cfg.target.name)  # the configuration is the command line's (or the API caller's) choice
     preflight(make_target(cfg.target), cfg.device_size, cfg.op_timeout)
     keep_freed_memory_until_trimmed()
+    freeze_startup_objects()
     crashes = CrashDir.open(cfg.crashes)
     try:
         if runner is not None or cfg.workers <= 1:
@@ -476,6 +477,7 @@ def process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
 def _pool_worker(parent: int) -> None:
     die_with_parent(parent)
     keep_freed_memory_until_trimmed()
+    freeze_startup_objects()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

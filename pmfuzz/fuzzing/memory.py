@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 from typing import Any
 
-__all__ = ["give_back_memory", "heap_mib", "keep_freed_memory_until_trimmed"]
+__all__ = ["freeze_startup_objects", "give_back_memory", "heap_mib", "keep_freed_memory_until_trimmed"]
 
 _M_TRIM_THRESHOLD = -1
 _TRIM_THRESHOLD = 512 << 20
@@ -40,6 +41,13 @@ def keep_freed_memory_until_trimmed() -> None:
     fn = getattr(_LIBC, "mallopt", None)
     if fn is not None:
         fn(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+
+
+def freeze_startup_objects() -> None:
+    """Move everything alive now (modules, classes, the formatted device) out of the cyclic
+    collector's sight: they live as long as the process, and every full collection of a campaign
+    walked them again (a fifth of the collector's time)."""
+    gc.freeze()
 
 
 def give_back_memory() -> None:

@@ -10,6 +10,7 @@ a `mount` finding, kept with its traceback.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
@@ -459,7 +460,8 @@ class _Mounted:
             gi for gi in self.data_groups if any(ln * LINE // BLOCK_SIZE in used for ln in groups[gi].lines)
         )
         self._visible_set = set(self.visible)
-        self.verdicts.moved = self._moved_words
+        mine = weakref.WeakMethod(self._moved_words)  # not a cycle through the verdicts it owns
+        self.verdicts.moved = lambda name, nwords: (m := mine()) and m(name, nwords)
 
     def _moved_words(self, name: str, nwords: int) -> np.ndarray | None:
         m = None if self.blocks is None else self.blocks.get(name)
