@@ -98,7 +98,7 @@ def execute(
 
     A workload with parallel groups runs them under `chooser` (an `interleave.Chooser`; the
     default schedule when None). `digest` also computes `Run.digest`, for exploring schedules;
-    `orders` keeps the serial orders of the first group for the workload's other schedules.
+    `orders` keeps the runs of the groups' serial orders for the workload's other schedules.
     """
     top = workload.ops if isinstance(workload, Workload) else tuple(workload)
     grps = groups(top)
@@ -118,8 +118,8 @@ class _Execution:
     def __init__(self, target: Target, ops: tuple[Op, ...], opts: Options, grps, chooser, orders=None) -> None:
         self.target, self.ops, self.opts, self.grps, self.chooser = target, ops, opts, grps, chooser
         self.memo: dict | None = orders
-        """Serial orders run for the first group, shared by the workload's schedules (None once a
-        group left the reference in a state the ops alone do not decide)."""
+        """Serial orders' runs per group (and orders of the groups before it), shared by the workload's
+        schedules; None once a group left the reference in a state the ops alone do not decide."""
         oracles = default_oracles() if opts.oracles is None else opts.oracles
         self.run_oracles: list[RunOracle] = [
             o for o in oracles if is_run_oracle(o) and o.guarantee in target.guarantees
