@@ -54,15 +54,24 @@ def check(target, workload: Workload | Sequence[Op], opts: Options = _DEFAULT) -
     grps = groups(top)
     with deadline_session():
         if not grps:
-            return judge(execute(target, top, opts))
+            return _judged(execute(target, top, opts))
         return _explore(target, top, grps, opts)
+
+
+def _judged(run: Run, skip_before: int = 0) -> Verdict:
+    """`judge`, then drop the run's crash points: a run judged here is not asked for them again."""
+    try:
+        return judge(run, skip_before=skip_before)
+    finally:
+        if run.device is not None:
+            run.device.drop_timeline()
 
 
 def _explore(target, top: tuple[Op, ...], grps: tuple[tuple[int, int, int], ...], opts: Options) -> Verdict:
     from ..execution.interleave import Chooser, Schedule, explore
 
     if opts.schedule is not None:
-        return judge(execute(target, top, opts, Chooser(Schedule.parse(opts.schedule))))
+        return _judged(execute(target, top, opts, Chooser(Schedule.parse(opts.schedule))))
     findings: dict[tuple[Signature, Cause | None], Finding] = {}
     stats = Stats()
     notes: list[str] = []
@@ -85,7 +94,7 @@ def _explore(target, top: tuple[Op, ...], grps: tuple[tuple[int, int, int], ...]
             # Crash points before the first group are the same in every schedule: judge them in the first only.
             skip_before = first_group if seen else 0
             seen.add(run.digest)
-        v = judge(run, skip_before=skip_before)
+        v = _judged(run, skip_before)
         distinct += 1
         hung = any(HUNG in n for n in v.notes)
         # What a schedule shows after it left the reference follows from that divergence, which

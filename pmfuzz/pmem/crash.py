@@ -101,6 +101,13 @@ class CrashTimeline:
         self._group_of = {id(g.spec): g for g in out}
         return out
 
+    def release(self) -> None:
+        """Drop the points and snapshots (see `PMem.drop_timeline`); the points stay usable."""
+        self.points = ()
+        self._by_id = {}
+        self._snaps = {}
+        self._group_of = {}
+
     def point(self, point_id: str) -> CrashPoint:
         try:
             return self._by_id[point_id]

@@ -232,6 +232,15 @@ class PMem:
 
     # -- crashes ------------------------------------------------------------
 
+    def drop_timeline(self) -> None:
+        """Forget the crash points computed so far, and let them go without the cyclic collector
+        (a timeline and its points refer to each other): for a judged run, whose points are not
+        asked for again. Asking again computes them afresh."""
+        if self._timeline is not None:
+            self._timeline.release()
+        self._timeline = None
+        self._timeline_key = None
+
     def timeline(self, eadr_points: EadrPoints | str = EadrPoints.STORES) -> CrashTimeline:
         """The crash points of the trace so far (cached until the trace grows)."""
         try:
