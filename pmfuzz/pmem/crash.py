@@ -112,10 +112,9 @@ class CrashTimeline:
         try:
             return self._by_id[point_id]
         except KeyError:
-            raise PMemError(
-                f"no crash point {point_id!r} in this trace "
-                f"(it has {len(self.points)} points, from {self.points[0].id} to {self.points[-1].id})"
-            ) from None
+            span = f"from {self.points[0].id} to {self.points[-1].id}" if self.points else "released"
+            n = len(self.points)
+            raise PMemError(f"no crash point {point_id!r} in this trace (it has {n} points, {span})") from None
 
     def state(self, state_id: str | StateId) -> CrashState:
         """The state a printed id (or its parsed value) names."""
