@@ -58,11 +58,13 @@ def unpin(cpus: set[int] | None) -> None:
 class Worker:
     """A daemon thread that runs one job at a time, given by `start`."""
 
-    __slots__ = ("_go", "_job", "thread")
+    __slots__ = ("_go", "_job", "_pinned", "thread")
 
     def __init__(self) -> None:
         self._go = threading.Semaphore(0)
         self._job: tuple[Callable[[], None], set[int] | None] | None = None
+        self._pinned: set[int] | None = None
+        """The CPUs this thread was last pinned to (no system call when the next job wants the same)."""
         self.thread = threading.Thread(target=self._serve, name="pmfuzz-group-worker", daemon=True)
         self.thread.start()
 
@@ -77,9 +79,10 @@ class Worker:
                 self._go.acquire()
                 job, cpus = self._job or (None, None)
                 self._job = None
-                if cpus is not None:
+                if cpus is not None and cpus != self._pinned:
                     with contextlib.suppress(OSError):
                         os.sched_setaffinity(0, cpus)
+                        self._pinned = cpus
                 if job is not None:
                     job()
             except BaseException:  # a late async exception aimed at an op that already ended

@@ -66,10 +66,10 @@ def fsck(fs: DaxFS) -> list[str]:
         return out  # the block checks below find nothing: one pass, not four (fsck runs per mount)
     for b in np.flatnonzero(data & staging).tolist()[:5]:
         out.append(f"block {b}: CoW staging extent left after mount")
-    bad_free = np.flatnonzero(data & (owners > 0) & ~used)
+    bad_free = np.flatnonzero(data & mapped & ~used)
     for b in bad_free.tolist()[:5]:
         out.append(f"block {b}: mapped by {owners[b]} extent(s) but free in the bitmap")
-    leaked = np.flatnonzero(data & (owners == 0) & used & ~staging)
+    leaked = np.flatnonzero(data & ~mapped & used & ~staging)
     for b in leaked.tolist()[:5]:
         out.append(f"block {b}: used in the bitmap but mapped by no file (leaked)")
     bad_rc = np.flatnonzero(data & ~staging & (refc != want))

@@ -339,13 +339,19 @@ class CrashPoint:
     def _base_digests(self) -> tuple[int, int]:
         snap = self.timeline._snapshot(self.spec.log_len)
         gs = self.groups
-        todo = [gi for gi, g in enumerate(gs) if g.full not in g.outcomes]
+        full = snap.delta
+        todo = []
+        for gi, g in enumerate(gs):
+            hit = g.outcomes.get(g.full)
+            if hit is None:
+                todo.append(gi)
+            else:
+                full += hit[1]
         if len(todo) >= _BULK:
             with collector_paused():
                 full_outcomes(gs, todo, snap.pages)
-        full = snap.delta
-        for gi, g in enumerate(gs):
-            full += self._outcome(gi, g.full)[1]
+        for gi in todo:
+            full += self._outcome(gi, gs[gi].full)[1]
         return full, snap.delta  # keeping nothing changes no line
 
     def _nearest_base(self, choices: tuple[int, ...]) -> tuple[tuple[int, ...], int, list[int]]:
