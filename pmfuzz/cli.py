@@ -257,6 +257,13 @@ def _target_device_size(spec) -> int:
 @_count_option(
     "--window", 8, "Batches in flight; give at least the cluster's worker count (part of what the seed decides)."
 )
+@_count_option(
+    "--recycle-after",
+    64,
+    "Batches a judging process runs before a fresh one replaces it, so memory stays flat (0: never).",
+    least=0,
+    most=1_000_000,
+)
 @_count_option("--preemptions", 1, "Preemptions per schedule of a parallel group (replay and regress use 2).", least=0)
 @_op_timeout_option
 def run(
@@ -283,6 +290,7 @@ def run(
     scheduler,
     batch,
     window,
+    recycle_after,
     preemptions,
     op_timeout,
 ) -> None:
@@ -321,6 +329,7 @@ def run(
         quiet=quiet,
         batch=batch,
         window=window,
+        recycle_after=recycle_after,
         preemption_bound=preemptions,
         op_timeout=op_timeout,
     )

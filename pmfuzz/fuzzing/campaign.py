@@ -15,15 +15,12 @@ The atheris engine feeds the same `Driver` one input at a time.
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
 import random
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from functools import cache, lru_cache, partial
 from typing import Any, Protocol
@@ -50,8 +47,8 @@ from .campaign_config import CampaignConfig
 from .corpus import CorpusDir, CrashDir
 from .memory import freeze_startup_objects, give_back_memory, keep_freed_memory_until_trimmed
 from .preflight import preflight
-from .procs import die_with_parent
 from .progress import Progress, Summary, summary_text
+from .recycling import recycling_pool
 from .reporting import campaign_options as _options
 from .reporting import report_finding as _report_finding
 from .reporting import resume_unminimized
@@ -65,7 +62,6 @@ __all__ = [
     "Summary",
     "batch_workloads",
     "judge",
-    "process_pool",
     "run_batch",
     "run_campaign",
     "summary_text",
@@ -359,7 +355,8 @@ def run_campaign(cfg: CampaignConfig, *, out=sys.stderr, runner: BatchRunner | N
     """Run until the time or exec budget is spent, SIGINT/SIGTERM, or a write fails; return the summary.
 
     Batches run on `runner` (a cluster, see `pmfuzz.fuzzing.distributed`), else on `cfg.workers` local
-    processes, else in this process; the findings are the same on each.
+    processes, each replaced by a fresh one after `cfg.recycle_after` batches (with 0: never, and one
+    worker judges in this process); the findings are the same on each.
     Before anything runs: the target is built and formats the device, and the crashes directory is
     writable and not in use by another campaign (each a one-line error otherwise). Findings an earlier
     run left unminimized are minimized first.
@@ -371,9 +368,9 @@ def run_campaign(cfg: CampaignConfig, *, out=sys.stderr, runner: BatchRunner | N
     freeze_startup_objects()
     crashes = CrashDir.open(cfg.crashes)
     try:
-        if runner is not None or cfg.workers <= 1:
+        if runner is not None or (cfg.workers <= 1 and cfg.recycle_after == 0):
             return _campaign(cfg, crashes, out, runner or _Inline())
-        with process_pool(cfg.workers) as pool:
+        with recycling_pool(cfg.workers, cfg.recycle_after or None) as pool:
             return _campaign(cfg, crashes, out, pool)
     finally:
         crashes.close()
@@ -452,33 +449,6 @@ def _run_batched(d: Driver, runner: BatchRunner) -> None:
     finally:
         for fut in pending.values():
             fut.cancel()
-
-
-# -- local worker processes ------------------------------------------------------------------------
-
-
-@contextmanager
-def process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
-    """`workers` local processes as a `BatchRunner`: the same batches as any runner, so the same findings.
-
-    The workers die with this process (even on kill -9), leave Ctrl-C to it, and are ended at once
-    when the campaign stops: a batch still running then has nothing left to give.
-    """
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pool_worker, initargs=(os.getpid(),))
-    try:
-        yield pool
-    finally:
-        for p in list((getattr(pool, "_processes", None) or {}).values()):
-            p.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _pool_worker(parent: int) -> None:
-    die_with_parent(parent)
-    keep_freed_memory_until_trimmed()
-    freeze_startup_objects()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @lru_cache(maxsize=64)

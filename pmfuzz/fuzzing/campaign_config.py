@@ -59,6 +59,10 @@ class CampaignConfig:
     """Batches in flight; a batch mutates the corpus as it stood `window - 1` batches before it.
 
     Part of what decides the findings (like the seed), so it must not follow the number of workers."""
+    recycle_after: int = 64
+    """Batches a judging process runs before a fresh one, forked from the campaign's process, takes
+    over: memory a large workload leaves fragmented goes with its process (`fuzzing.recycling`).
+    0: never, and with one worker the campaign's own process judges. Changes no finding."""
 
 
 _INT = (
@@ -71,6 +75,7 @@ _INT = (
     "preemption_bound",
     "batch",
     "window",
+    "recycle_after",
 )
 _OPT_INT = ("max_execs",)
 _FLOAT = ("minimize_seconds",)

@@ -27,7 +27,7 @@ from ..lang.workload import parse
 from ..signature import oracle_of
 from .campaign_config import PICTURE_SECONDS, CampaignConfig
 from .corpus import CorpusDir, CrashDir
-from .memory import heap_mib
+from .memory import campaign_resident_mib, heap_mib
 
 __all__ = ["Progress", "Summary", "append_line", "repair_jsonl", "summary_from_json", "summary_text", "summary_to_json"]
 
@@ -270,7 +270,7 @@ class Progress:
             "findings": len(self.crashes.counts),
             "oracles": sorted({oracle_of(k) for k in self.crashes.counts}),
         }
-        rss = resident_mib()
+        rss = campaign_resident_mib()
         if rss is not None:
             rec["rss_mib"] = round(rss, 1)
         heap = heap_mib()
@@ -278,17 +278,6 @@ class Progress:
             rec["heap_in_use_mib"], rec["heap_free_mib"] = round(heap[0], 1), round(heap[1], 1)
         rec["py_blocks"] = sys.getallocatedblocks()
         append_line(self.stats_path, json.dumps(rec))
-
-
-def resident_mib() -> float | None:
-    """This process's resident memory now (MiB; Linux's /proc), so a campaign's memory over hours is
-    on record: a leak shows as a rising line in `pmfuzz plot`. None where /proc does not say."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as f:
-            pages = int(f.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pages * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
 
 
 def summary_text(s: Summary, crashes: Path) -> str:
