@@ -31,12 +31,14 @@ _Job = tuple[Future, Callable[..., Any], tuple[Any, ...]]
 
 
 class RecyclingPool:
-    """`workers` forked processes as a `BatchRunner`; once they were given `per_process` batches
-    each, the set is retired and a fresh set takes the next batches (never, with `per_process` None).
+    """`workers` forked processes as a `BatchRunner`; a batch submitted once they were given
+    `per_process` batches each goes to a fresh set (never, with `per_process` None).
 
-    The fresh set is forked at once, from the submitting thread, but is given work only when the
-    retired set has finished every batch it holds, so no more than `workers` processes judge at a
-    time; batches submitted meanwhile wait, in order, behind futures of their own.
+    The fresh set is forked at once, from the submitting thread (forking from a pool's own thread
+    could copy a lock another thread holds), but is given work only when the retired set has
+    finished every batch it holds, so no more than `workers` processes judge at a time. Batches
+    submitted meanwhile wait, in order, behind futures of their own, and all go to that set: a
+    set may run past its quota by the batches a campaign keeps in flight (`window`).
     """
 
     def __init__(self, workers: int, per_process: int | None) -> None:
