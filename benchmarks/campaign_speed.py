@@ -118,6 +118,7 @@ def measure(name: str, opts: tuple[tuple[str, str], ...], seconds: float, seed: 
             crashes=Path(tmp),
             quiet=True,
             pictures=False,
+            recycle_after=0,  # judged in this process, where the sampler sees it
         )
         sampler = threading.Thread(target=sample, daemon=True)
         t0 = time.perf_counter()

@@ -4,7 +4,9 @@ and the memory a process's pinned arenas held goes with it."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pmfuzz.fuzzing.campaign import CampaignConfig, run_campaign
+import pmfuzz.fuzzing.campaign as campaign_module
+from pmfuzz.fuzzing.campaign import CampaignConfig, run_batch, run_campaign
 from pmfuzz.fuzzing.memory import campaign_resident_mib
 from pmfuzz.fuzzing.recycling import RecyclingPool, recycling_pool
 from pmfuzz.target import TargetSpec
@@ -44,6 +47,19 @@ def _fragment() -> float:
     _KEPT.extend(junk[::500])
     del junk
     return _resident()
+
+
+_KILL_MARK = "PMFUZZ_TEST_KILL_BATCH"
+
+
+def _killing_run_batch(cfg, index, *rest):
+    """`run_batch`, but the process running batch 2 is killed (once while the mark file exists)."""
+    mark = Path(os.environ[_KILL_MARK])
+    if index == 2 and mark.exists():
+        if mark.read_text() == "once":
+            mark.unlink()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return run_batch(cfg, index, *rest)
 
 
 def _summed_up(tmp: Path, name: str, **kw) -> tuple:
@@ -129,3 +145,35 @@ def test_campaign_memory_counts_the_processes_it_started() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_batch_lost_with_its_process_runs_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    want = _summed_up(tmp_path, "whole", recycle_after=0)
+    mark = tmp_path / "kill"
+    mark.write_text("once")
+    monkeypatch.setenv(_KILL_MARK, str(mark))
+    monkeypatch.setattr(campaign_module, "run_batch", _killing_run_batch)
+    assert _summed_up(tmp_path, f"killed-{workers}", workers=workers) == want
+    assert not mark.exists(), "no process was killed (test premise)"
+
+
+def test_a_batch_lost_twice_stops_the_campaign_keeping_its_findings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mark = tmp_path / "kill"
+    mark.write_text("always")
+    monkeypatch.setenv(_KILL_MARK, str(mark))
+    monkeypatch.setattr(campaign_module, "run_batch", _killing_run_batch)
+    cfg = CampaignConfig(
+        target=BUGGY, corpus=None, crashes=tmp_path / "c", quiet=True, max_execs=25, seed=7, batch=4,
+        window=1, pictures=False,
+    )  # fmt: skip
+    s = run_campaign(cfg)
+    assert s.stopped == "worker lost" and s.error is not None and "died twice running batch 2" in s.error
+    assert s.execs == 8 and s.findings, "the two batches before it were merged and their findings kept"
+    index = json.loads((tmp_path / "c" / "findings.json").read_text())
+    assert set(index) == set(s.findings)
+    assert sorted(p.name for p in (tmp_path / "c").glob("*.pmfuzz")) and mark.exists()

@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import cache, lru_cache, partial
 from typing import Any, Protocol
@@ -282,6 +283,8 @@ class Driver:
         """Causes known when the campaign started: their repeats in the corpus replay were counted before."""
         self.execs = 0
         self.why = ""
+        self.failure: str | None = None
+        """Why the campaign cannot go on though nothing of pmfuzz failed (a worker process killed twice)."""
         self._deadline = None if cfg.seconds is None else time.monotonic() + cfg.seconds
 
     def should_stop(self) -> bool:
@@ -291,6 +294,8 @@ class Driver:
             self.why = self.why or f"found {self.cfg.stop_on}"
         if self.prog.error:
             self.why = self.why or "write error"
+        if self.failure:
+            self.why = self.why or "worker lost"
         if self.cfg.max_execs is not None and self.execs >= self.cfg.max_execs:
             self.why = self.why or "max-execs"
         return bool(self.why)
@@ -341,6 +346,7 @@ class Driver:
             except OSError as e:
                 prog.error = prog.s.error = f"cannot write findings.json: {e.strerror or e}"
         s = prog.s
+        self.should_stop()
         s.stopped = self.why or ("write error" if prog.error else "max-execs")
         if prog.tty:
             print(file=prog.out)
@@ -348,6 +354,7 @@ class Driver:
         s.corpus = len(self.corpus.entries)
         s.coverage = len(prog.features)
         s.findings = dict(self.crashes.counts)
+        s.error = s.error or self.failure
         return s
 
 
@@ -390,7 +397,10 @@ def _campaign(cfg: CampaignConfig, crashes: CrashDir, out: Any, runner: BatchRun
 
 
 def _run_batched(d: Driver, runner: BatchRunner) -> None:
-    """Keep up to `cfg.window` batches in flight and merge their results strictly in batch order."""
+    """Keep up to `cfg.window` batches in flight and merge their results strictly in batch order.
+
+    A batch whose process died (killed, out of memory) runs again, once: the same batch, so the
+    same findings; a second loss stops the campaign with what it found kept."""
     cfg = d.cfg
     size, window = cfg.batch, cfg.window
     initial = [format_workload(w) for w in d.corpus.entries]
@@ -402,6 +412,8 @@ def _run_batched(d: Driver, runner: BatchRunner) -> None:
     sizes = {0: len(texts)}
     reached = {0: frozenset(d.prog.s.forms)}
     pending: dict[int, Future] = {}
+    sent: dict[int, tuple] = {}
+    retried: set[int] = set()
     results: dict[int, BatchResult] = {}
     submitted = merged = 0
 
@@ -419,13 +431,20 @@ def _run_batched(d: Driver, runner: BatchRunner) -> None:
         while not d.should_stop():
             for b in [b for b, fut in pending.items() if fut.done()]:
                 fut = pending.pop(b)
-                if fut.exception() is not None:
+                err = fut.exception()
+                if err is not None:
                     if d.should_stop():
                         return
-                    raise RuntimeError(f"batch {b} failed (a bug in pmfuzz, or the cluster is gone)") from (
-                        fut.exception()
-                    )
+                    if isinstance(err, BrokenProcessPool):
+                        if b in retried:
+                            d.failure = f"a judging process died twice running batch {b} ({err})"
+                            return
+                        retried.add(b)  # lost with its process (killed, out of memory): run it again
+                        pending[b] = runner.submit(run_batch, *sent[b])
+                        continue
+                    raise RuntimeError(f"batch {b} failed (a bug in pmfuzz, or the cluster is gone)") from err
                 results[b] = fut.result()
+                del sent[b]
             if merged in results:
                 if not merge(results.pop(merged)):
                     return
@@ -439,7 +458,8 @@ def _run_batched(d: Driver, runner: BatchRunner) -> None:
                 todo = tuple(initial[submitted * size : (submitted + 1) * size])
                 before = max(0, submitted - window + 1)
                 snapshot = tuple(texts[: sizes[before]])
-                pending[submitted] = runner.submit(run_batch, cfg, submitted, snapshot, todo, reached[before])
+                sent[submitted] = (cfg, submitted, snapshot, todo, reached[before])
+                pending[submitted] = runner.submit(run_batch, *sent[submitted])
                 submitted += 1
                 for k in [k for k in sizes if k < before]:
                     del sizes[k], reached[k]

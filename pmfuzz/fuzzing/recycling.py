@@ -19,7 +19,9 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from .memory import freeze_startup_objects, keep_freed_memory_until_trimmed
@@ -57,6 +59,8 @@ class RecyclingPool:
         """Batches the retired sets still hold: the current set waits for them."""
         self._held: deque[_Job] = deque()
         self._closed = False
+        self._broken = False
+        """A process of the current set died (killed, out of memory): the next batch goes to a fresh set."""
         self.generations = 0
         """Sets of processes started so far."""
 
@@ -65,7 +69,7 @@ class RecyclingPool:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the pool is shut down")
-            if self._pool is None or (self._quota is not None and self._given >= self._quota):
+            if self._pool is None or self._broken or (self._quota is not None and self._given >= self._quota):
                 self._renew()
             self._held.append((out, fn, args))
             self._pump()
@@ -102,7 +106,7 @@ class RecyclingPool:
             self._workers, mp_context=self._ctx, initializer=_pool_worker, initargs=(os.getpid(),)
         )
         pool.submit(os.getpid)  # forks the set now, from this thread, not later from a pool's thread
-        self._pool, self._given, self._running = pool, 0, 0
+        self._pool, self._given, self._running, self._broken = pool, 0, 0, False
         self.generations += 1
 
     def _pump(self) -> None:
@@ -113,12 +117,15 @@ class RecyclingPool:
             self._given += 1
             self._running += 1
             gen = self.generations
-            self._pool.submit(fn, *args).add_done_callback(lambda done, g=gen, o=out: self._finished(done, o, g))
+            self._pool.submit(fn, *args).add_done_callback(partial(self._finished, out=out, gen=gen))
 
     def _finished(self, done: Future, out: Future, gen: int) -> None:
         with self._lock:
             if gen == self.generations:
                 self._running -= 1
+                self._broken = self._broken or (
+                    not done.cancelled() and isinstance(done.exception(), BrokenProcessPool)
+                )
             else:
                 self._draining -= 1
             if not self._closed:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import replace
+from itertools import chain
+
+import numpy as np
 
 from oracles import OracleName
 
@@ -46,6 +49,14 @@ class ByteRanges:
     def __bool__(self) -> bool:
         return bool(self._starts)
 
+    def contain(self, addrs: np.ndarray) -> np.ndarray:
+        """`addr in self` for every address at once."""
+        starts, ends = np.asarray(self._starts, np.int64), np.asarray(self._ends, np.int64)
+        k = np.searchsorted(starts, addrs, side="right") - 1
+        if not len(starts):
+            return np.zeros(len(addrs), bool)
+        return (k >= 0) & (addrs < ends[np.maximum(k, 0)])
+
 
 def log_ranges(target: Target, size: int) -> ByteRanges | None:
     """The device ranges of the target's metadata log, if it names its regions (`Target.regions`)."""
@@ -55,9 +66,16 @@ def log_ranges(target: Target, size: int) -> ByteRanges | None:
 
 def meta_groups(point: CrashPoint, meta: ByteRanges | None) -> list[int]:
     """The point's groups of metadata lines (every group when the target names no metadata)."""
+    groups = point.groups
     if meta is None:
-        return list(range(len(point.groups)))
-    return [gi for gi, g in enumerate(point.groups) if all(ln * LINE in meta for ln in g.lines)]
+        return list(range(len(groups)))
+    lines = [g.lines for g in groups]
+    counts = np.fromiter(map(len, lines), np.int64, len(lines))
+    ends = np.cumsum(counts)
+    total = int(ends[-1]) if len(ends) else 0
+    outside = ~meta.contain(np.fromiter(chain.from_iterable(lines), np.int64, total) * LINE)
+    seen = np.concatenate(([0], np.cumsum(outside)))
+    return np.flatnonzero(seen[ends] == seen[ends - counts]).tolist()
 
 
 def meta_store(

@@ -14,11 +14,11 @@ import itertools
 import random
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import numpy as np
 
 from ..errors import PMemError
+from .cached import cached
 from .groups import Group, LazyEdges
 from .nogc import collector_paused
 from .odometer import product_steps as _product_steps
@@ -202,7 +202,7 @@ class CrashPoint:
         seq = self.spec.seq
         return None if seq is None else self.timeline.events[seq]
 
-    @cached_property
+    @cached
     def groups(self) -> tuple[Group, ...]:
         return self.timeline._groups(self.spec)
 
@@ -212,7 +212,7 @@ class CrashPoint:
         for name in ("groups", "full_choices", "none_choices", "_base_digests"):
             self.__dict__.pop(name, None)
 
-    @cached_property
+    @cached
     def full_choices(self) -> tuple[int, ...]:
         return tuple(g.full for g in self.groups)
 
@@ -331,11 +331,11 @@ class CrashPoint:
         for _ in range(8 * n + 16):
             yield tuple(g.random_choice(rng.random) for g in self.groups)
 
-    @cached_property
+    @cached
     def none_choices(self) -> tuple[int, ...]:
         return tuple(0 for _ in self.groups)
 
-    @cached_property
+    @cached
     def _base_digests(self) -> tuple[int, int]:
         snap = self.timeline._snapshot(self.spec.log_len)
         gs = self.groups
@@ -476,7 +476,7 @@ class CrashState:
         devs = tuple((g.name, g.encode(c)) for g, c in zip(self.point.groups, self.choices, strict=True) if c != g.full)
         return StateId(self.point.id, devs)
 
-    @cached_property
+    @cached
     def digest(self) -> int:
         """Content hash of the image; equal images of one trace have equal digests."""
         p = self.point
@@ -486,7 +486,7 @@ class CrashState:
             d += p._outcome(gi, self.choices[gi])[1] - p._outcome(gi, base[gi])[1]
         return d % _MOD
 
-    @cached_property
+    @cached
     def deviation_groups(self) -> tuple[int, ...]:
         """Indices of the groups that kept less than everything."""
         full = self.point.full_choices

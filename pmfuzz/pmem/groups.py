@@ -11,8 +11,8 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 
+from .cached import cached
 from .persistency import GroupSpec, LineBuffer, Piece, PieceRun
 from .trace import LINE, WORD
 
@@ -57,7 +57,7 @@ class Group:
     every point the group is in flight at: the media's copy of its line changes only when some of
     its pieces persist, and then the line is in flight as a new group."""
 
-    @cached_property
+    @cached
     def chain(self) -> bool:
         """Do the units form a total order? Always for cached stores (and a tear); nt stores may not."""
         w = self._window
@@ -82,14 +82,14 @@ class Group:
             prev = p
         return True
 
-    @cached_property
+    @cached
     def units(self) -> tuple[Unit, ...]:
         units: list[Unit] = []
         for piece in self.spec.pieces:
             units.extend(_units(piece))
         return tuple(units)
 
-    @cached_property
+    @cached
     def preds(self) -> tuple[tuple[int, ...], ...]:
         """For each unit, the earlier units that must reach the media before it."""
         units = self.units
@@ -101,7 +101,7 @@ class Group:
                 out.append(tuple(i for i in range(j) if not units[i].piece.nt or units[i].word == u.word))
         return tuple(out)
 
-    @cached_property
+    @cached
     def pred_masks(self) -> tuple[int, ...]:
         """`preds` as bit masks, built in one pass (`preds` costs the square of the units)."""
         out: list[int] = []
@@ -120,7 +120,7 @@ class Group:
     def name(self) -> str:
         return self.spec.name
 
-    @cached_property
+    @cached
     def n(self) -> int:
         w = self._window
         if w is not None:
@@ -133,7 +133,7 @@ class Group:
         pieces = self.spec.pieces
         return pieces.window if isinstance(pieces, PieceRun) else None
 
-    @cached_property
+    @cached
     def full(self) -> int:
         """The choice that keeps every unit: what the CPU saw."""
         return self.n if self.chain else (1 << self.n) - 1
@@ -142,7 +142,7 @@ class Group:
     def none(self) -> int:
         return 0
 
-    @cached_property
+    @cached
     def lines(self) -> tuple[int, ...]:
         if self._window is not None:
             return (self.spec.pieces[0].line,)  # a line buffer holds one line's pieces
@@ -260,7 +260,7 @@ class Group:
                 i += 1
         return {line: bytes(b) for line, b in bufs.items()}
 
-    @cached_property
+    @cached
     def _cum_units(self) -> list[int]:
         """`_cum_units[i]`: units in the first i pieces."""
         out = [0]
@@ -268,7 +268,7 @@ class Group:
             out.append(out[-1] + p.units)
         return out
 
-    @cached_property
+    @cached
     def _checkpoints(self) -> dict[tuple[int, tuple[bytes, ...]], list[dict[int, bytes]]]:
         """Per base content: the lines after every `_EVERY` whole pieces, filled as choices need them."""
         return {}
