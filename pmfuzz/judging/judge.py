@@ -10,8 +10,7 @@ a `mount` finding, kept with its traceback.
 from __future__ import annotations
 
 import time
-import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -22,7 +21,6 @@ from oracles import (
     CrashOracle,
     Evidence,
     OracleName,
-    VerdictCache,
     Violation,
     WordVerdict,
     default_oracles,
@@ -33,15 +31,15 @@ from ..execution.blame import failure, pmfuzz_fault, target_traceback
 from ..execution.guarded import guarded_mount
 from ..execution.run import Run, ScheduleHead
 from ..execution.watchdog import TargetHang, TargetNonsense, deadline
-from ..lang.workload import BLOCK_SIZE
-from ..pmem import LINE, CrashImage, CrashPoint, CrashState, Event, PMem, PointKind, Strategy
+from ..pmem import CrashImage, CrashPoint, CrashState, Event, PMem, PointKind, Strategy
 from ..reference.effects import held_in
 from ..reference.expect import Expectation
 from ..signature import Cause, How, Signature, top_site
-from ..target import MountedFS, file_blocks, metadata_ranges
+from ..target import MountedFS, metadata_ranges
 from ..verdict import CrashSite, Finding, Findings, Options, StateChoice, Stats, Verdict, first_divergence
 from .cause import UNEXPLAINED_MEDIA, code_of, crash_cause_store, reordered_store
 from .links import ByteRanges, divergence_links, link_blamed, log_ranges, meta_groups, meta_known, meta_store
+from .mounted import Mounted
 
 __all__ = ["judge", "HUNG"]
 
@@ -274,7 +272,7 @@ class _Judge:
         ops = run.ops
         op_text = str(ops[point.op]) if 0 <= point.op < len(ops) else ""
         op_kind = ops[point.op].kind.value if 0 <= point.op < len(ops) else ""
-        mounts: dict[tuple, _Mounted | tuple[str, str, tuple[How, Event] | None]] = {}
+        mounts: dict[tuple, Mounted | tuple[str, str, tuple[How, Event] | None]] = {}
         beside: dict[str, tuple[np.ndarray, int, WordVerdict]] = {}
         meta = self.meta
         meta_g = meta_groups(point, self._meta_at)
@@ -311,10 +309,10 @@ class _Judge:
                     point_hung = point_hung or isinstance(e, TargetHang)
                 else:
                     stats.mounts += 1
-                    hit = _Mounted(rfs, mpm, point, data_g)
+                    hit = Mounted(rfs, mpm, point, data_g)
                     hit.verdicts.beside = beside
                     hit.map_blocks(opts.op_timeout)
-                    meta_ctx = CrashContext(rfs, expect)
+                    meta_ctx = CrashContext(hit.fs, expect)
                     for o in self.meta_oracles:
                         hit.meta_findings += _run_oracle(o, meta_ctx, opts.op_timeout, target.name)
                     if hit.meta_findings:
@@ -389,130 +387,6 @@ class _Judge:
             return True, found
         self._add_state(here, judged)
         return hung, found
-
-
-def _block_maps(fs: MountedFS, limit: float | None) -> dict[str, dict[int, list[int]]] | None:
-    """Per file of the recovered image, the device blocks its data is read from and the file offsets
-    each backs; None if the target does not tell (`file_blocks`) or fails to. Unwritten blocks read
-    as zeroes whatever the device holds: they are left out."""
-    maps: dict[str, dict[int, list[int]]] = {}
-    try:
-        with deadline(limit, "file_blocks()"):
-            for name in fs.files():
-                got = file_blocks(fs, name, fs.size(name) or 0)
-                if got is None:
-                    return None
-                m = maps[name] = {}
-                for foff, dev, unwritten in got:
-                    if dev is not None and not unwritten:
-                        m.setdefault(dev // BLOCK_SIZE, []).append(foff)
-    except (Exception, TargetHang) as e:
-        if pmfuzz_fault(e):
-            raise
-        return None
-    return maps
-
-
-class _Mounted:
-    """A recovered image mounted once per metadata state; data groups are swapped in per crash state.
-
-    The device starts with every data group at "nothing kept"; `patch` rewrites only the groups
-    whose choice differs from the previous state's. `judged`: the data oracles' violations per
-    choice of the `visible` groups (None: every state is judged).
-    """
-
-    def __init__(self, fs: MountedFS, pm: PMem, point: CrashPoint, data_groups: list[int]) -> None:
-        self.fs = fs
-        self.pm = pm
-        self.point = point
-        self.data_groups = data_groups
-        self.meta_findings: list[_V] = []
-        self.meta_store: tuple[How, Event] | None = None
-        """For a metadata state that broke a rule: the store that broke it, if known (`Judge._meta_store`)."""
-        self.verdicts = VerdictCache()
-        self.visible: tuple[int, ...] | None = None
-        self.judged: dict[tuple[int, ...], list[_V]] = {}
-        self.blocks: dict[str, dict[int, list[int]]] | None = None
-        self._cur: dict[int, int] = dict.fromkeys(data_groups, 0)
-        self._first: tuple[int, ...] | None = None
-        self._base: tuple[bool, tuple[int, ...]] | None = None
-        """The base and deviations of the state the device holds, if known (see `CrashState.base`)."""
-        self._data_set = set(data_groups)
-        self._visible_set: set[int] = set()
-        self._moved: set[int] = set()
-        """Data groups whose choice differs from the first patched (judged) state's."""
-        for gi in data_groups:
-            for ln, b in point.group_lines(gi, 0):
-                pm.pages.write(ln * LINE, b)
-
-    def map_blocks(self, limit: float | None) -> None:
-        """Learn which blocks each file reads from. With metadata fixed, the data oracles read file
-        data only through the files' blocks: states whose data differ only in other lines (a block
-        allocated by a transaction the crash lost, a COW staging copy not yet remapped) share one
-        verdict (`visible`), and a file's words are read again only where the lines of a group
-        moved since the first judged state back them (`VerdictCache.moved`)."""
-        self.blocks = maps = _block_maps(self.fs, limit)
-        if maps is None:
-            return
-        used = {b for m in maps.values() for b in m}
-        groups = self.point.groups
-        self.visible = tuple(
-            gi for gi in self.data_groups if any(ln * LINE // BLOCK_SIZE in used for ln in groups[gi].lines)
-        )
-        self._visible_set = set(self.visible)
-        mine = weakref.WeakMethod(self._moved_words)  # not a cycle through the verdicts it owns
-        self.verdicts.moved = lambda name, nwords: (m := mine()) and m(name, nwords)
-
-    def _moved_words(self, name: str, nwords: int) -> np.ndarray | None:
-        m = None if self.blocks is None else self.blocks.get(name)
-        if m is None or self._first is None or len(self._moved) * 4 > nwords:
-            return None
-        groups = self.point.groups
-        idx: list[int] = []
-        for gi in self._moved:
-            for ln in groups[gi].lines:
-                at = ln * LINE
-                for foff in m.get(at // BLOCK_SIZE, ()):
-                    w = (foff + at % BLOCK_SIZE) // 8
-                    idx.extend(range(w, w + LINE // 8))
-        got = np.unique(np.array(idx, dtype=np.int64))
-        return got[got < nwords]
-
-    def visible_key(self, state: CrashState) -> tuple | None:
-        """What a state's data oracles can see of its data groups: their choices, or, for a state
-        known by its base and deviations, those of the visible groups (None: every state is judged)."""
-        if self.visible is None:
-            return None
-        ch, base = state.choices, state.base
-        if base is None:
-            return tuple(ch[gi] for gi in self.visible)
-        return ("dev", base[0], *((gi, ch[gi]) for gi in base[1] if gi in self._visible_set))
-
-    def patch(self, state: CrashState) -> None:
-        """Rewrite the data groups whose choice differs from what the device holds: those the state
-        and the last one deviate in when both have the same base, else every data group."""
-        pages, point, cur, moved = self.pm.pages, self.point, self._cur, self._moved
-        choices, base = state.choices, state.base
-        first = self._first
-        if first is None:
-            first = self._first = choices
-        todo: Iterable[int] = self.data_groups
-        if base is not None and self._base is not None and base[0] == self._base[0]:
-            todo = sorted({*self._base[1], *base[1]} & self._data_set)
-        self._base = base
-        for gi in todo:
-            c = choices[gi]
-            if cur[gi] == c:
-                continue
-            new = dict(point.group_lines(gi, c))
-            for ln in point.groups[gi].lines:
-                b = new.get(ln)
-                pages.write(ln * LINE, b if b is not None else point.base_line(ln))
-            cur[gi] = c
-            if c == first[gi]:
-                moved.discard(gi)
-            else:
-                moved.add(gi)
 
 
 class _Here:
