@@ -17,7 +17,8 @@ that every call has a deadline and every result is checked against the protocol.
 A deadline counts the block's own time, not the machine's: time the thread spent
 runnable but waiting for a CPU (Linux's `/proc/.../schedstat`) is given back, so a
 pmfuzz starved by a loaded machine or `nice 19` does not file its own slowness as a
-target hang. Time the block spends asleep or blocked still counts: a target that
+target hang, and so is time the whole process was frozen (stopped, its VM paused:
+`frozen`). Time the block spends asleep or blocked still counts: a target that
 sleeps forever is a hang.
 """
 
@@ -32,6 +33,9 @@ import time
 import weakref
 from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any
+
+from .frozen import frozen_between, start_heartbeat
+from .schedstat import waited as _waited
 
 if TYPE_CHECKING:
     import signal as _signal  # the C module has no stubs; `signal` re-exports its functions, same signatures
@@ -75,41 +79,15 @@ class TargetNonsense(Exception):
 
 # -- the thread's own time: wall time less the time it waited runnable for a CPU --------------
 
-_MAIN_NATIVE = threading.main_thread().native_id
-_main_sched: tuple[int, int] | None = None
-"""The main thread's native id and its open `/proc/self/task/<tid>/schedstat`, re-read with pread. Only
-the main thread's is kept open: a campaign starts a thread per op of every parallel group it runs, and
-one open file per thread ran to 16,000 in an hour."""
-
-
-def _waited(native_id: int) -> float | None:
-    """Seconds the thread has so far spent runnable but not running (None where the kernel does not say)."""
-    global _main_sched
-    path = f"/proc/self/task/{native_id}/schedstat"
-    try:
-        if _main_sched is not None and _main_sched[0] == native_id:
-            raw = os.pread(_main_sched[1], 128, 0)
-        elif native_id == _MAIN_NATIVE and _main_sched is None:
-            _main_sched = (native_id, os.open(path, os.O_RDONLY | os.O_CLOEXEC))
-            raw = os.pread(_main_sched[1], 128, 0)
-        else:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                raw = os.pread(fd, 128, 0)
-            finally:
-                os.close(fd)
-        return int(raw.split()[1]) / 1e9
-    except (OSError, IndexError, ValueError):
-        return None
-
 
 def _starved(d: _Deadline, now: float) -> bool:
     """True if `d` has not yet run for its seconds of its own time: its expiry is then moved on by
-    what the thread spent waiting for a CPU (the caller re-arms and does not raise)."""
+    what the thread spent waiting for a CPU and the process spent frozen (the caller re-arms and
+    does not raise)."""
+    own = now - d.start - frozen_between(d.start, now)
     waited = _waited(d.native)
-    if waited is None or d.waited is None:
-        return False  # the kernel does not say: wall time it is
-    own = now - d.start - (waited - d.waited)
+    if waited is not None and d.waited is not None:
+        own -= waited - d.waited  # else the kernel does not say: wall time it is
     if own >= d.seconds * 0.999:
         return False
     d.expiry = now + d.seconds - own
@@ -374,12 +352,7 @@ _local = threading.local()
 def _after_fork() -> None:
     """A forked child has no watchdog thread (and maybe a lock held by the parent's): start afresh."""
     global _watchdog
-    global _main_sched, _MAIN_NATIVE
     _watchdog = _Watchdog()
-    if _main_sched is not None:
-        os.close(_main_sched[1])  # the parent's main thread, not ours
-        _main_sched = None
-    _MAIN_NATIVE = threading.get_native_id()
 
 
 os.register_at_fork(after_in_child=_after_fork)
@@ -428,6 +401,7 @@ class _Deadline:
 
     def begin(self) -> float:
         """Start the clock: now, and what the thread had waited for a CPU so far."""
+        start_heartbeat()
         self.native = threading.get_native_id()
         self.waited = _waited(self.native)
         self.start = now = time.monotonic()
@@ -437,6 +411,7 @@ class _Deadline:
     def begin_in_session(self) -> float:
         """`begin` on the main thread in a session: the waiting read at most `_SAMPLE_AGE` ago."""
         global _sample
+        start_heartbeat()
         self.native = native = threading.get_native_id()
         self.start = now = time.monotonic()
         if now - _sample[0] > _SAMPLE_AGE:
@@ -504,6 +479,8 @@ _QUIET: frozenset[CodeType] = frozenset(
         _give_back_alarm.__code__,
         _starved.__code__,
         _waited.__code__,
+        frozen_between.__code__,
+        start_heartbeat.__code__,
         _swallows.__code__,
     }
 )
