@@ -21,12 +21,13 @@ from typing import Any
 from oracles import OracleName
 
 from ..errors import shown_path
-from ..execution.watchdog import TargetHang, deadline
+from ..execution.watchdog import deadline
 from ..gen.forms import ALL_FORMS, missing
 from ..lang.workload import parse
 from ..signature import oracle_of
 from .campaign_config import PICTURE_SECONDS, CampaignConfig
 from .corpus import CorpusDir, CrashDir
+from .isolated import ChildDied, ChildFailed, run_isolated
 from .memory import campaign_resident_mib, heap_mib
 
 __all__ = ["Progress", "Summary", "append_line", "repair_jsonl", "summary_from_json", "summary_text", "summary_to_json"]
@@ -206,15 +207,13 @@ class Progress:
     def _picture(self, path: Path) -> None:
         """A picture is a convenience: if drawing it fails, say so and keep fuzzing.
 
-        Drawing re-runs the reproducer on the target, so it runs under a deadline too (a finding
-        about a target that hangs gets no picture at all)."""
-        from ..sight.cli import picture_beside
-
+        Drawing re-runs the reproducer on the target and imports matplotlib: it runs in a child
+        process (`isolated`, so the driver does not keep that memory) and under a deadline (a
+        finding about a target that hangs gets no picture at all)."""
         try:
-            with deadline(PICTURE_SECONDS, f"drawing {path.name}", target=self.cfg.target.name):
-                picture_beside(path)
-        except (Exception, TargetHang) as e:  # reported, not allowed to end the campaign
-            self._line(f"warning: no picture for {path.name}: {type(e).__name__}: {e}")
+            run_isolated(_draw, path, PICTURE_SECONDS, self.cfg.target.name, seconds=PICTURE_SECONDS + 10)
+        except (ChildFailed, ChildDied) as e:  # reported, not allowed to end the campaign
+            self._line(f"warning: no picture for {path.name}: {e}")
 
     def tick(self, force: bool = False) -> None:
         self._guarded(lambda: self._tick(force))
@@ -278,6 +277,13 @@ class Progress:
             rec["heap_in_use_mib"], rec["heap_free_mib"] = round(heap[0], 1), round(heap[1], 1)
         rec["py_blocks"] = sys.getallocatedblocks()
         append_line(self.stats_path, json.dumps(rec))
+
+
+def _draw(path: Path, seconds: float, target: str) -> None:
+    from ..sight.cli import picture_beside
+
+    with deadline(seconds, f"drawing {path.name}", target=target):
+        picture_beside(path)
 
 
 def summary_text(s: Summary, crashes: Path) -> str:

@@ -23,6 +23,7 @@ from ..lang.workload import Workload
 from ..target import TargetSpec, make_target
 from ..verdict import found_again
 from .campaign_config import CampaignConfig
+from .isolated import ChildDied, ChildFailed, run_isolated
 from .minimize import MinimizeBudget, NotReproduced, minimize
 
 __all__ = ["NOT_MINIMIZED", "campaign_options", "report_finding", "resume_unminimized", "unminimized"]
@@ -92,27 +93,51 @@ def _minimize(
 ) -> None:
     """Minimize `raw` keeping `f`'s signature, and emit the result as the finding's final reproducer.
 
-    It is emitted under the key it was found under: its cause (a reproducer of an older version, its signature).
+    The minimizing runs in a child process (`isolated`): what it allocates goes with it, not into
+    the driver. Stopped or killed first, the file stays as found, for a resumed campaign to minimize.
     """
+    try:
+        emitted = run_isolated(_minimized, cfg, raw, f, make, opts, stop, stop=stop)
+    except ChildDied as e:
+        emit("warning", f"{f.signature_text}: minimizing it stopped: {e}; kept as found")
+        return
+    except ChildFailed as e:
+        raise RuntimeError(f"minimizing {f.signature_text} failed (a bug in pmfuzz): {e}\n{e.tb}") from None
+    for kind, value in emitted or ():
+        emit(kind, value)
+
+
+def _minimized(
+    cfg: CampaignConfig,
+    raw: Reproducer,
+    f: Finding,
+    make: Callable[[], Any],
+    opts: Options,
+    stop: Callable[[], bool],
+) -> list[tuple[str, Any]]:
+    """What `_minimize` emits, in order. It is emitted under the key it was found under: its cause
+    (a reproducer of an older version, its signature)."""
+    out: list[tuple[str, Any]] = []
     key = str(raw.cause or raw.signature or f.root_cause)
     sig = f.signature_text
     budget = MinimizeBudget(cfg.minimize_checks, cfg.minimize_seconds, stop)
     try:
         m = minimize(make, raw.workload, f.signature, opts, budget, cause=raw.cause)
     except NotReproduced as e:
-        emit("warning", f"{sig}: {e}; kept unminimized")
+        out.append(("warning", f"{sig}: {e}; kept unminimized"))
         r = replace(raw, notes=(f"not minimized: {e}",))
         v = check(make(), raw.workload, replace(opts, crash=raw.crash, schedule=raw.schedule))
-        emit("finding", (key, format_reproducer(r), format_report(v, r), True))
-        return
+        out.append(("finding", (key, format_reproducer(r), format_report(v, r), True)))
+        return out
     if stop() and not m.complete:
-        return  # interrupted: leave the file as found, so that a resumed campaign minimizes it
+        return out  # interrupted: leave the file as found, so that a resumed campaign minimizes it
     note = f"minimized from {m.before_ops} to {len(m.workload)} ops in {m.checks} checks" + (
         "" if m.complete else f" (budget spent: stopped early, {m.stopped_in})"
     )
     r = replace(raw, workload=m.workload, crash=m.crash, schedule=m.finding.schedule, notes=(note,))
     v = check(make(), m.workload, replace(opts, crash=m.crash, schedule=m.finding.schedule, features=False))
-    emit("finding", (key, format_reproducer(r), format_report(v, r), True))
+    out.append(("finding", (key, format_reproducer(r), format_report(v, r), True)))
+    return out
 
 
 def unminimized(crashes: Path, target_name: str) -> list[Reproducer]:
