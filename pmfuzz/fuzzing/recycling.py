@@ -75,12 +75,6 @@ class RecyclingPool:
             self._pump()
         return out
 
-    def pids(self) -> list[int]:
-        """The processes alive in the current and retired sets."""
-        with self._lock:
-            pools = [*self._retired, *([self._pool] if self._pool is not None else [])]
-        return [p.pid for pool in pools for p in _processes(pool) if p.is_alive()]
-
     def shutdown(self) -> None:
         """End every process at once: a batch still running has nothing left to give."""
         with self._lock:
@@ -110,14 +104,21 @@ class RecyclingPool:
         self.generations += 1
 
     def _pump(self) -> None:
-        while self._held and self._draining == 0 and self._pool is not None:
+        """Give the held batches to the current set once the retired ones are done (not to a broken
+        set: they wait for the next submission, which starts a fresh one from the submitting thread)."""
+        while self._held and self._draining == 0 and self._pool is not None and not self._broken:
             out, fn, args = self._held.popleft()
             if not out.set_running_or_notify_cancel():
                 continue
+            try:
+                inner = self._pool.submit(fn, *args)
+            except (BrokenProcessPool, RuntimeError) as e:  # a process died since: the driver runs it again
+                self._broken = True
+                out.set_exception(e if isinstance(e, BrokenProcessPool) else BrokenProcessPool(str(e)))
+                continue
             self._given += 1
             self._running += 1
-            gen = self.generations
-            self._pool.submit(fn, *args).add_done_callback(partial(self._finished, out=out, gen=gen))
+            inner.add_done_callback(partial(self._finished, out=out, gen=self.generations))
 
     def _finished(self, done: Future, out: Future, gen: int) -> None:
         with self._lock:
