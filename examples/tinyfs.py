@@ -5,7 +5,8 @@ a 64-byte directory entry per slot holds a name word and a size word, each
 updated with one 8-byte atomic store. Every op is made durable before it
 returns, in an order that keeps every crash state consistent:
 
-* create: write the name word, persist.
+* create: store the size word (0), persist, then the name word, persist (one
+  16-byte store of both may tear: the name kept over an unlinked file's old size).
 * write: zero any gap past EOF, write the data, persist, then store the new
   size and persist it (data before size: a crash never shows a size whose data
   is missing).
@@ -68,8 +69,9 @@ class MountedTinyFS:
                 if exists:
                     return err(Errno.EEXIST)
                 with self.pm.site("create"):
-                    self.pm.store(slot * ENTRY, struct.pack("<QQ", NAME_SET | slot, 0))
-                    self.pm.persist(slot * ENTRY, 16)
+                    self._set_size(slot, 0)  # first: an unlinked file's size is still there
+                    self.pm.store(slot * ENTRY, struct.pack("<Q", NAME_SET | slot))
+                    self.pm.persist(slot * ENTRY, 8)
                 return OK
             if not exists:
                 return err(Errno.ENOENT)

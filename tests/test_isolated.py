@@ -23,9 +23,11 @@ def _resident_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
 
 
-def _grow(mib: int) -> float:
+def _grow(mib: int) -> tuple[float, float]:
+    """The child's resident memory before and after it allocates `mib` MiB."""
+    before = _resident_mib()
     kept = [bytearray(1 << 20) for _ in range(mib)]
-    return _resident_mib() + 0 * len(kept)
+    return before, _resident_mib() + 0 * len(kept)
 
 
 def _boom() -> None:
@@ -63,8 +65,8 @@ def test_a_stop_ends_the_child_and_gives_nothing() -> None:
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux's /proc")
 def test_what_the_child_allocates_stays_with_it() -> None:
     before = _resident_mib()
-    in_child = run_isolated(_grow, 300)
-    assert in_child is not None and in_child > before + 250, "the child did not allocate (test premise)"
+    grown = run_isolated(_grow, 300)
+    assert grown is not None and grown[1] > grown[0] + 250, "the child did not allocate (test premise)"
     assert _resident_mib() < before + 50
 
 
