@@ -201,8 +201,9 @@ def check_supported(target: Target, ops: Sequence[Op]) -> None:
 
 @runtime_checkable
 class HasMetadataRanges(Protocol):
-    """A target whose mount and fsck read only these byte ranges of a device of `size` bytes, and
-    whose view reads file data from the device on every access."""
+    """A target whose mount and fsck read only these byte ranges of a device of `size` bytes, whose
+    file list and sizes follow from them (the judge asks them once per mount), and whose view reads
+    file data from the device on every access."""
 
     def metadata_ranges(self, size: int) -> Iterable[tuple[int, int]]: ...
 

@@ -26,7 +26,7 @@ def _resident_mib() -> float:
 def _grow(mib: int) -> tuple[float, float]:
     """The child's resident memory before and after it allocates `mib` MiB."""
     before = _resident_mib()
-    kept = [bytearray(1 << 20) for _ in range(mib)]
+    kept = [b"\x01" * (1 << 20) for _ in range(mib)]  # written: calloc's zero pages stay unmapped
     return before, _resident_mib() + 0 * len(kept)
 
 
