@@ -3,6 +3,7 @@ failures are told apart, and its memory stays with it."""
 
 from __future__ import annotations
 
+import mmap
 import os
 import signal
 import time
@@ -23,11 +24,17 @@ def _resident_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
 
 
+_LEAKED: list[object] = []
+
+
 def _grow(mib: int) -> tuple[float, float]:
-    """The child's resident memory before and after it allocates `mib` MiB."""
+    """The process's resident memory before and after it keeps `mib` MiB of fresh, written pages
+    (a mapping of its own: memory its heap already had free would not show)."""
     before = _resident_mib()
-    kept = [b"\x01" * (1 << 20) for _ in range(mib)]  # written: calloc's zero pages stay unmapped
-    return before, _resident_mib() + 0 * len(kept)
+    m = mmap.mmap(-1, mib << 20)
+    m.write(b"\x01" * (mib << 20))
+    _LEAKED.append(m)  # kept, as pinned arenas are: only the process's end gives it back
+    return before, _resident_mib()
 
 
 def _boom() -> None:
