@@ -61,6 +61,11 @@ from .watchdog import TargetHang, TargetNonsense, deadline
 
 __all__ = ["execute", "formatted", "effective_options"]
 
+_PREFIX_CLEAN = ("prefix clean",)
+"""Key in a workload's shared schedule memo: True once a schedule ran every op before the first
+parallel group with no finding. Those ops run alike in every schedule, so the others skip the
+run-phase oracles there (what they would find is what the first found: nothing)."""
+
 _FORMATTED: dict[tuple[str, tuple[tuple[str, str], ...], int], Pages] = {}
 
 
@@ -118,6 +123,9 @@ class _Execution:
     def __init__(self, target: Target, ops: tuple[Op, ...], opts: Options, grps, chooser, orders=None) -> None:
         self.target, self.ops, self.opts, self.grps, self.chooser = target, ops, opts, grps, chooser
         self.memo: dict | None = orders
+        self.shared: dict = {} if orders is None else orders
+        self.prefix = min((start for _g, start, _n in grps), default=len(ops))
+        """Ops before the first parallel group: the same in every schedule of the workload."""
         """Serial orders' runs per group (and orders of the groups before it), shared by the workload's
         schedules; None once a group left the reference in a state the ops alone do not decide."""
         oracles = default_oracles() if opts.oracles is None else opts.oracles
@@ -170,8 +178,11 @@ class _Execution:
         starts = {start: (g, n) for g, start, n in self.grps}
         crashes_sound = True
         i = 0
+        quiet_prefix = self.shared.get(_PREFIX_CLEAN, False)
         while i < len(ops):
             op = ops[i]
+            if i == self.prefix and self.grps:
+                self.shared.setdefault(_PREFIX_CLEAN, not self.findings.values())
             if i in starts:
                 g, n = starts[i]
                 try:
@@ -230,7 +241,7 @@ class _Execution:
                 with deadline(opts.op_timeout, "the view", target=target.name, named_by_calls=True):
                     if self._note_maps(i, self.op_start) or getattr(op, "map", None) is not None:
                         self._note_pages(i)
-                    for o in self.run_oracles:
+                    for o in () if quiet_prefix and i < self.prefix else self.run_oracles:
                         if o.name is OracleName.FUNCTIONAL and self.findings.diverged():
                             continue
                         for v in o.check(ctx):

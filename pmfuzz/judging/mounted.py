@@ -20,10 +20,15 @@ from ..execution.blame import pmfuzz_fault
 from ..execution.watchdog import TargetHang, deadline
 from ..lang.workload import BLOCK_SIZE
 from ..pmem import LINE, CrashPoint, CrashState, Event, PMem
+from ..pmem.outcomes import read_lines
 from ..signature import How
 from ..target import MountedFS, file_blocks
 
 __all__ = ["FixedMetadataView", "Mounted", "block_maps"]
+
+
+_BULK_LINES = 48
+"""Lines from which `Mounted.patch` writes a page at a time: below it, one write per line costs less."""
 
 
 class FixedMetadataView:
@@ -163,16 +168,27 @@ class Mounted:
         if base is not None and self._base is not None and base[0] == self._base[0]:
             todo = sorted({*self._base[1], *base[1]} & self._data_set)
         self._base = base
+        writes: dict[int, bytes | None] = {}
+        """Per line, its content as the last group to touch it leaves it (None: the base media's)."""
+        groups = point.groups
         for gi in todo:
             c = choices[gi]
             if cur[gi] == c:
                 continue
-            new = dict(point.group_lines(gi, c))
-            for ln in point.groups[gi].lines:
-                b = new.get(ln)
-                pages.write(ln * LINE, b if b is not None else point.base_line(ln))
+            writes.update(dict.fromkeys(groups[gi].lines))
+            writes.update(point.group_lines(gi, c))
             cur[gi] = c
             if c == first[gi]:
                 moved.discard(gi)
             else:
                 moved.add(gi)
+        if len(writes) < _BULK_LINES:
+            for ln, b in writes.items():
+                pages.write(ln * LINE, b if b is not None else point.base_line(ln))
+        else:
+            lines = np.fromiter(writes, dtype=np.int64, count=len(writes))
+            data = read_lines(point.base_pages(), lines)
+            for k, b in enumerate(writes.values()):
+                if b is not None:
+                    data[k] = np.frombuffer(b, dtype=np.uint8)
+            pages.write_lines(lines, data, LINE)

@@ -102,6 +102,24 @@ class Pages:
             p += 1
             off = 0
 
+    def write_lines(self, lines: np.ndarray, data: np.ndarray, line: int) -> None:
+        """Write row k of `data` at line `lines[k]` (lines of `line` bytes, distinct), a page at a
+        time: swapping a crash state's data lines in one `write` per line cost more than judging it."""
+        per = PAGE // line
+        page_of = lines // per
+        order = np.argsort(page_of, kind="stable")
+        cuts = np.flatnonzero(np.diff(page_of[order])) + 1
+        for run in np.split(order, cuts):
+            if not len(run):
+                continue
+            p = int(page_of[run[0]])
+            page = self._writable(p)
+            if len(page) == PAGE:
+                page.reshape(per, line)[lines[run] % per] = data[run]
+            else:  # the device's short last page
+                for k in run.tolist():
+                    self.write(int(lines[k]) * line, data[k])
+
     def fill(self, addr: int, n: int, value: np.ndarray | int) -> None:
         """Write `n` bytes from an array (or a repeated byte) without a temporary bytes object."""
         if isinstance(value, int):
