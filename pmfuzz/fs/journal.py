@@ -71,7 +71,11 @@ class Journal:
         # Held weakly when it is the file system's method: the file system owns its journal, and a
         # strong reference back made every mount a reference cycle that only the cyclic collector
         # frees (a campaign mounts a recovered image for every other crash state it judges).
-        self._on_push = weakref.WeakMethod(on_push) if inspect.ismethod(on_push) else (lambda: on_push)
+        if inspect.ismethod(on_push):
+            owner, fn = weakref.ref(on_push.__self__), on_push.__func__
+            self._on_push = lambda: None if (o := owner()) is None else fn.__get__(o)
+        else:
+            self._on_push = lambda: on_push
         self.open: Trans | None = None
 
     @property

@@ -83,7 +83,8 @@ def block_maps(fs: MountedFS, limit: float | None) -> dict[str, dict[int, list[i
 class Mounted:
     """A recovered image mounted once per metadata state; data groups are swapped in per crash state.
 
-    The device starts with every data group at "nothing kept"; `patch` rewrites only the groups
+    The device starts with every data group at "nothing kept" (it holds the point's media and the
+    state's metadata lines); `patch` rewrites only the groups
     whose choice differs from the previous state's. `judged`: the data oracles' violations per
     choice of the `visible` groups (None: every state is judged).
     """
@@ -109,9 +110,6 @@ class Mounted:
         self._visible_set: set[int] = set()
         self._moved: set[int] = set()
         """Data groups whose choice differs from the first patched (judged) state's."""
-        for gi in data_groups:
-            for ln, b in point.group_lines(gi, 0):
-                pm.pages.write(ln * LINE, b)
 
     def map_blocks(self, limit: float | None) -> None:
         """Learn which blocks each file reads from. With metadata fixed, the data oracles read file
@@ -128,8 +126,8 @@ class Mounted:
             gi for gi in self.data_groups if any(ln * LINE // BLOCK_SIZE in used for ln in groups[gi].lines)
         )
         self._visible_set = set(self.visible)
-        mine = weakref.WeakMethod(self._moved_words)  # not a cycle through the verdicts it owns
-        self.verdicts.moved = lambda name, nwords: (m := mine()) and m(name, nwords)
+        mine = weakref.ref(self)  # not a cycle through the verdicts it owns
+        self.verdicts.moved = lambda name, nwords: None if (m := mine()) is None else m._moved_words(name, nwords)
 
     def _moved_words(self, name: str, nwords: int) -> np.ndarray | None:
         m = None if self.blocks is None else self.blocks.get(name)
