@@ -136,6 +136,9 @@ class RunContext:
     ref: Reference
     first: int | None = None
     """The first op index this quiescent point follows (a parallel group's first op); None: `index`."""
+    memo: dict | None = None
+    """What the run oracles keep between the checks of one run (one entry per oracle name); None:
+    nothing is kept (a check on its own)."""
 
 
 class VerdictCache:

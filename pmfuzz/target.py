@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
@@ -63,6 +63,8 @@ __all__ = [
     "HasMinOpTimeout",
     "Schedulable",
     "MapsBlocks",
+    "KeysContent",
+    "content_key_hooks",
     "ReportsLayout",
     "DEFAULT_DEVICE_SIZE",
     "metadata_ranges",
@@ -324,6 +326,28 @@ class ReportsLayout(Protocol):
 def layout_violations_hook(fs: MountedFS) -> Callable[[], list[tuple[int, str]]] | None:
     """The mounted fs's `layout_violations`, or None if it does not report them."""
     return getattr(fs, "layout_violations", None)
+
+
+@runtime_checkable
+class KeysContent(Protocol):
+    """A mounted fs that names what its views are a function of: `content_key(name)` a hashable value
+    that is equal only while `read(name, ...)` returns the same bytes, `mapping_key(name)` the same
+    for `read_mapping(name, ...)` (None: no such file or mapping). With them the crash-free check reads
+    a file or mapping again only after its key changed; a key that stays equal over a change hides it.
+    daxfs: the inode, size and extent map (and page-table entries), and `PMem.generation` of the
+    blocks they reach."""
+
+    def content_key(self, name: str) -> Hashable | None: ...
+
+    def mapping_key(self, name: str) -> Hashable | None: ...
+
+
+def content_key_hooks(
+    fs: MountedFS,
+) -> tuple[Callable[[str], Hashable | None], Callable[[str], Hashable | None]] | None:
+    """The mounted fs's `content_key` and `mapping_key`, or None unless it has both."""
+    a, b = getattr(fs, "content_key", None), getattr(fs, "mapping_key", None)
+    return (a, b) if callable(a) and callable(b) else None
 
 
 @runtime_checkable

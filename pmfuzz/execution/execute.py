@@ -139,6 +139,7 @@ class _Execution:
         self.op_start = 0
         """Events recorded before the op (or parallel group) being judged began."""
         self.spans = {start + k: (start, start + n) for _g, start, n in grps for k in range(n)}
+        self.oracle_memo: dict = {}  # what the run oracles keep between ops (`RunContext.memo`)
 
     def _unrun(self) -> Run:
         """Formatting or the first mount failed: a run with nothing on its device."""
@@ -236,7 +237,7 @@ class _Execution:
                 self.notes.append(f"stopped at op {i}: the target ran out of space (ENOSPC); later ops not run")
                 executed = i
                 break
-            ctx = RunContext(i, op, got, want, fs, ref)
+            ctx = RunContext(i, op, got, want, fs, ref, memo=self.oracle_memo)
             try:
                 with deadline(opts.op_timeout, "the view", target=target.name, named_by_calls=True):
                     if self._note_maps(i, self.op_start) or getattr(op, "map", None) is not None:
@@ -542,7 +543,9 @@ class _Execution:
         # Results were matched (or reported) by the serial-order search; the state after the group is
         # judged here, so that a difference it left is blamed on the group, not on the op after it.
         assert want is not None, "a parallel group has at least one op"
-        ctx = RunContext(start + n - 1, Parallel(tuple(ops[k] for k in idx)), want, want, fs, ref, first=start)
+        ctx = RunContext(
+            start + n - 1, Parallel(tuple(ops[k] for k in idx)), want, want, fs, ref, first=start, memo=self.oracle_memo
+        )
         for o in self.run_oracles:
             if o.name is OracleName.FUNCTIONAL and self.findings.diverged():
                 continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 from ..lang.data import poison
 from ..lang.workload import (
     Create,
@@ -27,6 +29,7 @@ from ..lang.workload import (
 )
 from ..pmem import PMem
 from ..target import Errno, Guarantee, Result, err
+from . import contentkey
 from . import file as F
 from .alloc import NoSpace
 from .config import Config, LockScheme
@@ -127,6 +130,14 @@ class MountedDaxfs:
 
     def read_mapping(self, name: str, off: int, n: int) -> Result:
         return F.mapping_view(self.fs, name, off, n)
+
+    def content_key(self, name: str) -> Hashable | None:
+        """What `read(name, ...)` is a function of (`MountedFS.content_key`)."""
+        return contentkey.content_key(self.fs, name)
+
+    def mapping_key(self, name: str) -> Hashable | None:
+        """What `read_mapping(name, ...)` is a function of (`MountedFS.content_key`)."""
+        return contentkey.mapping_key(self.fs, name)
 
     def mapping_blocks(self, name: str) -> dict[int, tuple[int | None, int | None]]:
         """Introspection for `mmap-coherency`: per mapped page, (block mapped, block the file owns there)."""

@@ -18,7 +18,7 @@ from .crash import CrashImage, CrashPoint, CrashState, CrashTimeline
 from .pages import Pages
 from .persistency import EadrPoints
 from .stateid import StateId
-from .trace import LINE, Domain, Event, EventKind
+from .trace import LINE, PAGE, Domain, Event, EventKind
 
 __all__ = ["Bytes", "PMem"]
 
@@ -58,6 +58,8 @@ class PMem:
         self._timeline: CrashTimeline | None = None
         self._timeline_key: tuple[int, EadrPoints] | None = None
         self._recording = record
+        self._gen = np.zeros(-(-size // PAGE), dtype=np.int64)
+        self._tick = 0
 
     @property
     def recording(self) -> bool:
@@ -163,6 +165,7 @@ class PMem:
         self._check(addr, len(b), "store")
         self._record(EventKind.STORE, int(addr), len(b), b)
         self._pages.write(int(addr), b)
+        self._stored(int(addr), len(b))
 
     def ntstore(self, addr: int, data: Bytes) -> None:
         """Non-temporal store(s): bypass the cache, durable at the next fence."""
@@ -170,6 +173,7 @@ class PMem:
         self._check(addr, len(b), "ntstore")
         self._record(EventKind.NTSTORE, int(addr), len(b), b)
         self._pages.write(int(addr), b)
+        self._stored(int(addr), len(b))
 
     def clwb(self, addr: int, n: int = 1) -> None:
         self._check(addr, n, "clwb")
@@ -222,6 +226,21 @@ class PMem:
         )
         self._check(addr, len(b), "initialize")
         self._pages.write(int(addr), b)
+        self._stored(int(addr), len(b))
+
+    def _stored(self, addr: int, n: int) -> None:
+        self._tick += 1
+        p0, p1 = addr // PAGE, (addr + n - 1) // PAGE
+        if p0 == p1:
+            self._gen[p0] = self._tick
+        else:
+            self._gen[p0 : p1 + 1] = self._tick
+
+    def generation(self, pages: np.ndarray) -> int:
+        """The last write through this device's instructions to any of these pages (0: none since the
+        device was made): part of a mounted fs's content key (`MountedFS.content_key`), so an oracle can
+        tell a file nothing stored into from one it must read again."""
+        return int(self._gen[pages].max()) if len(pages) else 0
 
     def quiesce(self) -> None:
         """A clean shutdown: everything in flight reaches the media and the trace starts over."""
