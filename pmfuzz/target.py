@@ -331,8 +331,8 @@ def layout_violations_hook(fs: MountedFS) -> Callable[[], list[tuple[int, str]]]
 @runtime_checkable
 class KeysContent(Protocol):
     """A mounted fs that names what its views are a function of: `content_key(name)` a hashable value
-    that is equal only while `read(name, ...)` returns the same bytes, `mapping_key(name)` the same
-    for `read_mapping(name, ...)` (None: no such file or mapping). With them the crash-free check reads
+    equal to an earlier one only if `read(name, ...)` returns what it returned then, `mapping_key(name)`
+    the same for `read_mapping(name, ...)` (None: no such file or mapping). With them the crash-free check reads
     a file or mapping again only after its key changed; a key that stays equal over a change hides it.
     daxfs: the inode, size and extent map (and page-table entries), and `PMem.generation` of the
     blocks they reach."""

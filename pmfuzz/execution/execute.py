@@ -123,11 +123,11 @@ class _Execution:
     def __init__(self, target: Target, ops: tuple[Op, ...], opts: Options, grps, chooser, orders=None) -> None:
         self.target, self.ops, self.opts, self.grps, self.chooser = target, ops, opts, grps, chooser
         self.memo: dict | None = orders
+        """Serial orders' runs per group (and orders of the groups before it), shared by the workload's
+        schedules; None once a group left the reference in a state the ops alone do not decide."""
         self.shared: dict = {} if orders is None else orders
         self.prefix = min((start for _g, start, _n in grps), default=len(ops))
         """Ops before the first parallel group: the same in every schedule of the workload."""
-        """Serial orders' runs per group (and orders of the groups before it), shared by the workload's
-        schedules; None once a group left the reference in a state the ops alone do not decide."""
         oracles = default_oracles() if opts.oracles is None else opts.oracles
         self.run_oracles: list[RunOracle] = [
             o for o in oracles if is_run_oracle(o) and o.guarantee in target.guarantees

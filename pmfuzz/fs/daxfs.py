@@ -132,11 +132,11 @@ class MountedDaxfs:
         return F.mapping_view(self.fs, name, off, n)
 
     def content_key(self, name: str) -> Hashable | None:
-        """What `read(name, ...)` is a function of (`MountedFS.content_key`)."""
+        """What `read(name, ...)` is a function of (`target.KeysContent`)."""
         return contentkey.content_key(self.fs, name)
 
     def mapping_key(self, name: str) -> Hashable | None:
-        """What `read_mapping(name, ...)` is a function of (`MountedFS.content_key`)."""
+        """What `read_mapping(name, ...)` is a function of (`target.KeysContent`)."""
         return contentkey.mapping_key(self.fs, name)
 
     def mapping_blocks(self, name: str) -> dict[int, tuple[int | None, int | None]]:

@@ -238,7 +238,7 @@ class PMem:
 
     def generation(self, pages: np.ndarray) -> int:
         """The last write through this device's instructions to any of these pages (0: none since the
-        device was made): part of a mounted fs's content key (`MountedFS.content_key`), so an oracle can
+        device was made): part of a mounted fs's content key (`target.KeysContent`), so an oracle can
         tell a file nothing stored into from one it must read again."""
         return int(self._gen[pages].max()) if len(pages) else 0
 
