@@ -29,7 +29,7 @@ from .dax import (
     delete_entries,
     invalidate_inode_pages2_range,
 )
-from .file import _blocks, _free_blocks_from, _layout_locks
+from .file import _blocks, _free_blocks_from, _layout_locks, xfs_flush_unmap_range
 from .inode import Inode
 from .iomap import iomap_begin
 from .iomap_types import Iomap, IomapFlag, IomapType, Req
@@ -52,6 +52,7 @@ def xfs_file_fallocate(fs: DaxFS, ip: Inode, off: int, n: int, mode: FallocMode)
             return err(Errno.EBUSY)
         new_size = end if not keep and end > ip.size else 0
         if mode & FallocMode.ZERO_RANGE:
+            xfs_flush_unmap_range(fs, ip, off, end)
             _free_file_space(fs, ip, off, end)
         elif mode & FallocMode.UNSHARE_RANGE:
             _reflink_unshare(fs, ip, off, min(end, ip.size))

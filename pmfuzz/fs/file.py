@@ -258,13 +258,23 @@ def _free_blocks_from(fs: DaxFS, ip: Inode, first: int, label: str, last: int | 
             fs.unmap_range(tp, ip, lo, hi - lo)
 
 
+def xfs_flush_unmap_range(fs: DaxFS, ip: Inode, off: int, end: int) -> None:
+    """Before a punch, zero-range or collapse: write back the dirty entries over [off, end) rounded out
+    to blocks (filemap_write_and_wait_range), so what was stored through a mapping there is flushed
+    before the entries go -- a PMD entry overlapping the range is flushed whole."""
+    rounding = max(BS, PAGE_SIZE)
+    start, last = off - off % rounding, -(-end // rounding) * rounding
+    dax_writeback_mapping_range(fs, ip, start // PAGE_SIZE, last // PAGE_SIZE)
+
+
 def punch(fs: DaxFS, ip: Inode, off: int, n: int) -> Result:
-    """xfs_free_file_space: zero the partial edges in place, free the whole blocks inside."""
+    """xfs_free_file_space: flush the range, zero the partial edges in place, free the whole blocks inside."""
     pm = fs.pm
     end = off + n
     with _layout_locks(fs, ip, lambda: _blocks(off, end)):
         if break_layouts(fs, ip):
             return err(Errno.EBUSY)
+        xfs_flush_unmap_range(fs, ip, off, end)
         first, last = -(-off // BS), end // BS
         with pm.site("xfs_free_file_space.zero"):
             if first >= last:
