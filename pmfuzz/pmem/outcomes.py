@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .groups import Group
-from .pages import Pages
+from .pages import Pages, page_runs
 from .trace import LINE, PAGE
 
 __all__ = ["full_outcomes", "line_hash", "read_lines"]
@@ -34,11 +34,7 @@ def read_lines(pages: Pages, lines: np.ndarray) -> np.ndarray:
     out = np.empty((len(lines), LINE), dtype=np.uint8)
     if not len(lines):
         return out
-    page_of = lines // _PER_PAGE
-    order = np.argsort(page_of, kind="stable")
-    cuts = np.flatnonzero(np.diff(page_of[order])) + 1
-    for run in np.split(order, cuts):
-        p = int(page_of[run[0]])
+    for p, run in page_runs(lines, _PER_PAGE):
         page = pages._page(p)
         if len(page) == PAGE:
             out[run] = page.reshape(_PER_PAGE, LINE)[lines[run] % _PER_PAGE]

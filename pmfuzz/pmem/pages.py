@@ -12,10 +12,21 @@ import numpy as np
 
 from .trace import PAGE
 
-__all__ = ["Pages"]
+__all__ = ["Pages", "page_runs"]
 
 _SHIFT = PAGE.bit_length() - 1
 _MASK = PAGE - 1
+
+
+def page_runs(lines: np.ndarray, per: int) -> list[tuple[int, np.ndarray]]:
+    """(page, indices into `lines`) for each page the lines (`per` to a page) lie in: bulk reads and
+    writes of many lines touch each page once."""
+    if not len(lines):
+        return []
+    page_of = lines // per
+    order = np.argsort(page_of, kind="stable")
+    cuts = np.flatnonzero(np.diff(page_of[order])) + 1
+    return [(int(page_of[run[0]]), run) for run in np.split(order, cuts)]
 
 
 class Pages:
@@ -106,13 +117,7 @@ class Pages:
         """Write row k of `data` at line `lines[k]` (lines of `line` bytes, distinct), a page at a
         time: swapping a crash state's data lines in one `write` per line cost more than judging it."""
         per = PAGE // line
-        page_of = lines // per
-        order = np.argsort(page_of, kind="stable")
-        cuts = np.flatnonzero(np.diff(page_of[order])) + 1
-        for run in np.split(order, cuts):
-            if not len(run):
-                continue
-            p = int(page_of[run[0]])
+        for p, run in page_runs(lines, per):
             page = self._writable(p)
             if len(page) == PAGE:
                 page.reshape(per, line)[lines[run] % per] = data[run]
