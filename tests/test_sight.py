@@ -502,3 +502,15 @@ def test_a_zoom_window_is_whole_lines_with_a_line_of_context(spans, end: int, wi
         major, minor = zoom_ticks(*window)
         assert major[0] >= window[0] and major[-1] <= window[1] and 3 <= len(major) <= 9
         assert all(t % 8 == 0 for t in major + minor)
+
+
+def test_a_resumed_campaign_legend_names_only_series(campaign: Path) -> None:
+    fig = campaign_figure(load_campaign(campaign))
+    for label in ("speed", "corpus", "findings"):
+        legend = _axes(fig, label).get_legend()
+        if legend is None:
+            continue
+        texts = [t.get_text() for t in legend.get_texts()]
+        assert texts and not [t for t in texts if t.startswith("_")], texts
+    speed = [t.get_text() for t in _axes(fig, "speed").get_legend().get_texts()]
+    assert speed == ["execs/s", "crash states/s", "resumed"]

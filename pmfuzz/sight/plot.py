@@ -139,7 +139,10 @@ def campaign_figure(c: Campaign) -> Figure:
 
 
 def _legend(ax, handles: list) -> None:
-    """A one-row legend right-aligned in the panel's title row, where it hides no data."""
+    """A one-row legend right-aligned in the panel's title row, where it hides no data.
+
+    Artists matplotlib labels itself (`_child1`: a session marker's line) are not series: left out."""
+    handles = [h for h in handles if not str(h.get_label()).startswith("_")]
     ax.legend(
         handles=handles,
         loc="lower right",
