@@ -159,8 +159,9 @@ class VerdictCache:
         state, None when it cannot tell; None: no such knowledge at all."""
         self.beside: dict[str, tuple[np.ndarray, int, WordVerdict]] = {}
         """Per file, its words, size and verdict as another mount judged them against the same
-        expectation (the crash point's other metadata states): a file first seen by this mount is
-        judged only where it differs from there, not whole (a 4 MiB file costs 50 ms whole)."""
+        expectation (the crash point's other metadata states, and earlier points of the same window):
+        a file first seen by this mount is judged only where it differs from there, not whole (a 4 MiB
+        file costs 50 ms whole)."""
 
 
 @dataclass
@@ -233,10 +234,7 @@ class CrashContext:
             size = self.fs.size(name) or 0
             hit = self._words_moved(name, size)
             if hit is None:
-                raw = self.fs.read(name, 0, size)
-                buf = np.zeros(-(-len(raw) // 8) * 8, dtype=np.uint8)
-                buf[: len(raw)] = np.frombuffer(raw, dtype=np.uint8)
-                hit = buf.view("<u8")
+                hit = _as_words(self.fs.read(name, 0, size))
             self.cache[name] = hit
         return hit
 
@@ -258,10 +256,8 @@ class CrashContext:
         parts = []
         for run in np.split(some, np.flatnonzero(np.diff(some) != 1) + 1) if len(some) else ():
             lo, hi = int(run[0]), int(run[-1]) + 1
-            raw = self.fs.read(name, lo * 8, min(hi * 8, size) - lo * 8)
-            buf = np.zeros((hi - lo) * 8, dtype=np.uint8)
-            buf[: len(raw)] = np.frombuffer(raw, dtype=np.uint8)
-            parts.append(buf.view("<u8"))
+            part = _as_words(self.fs.read(name, lo * 8, min(hi * 8, size) - lo * 8))
+            parts.append(part if len(part) == hi - lo else np.pad(part, (0, hi - lo - len(part))))
         new = np.concatenate(parts) if parts else kept[:0]
         differ = new != kept[some]
         self._read_only[name] = some[differ]
@@ -270,6 +266,16 @@ class CrashContext:
         words = kept.copy()
         words[some] = new
         return words
+
+
+def _as_words(raw: bytes) -> np.ndarray:
+    """Bytes as uint64 words, the last one zero-padded; read-only (a view of `raw` when whole words)."""
+    if len(raw) % 8 == 0:
+        return np.frombuffer(raw, dtype="<u8")
+    buf = np.zeros(-(-len(raw) // 8) * 8, dtype=np.uint8)
+    buf[: len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+    buf.setflags(write=False)
+    return buf.view("<u8")
 
 
 Ctx = TypeVar("Ctx", contravariant=True)

@@ -1,5 +1,5 @@
 """Swapping a crash state's data lines onto a mounted device a page at a time leaves exactly the
-bytes one write per line leaves, and exactly the state's image."""
+bytes one write per line leaves, and exactly the state's image; a read into a buffer reads what was written."""
 
 from __future__ import annotations
 
@@ -67,3 +67,24 @@ def test_patched_device_is_the_states_image() -> None:
                 bulk = bulk or np.count_nonzero((before != got).reshape(-1, LINE).any(axis=1)) >= _BULK_LINES
             few = few or 0 < sum(len(g.lines) for g in point.groups) < _BULK_LINES
     assert bulk and few
+
+
+@settings(max_examples=200, deadline=None)
+@given(pages=st.integers(1, 5), short=st.integers(0, PAGE - 1), data=st.data())
+def test_read_into_a_buffer_equals_the_bytes_written(pages: int, short: int, data: st.DataObject) -> None:
+    size = pages * PAGE - short
+    start = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))).integers(0, 256, size, dtype=np.uint8)
+    pm = Pages.from_array(start)
+    for _ in range(data.draw(st.integers(0, 4))):  # pages of the top layer as well as the base
+        at = data.draw(st.integers(0, size - 1))
+        chunk = np.full(data.draw(st.integers(1, size - at)), data.draw(st.integers(0, 255)), dtype=np.uint8)
+        pm.write(at, chunk)
+        start[at : at + len(chunk)] = chunk
+    addr = data.draw(st.integers(0, size - 1))
+    n = data.draw(st.integers(1, size - addr))
+    pad = data.draw(st.integers(0, 3))
+    buf = np.zeros(n + 2 * pad, dtype=np.uint8)
+    pm.read_into(addr, buf[pad : pad + n])
+    assert np.array_equal(buf[pad : pad + n], start[addr : addr + n])
+    assert not buf[:pad].any() and not buf[pad + n :].any(), "read_into wrote outside its buffer"
+    assert np.array_equal(pm.read(addr, n), start[addr : addr + n])

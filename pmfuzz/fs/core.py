@@ -272,7 +272,7 @@ class DaxFS:
             s = max(off, seg.lblk * BS)
             e = min(off + n, (seg.lblk + seg.len) * BS)
             addr = seg.pblk * BS + (s - seg.lblk * BS)
-            out[s - off : e - off] = self.pm.load_array(addr, e - s)
+            self.pm.load_into(addr, out[s - off : e - off])
         return out
 
 

@@ -198,6 +198,10 @@ class _Judge:
         else:
             todo = [(p, []) for p in run.crash_points()]
         self.seen: set[tuple[int, int, int]] = set()
+        self._beside_of: Expectation | None = None
+        self._beside: dict[str, tuple[np.ndarray, int, WordVerdict]] = {}
+        """Files as a mount judged them against `_beside_of`: the points of one window share it (the same
+        expectation object), so a file a later point recovers is judged only where it differs."""
         self.meta = metadata_ranges(run.target, opts.device_size) if opts.group_by_metadata else None
         self._meta_at = ByteRanges(self.meta) if self.meta is not None else None
         self._log = log_ranges(run.target, opts.device_size)
@@ -273,7 +277,9 @@ class _Judge:
         op_text = str(ops[point.op]) if 0 <= point.op < len(ops) else ""
         op_kind = ops[point.op].kind.value if 0 <= point.op < len(ops) else ""
         mounts: dict[tuple, Mounted | tuple[str, str, tuple[How, Event] | None]] = {}
-        beside: dict[str, tuple[np.ndarray, int, WordVerdict]] = {}
+        if expect is not self._beside_of:
+            self._beside_of, self._beside = expect, {}
+        beside = self._beside
         meta = self.meta
         meta_g = meta_groups(point, self._meta_at)
         meta_set = set(meta_g)

@@ -209,6 +209,11 @@ class PMem:
         self._check(addr, n, "load")
         return self._pages.read(int(addr), int(n))
 
+    def load_into(self, addr: int, out: np.ndarray) -> None:
+        """`load` of len(out) bytes into a uint8 array, for bulk reads into a buffer of the caller's."""
+        self._check(addr, len(out), "load")
+        self._pages.read_into(int(addr), out)
+
     # -- outside the trace --------------------------------------------------
 
     def initialize(self, addr: int, data: Bytes) -> None:

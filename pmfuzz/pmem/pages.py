@@ -77,11 +77,18 @@ class Pages:
     def read(self, addr: int, n: int) -> np.ndarray:
         """A fresh array holding bytes [addr, addr+n)."""
         p0 = addr >> _SHIFT
+        off = addr & _MASK
+        if p0 == (addr + n - 1) >> _SHIFT:
+            return self._page(p0)[off : off + n].copy()
+        return self.read_into(addr, np.empty(n, dtype=np.uint8))
+
+    def read_into(self, addr: int, out: np.ndarray) -> np.ndarray:
+        """Bytes [addr, addr+len(out)) copied into `out` (uint8), which is returned: a file read
+        fills its buffer in place, not through a copy per extent."""
+        n = len(out)
+        p0 = addr >> _SHIFT
         p1 = (addr + n - 1) >> _SHIFT
         off = addr & _MASK
-        if p0 == p1:
-            return self._page(p0)[off : off + n].copy()
-        out = np.empty(n, dtype=np.uint8)
         pos = 0
         for p in range(p0, p1 + 1):
             page = self._page(p)
