@@ -80,6 +80,21 @@ def _phase(frame: FrameType | None) -> str:
     return phase
 
 
+def in_process(opts: tuple[tuple[str, str], ...], seed: int, crashes: Path, **budget: float) -> CampaignConfig:
+    """A quiet campaign from an empty corpus on daxfs, judged in this process (`recycle_after=0`),
+    where a sampler or a wrapper of `check` sees it."""
+    return CampaignConfig(
+        target=TargetSpec("daxfs", opts),
+        seed=seed,
+        corpus=None,
+        crashes=crashes,
+        quiet=True,
+        pictures=False,
+        recycle_after=0,
+        **budget,
+    )
+
+
 def _kind(w: Workload) -> str:
     def huge(o) -> bool:
         return (isinstance(o, Mmap) and o.len >= PMD_SIZE) or (isinstance(o, Truncate) and o.size >= PMD_SIZE)
@@ -110,16 +125,7 @@ def measure(name: str, opts: tuple[tuple[str, str], ...], seconds: float, seed: 
             counts[_phase(sys._current_frames().get(main))] += 1
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = CampaignConfig(
-            target=TargetSpec("daxfs", opts),
-            seed=seed,
-            seconds=seconds,
-            corpus=None,
-            crashes=Path(tmp),
-            quiet=True,
-            pictures=False,
-            recycle_after=0,  # judged in this process, where the sampler sees it
-        )
+        cfg = in_process(opts, seed, Path(tmp), seconds=seconds)
         sampler = threading.Thread(target=sample, daemon=True)
         t0 = time.perf_counter()
         sampler.start()

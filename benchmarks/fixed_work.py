@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pmfuzz.fuzzing.campaign as campaign_module
 import pmfuzz.judging.engine as engine
-from pmfuzz.fuzzing.campaign import CampaignConfig, run_campaign
+from pmfuzz.fuzzing.campaign import run_campaign
 from pmfuzz.lang.workload import format_workload, parse
-from pmfuzz.target import TargetSpec, make_target
+from pmfuzz.target import make_target
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from campaign_speed import _kind
+from campaign_speed import _kind, in_process
 
 KINDS = ("plain", "race", "huge")
 
@@ -50,16 +50,7 @@ def record(seed: int, execs: int) -> list[tuple]:
     campaign_module.check, campaign_module.make_target = checking, making
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = CampaignConfig(
-                target=TargetSpec("daxfs", ()),
-                seed=seed,
-                max_execs=execs,
-                corpus=None,
-                crashes=Path(tmp),
-                quiet=True,
-                pictures=False,
-                recycle_after=0,
-            )
+            cfg = in_process((), seed, Path(tmp), max_execs=execs)
             run_campaign(cfg, out=open("/dev/null", "w"))  # noqa: SIM115 (closed with the process)
     finally:
         campaign_module.check, campaign_module.make_target = check, make
