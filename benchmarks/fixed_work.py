@@ -1,21 +1,22 @@
 """Fixed work: the workloads a campaign's first N execs judge, replayed by kind, in CPU seconds.
 
 A campaign's states/s moves with the host and with what it draws; this holds the draw fixed.
-`--save` records the workloads (text, target variant, options) the first `--execs` of `pmfuzz run
---no-corpus --seed S` judge; `--load` replays a recording, so two versions of the code can be
-compared on the same work (alternate them: this host varies by 10-25% between runs). Each kind --
-plain, race (a parallel group), huge (a 2 MiB mapping or file) -- is printed with its workloads,
-CPU seconds, distinct crash states and states/s; race also with its executions and distinct runs.
+`--save` records (as JSON: seed, execs, and per workload its kind, text and target variant) the
+workloads the first `--execs` of `pmfuzz run --no-corpus --seed S` judge; `--load` replays a
+recording with the campaign's options, so two versions of the code can be compared on the same
+work (alternate them: this host varies by 10-25% between runs). Each kind -- plain, race (a
+parallel group), huge (a 2 MiB mapping or file) -- is printed with its workloads, CPU seconds,
+distinct crash states and states/s; race also with its executions and distinct runs.
 
-    python benchmarks/fixed_work.py --seed 3 --execs 300 --save /tmp/ws3.pkl
-    python benchmarks/fixed_work.py --load /tmp/ws3.pkl --kind race
+    python benchmarks/fixed_work.py --seed 3 --execs 300 --save /tmp/ws3.json
+    python benchmarks/fixed_work.py --load /tmp/ws3.json --kind race
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import pickle
+import json
 import sys
 import tempfile
 import time
@@ -23,42 +24,54 @@ from pathlib import Path
 
 import pmfuzz.fuzzing.campaign as campaign_module
 import pmfuzz.judging.engine as engine
+from pmfuzz.errors import PmfuzzError
 from pmfuzz.fuzzing.campaign import run_campaign
+from pmfuzz.fuzzing.reporting import campaign_options
 from pmfuzz.lang.workload import format_workload, parse
-from pmfuzz.target import make_target
+from pmfuzz.target import TargetSpec, make_target
+from pmfuzz.verdict import Options
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from campaign_speed import _kind, in_process
 
 KINDS = ("plain", "race", "huge")
+SPEC = TargetSpec("daxfs", ())
 
 
-def record(seed: int, execs: int) -> list[tuple]:
-    """(kind, workload text, target spec, variant, options) of every workload the campaign judged."""
-    out: list[tuple] = []
+def options(seed: int) -> Options:
+    """The options every workload of the recorded campaign was judged with."""
+    return campaign_options(in_process(SPEC.options, seed, Path(".")))
+
+
+def record(seed: int, execs: int) -> list[tuple[str, str, dict[str, str]]]:
+    """(kind, workload text, target variant) of every workload the campaign judged."""
+    out: list[tuple[str, str, dict[str, str]]] = []
     check, make = campaign_module.check, campaign_module.make_target
-    last: dict[str, tuple] = {}
+    last: dict[str, str] = {}
+    want = options(seed)
 
     def making(spec, **variant):
-        last["v"] = (spec, variant)
+        last.clear()
+        last.update(variant)
         return make(spec, **variant)
 
-    def checking(target, w, options):
-        out.append((_kind(w), format_workload(w), *last["v"], options))
-        return check(target, w, options)
+    def checking(target, w, opts):
+        assert opts == want, "the campaign judged with options a replay would not rebuild"
+        out.append((_kind(w), format_workload(w), dict(last)))
+        return check(target, w, opts)
 
     campaign_module.check, campaign_module.make_target = checking, making
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = in_process((), seed, Path(tmp), max_execs=execs)
+            cfg = in_process(SPEC.options, seed, Path(tmp), max_execs=execs)
             run_campaign(cfg, out=open("/dev/null", "w"))  # noqa: SIM115 (closed with the process)
     finally:
         campaign_module.check, campaign_module.make_target = check, make
     return out
 
 
-def replay(recorded: list[tuple], kinds: tuple[str, ...]) -> None:
-    counted = collections.Counter()
+def replay(recorded: list[tuple[str, str, dict[str, str]]], opts: Options, kinds: tuple[str, ...]) -> None:
+    counted: collections.Counter[str] = collections.Counter()
     execute, judged = engine.execute, engine._judged
 
     def counting(fn, name):
@@ -71,14 +84,14 @@ def replay(recorded: list[tuple], kinds: tuple[str, ...]) -> None:
     engine.execute, engine._judged = counting(execute, "executions"), counting(judged, "runs")
     try:
         for kind in kinds:
-            todo = [(parse(text), spec, var, o) for k, text, spec, var, o in recorded if k == kind]
+            todo = [(parse(text), var) for k, text, var in recorded if k == kind]
             if not todo:
                 continue
             counted.clear()
             distinct = 0
             t = time.process_time()
-            for w, spec, var, o in todo:
-                distinct += engine.check(make_target(spec, **var), w, o).stats.distinct
+            for w, var in todo:
+                distinct += engine.check(make_target(SPEC, **var), w, opts).stats.distinct
             cpu = time.process_time() - t
             runs = f"  {counted['executions']:,} executions, {counted['runs']:,} distinct runs"
             print(
@@ -89,27 +102,42 @@ def replay(recorded: list[tuple], kinds: tuple[str, ...]) -> None:
         engine.execute, engine._judged = execute, judged
 
 
+def load(path: Path) -> tuple[int, list[tuple[str, str, dict[str, str]]]]:
+    """A recording's seed and workloads; ValueError (one line) when it is not one."""
+    try:
+        doc = json.loads(path.read_text())
+        seed, rows = doc["seed"], doc["workloads"]
+        recorded = [(str(k), str(text), {str(a): str(b) for a, b in var.items()}) for k, text, var in rows]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"cannot read the recording {path}: {type(e).__name__}: {e}") from None
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"cannot read the recording {path}: seed {seed!r} is not an integer")
+    if bad := [k for k, _t, _v in recorded if k not in KINDS]:
+        raise ValueError(f"cannot read the recording {path}: unknown kind {bad[0]!r}")
+    return seed, recorded
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--execs", type=int, default=300)
-    ap.add_argument("--save", type=Path, help="record the workloads here (and replay them)")
+    ap.add_argument("--save", type=Path, help="record the workloads here (JSON; and replay them)")
     ap.add_argument("--load", type=Path, help="replay a recording instead of recording")
     ap.add_argument("--kind", default=",".join(KINDS), help=f"kinds to replay ({', '.join(KINDS)})")
     args = ap.parse_args()
     kinds = tuple(args.kind.split(","))
     if bad := [k for k in kinds if k not in KINDS]:
         ap.error(f"unknown kind {bad[0]!r} (known: {', '.join(KINDS)})")
-    if args.load:
-        try:
-            recorded = pickle.loads(args.load.read_bytes())
-        except (OSError, pickle.UnpicklingError, EOFError) as e:
-            ap.error(f"cannot read the recording {args.load}: {e}")
-    else:
-        recorded = record(args.seed, args.execs)
-        if args.save:
-            args.save.write_bytes(pickle.dumps(recorded))
-    replay(recorded, kinds)
+    try:
+        if args.load:
+            seed, recorded = load(args.load)
+        else:
+            seed, recorded = args.seed, record(args.seed, args.execs)
+            if args.save:
+                args.save.write_text(json.dumps({"seed": seed, "execs": args.execs, "workloads": recorded}))
+        replay(recorded, options(seed), kinds)
+    except (ValueError, PmfuzzError) as e:
+        ap.exit(2, f"fixed_work.py: error: {e}\n")
 
 
 if __name__ == "__main__":
