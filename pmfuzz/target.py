@@ -79,6 +79,8 @@ __all__ = [
     "scheduler_hook",
     "mapping_blocks_hook",
     "layout_violations_hook",
+    "FingerprintsState",
+    "state_fingerprint_hook",
     "MapsFileBlocks",
     "file_blocks",
     "MapsFileExtents",
@@ -326,6 +328,25 @@ class ReportsLayout(Protocol):
 def layout_violations_hook(fs: MountedFS) -> Callable[[], list[tuple[int, str]]] | None:
     """The mounted fs's `layout_violations`, or None if it does not report them."""
     return getattr(fs, "layout_violations", None)
+
+
+@runtime_checkable
+class FingerprintsState(Protocol):
+    """A mounted fs that digests its in-memory state between ops (no thread of a parallel group in
+    flight), apart from its device: two equal digests promise that, on the same device contents,
+    every later op does the same thing. The explorer then stops a schedule that reached a state an
+    earlier schedule reached, since all that follows was explored from there. A digest may differ
+    for equal states (a duplicate run, no harm); it must never be equal for states that differ.
+    None: it cannot tell this time. daxfs: `pmfuzz.fingerprint` of its whole object graph, the
+    device left out."""
+
+    def state_fingerprint(self) -> bytes | None: ...
+
+
+def state_fingerprint_hook(fs: MountedFS) -> Callable[[], bytes | None] | None:
+    """The mounted fs's `state_fingerprint`, or None if it keeps no state it can digest (no schedule
+    is stopped early)."""
+    return getattr(fs, "state_fingerprint", None)
 
 
 @runtime_checkable

@@ -78,6 +78,10 @@ class Options:
     """Explore every schedule of the parallel groups with at most this many preemptions."""
     max_schedules: int | None = 2000
     """Stop exploring after this many schedules (a note says so); None: no limit."""
+    stop_explored: bool = True
+    """Stop a schedule at the end of a parallel group when an earlier one left the execution in the
+    same state there (the target must digest its memory: `state_fingerprint`): the same distinct
+    executions are judged, fewer run. False runs every schedule to its end."""
     op_timeout: float | None = DEFAULT_OP_TIMEOUT
     """Seconds a call into the target (an op, a mount, format, an oracle's reads) may take before it is
     reported as a hang of the target; None: no limit."""

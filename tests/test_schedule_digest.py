@@ -33,7 +33,7 @@ def _by_digest(spec: str, ops: tuple, opts: Options) -> dict[bytes | None, set[f
     """Per run digest, the filing keys of each bounded schedule with it, executed and judged alone."""
     target = make_target(spec)
     out: dict[bytes | None, set[frozenset]] = {}
-    for chooser in explore(opts.preemption_bound):
+    for chooser in explore(opts.preemption_bound, prune=False):
         run = execute(target, ops, opts, chooser, digest=True)
         keys = frozenset(filing_key(f) for f in filed(judge(run).findings))
         out.setdefault(run.digest, set()).add(keys)

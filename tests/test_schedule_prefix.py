@@ -53,7 +53,7 @@ def test_a_schedule_beside_the_others_is_the_run_it_is_alone(spec: str, text: st
     shared: dict = {}
     runs = 0
     prefix_found = False
-    for chooser in explore(2):
+    for chooser in explore(2, prune=False):
         beside = execute(make_target(spec), w, opts, chooser, digest=True, orders=shared)
         alone = execute(make_target(spec), w, opts, Chooser(Schedule.parse(beside.schedule)), digest=True)
         assert _facts(beside) == _facts(alone), beside.schedule

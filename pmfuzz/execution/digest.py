@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from ..pmem import PMem
 from ..reference import Reference
 from ..target import MountedFS, layout_violations_hook, mapping_blocks_hook
 from ..verdict import Findings, filing_key
+from .quiescent import TraceDigest
 
 __all__ = ["run_digest"]
 
 
 def run_digest(
-    pm: PMem, results: list[str], orders: list[tuple[int, ...]], fs: MountedFS, ref: Reference, found: Findings
+    trace: TraceDigest,
+    pm: PMem,
+    results: list[str],
+    orders: list[tuple[int, ...]],
+    fs: MountedFS,
+    ref: Reference,
+    found: Findings,
 ) -> bytes:
     """What decides every verdict of a run: its trace, results, serial orders, mapping views, what
     the target's introspection hooks tell the oracles (which block each mapped page reaches, which
     accesses reached a block the file lost), and what the oracles found while it ran (a later op may
     undo what one saw after a group): two schedules may leave the same trace -- a lazy log writes
     nothing at commit -- yet differ in whether a store came before a remap."""
-    h = hashlib.blake2b(digest_size=16)
-    for e in pm.trace:
-        h.update(repr((e.kind, e.addr, e.size, e.op, e.site)).encode())
-        if e.data is not None:
-            h.update(bytes(e.data))
+    h = trace.of(pm)
     h.update(repr((results, orders, sorted(repr(filing_key(f)) for f in found.values()))).encode())
     blocks = mapping_blocks_hook(fs)
     for m, mp in sorted(ref.maps.items()):

@@ -30,19 +30,16 @@ from oracles import (
 
 from ..errors import PmfuzzError
 from ..lang.data import WordKind, decode
-from ..lang.falloc import FallocMode
-from ..lang.workload import BLOCK_SIZE, Fallocate, Fault, Op, Parallel, Pin, Store, Workload, flatten, groups
-from ..pmem import Event, Pages, PMem, last_store, never_stored
+from ..lang.workload import BLOCK_SIZE, Fallocate, Op, Parallel, Workload, flatten, groups
+from ..pmem import Pages, PMem, last_store, never_stored
 from ..reference import History, Reference
 from ..signature import Cause, How, signal_rule
 from ..target import (
     Errno,
-    MountedFS,
     Result,
     Target,
     byte_address,
     check_supported,
-    file_blocks,
     mapping_blocks_hook,
     min_op_timeout,
     scheduler_hook,
@@ -52,7 +49,9 @@ from ..verdict import Finding, Findings, Options, link_alike
 from .blame import failure, oracle_fault, target_traceback, what_failed
 from .digest import run_digest as _run_digest
 from .guarded import guarded_mount
+from .opfacts import slices, stored_into, unshares, write_faults
 from .pages import PageFrame, PageLog, Stale, entry_cause, view
+from .quiescent import TraceDigest, state_key
 from .reach import BlockMapLog, Reached, Snapshot, snapshot
 from .reach import changes as map_changes
 from .run import Run, ScheduleStep
@@ -140,6 +139,7 @@ class _Execution:
         """Events recorded before the op (or parallel group) being judged began."""
         self.spans = {start + k: (start, start + n) for _g, start, n in grps for k in range(n)}
         self.oracle_memo: dict = {}  # what the run oracles keep between ops (`RunContext.memo`)
+        self.trace = TraceDigest()
 
     def _unrun(self) -> Run:
         """Formatting or the first mount failed: a run with nothing on its device."""
@@ -177,7 +177,7 @@ class _Execution:
         executed = returned = 0
         results: list[str] = []
         starts = {start: (g, n) for g, start, n in self.grps}
-        crashes_sound = True
+        crashes_sound, stopped = True, False
         i = 0
         quiet_prefix = self.shared.get(_PREFIX_CLEAN, False)
         while i < len(ops):
@@ -206,6 +206,9 @@ class _Execution:
                     break
                 executed = returned = after
                 i += n
+                if self._explored_on(i, results):
+                    stopped = True
+                    break
                 continue
             payload = ref.payload(i, op)
             want = ref.apply(i, op)
@@ -263,13 +266,26 @@ class _Execution:
                 break
             i += 1
         t_exec = time.perf_counter() - t0
-        key = _run_digest(pm, results, self.orders, fs, ref, self.findings) if want_digest and self.chooser else None
+        key = None
+        if want_digest and self.chooser and not stopped:
+            key = _run_digest(self.trace, pm, results, self.orders, fs, ref, self.findings)
         sid = str(self.chooser.schedule()) if self.chooser is not None else None
         return Run(
             target, ops, opts, pm, hist, executed, returned, self.spans, self.grps, link_alike(self.findings.values()),
             tuple(self.notes), tuple(results), crashes_sound, t_exec, sid, tuple(self.steps), key,
-            self._log(),
+            self._log(), stopped,
         )  # fmt: skip
+
+    def _explored_on(self, at: int, results: list[str]) -> bool:
+        """At the end of a group with another after it: whether an earlier schedule reached this
+        state (the explorer's call). After the last group no decision is left to branch on, and
+        the ops left cost less than the state's digest."""
+        if self.chooser is None or all(start < at for _g, start, _n in self.grps):
+            return False
+        record = (self.notes, self.orders, results, self.reached, self.map_spans, self.pages, self.maps)
+        return self.chooser.stop_here(
+            lambda: state_key(at, self.trace, self.pm, self.fs, self.hist, self.findings, record)
+        )
 
     def _log(self) -> BlockMapLog:
         return BlockMapLog(tuple(self.reached), tuple(self.map_spans))
@@ -294,8 +310,8 @@ class _Execution:
         after = snapshot(self.fs)
         if after is not None:
             lo, hi = self.spans.get(op, (op, op + 1))
-            unshares = partial(_unshares, [o for o in self.ops[lo:hi] if isinstance(o, Fallocate)])
-            self.reached += map_changes(self.maps, after, op, start, self.pm.events_recorded, unshares)
+            unshared = partial(unshares, [o for o in self.ops[lo:hi] if isinstance(o, Fallocate)])
+            self.reached += map_changes(self.maps, after, op, start, self.pm.events_recorded, unshared)
             self.map_spans.append((op, start, self.pm.events_recorded, self.maps))
         changed = after != self.maps
         self.maps = after
@@ -333,7 +349,7 @@ class _Execution:
         if v.read is None:
             return Cause(v.oracle, How.CONTENT, v.cause) if v.cause else None
         events = self.pm.trace_since(self.op_start)
-        by = [group[j - start] for j in _stored_into(events, self.fs, v.read.file, start, start + len(group))]
+        by = [group[j - start] for j in stored_into(events, self.fs, v.read.file, start, start + len(group))]
         text = read_cause(v.read, by, self.ref)
         media = self._media(v.read) if text != ELSEWHERE else None
         if media is not None:
@@ -454,7 +470,7 @@ class _Execution:
             run = sched.run_group(g, [partial(fs.execute, j, ops[j], payloads[j]) for j in idx], texts)
         finally:
             hook(None)
-        self.steps += _slices(texts, run.steps)
+        self.steps += slices(texts, run.steps)
         if run.deadlock is not None and not run.deadlock.cycle:
             notes.append(
                 f"stopped at op {start}: the parallel group hangs without a lock cycle "
@@ -526,7 +542,7 @@ class _Execution:
         self.orders.append(order)
         if mixed or split is not None:
             self.memo = None  # the reference after the group holds what the target did
-        faults = _write_faults([ops[j] for j in idx])
+        faults = write_faults([ops[j] for j in idx])
         if split is not None:
             # Only the ops' steps interleaved explain the run: take over the state they leave. What
             # the ops made durable is not credited, and no COW is held to atomicity (permissive).
@@ -554,46 +570,3 @@ class _Execution:
                 word = self._word_of(v)
                 add(Finding(v.oracle, v.message, v.evidence, start, group_text, "parallel", "", cause=cause, word=word))
         return start + n, out
-
-
-def _unshares(fallocs: list[Fallocate], name: str, off: int) -> bool:
-    """Whether one of these fallocates unshares the block at `off` of file `name`."""
-    return any(
-        f.mode & FallocMode.UNSHARE_RANGE and f.file == name and f.off - f.off % BLOCK_SIZE <= off < f.off + f.len
-        for f in fallocs
-    )
-
-
-def _write_faults(group: Sequence[Op]) -> bool:
-    """Whether an op of the group may write-fault. A write fault may then have done a write(2)'s
-    copy-on-write first -- on the same file, or on another that shared the block, which breaks the
-    sharing for both -- and the write(2) then wrote in place, so the group's COWs are not
-    all-or-nothing writes that `cow-atomicity` can hold it to (the other oracles still judge it)."""
-    return any(isinstance(op, (Store, Pin)) or (isinstance(op, Fault) and op.write) for op in group)
-
-
-def _slices(texts: list[str], steps: tuple[tuple[int, str], ...]) -> list[ScheduleStep]:
-    out: list[ScheduleStep] = []
-    for t, label in steps:
-        if out and out[-1].thread == t:
-            out[-1] = ScheduleStep(t, texts[t], (*out[-1].labels, label))
-        else:
-            out.append(ScheduleStep(t, texts[t], (label,)))
-    return out
-
-
-def _stored_into(events: Sequence[Event], fs: MountedFS, name: str, lo: int, hi: int) -> list[int]:
-    """The ops in [lo, hi) whose stores landed in a block file `name` now reads from, latest first:
-    the evidence that an op changed that file, whatever it named (none when the target does not
-    tell its blocks)."""
-    blocks = file_blocks(fs, name, fs.size(name) or 0)
-    devs = {d // BLOCK_SIZE for _o, d, _unwritten in blocks or () if d is not None}
-    out: list[int] = []
-    if not devs:
-        return out
-    for e in reversed(events):
-        if e.kind.is_store and lo <= e.op < hi and e.op not in out:
-            first, last = e.addr // BLOCK_SIZE, (e.addr + max(e.size, 1) - 1) // BLOCK_SIZE
-            if any(b in devs for b in range(first, last + 1)):
-                out.append(e.op)
-    return out

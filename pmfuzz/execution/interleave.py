@@ -145,7 +145,10 @@ def preemptions(ds: Sequence[Decision]) -> int:
 class Chooser:
     """Takes decisions: forced ones from a schedule (per group), the default policy after them."""
 
-    def __init__(self, forced: Schedule | Sequence[int] = Schedule()) -> None:
+    def __init__(self, forced: Schedule | Sequence[int] = Schedule(), reached: dict[bytes, int] | None = None) -> None:
+        self._reached = reached
+        """The exploration's states at group ends -> fewest preemptions a run had used reaching
+        them, among runs that followed the default policy from there (None: not exploring)."""
         self._global: list[int] | None = None
         self._per_group: Schedule | None = None
         if isinstance(forced, Schedule):
@@ -177,6 +180,23 @@ class Chooser:
         self.decisions.append(Decision(group, runnable, cur, want))
         return want
 
+    def stop_here(self, state: Callable[[], bytes | None]) -> bool:
+        """At the end of a group: whether an earlier run of the exploration reached this state with
+        no more preemptions used, past its forced decisions. Every continuation from here was
+        explored from that run (its default one, and the branches the explorer took off it), so
+        this run's are duplicates: the caller stops it. `state` is asked only when that can help."""
+        if self._reached is None or self._global is None or len(self.decisions) < len(self._global):
+            return False
+        key = state()
+        if key is None:
+            return False
+        used = preemptions(self.decisions)
+        best = self._reached.get(key)
+        if best is not None and best <= used:
+            return True
+        self._reached[key] = used
+        return False
+
     def schedule(self) -> Schedule:
         """The shortest schedule id that forces this run: per group, up to its last non-default choice."""
         per: dict[int, list[Decision]] = {}
@@ -190,16 +210,20 @@ class Chooser:
         return Schedule(tuple(sorted(out)))
 
 
-def explore(bound: int = 2) -> Iterator[Chooser]:
+def explore(bound: int = 2, prune: bool = True) -> Iterator[Chooser]:
     """Every decision sequence with at most `bound` preemptions, each once, the default run first.
 
-    The caller runs each yielded chooser to completion before asking for the next one; the
-    explorer reads the decisions the run took to find the next branches.
+    The caller runs each yielded chooser to completion (or until `Chooser.stop_here` stops it)
+    before asking for the next one; the explorer reads the decisions the run took to find the
+    next branches. `prune`: a run that reaches a group's end in a state an earlier run reached
+    there stops, and nothing after that point is branched off it (the earlier run's branches
+    cover it): the executions explored are the same, each distinct one run once.
     """
     stack: list[list[int]] = [[]]
+    reached: dict[bytes, int] = {}
     while stack:
         prefix = stack.pop()
-        ch = Chooser(prefix)
+        ch = Chooser(prefix, reached if prune else None)
         yield ch
         ds = ch.decisions
         used = 0

@@ -97,6 +97,10 @@ class Run:
     """What decides every verdict of the run, when asked for (two schedules with one digest judge alike)."""
     reached: BlockMapLog = field(default_factory=BlockMapLog)
     """How each op changed the files' block maps (empty when the target does not list its extents)."""
+    explored_on: bool = False
+    """It stopped at the end of a parallel group, in a state an earlier schedule of the same
+    exploration reached with no fewer preemptions left: all it would do from there was explored
+    from there (see `quiescent.py`), so it is not judged."""
 
     @property
     def ran(self) -> bool:

@@ -27,6 +27,7 @@ from ..lang.workload import (
     Unpin,
     Write,
 )
+from ..fingerprint import fingerprint
 from ..pmem import PMem
 from ..target import Errno, Guarantee, Result, err
 from . import contentkey
@@ -170,6 +171,11 @@ class MountedDaxfs:
     def set_scheduler(self, sched: Sched | None) -> None:
         """Run the next ops under `sched` (the interleaving explorer's), or sequentially with None."""
         self.fs.sched = sched if sched is not None else Sched()
+
+    def state_fingerprint(self) -> bytes | None:
+        """Everything the mounted fs keeps in memory (inodes, mappings, journal, allocator, locks):
+        what it does next depends on nothing else but the device, whose trace the engine digests."""
+        return fingerprint(self.fs, left_out=(self.fs.pm,))
 
     def fsck(self) -> list[str]:
         return fsck(self.fs)

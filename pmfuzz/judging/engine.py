@@ -79,14 +79,17 @@ def _explore(target, top: tuple[Op, ...], grps: tuple[tuple[int, int, int], ...]
     feats: set[str] = set()
     seen: set[bytes] = set()
     first_group = min(start for _g, start, _n in grps)
-    runs = distinct = 0
+    runs = distinct = stopped = 0
     orders: dict = {}  # serial orders of the groups, run once for every schedule
-    for chooser in explore(opts.preemption_bound):
+    for chooser in explore(opts.preemption_bound, opts.stop_explored):
         if opts.max_schedules is not None and runs >= opts.max_schedules:
             notes.append(f"stopped exploring after {runs} schedules (max_schedules)")
             break
         runs += 1
         run = execute(target, top, opts, chooser, digest=True, orders=orders)
+        if run.explored_on:
+            stopped += 1
+            continue
         skip_before = 0
         if run.digest is not None:
             if run.digest in seen:
@@ -117,7 +120,8 @@ def _explore(target, top: tuple[Op, ...], grps: tuple[tuple[int, int, int], ...]
     notes.insert(
         0,
         f"explored {runs} schedule(s) of {len(grps)} parallel group(s) with at most "
-        f"{opts.preemption_bound} preemption(s); {distinct} gave distinct executions",
+        f"{opts.preemption_bound} preemption(s); {distinct} gave distinct executions"
+        + (f" ({stopped} stopped at a group's end an earlier schedule reached)" if stopped else ""),
     )
     return Verdict(tuple(findings.values()), stats, tuple(notes), tuple(log), frozenset(feats))
 
