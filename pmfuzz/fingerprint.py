@@ -15,7 +15,7 @@ import io
 import pickle
 import types
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 __all__ = ["fingerprint"]
 
@@ -35,7 +35,7 @@ class _Digester(pickle.Pickler):
     def persistent_id(self, obj: object) -> int | None:
         return self._left_out.get(id(obj))
 
-    def reducer_override(self, obj: object):  # type: ignore[no-untyped-def]
+    def reducer_override(self, obj: object) -> tuple[Callable[..., None], tuple[object, ...]]:
         if isinstance(obj, types.FunctionType) and "<" in obj.__qualname__:
             # A lambda or nested function: its code site and what it closed over decide what it does.
             cells = tuple(c.cell_contents for c in obj.__closure__ or ())
@@ -43,7 +43,7 @@ class _Digester(pickle.Pickler):
             return _seen, (where, cells, obj.__defaults__, obj.__kwdefaults__)
         if isinstance(obj, weakref.ref):
             return _seen, ("weakref", obj())
-        return NotImplemented
+        return NotImplemented  # type: ignore[return-value]
 
 
 def fingerprint(graph: object, *, left_out: Iterable[object] = ()) -> bytes | None:

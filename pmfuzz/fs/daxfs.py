@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
+from ..fingerprint import fingerprint
 from ..lang.data import poison
 from ..lang.workload import (
     Create,
@@ -27,7 +28,6 @@ from ..lang.workload import (
     Unpin,
     Write,
 )
-from ..fingerprint import fingerprint
 from ..pmem import PMem
 from ..target import Errno, Guarantee, Result, err
 from . import contentkey
