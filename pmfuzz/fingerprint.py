@@ -43,7 +43,7 @@ class _Digester(pickle.Pickler):
             return _seen, (where, cells, obj.__defaults__, obj.__kwdefaults__)
         if isinstance(obj, weakref.ref):
             return _seen, ("weakref", obj())
-        return NotImplemented  # type: ignore[return-value]
+        return NotImplemented
 
 
 def fingerprint(graph: object, *, left_out: Iterable[object] = ()) -> bytes | None:
