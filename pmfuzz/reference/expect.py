@@ -7,6 +7,7 @@ against the history's boundaries and effects. It reads the history through `Reco
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,6 +21,9 @@ __all__ = ["Expectation", "Record", "WordVerdict", "WORDS_PER_BLOCK", "eof_mask"
 
 WORDS_PER_BLOCK = BLOCK_SIZE // 8
 
+
+_MAX_SIDES = 1 << 14
+"""COW blocks' sides `block_side` remembers per expectation (a digest key each, about 200 bytes)."""
 
 _WHOLE_BYTES = 64 << 20
 """What `classify_file` may keep per expectation (keys and verdicts, about twice the words): a
@@ -68,6 +72,7 @@ class Expectation:
         self._stacks: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._whole: dict[tuple[str, int, bytes], tuple[WordVerdict, np.ndarray]] = {}
         self._whole_bytes = 0
+        self._sides: dict[tuple[str, CowEvent, int | None, bytes], tuple[bool, bool]] = {}
 
     # -- windows -----------------------------------------------------------------
 
@@ -377,7 +382,23 @@ class Expectation:
     def block_side(
         self, name: str, ev: CowEvent, idx: np.ndarray, found: np.ndarray, size: int | None = None
     ) -> tuple[bool, bool]:
-        """Do the words of one COW block all match a version from before the write, or all one from after?"""
+        """Do the words of one COW block all match a version from before the write, or all one from after?
+
+        Remembered per block content: the crash states of a window mostly show a block alike."""
+        h = hashlib.blake2b(idx.tobytes(), digest_size=16)
+        h.update(np.asarray(found, dtype=np.uint64).tobytes())
+        key = (name, ev, size, h.digest())
+        hit = self._sides.get(key)
+        if hit is None:
+            hit = self._block_side(name, ev, idx, found, size)
+            if len(self._sides) >= _MAX_SIDES:
+                self._sides.clear()
+            self._sides[key] = hit
+        return hit
+
+    def _block_side(
+        self, name: str, ev: CowEvent, idx: np.ndarray, found: np.ndarray, size: int | None
+    ) -> tuple[bool, bool]:
         mask = eof_mask(idx, size)
         found = np.asarray(found, dtype=np.uint64) & mask
         lo = self.start(name)
