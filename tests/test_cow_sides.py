@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from pmfuzz.execution.execute import execute
 from pmfuzz.fs.daxfs import DaxfsTarget
 from pmfuzz.gen.strategies import scenario_shape, workloads
+from pmfuzz.lang.workload import parse
 from pmfuzz.reference.expect import WORDS_PER_BLOCK
 from pmfuzz.verdict import Options
 
@@ -49,3 +50,23 @@ def test_a_remembered_side_is_the_side_computed_afresh(w, design, data) -> None:
                 found[k] = np.uint64(0x5A5A5A5A00000000 + k)
         size = data.draw(st.one_of(st.none(), st.integers(lo * 8, (lo + n) * 8)), label="size")
         assert ex.block_side(name, ev, idx, found, size) == ex._block_side(name, ev, idx, found, size)
+
+
+def test_two_cows_of_one_block_are_remembered_apart() -> None:
+    """The same block copied on write twice: one content is one side of the first COW and the
+    other side of the second."""
+    w = parse("create f0\nwrite f0 0 4096\ncreate f1\nreflink f0 f1\nwrite f1 0 100\nreflink f0 f1\nwrite f1 0 200\n")
+    run = execute(DaxfsTarget(design="zero"), w.ops, OPTS)
+    assert run.history is not None
+    ex = run.history.expect(0, run.history.ops)
+    events = [ev for ev in ex.cow_events("f1") if ev.block == 0]
+    assert len(events) == 2
+    idx = np.arange(WORDS_PER_BLOCK)
+    contents = [v.words[:WORDS_PER_BLOCK] for v in ex.versions("f1", range(ex.upper + 1)) if len(v.words)]
+    seen = set()
+    for found in contents:
+        for ev in events:
+            got = ex.block_side("f1", ev, idx, found, 4096)
+            assert got == ex._block_side("f1", ev, idx, found, 4096)
+            seen.add((ev.op, got))
+    assert len({got for _op, got in seen}) > 1
