@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 STAGES: tuple[tuple[str, ...], ...] = (
-    ("pmfuzz.errors",),
+    ("pmfuzz.errors", "pmfuzz.fingerprint"),
     ("pmfuzz.lang",),
     ("pmfuzz.pmem",),
     ("pmfuzz.target",),

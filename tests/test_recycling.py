@@ -116,7 +116,7 @@ def test_a_batch_error_reaches_its_future_and_shutdown_ends_waiting_ones() -> No
     pool.shutdown()
     assert time.monotonic() - t0 < 20, "shutdown waited for a running batch"
     for f in [slow, *held]:
-        assert f.cancelled() or f.exception(timeout=5) is not None, "a batch ended by shutdown gave a result"
+        assert f.cancelled() or f.exception(timeout=30) is not None, "a batch ended by shutdown gave a result"
     with pytest.raises(RuntimeError, match="shut down"):
         pool.submit(_span, 0.0)
 
