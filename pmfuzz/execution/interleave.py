@@ -217,7 +217,7 @@ def explore(bound: int = 2, prune: bool = True) -> Iterator[Chooser]:
     before asking for the next one; the explorer reads the decisions the run took to find the
     next branches. `prune`: a run that reaches a group's end in a state an earlier run reached
     there stops, and nothing after that point is branched off it (the earlier run's branches
-    cover it): the executions explored are the same, each distinct one run once.
+    cover it): the distinct executions explored are the same, fewer runs.
     """
     stack: list[list[int]] = [[]]
     reached: dict[bytes, int] = {}
