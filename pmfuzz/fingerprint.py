@@ -38,9 +38,12 @@ class _Digester(pickle.Pickler):
     def reducer_override(self, obj: object) -> tuple[Callable[..., None], tuple[object, ...]]:
         if isinstance(obj, types.FunctionType) and "<" in obj.__qualname__:
             # A lambda or nested function: its code site and what it closed over decide what it does.
+            # Two lambdas can share a line and a name: their code tells them apart.
+            code = obj.__code__
             cells = tuple(c.cell_contents for c in obj.__closure__ or ())
-            where = (obj.__module__, obj.__qualname__, obj.__code__.co_firstlineno)
-            return _seen, (where, cells, obj.__defaults__, obj.__kwdefaults__)
+            consts = tuple(repr(c) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+            where = (obj.__module__, obj.__qualname__, code.co_firstlineno, code.co_code, code.co_names, consts)
+            return _seen, (where, code.co_freevars, cells, obj.__defaults__, obj.__kwdefaults__)
         if isinstance(obj, weakref.ref):
             return _seen, ("weakref", obj())
         return NotImplemented

@@ -56,6 +56,20 @@ def test_equal_graphs_digest_alike_and_any_reachable_difference_digests_apart() 
     assert fingerprint(_graph(word=9)) != base, "an array's contents are part of the state"
 
 
+def test_two_lambdas_of_one_line_with_equal_closures_digest_apart() -> None:
+    def two(a: int, b: int) -> tuple:
+        return (lambda: a + b), (lambda: a - b)
+
+    def const(a: int) -> tuple:
+        return (lambda: a + 1), (lambda: a + 2)
+
+    plus, minus = two(1, 2)
+    assert fingerprint(_Node(f=plus)) != fingerprint(_Node(f=minus))
+    one, other = const(1)
+    assert fingerprint(_Node(f=one)) != fingerprint(_Node(f=other))
+    assert fingerprint(_Node(f=two(1, 2)[0])) == fingerprint(_Node(f=plus))
+
+
 def test_a_weak_reference_digests_as_what_it_refers_to() -> None:
     a, b = _Node(v=1), _Node(v=2)
     assert fingerprint(_Node(r=weakref.ref(a))) != fingerprint(_Node(r=weakref.ref(b)))
