@@ -51,9 +51,10 @@ def state_key(
         mine = hook()
     except Exception:  # an optimisation failed, not the target's work: the schedule just runs on
         return None
-    caches = (hist._cache, hist._expects, hist._stacked)
-    ours = fingerprint((hist, list(found.values()), record), left_out=caches)
-    if mine is None or ours is None:
+    if mine is None:
+        return None
+    ours = fingerprint((hist, list(found.values()), record), left_out=hist.caches())
+    if ours is None:
         return None
     h = trace.of(pm)
     h.update(at.to_bytes(8, "little") + mine + ours)

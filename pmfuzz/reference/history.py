@@ -39,6 +39,11 @@ class History:
         self.groups: dict[int, int] = {}
         """Op index -> the first op of its parallel group, for every op of a group."""
 
+    def caches(self) -> tuple[object, ...]:
+        """What it keeps only to answer faster (versions by file, expectations, stacked rows): not
+        part of the history a digest of it must cover."""
+        return (self._cache, self._expects, self._stacked)
+
     def note_group(self, start: int, n: int) -> None:
         """Ops [start, start+n) ran at once: any of them may have run first."""
         for j in range(start, start + n):
