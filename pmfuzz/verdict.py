@@ -82,6 +82,9 @@ class Options:
     """Stop a schedule at the end of a parallel group when an earlier one left the execution in the
     same state there (the target must digest its memory: `state_fingerprint`): the same distinct
     executions are judged, fewer run. False runs every schedule to its end."""
+    recall_clean: bool = True
+    """Across the schedules of one workload, a crash state an earlier schedule judged clean (the same
+    image, window and history) is not judged again. False judges every schedule's states afresh."""
     op_timeout: float | None = DEFAULT_OP_TIMEOUT
     """Seconds a call into the target (an op, a mount, format, an oracle's reads) may take before it is
     reported as a hang of the target; None: no limit."""
@@ -162,6 +165,9 @@ class Stats:
     shared: int = 0
     """Distinct states whose data differ from a judged one of the same metadata only in lines no file
     maps: their verdict is that one's (counted in `distinct`)."""
+    recalled: int = 0
+    """Distinct states an earlier schedule of the same exploration judged clean with the same image,
+    window and history: clean again, not judged (counted in `distinct`)."""
     t_exec: float = 0.0
     t_image: float = 0.0
     t_mount: float = 0.0

@@ -19,7 +19,7 @@ from ..execution.watchdog import deadline_session
 from ..lang.workload import Op, Workload, groups
 from ..signature import Cause, Signature
 from ..verdict import CrashSite, Finding, Options, StateChoice, Stats, Verdict, filed, filing_key
-from .judge import HUNG, judge
+from .judge import HUNG, Recall, judge
 
 __all__ = [
     "Options",
@@ -58,10 +58,10 @@ def check(target, workload: Workload | Sequence[Op], opts: Options = _DEFAULT) -
         return _explore(target, top, grps, opts)
 
 
-def _judged(run: Run, skip_before: int = 0) -> Verdict:
+def _judged(run: Run, skip_before: int = 0, recall: Recall | None = None) -> Verdict:
     """`judge`, then drop the run's crash points: a run judged here is not asked for them again."""
     try:
-        return judge(run, skip_before=skip_before)
+        return judge(run, skip_before=skip_before, recall=recall)
     finally:
         if run.device is not None:
             run.device.drop_timeline()
@@ -78,6 +78,7 @@ def _explore(target, top: tuple[Op, ...], grps: tuple[tuple[int, int, int], ...]
     log: list[tuple[str, tuple[str, ...]]] = []
     feats: set[str] = set()
     seen: set[bytes] = set()
+    recall: Recall | None = set() if opts.recall_clean else None
     first_group = min(start for _g, start, _n in grps)
     runs = distinct = stopped = 0
     orders: dict = {}  # serial orders of the groups, run once for every schedule
@@ -97,7 +98,7 @@ def _explore(target, top: tuple[Op, ...], grps: tuple[tuple[int, int, int], ...]
             # Crash points before the first group are the same in every schedule: judge them in the first only.
             skip_before = first_group if seen else 0
             seen.add(run.digest)
-        v = _judged(run, skip_before)
+        v = _judged(run, skip_before, recall)
         distinct += 1
         hung = any(HUNG in n for n in v.notes)
         # What a schedule shows after it left the reference follows from that divergence, which

@@ -31,6 +31,7 @@ from ..execution.blame import failure, pmfuzz_fault, target_traceback
 from ..execution.guarded import guarded_mount
 from ..execution.run import Run, ScheduleHead
 from ..execution.watchdog import TargetHang, TargetNonsense, deadline
+from ..fingerprint import fingerprint
 from ..pmem import CrashImage, CrashPoint, CrashState, Event, PMem, PointKind, Strategy
 from ..reference.effects import held_in
 from ..reference.expect import Expectation
@@ -41,25 +42,36 @@ from .cause import UNEXPLAINED_MEDIA, code_of, crash_cause_store, reordered_stor
 from .links import ByteRanges, divergence_links, link_blamed, log_ranges, meta_groups, meta_known, meta_store
 from .mounted import Mounted
 
-__all__ = ["judge", "HUNG"]
+__all__ = ["judge", "HUNG", "Recall"]
 
 HUNG = "the target hung"
 """Said by the note of a run whose crash points hung the target."""
 
 
-def judge(run: Run, *, skip_before: int = 0) -> Verdict:
+def judge(run: Run, *, skip_before: int = 0, recall: Recall | None = None) -> Verdict:
     """Judge every crash state of the run (or only `Options.crash`) and return its verdict.
 
     Crash points of ops before `skip_before` are not judged (an earlier schedule judged them).
+    `recall`, shared by the schedules of one exploration, holds the states they judged clean: a
+    state of this run with the same image, window and history is clean again and is not judged.
     """
     if not run.ran:
         return Verdict(run.findings, Stats())
-    return _Judge(run).verdict(skip_before)
+    return _Judge(run, recall).verdict(skip_before)
+
+
+Recall = set[tuple[bytes, int, int, int]]
+"""(history digest, image digest, completed, upper) of crash states judged clean: a crash oracle
+sees only the recovered image and the expectation, which the history and the window decide."""
 
 
 class _Judge:
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, recall: Recall | None = None) -> None:
         self.run = run
+        self.recall = recall
+        h = run.history
+        self._history = None if recall is None or h is None else fingerprint(h, left_out=h.caches())
+        """What the run's expectations are made of, for `recall` (None: nothing recalled)."""
         opts = self.opts = run.options
         oracles = default_oracles() if opts.oracles is None else opts.oracles
         guarantees = run.target.guarantees
@@ -294,6 +306,12 @@ class _Judge:
                 continue
             seen.add(key)
             stats.distinct += 1
+            rkey = None if self._history is None else (self._history, state.digest, completed, upper)
+            if rkey is not None and rkey in self.recall:
+                stats.recalled += 1
+                if opts.log_states:
+                    self.state_log.append((f"{point.id}/{state.id}", []))
+                continue
             ch = state.choices
             mkey = tuple(ch[gi] for gi in meta_g)
             t2 = time.perf_counter()
@@ -355,6 +373,7 @@ class _Judge:
                     here.fs = hit.fs
                 for v in known:
                     self.add_crash(here, v)
+                clean = not known and not hit.meta_findings
             else:
                 hit.patch(state)
                 here.fs = hit.fs
@@ -363,6 +382,9 @@ class _Judge:
                 if vkey is not None and not hung:
                     hit.judged[vkey] = found
                 point_hung = point_hung or hung
+                clean = not found and not hung and not hit.meta_findings
+            if clean and rkey is not None:
+                self.recall.add(rkey)
             stats.t_oracles += time.perf_counter() - t3
             if point_hung:
                 return True

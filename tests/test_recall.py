@@ -1,0 +1,76 @@
+"""A crash state an earlier schedule judged clean is recalled, not judged again: only when its image,
+window and history are that state's, so that every state's verdict is the one judging it afresh gives."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from pmfuzz.execution.execute import execute
+from pmfuzz.fs.config import Bug
+from pmfuzz.gen.strategies import scenario_shape, workloads
+from pmfuzz.judging.engine import Options, check
+from pmfuzz.judging.judge import judge
+from pmfuzz.lang.workload import Workload, parse
+from pmfuzz.target import make_target
+from tests.test_explored_states import TWO_GROUPS
+from tests.test_races import RACE_BUGS
+
+DATA_BUGS = [Bug.FSYNC_NO_FLUSH, Bug.NO_ZERO, Bug.COW_SKIP_TAIL_COPY, Bug.TRUNCATE_NO_ZERO_TAIL]
+"""Bugs a race workload's serial ops can show: findings in some states of a run, none in others."""
+
+
+def _said(spec: str, w: Workload, opts: Options) -> tuple:
+    """Everything a verdict says: each state's violations, the findings with their evidence, the counts."""
+    v = check(make_target(spec), w, opts)
+    return v.state_log, sorted(map(repr, v.findings)), sorted(v.features), v.stats.distinct, v.stats.recalled
+
+
+STORES_TO_A_COPY = parse(
+    "create f1\ncreate f2\nwrite f2 0 6000\nreflink f2 f1\nmmap m1 f1 0 8192 sync\n"
+    "parallel { store m1 100 4096 ; store m1 4096 100 }\n"
+)
+"""Two stores through one mapping of a reflinked file: schedules that interleave the copies on write
+differently order their device stores apart and end with the same history."""
+
+
+@pytest.mark.parametrize("w", [STORES_TO_A_COPY, TWO_GROUPS], ids=["stores-to-a-copy", "two-groups"])
+def test_schedules_that_end_alike_recall_each_others_clean_states(w: Workload) -> None:
+    opts = Options(preemption_bound=1, max_states=8, features=True, log_states=True)
+    log, findings, feats, distinct, recalled = _said("daxfs cil=eager", w, opts)
+    if w is STORES_TO_A_COPY:
+        assert recalled > distinct // 4
+    assert (log, findings, feats, distinct, 0) == _said("daxfs cil=eager", w, replace(opts, recall_clean=False))
+
+
+@settings(max_examples=14, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(
+    workloads(min_ops=6, max_ops=16, shape=scenario_shape("race", weight=400)),
+    st.sampled_from([None, *RACE_BUGS, *DATA_BUGS]),
+    st.sampled_from(["zero", "unwritten", "cow-remap"]),
+)
+def test_recalling_clean_states_changes_no_state_verdict(w: Workload, bug: Bug | None, design: str) -> None:
+    spec = f"daxfs design={design}" + (f" bugs={bug.value}" if bug is not None else "")
+    opts = Options(preemption_bound=1, max_states=6, features=True, log_states=True)
+    log, findings, feats, distinct, _ = _said(spec, w, opts)
+    assert (log, findings, feats, distinct, 0) == _said(spec, w, replace(opts, recall_clean=False)), str(w)
+
+
+def test_a_state_clean_under_one_history_is_judged_again_under_another() -> None:
+    """The same images, judged against a history in which the file was never written: not recalled."""
+    target = make_target("daxfs")
+    opts = Options(log_states=True)
+    written = execute(target, parse("create f1\nwrite f1 0 4096\nfsync f1\n").ops, opts)
+    zeros = execute(target, parse("create f1\ntruncate f1 4096\nfsync f1\n").ops, opts)
+    recall: set = set()
+    assert judge(written, recall=recall).clean and recall
+    lied = replace(written, history=zeros.history)
+    fresh = judge(lied)
+    assert not fresh.clean
+    again = judge(lied, recall=recall)
+    assert again.stats.recalled == 0
+    assert sorted(map(repr, again.findings)) == sorted(map(repr, fresh.findings))
+    assert judge(written, recall=recall).stats.recalled == judge(written).stats.distinct
