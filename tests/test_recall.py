@@ -92,12 +92,12 @@ def test_a_state_clean_under_one_history_is_judged_again_under_another() -> None
     ("spec", "text"),
     [
         (
-            "daxfs bugs=no-zero",
+            "daxfs cil=eager bugs=no-zero",
             "create f2\nfallocate f2 0 8192\nfallocate f2 8192 4096\nfsync f2\nmmap m0 f2 0 12288\n"
             "fault m0 2 write\nwrite f2 12288 8192\n",
         ),
         (
-            "daxfs bugs=write-fault-shared-no-cow",
+            "daxfs cil=eager bugs=write-fault-shared-no-cow",
             "create f1\ncreate f0\nwrite f1 0 12288\nreflink f1 f0\nmmap m0 f0 0 12288\nstore m0 0 64\n"
             "fallocate f0 4096 4296 keep-size\nwrite f0 0 8\n",
         ),
