@@ -7,8 +7,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 
 import pmfuzz.pmem.crash as crash
+import pmfuzz.pmem.outcomes as outcomes
 from pmfuzz.pmem import LINE, PAGE, Pages, PMem
-from pmfuzz.pmem.outcomes import full_outcomes, read_lines
+from pmfuzz.pmem.outcomes import full_outcomes, line_hash, read_lines
+from pmfuzz.pmem.persistency import Piece
 
 SIZE = 2 * PAGE + 3 * LINE  # a short last page too
 
@@ -79,3 +81,35 @@ def test_read_lines_gathers_each_line(lines: list[int], seed: int) -> None:
     pages = Pages.from_array(np.frombuffer(data, dtype=np.uint8))
     got = read_lines(pages, np.array(lines, dtype=np.int64))
     assert [row.tobytes() for row in got] == [data[ln * LINE : (ln + 1) * LINE] for ln in lines]
+
+
+@st.composite
+def _pieces(draw: st.DrawFn) -> list[Piece]:
+    out = []
+    for seq in range(draw(st.integers(0, 60))):
+        line = draw(st.integers(0, SIZE // LINE - 1))
+        lo = draw(st.integers(0, LINE - 1))
+        n = draw(st.integers(1, LINE - lo))
+        byte = draw(st.sampled_from([0, 0xEE, seq + 1]))  # 0, 0xEE: often what the line holds already
+        out.append(Piece(seq, line, line * LINE + lo, bytes([byte]) * n, False, 1))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(_pieces(), st.booleans())
+def test_a_log_changes_the_digest_by_its_changed_lines_whichever_path(pieces: list[Piece], bulk: bool) -> None:
+    data = bytearray([0xEE]) * SIZE
+    data[PAGE : PAGE + 3 * LINE] = bytes(3 * LINE)
+    pages = Pages.from_array(np.frombuffer(bytes(data), dtype=np.uint8))
+    before = {ln: pages.read_bytes(ln * LINE, LINE) for ln in range(SIZE // LINE)}
+    old = outcomes._BULK_LINES
+    try:
+        outcomes._BULK_LINES = 0 if bulk else 1 << 30
+        got = outcomes.log_delta(pages, pieces)
+    finally:
+        outcomes._BULK_LINES = old
+    for p in pieces:
+        data[p.addr : p.addr + len(p.data)] = p.data
+    assert pages.read_bytes(0, SIZE) == bytes(data)
+    after = {ln: bytes(data[ln * LINE : (ln + 1) * LINE]) for ln in range(SIZE // LINE)}
+    assert got == sum(line_hash(ln, after[ln]) - line_hash(ln, before[ln]) for ln in after)

@@ -22,10 +22,10 @@ from .cached import cached
 from .groups import Group, LazyEdges
 from .nogc import collector_paused
 from .odometer import product_steps as _product_steps
-from .outcomes import full_outcomes
+from .outcomes import full_outcomes, log_delta
 from .outcomes import line_hash as _line_hash
 from .pages import Pages
-from .persistency import EadrPoints, Piece, PointKind, PointSpec, compute_points
+from .persistency import EadrPoints, PointKind, PointSpec, compute_points
 from .stateid import StateId
 from .trace import LINE, Domain, Event
 
@@ -154,23 +154,13 @@ class CrashTimeline:
             self._cursor_delta = 0
         pieces = self._log[self._cursor_len : log_len]
         if pieces:
-            self._cursor_delta = (self._cursor_delta + _apply_log(self._cursor_pages, pieces)) % _MOD
+            self._cursor_delta = (self._cursor_delta + log_delta(self._cursor_pages, pieces)) % _MOD
         self._cursor_len = log_len
         snap = _Snapshot(self._cursor_pages.fork(), self._cursor_delta)
         if len(self._snaps) >= 8:
             self._snaps.pop(next(iter(self._snaps)))
         self._snaps[log_len] = snap
         return snap
-
-
-def _apply_log(pages: Pages, pieces: Sequence[Piece]) -> int:
-    """Apply persisted pieces in order; return the change of the image hash."""
-    touched = sorted({p.line for p in pieces})
-    old = [_line_hash(line, pages.read_bytes(line * LINE, LINE)) for line in touched]
-    for p in pieces:
-        pages.write(p.addr, p.data)
-    new = [_line_hash(line, pages.read_bytes(line * LINE, LINE)) for line in touched]
-    return sum(new) - sum(old)
 
 
 @dataclass(frozen=True, eq=False)
