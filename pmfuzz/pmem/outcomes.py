@@ -78,8 +78,9 @@ _BULK_LINES = 32
 def log_delta(pages: Pages, pieces: Sequence) -> int:
     """Write persisted pieces onto `pages` in order; return the image digest's change.
 
-    A line the pieces leave as it was adds nothing, so only changed lines are hashed: a 2 MiB
-    zeroing of zeroed media touches 32,768 lines and changes none.
+    Many lines are gathered a page at a time, the pieces laid over one buffer, and only the lines
+    that changed written back and hashed (a line the pieces leave as it was adds nothing): a
+    2 MiB zeroing is 32,768 lines and as many pieces.
     """
     touched = sorted({p.line for p in pieces})
     if len(touched) < _BULK_LINES:
@@ -89,11 +90,16 @@ def log_delta(pages: Pages, pieces: Sequence) -> int:
         return sum(line_hash(ln, pages.read_bytes(ln * LINE, LINE)) for ln in touched) - sum(old)
     lines = np.array(touched, dtype=np.int64)
     before = read_lines(pages, lines)
+    buf = bytearray(before.tobytes())
+    row = {ln: k * LINE - ln * LINE for k, ln in enumerate(touched)}
     for p in pieces:
-        pages.write(p.addr, p.data)
-    after = read_lines(pages, lines)
+        off = row[p.line] + p.addr
+        buf[off : off + len(p.data)] = p.data
+    after = np.frombuffer(buf, dtype=np.uint8).reshape(len(touched), LINE)
+    changed = np.flatnonzero((before != after).any(axis=1))
+    pages.write_lines(lines[changed], after[changed], LINE)
     delta = 0
-    for k in np.flatnonzero((before != after).any(axis=1)).tolist():
-        ln = int(lines[k])
+    for k in changed.tolist():
+        ln = touched[k]
         delta += line_hash(ln, after[k].tobytes()) - line_hash(ln, before[k].tobytes())
     return delta
