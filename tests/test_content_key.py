@@ -95,6 +95,21 @@ def test_an_untouched_file_is_not_read_again_and_a_changed_one_is() -> None:
     assert keyed["read"] < whole["read"] and keyed["read_mapping"] < whole["read_mapping"]
 
 
+def test_a_mapping_past_eof_read_alike_page_by_page_is_not_read_again() -> None:
+    """A mapping longer than its file faults past EOF, so it is compared a page at a time: once
+    every page read alike its key stands for that too. A bug that maps the page past EOF is found
+    alike keyed or not (the fault that maps it writes a page-table entry: the key changes)."""
+    text = "create f0\ntruncate f0 65536\nmmap m0 f0 0 262144\ncreate f1\nwrite f1 0 100\nwrite f1 100 100\n"
+    keyed, reads = _facts("daxfs", parse(text), True)
+    whole, all_reads = _facts("daxfs", parse(text), False)
+    assert keyed == whole
+    assert reads["read_mapping"] * 3 < all_reads["read_mapping"]
+    buggy = parse(text + "fault m0 16 read\nwrite f1 0 8\n")
+    keyed, _ = _facts("daxfs bugs=fault-eof-round-up", buggy, True)
+    assert keyed == _facts("daxfs bugs=fault-eof-round-up", buggy, False)[0]
+    assert any(o == "functional" and op == 6 for o, _m, op in keyed[0]), keyed[0]
+
+
 def test_a_write_through_another_file_is_seen() -> None:
     """cow-in-place writes a block f0 shares with f1 in place: an op on f1 changes f0, whose key
     changes with the device's write to its block, so the check reads it and finds it."""
