@@ -68,7 +68,7 @@ sees only the recovered image and the expectation, which the history and the win
 class _Judge:
     def __init__(self, run: Run, recall: Recall | None = None) -> None:
         self.run = run
-        self.recall = recall
+        self.recall: Recall = set() if recall is None else recall
         h = run.history
         self._history = None if recall is None or h is None else fingerprint(h, left_out=h.caches())
         """What the run's expectations are made of, for `recall` (None: nothing recalled)."""
