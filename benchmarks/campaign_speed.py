@@ -5,7 +5,9 @@ Each configuration runs `pmfuzz run` in this process (fixed seed, empty corpus, 
 and files each sample under the phase it is in: generation, execution, schedules (parallel
 groups' interleavings and serial orders), reference (the allowed values of a crash point),
 enumeration (crash states), images (digests, patching), recovery (mount), oracles, minimizing,
-bookkeeping (the rest: corpus, reports, statistics). A third line splits the time spent judging
+bookkeeping (the rest: corpus, reports, statistics). The first line also says what share of the
+states were recalled (`Stats.recalled`: clean in an earlier schedule of the same workload, with
+the same image, window and history, so not judged again). A third line splits the time spent judging
 workloads by kind -- plain, race (a parallel group), huge (a 2 MiB mapping or file: the
 `hugezero` scenario) -- with each kind's share of the states and its states/s.
 `check_speed.py` measures the engine on a fixed workload set; this measures what a user's
@@ -109,6 +111,7 @@ def measure(name: str, opts: tuple[tuple[str, str], ...], seconds: float, seed: 
     main = threading.get_ident()
     done = threading.Event()
     kinds: dict[str, list[float]] = {k: [0, 0.0, 0] for k in ("plain", "race", "huge")}
+    recalled = [0]
     check = campaign_module.check
 
     def timed(target, w, options):  # the campaign's own call, timed per workload kind
@@ -118,6 +121,7 @@ def measure(name: str, opts: tuple[tuple[str, str], ...], seconds: float, seed: 
         k[0] += 1
         k[1] += time.perf_counter() - t
         k[2] += v.stats.distinct
+        recalled[0] += v.stats.recalled
         return v
 
     def sample() -> None:
@@ -141,7 +145,8 @@ def measure(name: str, opts: tuple[tuple[str, str], ...], seconds: float, seed: 
     split = "  ".join(f"{p} {100 * counts[p] / total:.0f}%" for p in PHASES if counts[p])
     print(
         f"{name:10} {s.execs:6d} execs {s.execs / wall:6.1f}/s {s.states:9,d} states {s.states / wall:7.0f}/s"
-        f"  {len(s.findings)} findings",
+        f"  {len(s.findings)} findings  ({100 * recalled[0] / max(1, s.states):.0f}% of the states recalled clean"
+        " from an earlier schedule, not judged again)",
         flush=True,
     )
     print(f"{'':10} {split}", flush=True)
