@@ -113,3 +113,20 @@ def test_a_log_changes_the_digest_by_its_changed_lines_whichever_path(pieces: li
     assert pages.read_bytes(0, SIZE) == bytes(data)
     after = {ln: bytes(data[ln * LINE : (ln + 1) * LINE]) for ln in range(SIZE // LINE)}
     assert got == sum(line_hash(ln, after[ln]) - line_hash(ln, before[ln]) for ln in after)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(traces(), st.lists(st.sampled_from([1, 2, 3, 5, 8, 49, 1 << 20]), min_size=1, max_size=4))
+def test_a_group_counts_its_choices_under_any_cap_in_any_order(ops: list[tuple], caps: list[int]) -> None:
+    for p in _run(ops).crash_points():
+        for g in p.groups:
+            every = len(list(g.choices()))
+            want = [every if g.chain else min(every, cap) for cap in caps]  # a chain's count costs nothing
+            assert [g.count(cap) for cap in caps] == want, g.name
+
+
+def test_a_count_that_reached_its_cap_is_counted_again_under_a_larger_one() -> None:
+    pm = PMem(SIZE, "adr")
+    pm.ntstore(0, bytes(range(1, 17)))  # two words, either may persist alone: four choices
+    (g,) = [g for p in pm.crash_points() for g in p.groups if not g.chain]
+    assert [g.count(4), g.count(5), g.count(3), g.count(1 << 20)] == [4, 4, 3, 4]

@@ -184,14 +184,31 @@ class Group:
             yield from self._downsets(i + 1, mask | 1 << i)
 
     def count(self, cap: int = 1 << 20) -> int:
-        """Number of valid choices (stops counting at `cap`)."""
+        """Number of valid choices (stops counting at `cap`).
+
+        Remembered with the cap it was counted under: a group is in flight at many crash points and
+        each asks (the judge's choice of strategy), and counting walks the down-sets one by one."""
         if self.chain:
             return self.n + 1
+        known = self.__dict__.get("_counted")
+        if known is not None:
+            c, under = known
+            if c < under:
+                return min(c, cap)
+            if cap <= under:
+                return cap
+        masks, n = self.pred_masks, self.n
         c = 0
-        for _ in self._downsets(0, 0):
+        todo = [(0, 0)]
+        while todo and c < cap:
+            i, mask = todo.pop()
+            while i < n:  # leave unit i out now; keeping it (if its predecessors are kept) waits on the stack
+                m = masks[i]
+                if mask & m == m:
+                    todo.append((i + 1, mask | 1 << i))
+                i += 1
             c += 1
-            if c >= cap:
-                break
+        self.__dict__["_counted"] = (c, cap)
         return c
 
     def edges(self) -> list[int]:
