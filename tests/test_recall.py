@@ -115,3 +115,15 @@ def test_judging_a_run_again_recalls_exactly_its_clean_states(spec: str, text: s
     assert again.state_log == first.state_log
     assert sorted(map(repr, again.findings)) == sorted(map(repr, first.findings))
     assert again.stats.recalled == sum(1 for _, said in first.state_log if not said)
+
+
+def test_an_exploration_remembers_at_most_its_cap_and_judges_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pmfuzz.judging.judge as judge_module
+
+    opts = Options(preemption_bound=1, max_states=8, features=True, log_states=True)
+    whole = _said("daxfs cil=eager", STORES_TO_A_COPY, replace(opts, recall_clean=False))
+    full = _said("daxfs cil=eager", STORES_TO_A_COPY, opts)[4]
+    monkeypatch.setattr(judge_module, "_RECALL_CAP", 200)
+    log, findings, feats, distinct, recalled = _said("daxfs cil=eager", STORES_TO_A_COPY, opts)
+    assert (log, findings, feats, distinct) == whole[:4]
+    assert 0 < recalled < full

@@ -64,6 +64,10 @@ Recall = set[tuple[bytes, int, int, int]]
 """(history digest, image digest, completed, upper) of crash states judged clean: a crash oracle
 sees only the recovered image and the expectation, which the history and the window decide."""
 
+_RECALL_CAP = 1 << 17
+"""Clean states one exploration remembers (about 20 MiB): 2,000 schedules of a few hundred states
+each would otherwise hold hundreds of MiB; past it, states are judged as if never seen."""
+
 
 class _Judge:
     def __init__(self, run: Run, recall: Recall | None = None) -> None:
@@ -383,7 +387,7 @@ class _Judge:
                     hit.judged[vkey] = found
                 point_hung = point_hung or hung
                 clean = not found and not hung and not hit.meta_findings
-            if clean and rkey is not None:
+            if clean and rkey is not None and len(self.recall) < _RECALL_CAP:
                 self.recall.add(rkey)
             stats.t_oracles += time.perf_counter() - t3
             if point_hung:
