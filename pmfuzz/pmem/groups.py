@@ -172,22 +172,27 @@ class Group:
         if self.chain:
             yield from range(self.n + 1)
             return
-        yield from self._downsets(0, 0)
+        yield from self._downsets()
 
-    def _downsets(self, i: int, mask: int) -> Iterator[int]:
-        if i == self.n:
+    def _downsets(self) -> Iterator[int]:
+        """The down-sets of the units, depth first with unit i left out before it is kept: an explicit
+        stack, not a generator per unit (counting them walks them all, at many crash points)."""
+        masks, n = self.pred_masks, self.n
+        todo = [(0, 0)]
+        while todo:
+            i, mask = todo.pop()
+            while i < n:  # leave unit i out now; keeping it (if its predecessors are kept) waits on the stack
+                m = masks[i]
+                if mask & m == m:
+                    todo.append((i + 1, mask | 1 << i))
+                i += 1
             yield mask
-            return
-        yield from self._downsets(i + 1, mask)
-        m = self.pred_masks[i]
-        if mask & m == m:
-            yield from self._downsets(i + 1, mask | 1 << i)
 
     def count(self, cap: int = 1 << 20) -> int:
         """Number of valid choices (stops counting at `cap`).
 
         Remembered with the cap it was counted under: a group is in flight at many crash points and
-        each asks (the judge's choice of strategy), and counting walks the down-sets one by one."""
+        each asks (the judge's choice of strategy)."""
         if self.chain:
             return self.n + 1
         known = self.__dict__.get("_counted")
@@ -197,17 +202,11 @@ class Group:
                 return min(c, cap)
             if cap <= under:
                 return cap
-        masks, n = self.pred_masks, self.n
         c = 0
-        todo = [(0, 0)]
-        while todo and c < cap:
-            i, mask = todo.pop()
-            while i < n:  # leave unit i out now; keeping it (if its predecessors are kept) waits on the stack
-                m = masks[i]
-                if mask & m == m:
-                    todo.append((i + 1, mask | 1 << i))
-                i += 1
+        for _ in self._downsets():
             c += 1
+            if c >= cap:
+                break
         self.__dict__["_counted"] = (c, cap)
         return c
 
