@@ -27,6 +27,7 @@ import pmfuzz.judging.engine as engine
 from pmfuzz.errors import PmfuzzError
 from pmfuzz.fuzzing.campaign import run_campaign
 from pmfuzz.fuzzing.reporting import campaign_options
+from pmfuzz.judging.recall import Recall
 from pmfuzz.lang.workload import format_workload, parse
 from pmfuzz.target import TargetSpec, make_target
 from pmfuzz.verdict import Options
@@ -55,10 +56,10 @@ def record(seed: int, execs: int) -> list[tuple[str, str, dict[str, str]]]:
         last.update(variant)
         return make(spec, **variant)
 
-    def checking(target, w, opts):
+    def checking(target, w, opts, **kw):
         assert opts == want, "the campaign judged with options a replay would not rebuild"
         out.append((_kind(w), format_workload(w), dict(last)))
-        return check(target, w, opts)
+        return check(target, w, opts, **kw)
 
     campaign_module.check, campaign_module.make_target = checking, making
     try:
@@ -71,35 +72,43 @@ def record(seed: int, execs: int) -> list[tuple[str, str, dict[str, str]]]:
 
 
 def replay(recorded: list[tuple[str, str, dict[str, str]]], opts: Options, kinds: tuple[str, ...]) -> None:
-    counted: collections.Counter[str] = collections.Counter()
+    """Judge the recorded workloads of `kinds` in their recorded order, sharing one `Recall` as the
+    campaign's judging process does; print each kind's CPU time, states and recalled share."""
+    counted: collections.Counter[tuple[str, str]] = collections.Counter()
     execute, judged = engine.execute, engine._judged
+    kind = ""
 
     def counting(fn, name):
         def wrapper(*a, **k):
-            counted[name] += 1
+            counted[kind, name] += 1
             return fn(*a, **k)
 
         return wrapper
 
     engine.execute, engine._judged = counting(execute, "executions"), counting(judged, "runs")
+    recall = Recall()
     try:
-        for kind in kinds:
-            todo = [(parse(text), var) for k, text, var in recorded if k == kind]
-            if not todo:
+        for kind, text, var in recorded:
+            if kind not in kinds:
                 continue
-            counted.clear()
-            distinct = 0
+            w = parse(text)
             t = time.process_time()
-            for w, var in todo:
-                distinct += engine.check(make_target(SPEC, **var), w, opts).stats.distinct
-            cpu = time.process_time() - t
-            runs = f"  {counted['executions']:,} executions, {counted['runs']:,} distinct runs"
-            print(
-                f"{kind:6} {len(todo):4d} workloads {cpu:7.2f} s {distinct:8,d} states {distinct / cpu:7,.0f}/s"
-                + (runs if kind == "race" else "")
-            )
+            v = engine.check(make_target(SPEC, **var), w, opts, recall=recall)
+            counted[kind, "cpu"] += time.process_time() - t
+            counted[kind, "workloads"] += 1
+            counted[kind, "states"] += v.stats.distinct
+            counted[kind, "recalled"] += v.stats.recalled
     finally:
         engine.execute, engine._judged = execute, judged
+    for kind in kinds:
+        n, cpu, states = counted[kind, "workloads"], counted[kind, "cpu"], counted[kind, "states"]
+        if not n:
+            continue
+        runs = f"  {counted[kind, 'executions']:,} executions, {counted[kind, 'runs']:,} distinct runs"
+        print(
+            f"{kind:6} {n:4d} workloads {cpu:7.2f} s {states:8,d} states {states / cpu:7,.0f}/s"
+            f"  {100 * counted[kind, 'recalled'] / max(1, states):3.0f}% recalled" + (runs if kind == "race" else "")
+        )
 
 
 def load(path: Path) -> tuple[int, list[tuple[str, str, dict[str, str]]]]:

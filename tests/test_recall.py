@@ -14,6 +14,7 @@ from pmfuzz.fs.config import Bug
 from pmfuzz.gen.strategies import scenario_shape, workloads
 from pmfuzz.judging.engine import Options, check
 from pmfuzz.judging.judge import judge
+from pmfuzz.judging.recall import Recall
 from pmfuzz.lang.workload import Workload, parse
 from pmfuzz.target import make_target
 from tests.test_explored_states import TWO_GROUPS
@@ -77,7 +78,7 @@ def test_a_state_clean_under_one_history_is_judged_again_under_another() -> None
     opts = Options(log_states=True)
     written = execute(target, parse("create f1\nwrite f1 0 4096\nfsync f1\n").ops, opts)
     zeros = execute(target, parse("create f1\ntruncate f1 4096\nfsync f1\n").ops, opts)
-    recall: set = set()
+    recall = Recall()
     assert judge(written, recall=recall).clean and recall
     lied = replace(written, history=zeros.history)
     fresh = judge(lied)
@@ -108,7 +109,7 @@ def test_judging_a_run_again_recalls_exactly_its_clean_states(spec: str, text: s
     """Some of these states share a judged state's verdict (they differ in lines no file maps) and
     that verdict has findings: such a state is not clean, whichever way its verdict was reached."""
     run = execute(make_target(spec), parse(text).ops, Options(log_states=True, max_states=16))
-    recall: set = set()
+    recall = Recall()
     first = judge(run, recall=recall)
     again = judge(run, recall=recall)
     assert first.findings and first.stats.shared
@@ -118,12 +119,12 @@ def test_judging_a_run_again_recalls_exactly_its_clean_states(spec: str, text: s
 
 
 def test_an_exploration_remembers_at_most_its_cap_and_judges_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
-    import pmfuzz.judging.judge as judge_module
+    import pmfuzz.judging.recall as recall_module
 
     opts = Options(preemption_bound=1, max_states=8, features=True, log_states=True)
     whole = _said("daxfs cil=eager", STORES_TO_A_COPY, replace(opts, recall_clean=False))
     full = _said("daxfs cil=eager", STORES_TO_A_COPY, opts)[4]
-    monkeypatch.setattr(judge_module, "_RECALL_CAP", 200)
+    monkeypatch.setattr(recall_module, "CAP", 200)
     log, findings, feats, distinct, recalled = _said("daxfs cil=eager", STORES_TO_A_COPY, opts)
     assert (log, findings, feats, distinct) == whole[:4]
     assert 0 < recalled < full

@@ -32,6 +32,7 @@ from ..gen.forms import ALL_FORMS, workload_forms
 from ..gen.mutate import mutate
 from ..gen.strategies import DEFAULT_SHAPE, Shape, ops, workloads
 from ..judging.engine import Finding, Options, check
+from ..judging.recall import Recall
 from ..lang.falloc import falloc_words
 from ..lang.workload import Op, OpKind, Workload, format_workload, parse
 from ..target import (
@@ -200,6 +201,11 @@ def _fresh(draw_w: Drawer, rng: random.Random, want: set[str]) -> Workload | Non
     return first
 
 
+_RECALL = Recall()
+"""The clean crash states this process judged, over every workload it ran: a mutation keeps its
+parent's first ops, whose crash states are recalled, not judged again (bounded: `recall.CAP`)."""
+
+
 def judge(
     cfg: CampaignConfig,
     w: Workload,
@@ -215,7 +221,7 @@ def judge(
     """
     text, var = format_workload(w), tuple(sorted(variant.items()))
     try:
-        v = check(make_target(cfg.target, **variant), w, opts)
+        v = check(make_target(cfg.target, **variant), w, opts, recall=_RECALL)
     except PmfuzzError:  # other exceptions reaching here are bugs of pmfuzz: they propagate
         return ExecResult(text, var, rejected=True)
     seen_features = set() if seen_features is None else seen_features

@@ -19,7 +19,8 @@ from ..execution.watchdog import deadline_session
 from ..lang.workload import Op, Workload, groups
 from ..signature import Cause, Signature
 from ..verdict import CrashSite, Finding, Options, StateChoice, Stats, Verdict, filed, filing_key
-from .judge import HUNG, Recall, judge
+from .judge import HUNG, judge
+from .recall import Recall
 
 __all__ = [
     "Options",
@@ -44,18 +45,27 @@ __all__ = [
 _DEFAULT = Options()
 
 
-def check(target, workload: Workload | Sequence[Op], opts: Options = _DEFAULT) -> Verdict:
+def check(
+    target, workload: Workload | Sequence[Op], opts: Options = _DEFAULT, *, recall: Recall | None = None
+) -> Verdict:
     """Execute a workload on a fresh device, then judge every crash state; return the verdict.
 
     A workload with parallel groups is run once per schedule the explorer enumerates (or
-    under `opts.schedule` only); findings carry the schedule they ran under.
+    under `opts.schedule` only); findings carry the schedule they ran under. `recall`: the clean
+    crash states of earlier checks under the same target and options, to recall rather than judge
+    again (and to add to); when None, only the schedules of this workload share one. Nothing is
+    recalled under `Options(recall_clean=False)`.
     """
     top = workload.ops if isinstance(workload, Workload) else tuple(workload)
     grps = groups(top)
+    if not opts.recall_clean:
+        recall = None
     with deadline_session():
         if not grps:
-            return _judged(execute(target, top, opts))
-        return _explore(target, top, grps, opts)
+            return _judged(execute(target, top, opts), recall=recall)
+        if recall is None and opts.recall_clean and opts.schedule is None:
+            recall = Recall()
+        return _explore(target, top, grps, opts, recall)
 
 
 def _judged(run: Run, skip_before: int = 0, recall: Recall | None = None) -> Verdict:
@@ -67,18 +77,19 @@ def _judged(run: Run, skip_before: int = 0, recall: Recall | None = None) -> Ver
             run.device.drop_timeline()
 
 
-def _explore(target, top: tuple[Op, ...], grps: tuple[tuple[int, int, int], ...], opts: Options) -> Verdict:
+def _explore(
+    target, top: tuple[Op, ...], grps: tuple[tuple[int, int, int], ...], opts: Options, recall: Recall | None
+) -> Verdict:
     from ..execution.interleave import Chooser, Schedule, explore
 
     if opts.schedule is not None:
-        return _judged(execute(target, top, opts, Chooser(Schedule.parse(opts.schedule))))
+        return _judged(execute(target, top, opts, Chooser(Schedule.parse(opts.schedule))), recall=recall)
     findings: dict[tuple[Signature, Cause | None], Finding] = {}
     stats = Stats()
     notes: list[str] = []
     log: list[tuple[str, tuple[str, ...]]] = []
     feats: set[str] = set()
     seen: set[bytes] = set()
-    recall: Recall | None = set() if opts.recall_clean else None
     first_group = min(start for _g, start, _n in grps)
     runs = distinct = stopped = 0
     orders: dict = {}  # serial orders of the groups, run once for every schedule

@@ -31,7 +31,6 @@ from ..execution.blame import failure, pmfuzz_fault, target_traceback
 from ..execution.guarded import guarded_mount
 from ..execution.run import Run, ScheduleHead
 from ..execution.watchdog import TargetHang, TargetNonsense, deadline
-from ..fingerprint import fingerprint
 from ..pmem import CrashImage, CrashPoint, CrashState, Event, PMem, PointKind, Strategy
 from ..reference.effects import held_in
 from ..reference.expect import Expectation
@@ -41,8 +40,9 @@ from ..verdict import CrashSite, Finding, Findings, Options, StateChoice, Stats,
 from .cause import UNEXPLAINED_MEDIA, code_of, crash_cause_store, reordered_store
 from .links import ByteRanges, divergence_links, link_blamed, log_ranges, meta_groups, meta_known, meta_store
 from .mounted import Mounted
+from .recall import Recall, scope, window_key
 
-__all__ = ["judge", "HUNG", "Recall"]
+__all__ = ["judge", "HUNG"]
 
 HUNG = "the target hung"
 """Said by the note of a run whose crash points hung the target."""
@@ -52,34 +52,27 @@ def judge(run: Run, *, skip_before: int = 0, recall: Recall | None = None) -> Ve
     """Judge every crash state of the run (or only `Options.crash`) and return its verdict.
 
     Crash points of ops before `skip_before` are not judged (an earlier schedule judged them).
-    `recall`, shared by the schedules of one exploration, holds the states they judged clean: a
-    state of this run with the same image, window and history is clean again and is not judged.
+    `recall` holds the states earlier runs judged clean (the schedules of one exploration, or a
+    campaign's workloads under one target and options): a state of this run with the same image,
+    window and history up to the window is clean again and is not judged.
     """
     if not run.ran:
         return Verdict(run.findings, Stats())
     return _Judge(run, recall).verdict(skip_before)
 
 
-Recall = set[tuple[bytes, int, int, int]]
-"""(history digest, image digest, completed, upper) of crash states judged clean: a crash oracle
-sees only the recovered image and the expectation, which the history and the window decide."""
-
-_RECALL_CAP = 1 << 17
-"""Clean states one exploration remembers (about 20 MiB): 2,000 schedules of a few hundred states
-each would otherwise hold hundreds of MiB; past it, states are judged as if never seen."""
-
-
 class _Judge:
     def __init__(self, run: Run, recall: Recall | None = None) -> None:
         self.run = run
-        self.recall: Recall = set() if recall is None else recall
-        h = run.history
-        self._history = None if recall is None or h is None else fingerprint(h, left_out=h.caches())
-        """What the run's expectations are made of, for `recall` (None: nothing recalled)."""
+        self.recall = recall
         opts = self.opts = run.options
         oracles = default_oracles() if opts.oracles is None else opts.oracles
         guarantees = run.target.guarantees
         crash = [o for o in oracles if is_crash_oracle(o) and o.guarantee in guarantees]
+        h = run.history
+        self._prefix = None if recall is None or h is None else h.prefix_digests()
+        """Per boundary, what the expectations of windows ending there are made of, for `recall`."""
+        self._scope = scope(run.target, opts, [str(getattr(o, "name", o)) for o in crash])
         self.meta_oracles = [o for o in crash if o.metadata_only]
         self.data_oracles = [o for o in crash if not o.metadata_only]
         self.findings = Findings(opts.first_per_signature, run.findings)
@@ -302,6 +295,10 @@ class _Judge:
         data_g = [gi for gi in range(len(point.groups)) if gi not in meta_set]
         point_hung = False
         seen = self.seen
+        recall, prefix = self.recall, self._prefix
+        wkey = None
+        if recall is not None and prefix is not None and upper < len(prefix):
+            wkey = window_key(self._scope, prefix[upper], completed, upper)
         for state in states:
             stats.states += 1
             t1 = time.perf_counter()
@@ -310,8 +307,8 @@ class _Judge:
                 continue
             seen.add(key)
             stats.distinct += 1
-            rkey = None if self._history is None else (self._history, state.digest, completed, upper)
-            if rkey is not None and rkey in self.recall:
+            rkey = None if wkey is None or recall is None else wkey ^ state.digest
+            if rkey is not None and recall is not None and rkey in recall:
                 stats.recalled += 1
                 if opts.log_states:
                     self.state_log.append((f"{point.id}/{state.id}", []))
@@ -387,8 +384,8 @@ class _Judge:
                     hit.judged[vkey] = found
                 point_hung = point_hung or hung
                 clean = not found and not hung and not hit.meta_findings
-            if clean and rkey is not None and len(self.recall) < _RECALL_CAP:
-                self.recall.add(rkey)
+            if clean and rkey is not None and recall is not None:
+                recall.add(rkey)
             stats.t_oracles += time.perf_counter() - t3
             if point_hung:
                 return True

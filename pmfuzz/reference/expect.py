@@ -31,7 +31,10 @@ dozen 4 MiB files, where a count of entries let it keep 64 of them."""
 
 
 class Record(Protocol):
-    """What an expectation reads of the history (`History`)."""
+    """What an expectation reads of the history (`History`): of each list, only the entries up to
+    its window's last boundary (`History.prefix_digests` covers exactly those, so that a judge may
+    recall a verdict across runs that share them; whatever an expectation starts to read must go
+    into that digest too)."""
 
     boundaries: list[dict[str, FileVersion]]
     by_ino: list[dict[int, FileVersion]]

@@ -6,7 +6,8 @@ crash at a given point may leave (`expect.Expectation`).
 
 from __future__ import annotations
 
-from dataclasses import replace
+import hashlib
+from dataclasses import fields, replace
 
 import numpy as np
 
@@ -124,6 +125,44 @@ class History:
             self._stacked.pop(next(iter(self._stacked)))
         self._stacked[key] = (rows, vals)  # the rows kept alive, so their ids stay theirs
         return vals
+
+    def prefix_digests(self) -> list[bytes]:
+        """Per boundary b, a digest of all an expectation whose window ends at b reads (`Record`):
+        the files at boundaries 0..b (by name and by incarnation), the other serial orders' states
+        there, and ops 0..b-1's effects and parallel groups. Two runs whose ops agree up to b agree
+        here, whatever came after: a crash state judged in one is judged alike in the other."""
+        versions: dict[int, bytes] = {}
+
+        def version(v: FileVersion) -> bytes:
+            d = versions.get(id(v))
+            if d is None:
+                h = hashlib.blake2b(f"{v.ino} {v.size} {len(v.words)}".encode(), digest_size=16)
+                h.update(np.ascontiguousarray(v.words).data)
+                d = versions[id(v)] = h.digest()
+            return d
+
+        chain = hashlib.blake2b(digest_size=16)
+        out: list[bytes] = []
+        for b, named in enumerate(self.boundaries):
+            if b:
+                fx = self.effects[b - 1]
+                said = [getattr(fx, f.name) for f in fields(fx)]
+                said = [sorted(x) if isinstance(x, frozenset) else x for x in said]
+                chain.update(repr((said, self.groups.get(b - 1))).encode())
+            chain.update(f"|{b}|".encode())
+            for name in sorted(named):
+                chain.update(name.encode() + b"=" + version(named[name]))
+            chain.update(b"|")
+            live = self.by_ino[b]
+            for ino in sorted(live):
+                chain.update(f"{ino}=".encode() + version(live[ino]))
+            for alt in self.alternatives.get(b, ()):
+                chain.update(b"|alt")
+                for ino in sorted(alt):
+                    nm, v = alt[ino]
+                    chain.update(f"{ino}:{nm!r}=".encode() + version(v))
+            out.append(chain.digest())
+        return out
 
     def expect(self, completed: int, upper: int, *, durable: bool = True, synchronous: bool = False) -> Expectation:
         """What a crash may leave when ops [0, completed) finished and op `completed` may be under way.

@@ -1,0 +1,211 @@
+"""A campaign's judging process recalls clean crash states across workloads: a state is recalled only
+under the same target, options, window and history up to the window, so that every state's verdict is
+the one judging it afresh gives."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+
+from pmfuzz.errors import PmfuzzError
+from pmfuzz.execution.execute import execute
+from pmfuzz.fs.config import Bug
+from pmfuzz.gen.mutate import mutate
+from pmfuzz.gen.strategies import scenario_shape, workloads
+from pmfuzz.judging.engine import Options, check
+from pmfuzz.judging.judge import judge
+from pmfuzz.judging.recall import Recall, scope
+from pmfuzz.judging.repro import parse_reproducer
+from pmfuzz.lang.workload import Workload, parse
+from pmfuzz.pmem import Domain
+from pmfuzz.target import make_target
+from tests.test_races import RACE_BUGS
+
+BUGS = [
+    Bug.FSYNC_NO_FLUSH,
+    Bug.NO_ZERO,
+    Bug.ZERO_AFTER_COMMIT,
+    Bug.COW_SKIP_TAIL_COPY,
+    Bug.TRUNCATE_NO_ZERO_TAIL,
+    Bug.REFCOUNT_NOT_JOURNALED,
+    Bug.JOURNAL_COMMIT_NO_FENCE,
+    Bug.MAP_SYNC_NO_COMMIT,
+]
+"""Data and metadata bugs whose findings show in some crash states of a workload and not in others."""
+
+OPTS = Options(preemption_bound=1, max_states=6, features=True, log_states=True)
+
+
+def _said(spec: str, w: Workload, opts: Options, recall: Recall | None = None) -> tuple:
+    """Everything a verdict says: each state's violations, the findings with their evidence, the counts."""
+    v = check(make_target(spec), w, opts, recall=recall)
+    return v.state_log, sorted(map(repr, v.findings)), sorted(v.features), v.stats.distinct, v.stats.recalled
+
+
+def _spec(bug: Bug | None, design: str = "zero") -> str:
+    return f"daxfs design={design} cil=eager" + (f" bugs={bug.value}" if bug is not None else "")
+
+
+PARENT = parse("create f1\nwrite f1 0 6000\nfsync f1\ncreate f2\nmmap m1 f1 0 8192\nstore m1 100 64\n")
+
+
+@pytest.mark.parametrize("bug", [None, Bug.FSYNC_NO_FLUSH, Bug.NO_ZERO], ids=["correct", "fsync-no-flush", "no-zero"])
+def test_a_child_recalls_its_parents_first_crash_states(bug: Bug | None) -> None:
+    spec = _spec(bug)
+    child = parse(str_ops(PARENT.ops[:4]) + "write f2 0 100\nfsync f2\n")
+    recall = Recall()
+    parent = _said(spec, PARENT, OPTS, recall)
+    got = _said(spec, child, OPTS, recall)
+    fresh = _said(spec, child, replace(OPTS, recall_clean=False))
+    assert got[:4] == fresh[:4]
+    assert got[4] > 0 and got[4] >= sum(1 for _, said in parent[0][:8] if not said) // 2
+    assert _said(spec, PARENT, OPTS, recall)[4] == sum(1 for _, said in parent[0] if not said)
+
+
+def str_ops(ops) -> str:
+    return "".join(f"{op}\n" for op in ops)
+
+
+def test_a_state_clean_under_one_targets_is_judged_again_under_another() -> None:
+    """The same workload on the correct design, then with a bug, sharing one store: nothing of the
+    first is recalled for the second, whose findings are those it has alone."""
+    w = parse("create f1\ntruncate f1 4096\nmmap m1 f1 0 4096\nstore m1 0 64\nfsync f1\n")
+    recall = Recall()
+    assert not _said(_spec(None), w, OPTS, recall)[1]
+    buggy = _said(_spec(Bug.FSYNC_NO_FLUSH), w, OPTS, recall)
+    assert buggy[1] and buggy[4] == 0
+    assert buggy[:4] == _said(_spec(Bug.FSYNC_NO_FLUSH), w, replace(OPTS, recall_clean=False))[:4]
+
+
+def test_what_an_op_made_durable_is_part_of_the_history_a_state_is_recalled_under() -> None:
+    """Two histories with the same files at every boundary, one fsyncing f2 and one f1: a state that
+    lost the store through f1's mapping is clean under the first, a durability finding under the
+    second, and a store filled under the first recalls nothing from the fsync on."""
+    target = make_target("daxfs")
+    opts = Options(log_states=True)
+    head = "create f1\ncreate f2\nwrite f2 0 4096\nfsync f2\ntruncate f1 4096\nmmap m1 f1 0 4096\nstore m1 0 64\n"
+    other = execute(target, parse(head + "fsync f2\n").ops, opts)
+    own = execute(target, parse(head + "fsync f1\n").ops, opts)
+    assert other.history is not None and own.history is not None
+    assert _same_files(other.history.boundaries, own.history.boundaries)
+    recall = Recall()
+    assert judge(other, recall=recall).clean and recall
+    lied = replace(other, history=own.history)
+    fresh = judge(lied)
+    assert not fresh.clean
+    again = judge(lied, recall=recall)
+    assert 0 < again.stats.recalled < again.stats.distinct
+    assert sorted(map(repr, again.findings)) == sorted(map(repr, fresh.findings))
+
+
+def _same_files(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(
+        x.keys() == y.keys() and all(x[n].size == y[n].size and (x[n].words == y[n].words).all() for n in x)
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+def test_prefix_digests_agree_up_to_the_first_boundary_the_histories_differ_at() -> None:
+    target = make_target("daxfs")
+    head = "create f1\ncreate f2\nwrite f1 0 5000\n"
+    digests = {
+        tail: execute(target, parse(head + tail).ops, Options()).history.prefix_digests()  # type: ignore[union-attr]
+        for tail in ("fsync f2\nwrite f2 0 10\n", "fsync f1\nwrite f2 0 10\n", "fsync f2\nwrite f2 0 11\n")
+    }
+    a, durable, content = digests.values()
+    assert a[:4] == durable[:4] == content[:4]
+    assert a[4] != durable[4] and a[5] != durable[5]  # the fsync's effects differ, its files do not
+    assert a[4] == content[4] and a[5] != content[5]
+    assert len(set(a)) == len(a)
+
+
+def test_the_scope_tells_targets_and_options_apart() -> None:
+    base = scope(make_target("daxfs"), Options(), ["stale-exposure"])
+    others = [
+        scope(make_target("daxfs cil=eager"), Options(), ["stale-exposure"]),
+        scope(make_target("daxfs design=unwritten"), Options(), ["stale-exposure"]),
+        scope(make_target("daxfs bugs=no-zero"), Options(), ["stale-exposure"]),
+        scope(make_target("daxfs"), Options(device_size=16 << 20), ["stale-exposure"]),
+        scope(make_target("daxfs"), Options(domain=Domain.EADR), ["stale-exposure"]),
+        scope(make_target("daxfs"), Options(), ["stale-exposure", "durability"]),
+    ]
+    assert base == scope(make_target("daxfs"), Options(seed=7), ["stale-exposure"])
+    assert len({base, *others}) == 1 + len(others)
+
+
+def test_a_full_store_forgets_its_oldest_keys_first() -> None:
+    r = Recall(cap=100)
+    for k in range(250):
+        r.add(k)
+        r.add(k)  # again: not a second entry
+    assert len(r) == 100
+    assert all(k in r for k in range(150, 250))
+    assert not any(k in r for k in range(150))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(
+    workloads(min_ops=4, max_ops=12),
+    workloads(min_ops=2, max_ops=8, shape=scenario_shape("race", weight=100)),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([None, *BUGS, *RACE_BUGS]),
+    st.one_of(st.just("same"), st.sampled_from([None, *BUGS])),
+    st.sampled_from(["zero", "unwritten", "cow-remap"]),
+)
+def test_recalling_a_parents_clean_states_changes_no_state_verdict_of_its_child(
+    parent: Workload, donor: Workload, seed: int, bug: Bug | None, parent_bug: Bug | str | None, design: str
+) -> None:
+    """As a campaign's judging process does: the parent judged (under the same target, or under
+    another one, whose states must not be recalled), then a mutation of it, sharing one store."""
+    child = mutate(random.Random(seed), parent, donors=[donor])
+    recall = Recall()
+    try:
+        check(make_target(_spec(bug if parent_bug == "same" else parent_bug, design)), parent, OPTS, recall=recall)
+        got = _said(_spec(bug, design), child, OPTS, recall)
+    except PmfuzzError:
+        assume(False)
+        return
+    assert got[:4] == _said(_spec(bug, design), child, replace(OPTS, recall_clean=False))[:4], str(child)
+
+
+REGRESSION = sorted(
+    p
+    for p in (Path(__file__).resolve().parent.parent / "corpora" / "regression").glob("*.pmfuzz")
+    if "# expect: clean" not in p.read_text()
+)
+"""The regression corpus's reproducers of zoo bugs (the rest are their workloads on correct designs)."""
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(
+    st.sampled_from(REGRESSION),
+    workloads(min_ops=2, max_ops=6),
+    st.one_of(st.none(), st.integers(0, 2**32 - 1)),
+    st.booleans(),
+)
+def test_a_mutated_bug_reproducer_recalls_only_what_judging_it_afresh_finds_clean(
+    path: Path, donor: Workload, seed: int | None, same: bool
+) -> None:
+    """The regression corpus's reproducers (most show a zoo bug) as parents, and as children the
+    campaign's mutations of them or the reproducer with the donor's ops after it: the children keep
+    the bug's first ops, so recalled states sit beside states with findings."""
+    r = parse_reproducer(path.read_text(), source=str(path))
+    spec = str(r.target)
+    opts = replace(OPTS, domain=r.domain, device_size=r.device_size, eadr_points=r.eadr_points, max_states=48)
+    if seed is None:
+        child = Workload((*r.workload.ops, *donor.ops))
+    else:
+        child = mutate(random.Random(seed), r.workload, donors=[donor])
+    recall = Recall()
+    try:
+        check(make_target(spec if same else "daxfs"), r.workload, opts, recall=recall)
+        got = _said(spec, child, opts, recall)
+    except PmfuzzError:
+        assume(False)
+        return
+    assert got[:4] == _said(spec, child, replace(opts, recall_clean=False))[:4], f"{path.name}: {child}"
