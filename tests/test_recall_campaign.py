@@ -4,6 +4,7 @@ the one judging it afresh gives."""
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +24,8 @@ from pmfuzz.judging.recall import Recall, scope
 from pmfuzz.judging.repro import parse_reproducer
 from pmfuzz.lang.workload import Workload, parse
 from pmfuzz.pmem import Domain
+from pmfuzz.reference import History
+from pmfuzz.reference.effects import FileVersion
 from pmfuzz.target import make_target
 from tests.test_races import RACE_BUGS
 
@@ -209,3 +212,49 @@ def test_a_mutated_bug_reproducer_recalls_only_what_judging_it_afresh_finds_clea
         assume(False)
         return
     assert got[:4] == _said(spec, child, replace(opts, recall_clean=False))[:4], f"{path.name}: {child}"
+
+
+def test_a_crash_inside_an_op_is_recalled_only_under_that_ops_own_result() -> None:
+    """Two histories alike up to the op in flight, which writes elsewhere in the other: the states
+    inside it that show its data are clean under its own history and stale under the other's."""
+    target = make_target("daxfs")
+    opts = Options(log_states=True)
+    head = "create f1\nwrite f1 0 8192\nfsync f1\n"
+    here = execute(target, parse(head + "write f1 0 100\n").ops, opts)
+    elsewhere = execute(target, parse(head + "write f1 4096 100\n").ops, opts)
+    recall = Recall()
+    assert judge(here, recall=recall).clean
+    lied = replace(here, history=elsewhere.history)
+    fresh = judge(lied)
+    assert not fresh.clean
+    again = judge(lied, recall=recall)
+    assert 0 < again.stats.recalled < again.stats.distinct
+    assert sorted(map(repr, again.findings)) == sorted(map(repr, fresh.findings))
+
+
+def _perturbed(h: History, what: str, b: int) -> History:
+    """A copy of `h` that differs from it only in `what` at boundary (or op) b."""
+    out = copy.copy(h)
+    v = next(iter(h.by_ino[b].values()))
+    other = FileVersion(v.ino + 100, v.size, v.words)
+    if what == "boundaries":
+        out.boundaries = [*h.boundaries[:b], {**h.boundaries[b], "g9": other}, *h.boundaries[b + 1 :]]
+    elif what == "by_ino":
+        out.by_ino = [*h.by_ino[:b], {**h.by_ino[b], other.ino: other}, *h.by_ino[b + 1 :]]
+    elif what == "alternatives":
+        out.alternatives = {**h.alternatives, b: [{other.ino: (None, other)}]}
+    elif what == "groups":
+        out.groups = {**h.groups, b - 1: b - 2}
+    elif what == "effects":
+        out.effects = [*h.effects[: b - 1], replace(h.effects[b - 1], torn=[("f1", 0, 3)]), *h.effects[b:]]
+    return out
+
+
+@pytest.mark.parametrize("what", ["boundaries", "by_ino", "alternatives", "groups", "effects"])
+def test_prefix_digests_cover_every_part_of_the_history_an_expectation_reads(what: str) -> None:
+    run = execute(make_target("daxfs"), parse("create f1\nwrite f1 0 5000\nfsync f1\nwrite f1 0 10\n").ops, Options())
+    assert run.history is not None
+    base = run.history.prefix_digests()
+    got = _perturbed(run.history, what, 3).prefix_digests()
+    assert got[:3] == base[:3]
+    assert all(x != y for x, y in zip(got[3:], base[3:], strict=True))
