@@ -1,12 +1,15 @@
-"""Fixed work: the workloads a campaign's first N execs judge, replayed by kind, in CPU seconds.
+"""Fixed work: the workloads a campaign's first N execs judge, replayed, in CPU seconds by kind.
 
 A campaign's states/s moves with the host and with what it draws; this holds the draw fixed.
 `--save` records (as JSON: seed, execs, and per workload its kind, text and target variant) the
 workloads the first `--execs` of `pmfuzz run --no-corpus --seed S` judge; `--load` replays a
 recording with the campaign's options, so two versions of the code can be compared on the same
-work (alternate them: this host varies by 10-25% between runs). Each kind -- plain, race (a
-parallel group), huge (a 2 MiB mapping or file) -- is printed with its workloads, CPU seconds,
-distinct crash states and states/s; race also with its executions and distinct runs.
+work (alternate them: this host varies by 10-25% between runs). The workloads are judged in
+their recorded order sharing one `Recall`, as the campaign's judging process does (`--kind`
+leaves the other kinds out, and with them what they would have added to it). Each kind --
+plain, race (a parallel group), huge (a 2 MiB mapping or file) -- is printed with its
+workloads, CPU seconds, distinct crash states, states/s and the share recalled; race also with
+its executions and distinct runs.
 
     python benchmarks/fixed_work.py --seed 3 --execs 300 --save /tmp/ws3.json
     python benchmarks/fixed_work.py --load /tmp/ws3.json --kind race

@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from pmfuzz.errors import PmfuzzError
 from pmfuzz.execution.execute import execute
 from pmfuzz.fs.config import Bug
+from pmfuzz.fuzzing.campaign_config import CampaignConfig
+from pmfuzz.fuzzing.reporting import campaign_options
 from pmfuzz.gen.mutate import mutate
 from pmfuzz.gen.strategies import scenario_shape, workloads
 from pmfuzz.judging.engine import Options, check
@@ -26,7 +28,7 @@ from pmfuzz.lang.workload import Workload, parse
 from pmfuzz.pmem import Domain
 from pmfuzz.reference import History
 from pmfuzz.reference.effects import FileVersion
-from pmfuzz.target import make_target
+from pmfuzz.target import make_target, parse_target_spec
 from tests.test_races import RACE_BUGS
 
 BUGS = [
@@ -258,3 +260,31 @@ def test_prefix_digests_cover_every_part_of_the_history_an_expectation_reads(wha
     got = _perturbed(run.history, what, 3).prefix_digests()
     assert got[:3] == base[:3]
     assert all(x != y for x, y in zip(got[3:], base[3:], strict=True))
+
+
+def test_a_campaigns_workloads_share_one_store_and_find_what_they_find_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`campaign.judge`, as a batch runs it: the child's states in its parent's ops are recalled,
+    and what it reports is what it reports judged alone."""
+    import pmfuzz.fuzzing.campaign as campaign
+
+    recalled: list[int] = []
+
+    def counted(*a, **kw):
+        v = check(*a, **kw)
+        recalled.append(v.stats.recalled)
+        return v
+
+    monkeypatch.setattr(campaign, "check", counted)
+    monkeypatch.setattr(campaign, "_RECALL", Recall())
+    cfg = CampaignConfig(corpus=None, crashes=tmp_path, target=parse_target_spec("daxfs bugs=fsync-no-flush"))
+    opts = campaign_options(cfg)
+    parent = parse("create f1\nwrite f1 0 5000\nfsync f1\ntruncate f1 4096\nmmap m1 f1 0 4096\nstore m1 0 64\n")
+    child = parse(str_ops(parent.ops) + "fsync f1\n")
+    campaign.judge(cfg, parent, {"cil": "eager"}, opts)
+    shared = campaign.judge(cfg, child, {"cil": "eager"}, opts)
+    monkeypatch.setattr(campaign, "_RECALL", Recall())  # the child alone: nothing of the parent to recall
+    alone = campaign.judge(cfg, child, {"cil": "eager"}, opts)
+    assert recalled[0] == 0 and recalled[1] > 0 and recalled[2] == 0
+    assert shared.found and shared == alone
