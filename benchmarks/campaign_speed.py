@@ -6,8 +6,9 @@ and files each sample under the phase it is in: generation, execution, schedules
 groups' interleavings and serial orders), reference (the allowed values of a crash point),
 enumeration (crash states), images (digests, patching), recovery (mount), oracles, minimizing,
 bookkeeping (the rest: corpus, reports, statistics). The first line also says what share of the
-states were recalled (`Stats.recalled`: clean in an earlier schedule of the same workload, with
-the same image, window and history, so not judged again). A third line splits the time spent judging
+states were recalled (`Stats.recalled`: judged clean earlier in the campaign -- in another
+schedule of the workload, or in a workload with the same ops before the crash -- with the same
+image, window and history up to it, so not judged again). A third line splits the time spent judging
 workloads by kind -- plain, race (a parallel group), huge (a 2 MiB mapping or file: the
 `hugezero` scenario) -- with each kind's share of the states and its states/s.
 `check_speed.py` measures the engine on a fixed workload set; this measures what a user's
@@ -30,6 +31,7 @@ from types import FrameType
 
 import pmfuzz.fuzzing.campaign as campaign_module
 from pmfuzz.fuzzing.campaign import CampaignConfig, run_campaign
+from pmfuzz.judging.recall import Recall
 from pmfuzz.lang.workload import PMD_SIZE, Mmap, Parallel, Truncate, Workload
 from pmfuzz.target import TargetSpec
 
@@ -114,9 +116,9 @@ def measure(name: str, opts: tuple[tuple[str, str], ...], seconds: float, seed: 
     recalled = [0]
     check = campaign_module.check
 
-    def timed(target, w, options):  # the campaign's own call, timed per workload kind
+    def timed(target, w, options, **kw):  # the campaign's own call, timed per workload kind
         t = time.perf_counter()
-        v = check(target, w, options)
+        v = check(target, w, options, **kw)
         k = kinds[_kind(w)]
         k[0] += 1
         k[1] += time.perf_counter() - t
@@ -134,6 +136,7 @@ def measure(name: str, opts: tuple[tuple[str, str], ...], seconds: float, seed: 
         t0 = time.perf_counter()
         sampler.start()
         campaign_module.check = timed
+        campaign_module._RECALL = Recall()  # each configuration as its own campaign process starts
         try:
             s = run_campaign(cfg, out=open("/dev/null", "w"))  # noqa: SIM115 (closed with the process)
         finally:

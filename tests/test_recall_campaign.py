@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import hypothesis.strategies as st
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 
@@ -288,3 +289,24 @@ def test_a_campaigns_workloads_share_one_store_and_find_what_they_find_alone(
     alone = campaign.judge(cfg, child, {"cil": "eager"}, opts)
     assert recalled[0] == 0 and recalled[1] > 0 and recalled[2] == 0
     assert shared.found and shared == alone
+
+
+@pytest.mark.parametrize("words", [100, 1 << 15])
+def test_a_file_versions_digest_tells_apart_contents_of_one_length(words: int) -> None:
+    """Small versions are hashed whole, large ones by their nonzero words: either way, any word's
+    change (a zero made nonzero, a value moved to another offset) changes the digest."""
+    run = execute(make_target("daxfs"), parse("create f1\nwrite f1 0 100\n").ops, Options())
+    h = run.history
+    assert h is not None
+    v = h.boundaries[2]["f1"]
+    base = np.zeros(words, dtype=np.uint64)
+    base[3] = 5
+    variants = [base.copy() for _ in range(4)]
+    variants[1][4] = 5  # one more nonzero word
+    variants[2][3], variants[2][4] = 0, 5  # the value moved
+    variants[3][3] = 6
+    got = set()
+    for w in variants:
+        h.boundaries[2] = {"f1": replace(v, words=w)}
+        got.add(h.prefix_digests()[2])
+    assert len(got) == 4

@@ -19,7 +19,7 @@ from ..verdict import Options
 __all__ = ["Recall", "scope", "window_key"]
 
 CAP = 1 << 18
-"""Clean states a `Recall` keeps (about 25 MiB); past it the oldest are forgotten, so that a store a
+"""Clean states a `Recall` keeps (about 20 MiB); past it the oldest are forgotten, so that a store a
 campaign's process keeps for its life holds its memory flat."""
 
 

@@ -22,6 +22,10 @@ Alternative = dict[int, tuple[str | None, FileVersion]]
 """One serial order's files at one boundary: per incarnation, its name (None: unlinked) and content."""
 
 
+_SPARSE_WORDS = 1 << 14
+"""Words from which `History.prefix_digests` hashes a file version by its nonzero words alone."""
+
+
 class History:
     """Every name's file at every op boundary, and what each op did for crash recovery."""
 
@@ -136,8 +140,13 @@ class History:
         def version(v: FileVersion) -> bytes:
             d = versions.get(id(v))
             if d is None:
-                h = hashlib.blake2b(f"{v.ino} {v.size} {len(v.words)}".encode(), digest_size=16)
-                h.update(np.ascontiguousarray(v.words).data)
+                words = v.words
+                h = hashlib.blake2b(f"{v.ino} {v.size} {len(words)}".encode(), digest_size=16)
+                if len(words) < _SPARSE_WORDS:
+                    h.update(np.ascontiguousarray(words).data)
+                else:  # a 4 MiB file is mostly zeros: its nonzero words and where they are, 4x faster
+                    at = np.flatnonzero(words)
+                    h.update(f" {len(at)} ".encode() + at.tobytes() + words[at].tobytes())
                 d = versions[id(v)] = h.digest()
             return d
 
