@@ -310,3 +310,30 @@ def test_a_file_versions_digest_tells_apart_contents_of_one_length(words: int) -
         h.boundaries[2] = {"f1": replace(v, words=w)}
         got.add(h.prefix_digests()[2])
     assert len(got) == 4
+
+
+def test_a_childs_crash_points_in_its_parents_ops_are_recalled_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The child's points in the ops it shares with its parent (not its end, nor any in a parallel
+    group) are neither enumerated nor judged, and it says what it says judged alone."""
+    import pmfuzz.judging.judge as judge_module
+
+    enumerated: list[str] = []
+    states = judge_module._states
+
+    def counted(point, opts):
+        enumerated.append(point.id)
+        return states(point, opts)
+
+    monkeypatch.setattr(judge_module, "_states", counted)
+    spec = _spec(None)
+    parent = parse("create f1\nwrite f1 0 5000\nfsync f1\ncreate f2\nwrite f2 0 100\nfsync f2\n")
+    child = parse(str_ops(parent.ops[:5]) + "truncate f1 100\nfsync f1\n")
+    recall = Recall()
+    _said(spec, parent, OPTS, recall)
+    n_parent = len(enumerated)
+    enumerated.clear()
+    got = _said(spec, child, OPTS, recall)
+    shared_points = {p.id for p in execute(make_target(spec), parent.ops[:5], OPTS).crash_points()} - {"E"}
+    assert shared_points and not shared_points & set(enumerated)
+    assert n_parent > len(enumerated)
+    assert got[:4] == _said(spec, child, replace(OPTS, recall_clean=False))[:4]

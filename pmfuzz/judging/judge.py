@@ -40,7 +40,7 @@ from ..verdict import CrashSite, Finding, Findings, Options, StateChoice, Stats,
 from .cause import UNEXPLAINED_MEDIA, code_of, crash_cause_store, reordered_store
 from .links import ByteRanges, divergence_links, link_blamed, log_ranges, meta_groups, meta_known, meta_store
 from .mounted import Mounted
-from .recall import Recall, scope, window_key
+from .recall import PointRecall, Recall, ops_prefixes, point_key, scope, window_key
 
 __all__ = ["judge", "HUNG"]
 
@@ -73,6 +73,9 @@ class _Judge:
         self._prefix = None if recall is None or h is None else h.prefix_digests()
         """Per boundary, what the expectations of windows ending there are made of, for `recall`."""
         self._scope = scope(run.target, opts, [str(getattr(o, "name", o)) for o in crash])
+        self._ops = None if self._prefix is None else ops_prefixes(run.ops)
+        self._serial_until = min((start for _g, start, _n in run.groups), default=len(run.ops))
+        """Ops before the first parallel group: their crash points are functions of the ops up to them."""
         self.meta_oracles = [o for o in crash if o.metadata_only]
         self.data_oracles = [o for o in crash if not o.metadata_only]
         self.findings = Findings(opts.first_per_signature, run.findings)
@@ -280,6 +283,15 @@ class _Judge:
         run, opts, stats, target = self.run, self.opts, self.stats, self.run.target
         window = run.window(point)
         completed, upper = window
+        recall, prefix = self.recall, self._prefix
+        wkey = pkey = None
+        if recall is not None and prefix is not None and upper < len(prefix):
+            wkey = window_key(self._scope, prefix[upper], completed, upper)
+            pkey = None if fixed else self._point_key(point, wkey)
+            whole = None if pkey is None else recall.point(pkey)
+            if whole is not None:
+                self._recalled_point(point, whole, completed, upper)
+                return False
         expect = run.expect(point, window)
         states = fixed or _states(point, opts)
         ops = run.ops
@@ -295,19 +307,25 @@ class _Judge:
         data_g = [gi for gi in range(len(point.groups)) if gi not in meta_set]
         point_hung = False
         seen = self.seen
-        recall, prefix = self.recall, self._prefix
-        wkey = None
-        if recall is not None and prefix is not None and upper < len(prefix):
-            wkey = window_key(self._scope, prefix[upper], completed, upper)
+        mine: list[bytes] | None = [] if pkey is not None else None
+        ids: list[str] | None = [] if pkey is not None and opts.log_states else None
+        all_clean = True
+        """Whether every state of the point so far is known clean (judged so here, or recalled)."""
         for state in states:
             stats.states += 1
             t1 = time.perf_counter()
-            key = (state.digest, completed, upper)
+            d = state.digest
+            rkey = None if wkey is None or recall is None else wkey ^ d
+            if mine is not None:
+                mine.append(d.to_bytes(16, "little"))
+                if ids is not None:
+                    ids.append(str(state.id))
+            key = (d, completed, upper)
             if key in seen:
+                all_clean = all_clean and rkey is not None and recall is not None and rkey in recall
                 continue
             seen.add(key)
             stats.distinct += 1
-            rkey = None if wkey is None or recall is None else wkey ^ state.digest
             if rkey is not None and recall is not None and rkey in recall:
                 stats.recalled += 1
                 if opts.log_states:
@@ -349,6 +367,7 @@ class _Judge:
             t3 = time.perf_counter()
             stats.t_mount += t3 - t2
             if isinstance(hit, tuple):
+                all_clean = False
                 self.add_crash(here, (OracleName.MOUNT, hit[0], (), hit[1]), meta_known(OracleName.MOUNT, hit[2]))
                 if point_hung:
                     return True  # each further state would wait out the timeout again
@@ -361,6 +380,7 @@ class _Judge:
                 # commit kept over its records): what the files read follows from the garbage the
                 # replay made, so their data is not judged. A rule broken without a reordering
                 # (in place, durable) does not stop the data oracles: it may sit beside a data bug.
+                all_clean = False
                 stats.t_oracles += time.perf_counter() - t3
                 if point_hung:
                     return True
@@ -386,10 +406,35 @@ class _Judge:
                 clean = not found and not hung and not hit.meta_findings
             if clean and rkey is not None and recall is not None:
                 recall.add(rkey)
+            all_clean = all_clean and clean
             stats.t_oracles += time.perf_counter() - t3
             if point_hung:
                 return True
+        if pkey is not None and mine is not None and all_clean and recall is not None:
+            recall.add_point(pkey, PointRecall(len(mine), b"".join(mine), None if ids is None else tuple(ids)))
         return False
+
+    def _point_key(self, point: CrashPoint, wkey: int) -> bytes | None:
+        """A crash point's key for `Recall.point`, if the ops up to it decide it: not the end, and
+        before any parallel group (whose crash points also depend on the schedule)."""
+        if self._ops is None or point.kind is PointKind.END or not 0 <= point.op < self._serial_until:
+            return None
+        return point_key(wkey, self._ops[point.op], point.id, self.opts)
+
+    def _recalled_point(self, point: CrashPoint, known: PointRecall, completed: int, upper: int) -> None:
+        """Count a crash point every state of which an earlier run judged clean, as judging it would."""
+        stats, seen, log = self.stats, self.seen, self.opts.log_states
+        stats.states += known.states
+        for k, d in enumerate(known.each()):
+            key = (d, completed, upper)
+            if key in seen:
+                continue
+            seen.add(key)
+            stats.distinct += 1
+            stats.recalled += 1
+            if log:
+                assert known.ids is not None, "a point recalled by a judge that logs states was kept with its ids"
+                self.state_log.append((f"{point.id}/{known.ids[k]}", []))
 
     def _data_oracles(self, here: _Here, ctx: CrashContext) -> tuple[bool, list[_V]]:
         """Every data oracle on one crash state, under one deadline (arming a timer per oracle cost

@@ -6,32 +6,73 @@ window and of the history up to the window's last boundary (`History.prefix_dige
 judged clean is clean wherever it recurs under the same target and options: in another schedule of
 a workload, or in another workload whose ops before the crash are the same (a campaign's mutations
 keep their parent's first ops, and with them its first crash points).
+
+A crash point before any parallel group is a function of the ops up to the one it falls in (the
+target and the reference run them alike), so a point whose every state was clean is remembered
+whole (`PointRecall`): where it recurs, its states are recalled without enumerating them.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from ..target import Target
 from ..verdict import Options
 
-__all__ = ["Recall", "scope", "window_key"]
+__all__ = ["PointRecall", "Recall", "ops_prefixes", "point_key", "scope", "window_key"]
 
 CAP = 1 << 18
 """Clean states a `Recall` keeps (about 20 MiB); past it the oldest are forgotten, so that a store a
 campaign's process keeps for its life holds its memory flat."""
 
 
-class Recall:
-    """The keys (`window_key` ^ image digest) of crash states judged clean, oldest forgotten first."""
+POINT_CAP = 1 << 14
+"""Whole crash points a `Recall` keeps (under 1 KiB each: their states' digests)."""
 
-    __slots__ = ("_keys", "_order", "cap")
+
+@dataclass(frozen=True, slots=True)
+class PointRecall:
+    """A crash point every state of which was clean: what judging it counts, without judging it."""
+
+    states: int
+    """States its enumeration yields (a digest may come twice)."""
+    digests: bytes
+    """Each yielded state's image digest, 16 bytes each, in enumeration order."""
+    ids: tuple[str, ...] | None
+    """Each yielded state's id, kept only for a judge that logs every state (`Options.log_states`)."""
+
+    def each(self) -> Iterator[int]:
+        d = self.digests
+        return (int.from_bytes(d[k : k + 16], "little") for k in range(0, len(d), 16))
+
+
+class Recall:
+    """The keys (`window_key` ^ image digest) of crash states judged clean, and whole crash points
+    (`point_key`) all of whose states were, oldest forgotten first."""
+
+    __slots__ = ("_keys", "_order", "_point_order", "_points", "cap")
 
     def __init__(self, cap: int | None = None) -> None:
         self.cap = CAP if cap is None else cap
         self._keys: set[int] = set()
         self._order: deque[int] = deque()
+        self._points: dict[bytes, PointRecall] = {}
+        self._point_order: deque[bytes] = deque()
+
+    def point(self, key: bytes) -> PointRecall | None:
+        return self._points.get(key)
+
+    def add_point(self, key: bytes, point: PointRecall) -> None:
+        points = self._points
+        if key in points:
+            return
+        if len(points) >= min(POINT_CAP, self.cap):
+            del points[self._point_order.popleft()]
+        points[key] = point
+        self._point_order.append(key)
 
     def __contains__(self, key: int) -> bool:
         return key in self._keys
@@ -70,3 +111,20 @@ def window_key(scope: bytes, prefix: bytes, completed: int, upper: int) -> int:
     """The part of a state's key its crash window decides: XORed with the image digest, it is the key."""
     h = hashlib.blake2b(scope + prefix + f"{completed},{upper}".encode(), digest_size=16)
     return int.from_bytes(h.digest(), "little")
+
+
+def ops_prefixes(ops: Sequence[object]) -> list[bytes]:
+    """Per op k, a digest of ops 0..k as written: what a crash point in op k (before any parallel
+    group) is a function of, with the target's configuration."""
+    chain = hashlib.blake2b(digest_size=16)
+    out = []
+    for op in ops:
+        chain.update(f"{op}\n".encode())
+        out.append(chain.digest())
+    return out
+
+
+def point_key(window: int, ops: bytes, point_id: str, opts: Options) -> bytes:
+    """A crash point's key: its window's key, the ops up to it, its id, and how its states are chosen."""
+    said = (point_id, str(opts.eadr_points), str(opts.strategy), opts.max_states, opts.exhaustive_upto, opts.seed)
+    return hashlib.blake2b(window.to_bytes(16, "little") + ops + repr(said).encode(), digest_size=16).digest()
