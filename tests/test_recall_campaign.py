@@ -21,7 +21,7 @@ from pmfuzz.fuzzing.campaign_config import CampaignConfig
 from pmfuzz.fuzzing.reporting import campaign_options
 from pmfuzz.gen.mutate import mutate
 from pmfuzz.gen.strategies import scenario_shape, workloads
-from pmfuzz.judging.engine import Options, check
+from pmfuzz.judging.engine import Options, Verdict, check
 from pmfuzz.judging.judge import judge
 from pmfuzz.judging.recall import Recall, scope
 from pmfuzz.judging.repro import parse_reproducer
@@ -92,21 +92,26 @@ def test_what_an_op_made_durable_is_part_of_the_history_a_state_is_recalled_unde
     """Two histories with the same files at every boundary, one fsyncing f2 and one f1: a state that
     lost the store through f1's mapping is clean under the first, a durability finding under the
     second, and a store filled under the first recalls nothing from the fsync on."""
-    target = make_target("daxfs")
-    opts = Options(log_states=True)
     head = "create f1\ncreate f2\nwrite f2 0 4096\nfsync f2\ntruncate f1 4096\nmmap m1 f1 0 4096\nstore m1 0 64\n"
-    other = execute(target, parse(head + "fsync f2\n").ops, opts)
-    own = execute(target, parse(head + "fsync f1\n").ops, opts)
-    assert other.history is not None and own.history is not None
-    assert _same_files(other.history.boundaries, own.history.boundaries)
-    recall = Recall()
-    assert judge(other, recall=recall).clean and recall
-    lied = replace(other, history=own.history)
-    fresh = judge(lied)
-    assert not fresh.clean
-    again = judge(lied, recall=recall)
+    tails = ("fsync f2\n", "fsync f1\n")
+    histories = [execute(make_target("daxfs"), parse(head + t).ops, Options()).history for t in tails]
+    assert _same_files(*(h.boundaries for h in histories if h is not None))
+    first, fresh, again = _lent("daxfs", head + tails[0], head + tails[1], lend_to_judged=True)
+    assert first.clean and not fresh.clean
     assert 0 < again.stats.recalled < again.stats.distinct
     assert sorted(map(repr, again.findings)) == sorted(map(repr, fresh.findings))
+
+
+def _lent(spec: str, judged: str, lender: str, *, lend_to_judged: bool) -> tuple[Verdict, Verdict, Verdict]:
+    """Judge the run of `judged` into a fresh store; then a lie: one workload's run with the other's
+    history (`judged`'s run with the lender's, or the lender's run with `judged`'s), judged afresh
+    and with the store. The verdicts: the first, the lie's fresh, the lie's with the store."""
+    target, opts = make_target(spec), Options(log_states=True)
+    mine, other = (execute(target, parse(text).ops, opts) for text in (judged, lender))
+    recall = Recall()
+    first = judge(mine, recall=recall)
+    lied = replace(mine, history=other.history) if lend_to_judged else replace(other, history=mine.history)
+    return first, judge(lied), judge(lied, recall=recall)
 
 
 def _same_files(a: list, b: list) -> bool:
@@ -220,17 +225,11 @@ def test_a_mutated_bug_reproducer_recalls_only_what_judging_it_afresh_finds_clea
 def test_a_crash_inside_an_op_is_recalled_only_under_that_ops_own_result() -> None:
     """Two histories alike up to the op in flight, which writes elsewhere in the other: the states
     inside it that show its data are clean under its own history and stale under the other's."""
-    target = make_target("daxfs cil=eager")
-    opts = Options(log_states=True)
     head = "create f1\nwrite f1 0 4096\nfsync f1\n"
-    here = execute(target, parse(head + "write f1 0 5000\n").ops, opts)
-    elsewhere = execute(target, parse(head + "write f1 8192 5000\n").ops, opts)
-    recall = Recall()
-    assert judge(here, recall=recall).clean
-    lied = replace(here, history=elsewhere.history)
-    fresh = judge(lied)
+    tails = ("write f1 0 5000\n", "write f1 8192 5000\n")
+    first, fresh, again = _lent("daxfs cil=eager", head + tails[0], head + tails[1], lend_to_judged=True)
+    assert first.clean
     assert any(f.crash is not None and f.op == 3 for f in fresh.findings)
-    again = judge(lied, recall=recall)
     assert 0 < again.stats.recalled < again.stats.distinct
     assert sorted(map(repr, again.findings)) == sorted(map(repr, fresh.findings))
 
@@ -342,16 +341,10 @@ def test_a_childs_crash_points_in_its_parents_ops_are_recalled_whole(monkeypatch
 def test_a_crash_point_is_recalled_whole_only_after_the_same_ops() -> None:
     """The same history (lent), other ops: the points of the op that differs are the other run's,
     so none of the first run's points stands for them."""
-    target = make_target("daxfs cil=eager")
-    opts = Options(log_states=True)
     head = "create f1\nwrite f1 0 4096\nfsync f1\n"
-    first = execute(target, parse(head + "write f1 0 5000\nfsync f1\n").ops, opts)
-    other = execute(target, parse(head + "write f1 8192 5000\nfsync f1\n").ops, opts)
-    recall = Recall()
-    assert judge(first, recall=recall).clean
-    lied = replace(other, history=first.history)
-    fresh, again = judge(lied), judge(lied, recall=recall)
-    assert again.stats.recalled > 0
+    tails = ("write f1 0 5000\nfsync f1\n", "write f1 8192 5000\nfsync f1\n")
+    first, fresh, again = _lent("daxfs cil=eager", head + tails[0], head + tails[1], lend_to_judged=False)
+    assert first.clean and again.stats.recalled > 0
     assert again.state_log == fresh.state_log
     assert (again.stats.distinct, sorted(map(repr, again.findings))) == (
         fresh.stats.distinct,
