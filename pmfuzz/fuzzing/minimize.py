@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 
 from ..judging.engine import Finding, Options, check
+from ..judging.recall import Recall
 from ..lang.workload import (
     BLOCK_SIZE,
     Fallocate,
@@ -89,6 +90,8 @@ def minimize(
     make = target if callable(target) and not hasattr(target, "mount") else (lambda: target)
     t0 = time.monotonic()
     memo: dict[str, Finding | None] = {}
+    recall = Recall()
+    """Clean crash states of the candidates judged so far: shrunk workloads keep most of their ops."""
     calls = 0
 
     def wanted(f: Finding) -> bool:
@@ -108,7 +111,9 @@ def minimize(
             raise _Out
         calls += 1
         try:
-            v = check(make(), w, replace(opts, focus=signature, crash=crash, features=False, log_states=False))
+            v = check(
+                make(), w, replace(opts, focus=signature, crash=crash, features=False, log_states=False), recall=recall
+            )
         except Exception as e:  # a shrunk workload the target rejects outright (e.g. an unsupported op)
             from ..errors import PmfuzzError
 
