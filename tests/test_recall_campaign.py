@@ -23,7 +23,7 @@ from pmfuzz.gen.mutate import mutate
 from pmfuzz.gen.strategies import scenario_shape, workloads
 from pmfuzz.judging.engine import Options, Verdict, check
 from pmfuzz.judging.judge import judge
-from pmfuzz.judging.recall import Recall, scope
+from pmfuzz.judging.recall import PointRecall, Recall, scope
 from pmfuzz.judging.repro import parse_reproducer
 from pmfuzz.lang.workload import Workload, parse
 from pmfuzz.pmem import Domain
@@ -366,3 +366,16 @@ def test_a_bug_reproducer_with_more_ops_after_it_says_what_it_says_alone(path: P
     assert alone[1], "a zoo bug's reproducer shows its bug"
     got = _said(spec, longer, opts, recall)
     assert got[:4] == _said(spec, longer, replace(opts, recall_clean=False))[:4]
+
+
+def test_a_store_keeps_whole_points_of_few_states_and_forgets_the_oldest(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pmfuzz.judging.recall as recall_module
+
+    monkeypatch.setattr(recall_module, "POINT_CAP", 3)
+    r = Recall()
+    small = PointRecall(1, bytes(16), None)
+    r.add_point(b"big", PointRecall(recall_module.POINT_STATES + 1, bytes(16), None))
+    assert r.point(b"big") is None
+    for k in range(5):
+        r.add_point(bytes([k]), small)
+    assert [r.point(bytes([k])) for k in range(5)] == [None, None, small, small, small]

@@ -30,7 +30,10 @@ campaign's process keeps for its life holds its memory flat."""
 
 
 POINT_CAP = 1 << 14
-"""Whole crash points a `Recall` keeps (under 1 KiB each: their states' digests)."""
+"""Whole crash points a `Recall` keeps (under 1 KiB each at a campaign's 48 states a point)."""
+
+POINT_STATES = 1 << 12
+"""States from which a point is not kept whole (its digests would take 64 KiB)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +70,7 @@ class Recall:
 
     def add_point(self, key: bytes, point: PointRecall) -> None:
         points = self._points
-        if key in points:
+        if key in points or point.states > POINT_STATES:
             return
         if len(points) >= min(POINT_CAP, self.cap):
             del points[self._point_order.popleft()]
