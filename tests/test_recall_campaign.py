@@ -379,3 +379,11 @@ def test_a_store_keeps_whole_points_of_few_states_and_forgets_the_oldest(monkeyp
     for k in range(5):
         r.add_point(bytes([k]), small)
     assert [r.point(bytes([k])) for k in range(5)] == [None, None, small, small, small]
+
+
+def test_a_store_filled_without_state_logs_serves_a_judge_that_logs_them() -> None:
+    spec, w = "daxfs cil=eager", parse("create f1\nwrite f1 0 5000\nfsync f1\ncreate f2\nwrite f2 0 100\nfsync f2\n")
+    recall = Recall()
+    check(make_target(spec), w, replace(OPTS, log_states=False), recall=recall)
+    got = _said(spec, w, OPTS, recall)
+    assert got[4] > 0 and got[:4] == _said(spec, w, replace(OPTS, recall_clean=False))[:4]

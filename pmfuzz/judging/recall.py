@@ -128,6 +128,15 @@ def ops_prefixes(ops: Sequence[object]) -> list[bytes]:
 
 
 def point_key(window: int, ops: bytes, point_id: str, opts: Options) -> bytes:
-    """A crash point's key: its window's key, the ops up to it, its id, and how its states are chosen."""
-    said = (point_id, str(opts.eadr_points), str(opts.strategy), opts.max_states, opts.exhaustive_upto, opts.seed)
+    """A crash point's key: its window's key, the ops up to it, its id, how its states are chosen, and
+    whether their ids were kept (a judge that logs every state needs them)."""
+    said = (
+        point_id,
+        str(opts.eadr_points),
+        str(opts.strategy),
+        opts.max_states,
+        opts.exhaustive_upto,
+        opts.seed,
+        opts.log_states,
+    )
     return hashlib.blake2b(window.to_bytes(16, "little") + ops + repr(said).encode(), digest_size=16).digest()
