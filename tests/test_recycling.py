@@ -121,6 +121,21 @@ def test_a_batch_error_reaches_its_future_and_shutdown_ends_waiting_ones() -> No
         pool.submit(_span, 0.0)
 
 
+def test_shutdown_ends_a_retired_set_still_running_a_batch() -> None:
+    """A set past its quota is retired (given no more work) while its batch runs: shutting down
+    ends that process too, rather than letting the batch run on and give a result. (A retired
+    set's executor forgets its processes when it is shut down; the pool lists them first.)"""
+    pool = RecyclingPool(1, 1)
+    running = pool.submit(_span, 30.0)
+    time.sleep(0.5)  # the first set runs it: the next batch retires that set
+    waiting = pool.submit(_span, 0.0)
+    assert pool.generations == 2
+    t0 = time.monotonic()
+    pool.shutdown()
+    assert running.exception(timeout=10) is not None and time.monotonic() - t0 < 10
+    assert waiting.cancelled() or waiting.exception(timeout=10) is not None
+
+
 def test_a_fresh_process_leaves_the_pinned_arenas_behind() -> None:
     with recycling_pool(1, 2) as pool:
         fragmented = pool.submit(_fragment).result(timeout=120)

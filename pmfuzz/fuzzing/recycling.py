@@ -51,7 +51,9 @@ class RecyclingPool:
         self._ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         self._lock = threading.RLock()
         self._pool: ProcessPoolExecutor | None = None
-        self._retired: list[ProcessPoolExecutor] = []
+        self._retired: list[tuple[ProcessPoolExecutor, list[Any]]] = []
+        """Sets given no more work, with their processes (listed before the set's own shutdown,
+        which forgets them): `shutdown` must still end one that is running a batch."""
         self._given = 0
         self._running = 0
         """Batches the current set holds."""
@@ -79,23 +81,24 @@ class RecyclingPool:
         """End every process at once: a batch still running has nothing left to give."""
         with self._lock:
             self._closed = True
-            pools = [*self._retired, *([self._pool] if self._pool is not None else [])]
+            pools = [*self._retired, *([(self._pool, _processes(self._pool))] if self._pool is not None else [])]
             self._pool, self._retired = None, []
             held = list(self._held)
             self._held.clear()
         for fut, _, _ in held:
             fut.cancel()
-        for pool in pools:
-            for p in _processes(pool):
+        for pool, procs in pools:
+            for p in procs:
                 p.terminate()
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _renew(self) -> None:
         if self._pool is not None:
+            procs = _processes(self._pool)
             self._pool.shutdown(wait=False)
-            self._retired.append(self._pool)
+            self._retired.append((self._pool, procs))
             self._draining += self._running
-        self._retired = [p for p in self._retired if any(q.is_alive() for q in _processes(p))]
+        self._retired = [(p, procs) for p, procs in self._retired if any(q.is_alive() for q in procs)]
         pool = ProcessPoolExecutor(
             self._workers, mp_context=self._ctx, initializer=_pool_worker, initargs=(os.getpid(),)
         )
