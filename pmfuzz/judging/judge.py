@@ -72,7 +72,8 @@ class _Judge:
         h = run.history
         self._prefix = None if recall is None or h is None else h.prefix_digests()
         """Per boundary, what the expectations of windows ending there are made of, for `recall`."""
-        self._scope = scope(run.target, opts, [str(getattr(o, "name", o)) for o in crash])
+        names = [str(getattr(o, "name", o)) for o in crash]
+        self._scope = b"" if self._prefix is None else scope(run.target, opts, names)
         self._ops = None if self._prefix is None else ops_prefixes(run.ops)
         self._serial_until = min((start for _g, start, _n in run.groups), default=len(run.ops))
         """Ops before the first parallel group: their crash points are functions of the ops up to them."""
