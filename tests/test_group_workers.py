@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+from pmfuzz.errors import PmfuzzError
 from pmfuzz.execution.interleave import Chooser, Scheduler, explore
 from pmfuzz.fs.locks import Lock, LockMode
 
@@ -53,3 +54,35 @@ def test_workers_are_reused_across_groups_and_after_a_deadlock() -> None:
     for chooser in explore(2):
         _run(chooser)
     assert threading.active_count() <= before + 3
+
+
+def test_a_thread_never_chosen_never_begins_and_a_failed_decision_unwinds_only_begun_ones() -> None:
+    """The forced schedule names a thread that cannot run at the second decision: the first thread,
+    stopped at its preempt point, is unwound; the second, never chosen, never began (unwinding it
+    would wait for a thread that does not exist); the workers then serve the next group."""
+    ran: list[str] = []
+    sched = Scheduler(Chooser([0, 7]))
+
+    def first() -> None:
+        sched.preempt("a")
+        ran.append("t0")
+
+    def second() -> None:
+        ran.append("t1")
+
+    done = threading.Event()
+    err: list[BaseException] = []
+
+    def group() -> None:
+        try:
+            sched.run_group(0, [first, second], ["a", "b"])
+        except PmfuzzError as e:
+            err.append(e)
+        done.set()
+
+    threading.Thread(target=group, daemon=True).start()
+    assert done.wait(30), "the failed decision left the scheduler waiting for a thread"
+    assert err and "t7" in str(err[0])
+    assert ran == []
+    run, _log = _run(Chooser())
+    assert run.results == ("x", "y", "z")

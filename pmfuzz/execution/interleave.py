@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
 from ..errors import ParseError, PmfuzzError, clip
-from .workers import give_back, pin_to_this_cpu, take_worker, unpin
+from .workers import Baton, Worker, give_back, pin_to_this_cpu, take_worker, unpin
 
 __all__ = [
     "Schedule",
@@ -254,7 +253,7 @@ class _Thread:
     index: int
     fn: Callable[[], Any]
     text: str
-    sem: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
+    sem: Baton = field(default_factory=Baton)
     ctx: Any = None
     blocked: tuple[Any, Any] | None = None
     label: str = "start"
@@ -315,7 +314,7 @@ class Scheduler:
         self._restore: Callable[[Any], None]
         self._fresh: Callable[[], Any]
         self._save, self._restore, self._fresh = context or (lambda: None, lambda c: None, lambda: None)
-        self._main = threading.Semaphore(0)
+        self._main = Baton()
         self._threads: list[_Thread] = []
         self._running: _Thread | None = None
         self._aborting = False
@@ -379,7 +378,8 @@ class Scheduler:
     # -- driving a group --------------------------------------------------------------
 
     def _body(self, t: _Thread) -> None:
-        t.sem.acquire()
+        """A thread's op, begun when the scheduler first chooses it: starting its worker is its first
+        go (a worker woken at the group's start only to wait for its turn cost a switch each way)."""
         try:
             if not self._aborting:
                 t.result = t.fn()
@@ -435,9 +435,7 @@ class Scheduler:
         ]
         self._group, self._current, self._steps, self._finish = group, None, [], []
         here = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-        workers = [take_worker() for _ in self._threads]
-        for w, t in zip(workers, self._threads, strict=True):
-            w.start(partial(self._body, t), here)
+        workers: list[Worker | None] = [None] * len(self._threads)
         deadlock = None
         try:
             c = self._decide()
@@ -446,7 +444,11 @@ class Scheduler:
                 self._restore(t.ctx)
                 self._running = t
                 self._handoff = None
-                t.sem.release()
+                if workers[c] is None:
+                    w = workers[c] = take_worker()
+                    w.start(partial(self._body, t), here)
+                else:
+                    t.sem.release()
                 self._main.acquire()
                 if self._handoff is not None:
                     err, c = self._handoff
@@ -457,9 +459,9 @@ class Scheduler:
                 c = self._decide()
             deadlock = c
         finally:
-            self._abort_rest()
+            self._abort_rest(workers)
             for w, t in zip(workers, self._threads, strict=True):
-                if t.finished:
+                if w is not None and t.finished:
                     give_back(w)
             self._restore(main_ctx)
         return GroupRun(
@@ -470,12 +472,13 @@ class Scheduler:
             deadlock,
         )
 
-    def _abort_rest(self) -> None:
-        if all(t.finished for t in self._threads):
+    def _abort_rest(self, workers: Sequence[Worker | None]) -> None:
+        """Unwind the threads that began and did not finish (a thread never chosen never began)."""
+        if all(t.finished or w is None for t, w in zip(self._threads, workers, strict=True)):
             return
         self._aborting = True
-        for t in self._threads:
-            if not t.finished:
+        for t, w in zip(self._threads, workers, strict=True):
+            if w is not None and not t.finished:
                 self._restore(t.ctx)
                 self._running = t
                 t.sem.release()

@@ -8,13 +8,32 @@ thread that gave it (see `pin_to_this_cpu`).
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import ctypes
 import os
 import threading
 from collections.abc import Callable
 
-__all__ = ["Worker", "pin_to_this_cpu", "take_worker", "unpin"]
+__all__ = ["Baton", "Worker", "pin_to_this_cpu", "take_worker", "unpin"]
+
+
+class Baton:
+    """A binary semaphore on one raw lock, given by `release` and taken by `acquire`, for a handoff
+    where every release is matched by one acquire: half the cost of `threading.Semaphore` (no
+    condition variable, no waiter lock per wait), and a race workload hands off a dozen times a run."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def acquire(self) -> None:
+        self._lock.acquire()
 
 
 def _libc_sched_getcpu() -> Callable[[], int] | None:
@@ -61,7 +80,7 @@ class Worker:
     __slots__ = ("_go", "_job", "_pinned", "thread")
 
     def __init__(self) -> None:
-        self._go = threading.Semaphore(0)
+        self._go = Baton()
         self._job: tuple[Callable[[], None], set[int] | None] | None = None
         self._pinned: set[int] | None = None
         """The CPUs this thread was last pinned to (no system call when the next job wants the same)."""
