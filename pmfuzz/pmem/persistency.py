@@ -39,7 +39,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import overload
 
-from .trace import LINE, Domain, Event, EventKind, words_in
+from .trace import LINE, WORD, Domain, Event, EventKind, words_in
 
 __all__ = [
     "EadrPoints",
@@ -97,14 +97,15 @@ class LineBuffer(list[Piece]):
 
     __slots__ = ("checkpoints", "cum_units", "nt_before")
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.cum_units = [0]
-        self.nt_before = [0]
+    def __init__(self, piece: Piece, /) -> None:
+        """A buffer holding its first piece (a 2 MiB zeroing starts 32,768 of them)."""
+        list.append(self, piece)
+        self.cum_units = [0, piece.units]
+        self.nt_before = [0, int(piece.nt)]
         self.checkpoints: dict[tuple[int, tuple[bytes, ...]], list[dict[int, bytes]]] = {}
 
     def append(self, piece: Piece, /) -> None:
-        super().append(piece)
+        list.append(self, piece)
         self.cum_units.append(self.cum_units[-1] + piece.units)
         self.nt_before.append(self.nt_before[-1] + piece.nt)
 
@@ -257,15 +258,24 @@ def split_pieces(ev: Event) -> list[Piece]:
     assert ev.data is not None
     nt = ev.kind is EventKind.NTSTORE
     out = []
-    addr, end, data = ev.addr, ev.addr + ev.size, ev.data
+    addr, end, data, seq = ev.addr, ev.addr + ev.size, ev.data, ev.seq
     pos = 0
-    while addr < end:
-        line = addr // LINE
-        stop = min(end, (line + 1) * LINE)
-        n = stop - addr
-        out.append(Piece(ev.seq, line, addr, data[pos : pos + n], nt, words_in(addr, n)))
-        pos += n
-        addr = stop
+    head = min(end, (addr // LINE + 1) * LINE)
+    if head - addr < LINE:  # a partial first line
+        out.append(Piece(seq, addr // LINE, addr, data[: head - addr], nt, words_in(addr, head - addr)))
+        pos, addr = head - addr, head
+    whole = (end - addr) // LINE
+    if whole:  # whole lines between: every one is LINE bytes of WORD-aligned units
+        first = addr // LINE
+        units = LINE // WORD
+        out += [
+            Piece(seq, first + k, addr + k * LINE, data[pos + k * LINE : pos + (k + 1) * LINE], nt, units)
+            for k in range(whole)
+        ]
+        pos += whole * LINE
+        addr += whole * LINE
+    if addr < end:
+        out.append(Piece(seq, addr // LINE, addr, data[pos:], nt, words_in(addr, end - addr)))
     return out
 
 
@@ -329,13 +339,17 @@ def _adr(events: Sequence[Event]) -> tuple[list[PointSpec], list[Piece]]:
         kind = ev.kind
         last_op, last_site = ev.op, ev.site
         if kind.is_store:
-            for piece in split_pieces(ev):
-                if piece.line not in lines:
-                    lines[piece.line], first[piece.line] = LineBuffer(), 0
-                lines[piece.line].append(piece)
-                dirty.add(piece.line)
-                if piece.nt:
-                    ready.add(piece.line)
+            pieces = split_pieces(ev)
+            for piece in pieces:
+                buf = lines.get(piece.line)
+                if buf is None:
+                    lines[piece.line], first[piece.line] = LineBuffer(piece), 0
+                else:
+                    buf.append(piece)
+            touched = [p.line for p in pieces]
+            dirty.update(touched)
+            if kind is EventKind.NTSTORE:
+                ready.update(touched)
         elif kind is EventKind.CLFLUSH:
             point(PointKind.CLFLUSH, clflushes, ev)
             clflushes += 1
@@ -356,9 +370,14 @@ def _adr(events: Sequence[Event]) -> tuple[list[PointSpec], list[Piece]]:
             point(PointKind.FENCE, fences, ev)
             fences += 1
             for line in sorted(ready):
-                pieces = pending(line)
-                if not pieces:
+                buf = lines.get(line)
+                if buf is None:
                     continue
+                n = len(buf) - first[line]
+                if buf[-1].nt or flushed.get(line, 0) >= n:  # the whole line's pending pieces persist
+                    persist_prefix(line, n - 1)
+                    continue
+                pieces = buf[first[line] :]
                 last_nt = max((i for i, p in enumerate(pieces) if p.nt), default=-1)
                 j = max(flushed.get(line, 0) - 1, last_nt)
                 if j >= 0:
