@@ -445,7 +445,8 @@ class Scheduler:
                 self._running = t
                 self._handoff = None
                 if workers[c] is None:
-                    w = workers[c] = take_worker()
+                    w = take_worker()
+                    workers[c] = w
                     w.start(partial(self._body, t), here)
                 else:
                     t.sem.release()
@@ -460,9 +461,9 @@ class Scheduler:
             deadlock = c
         finally:
             self._abort_rest(workers)
-            for w, t in zip(workers, self._threads, strict=True):
-                if w is not None and t.finished:
-                    give_back(w)
+            for worker, t in zip(workers, self._threads, strict=True):
+                if worker is not None and t.finished:
+                    give_back(worker)
             self._restore(main_ctx)
         return GroupRun(
             tuple(t.result for t in self._threads),

@@ -7,10 +7,11 @@ against the history's boundaries and effects. It reads the history through `Reco
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -62,6 +63,27 @@ class WordVerdict:
     """Zero where the file never read zero in the window: its size reached the media before its data."""
 
 
+_T = TypeVar("_T")
+
+
+def _per_name(fn: Callable[[Expectation, str], _T]) -> Callable[[Expectation, str], _T]:
+    """Remember a question about one file for the expectation's life: the crash oracles ask the same
+    ones (may it exist, its sizes, its incarnations) of every file of every state they judge, and
+    the history under an expectation does not change."""
+    key = fn.__name__
+
+    @functools.wraps(fn)
+    def asked(self: Expectation, name: str) -> _T:
+        memo = self._per_name
+        try:
+            return memo[key, name]
+        except KeyError:
+            got = memo[key, name] = fn(self, name)
+            return got
+
+    return asked
+
+
 class Expectation:
     """The allowed recovered states for one crash, derived from the history."""
 
@@ -76,6 +98,7 @@ class Expectation:
         self._whole: dict[tuple[str, int, bytes], tuple[WordVerdict, np.ndarray]] = {}
         self._whole_bytes = 0
         self._sides: dict[tuple[str, CowEvent, int | None, bytes], tuple[bool, bool]] = {}
+        self._per_name: dict[tuple[str, str], Any] = {}
 
     # -- windows -----------------------------------------------------------------
 
@@ -122,33 +145,43 @@ class Expectation:
                     out = max(out, self.h.earliest(fault) + 1)
         return out
 
+    @_per_name
     def must_exist(self, name: str) -> bool:
         return all(name in self.h.boundaries[b] for b in range(self.meta_start(name), self.upper + 1))
 
+    @_per_name
     def may_exist(self, name: str) -> bool:
         return any(name in self.h.boundaries[b] for b in self.window(name))
 
+    @_per_name
     def existed_before(self, name: str) -> bool:
         return any(name in self.h.boundaries[b] for b in range(self.start(name)))
 
-    def _alt_sizes(self, name: str, bs: Iterable[int]) -> set[int]:
-        return {v.size for b in bs for alt in self.h.alternatives.get(b, ()) for nm, v in alt.values() if nm == name}
+    def _alt_sizes(self, name: str, bs: Iterable[int]) -> frozenset[int]:
+        return frozenset(
+            v.size for b in bs for alt in self.h.alternatives.get(b, ()) for nm, v in alt.values() if nm == name
+        )
 
-    def sizes(self, name: str) -> set[int]:
+    @_per_name
+    def sizes(self, name: str) -> frozenset[int]:
+        """Sizes `name` may recover with (shared: do not change it)."""
         bs = range(self.meta_start(name), self.upper + 1)
         own = {self.h.boundaries[b][name].size for b in bs if name in self.h.boundaries[b]}
-        return own | self._alt_sizes(name, bs)
+        return self._alt_sizes(name, bs).union(own)
 
-    def held_sizes(self, name: str) -> set[int]:
+    @_per_name
+    def held_sizes(self, name: str) -> frozenset[int]:
+        """Sizes `name` had at some boundary up to the crash (shared: do not change it)."""
         own = {self.h.boundaries[b][name].size for b in range(self.upper + 1) if name in self.h.boundaries[b]}
-        return own | self._alt_sizes(name, range(self.upper + 1))
+        return self._alt_sizes(name, range(self.upper + 1)).union(own)
 
     def versions(self, name: str, bs: Iterable[int]) -> list[FileVersion]:
         return [self.h.boundaries[b][name] for b in bs if name in self.h.boundaries[b]]
 
-    def incarnations(self, name: str) -> set[int]:
-        """Incarnations that carried `name` at some boundary of its window."""
-        return {self.h.boundaries[b][name].ino for b in self.window(name) if name in self.h.boundaries[b]}
+    @_per_name
+    def incarnations(self, name: str) -> frozenset[int]:
+        """Incarnations that carried `name` at some boundary of its window (shared: do not change it)."""
+        return frozenset(self.h.boundaries[b][name].ino for b in self.window(name) if name in self.h.boundaries[b])
 
     def candidates(self, name: str, b: int) -> list[FileVersion]:
         """What `name` may be recovered as, as of boundary b: any of its window's incarnations, named or not.
