@@ -74,7 +74,7 @@ def _phase(frame: FrameType | None) -> str:
         if name == "_run_oracle":
             return "oracles"
         if "/execution/" in path:
-            phase = "schedules" if base in ("interleave.py", "serial.py") else "execution"
+            phase = "schedules" if base in ("interleave.py", "serial.py", "workers.py") else "execution"
         elif "/reference/" in path and phase != "execution":
             phase = "reference"
         elif "/pmem/" in path and phase not in ("execution", "schedules"):
