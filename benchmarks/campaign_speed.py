@@ -1,8 +1,11 @@
 """A real campaign's speed: execs/s, distinct crash states judged/s, and where the time goes.
 
 Each configuration runs `pmfuzz run` in this process (fixed seed, empty corpus, one core) for
-`--seconds`, while a sampling thread reads the campaign thread's stack every few milliseconds
-and files each sample under the phase it is in: generation, execution, schedules (parallel
+`--seconds`, while a profiling timer (SIGPROF, every few milliseconds of the process's CPU time)
+reads the campaign thread's stack and files each sample under the phase it is in (a sampling
+thread, as before, could only look when the campaign thread let go of the interpreter lock -- a
+numpy call on a large array, a lock wait -- and filed a tenth of a campaign under one binary
+search); generation, execution, schedules (parallel
 groups' interleavings and serial orders), reference (the allowed values of a crash point),
 enumeration (crash states), images (digests, patching), recovery (mount), oracles, minimizing,
 bookkeeping (the rest: corpus, reports, statistics). The first line also says what share of the
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import signal
 import sys
 import tempfile
 import threading
@@ -55,8 +59,15 @@ PHASES = (
     "bookkeeping",
 )
 
-_STICKY = {"minimize.py": "minimizing", "batch_workloads": "generation", "guarded_mount": "recovery"}
-"""Frames that own everything below them (an oracle's reads of the view are the oracle's time)."""
+_STICKY = {
+    "minimize.py": "minimizing",
+    "batch_workloads": "generation",
+    "guarded_mount": "recovery",
+    "map_blocks": "recovery",
+    "meta_groups": "enumeration",
+}
+"""Frames that own everything below them (an oracle's reads of the view are the oracle's time; a mount's
+block maps are recovery, the split of a point's groups into metadata and data is enumeration)."""
 
 
 def _phase(frame: FrameType | None) -> str:
@@ -130,11 +141,19 @@ def measure(name: str, opts: tuple[tuple[str, str], ...], seconds: float, seed: 
         while not done.wait(period):
             counts[_phase(sys._current_frames().get(main))] += 1
 
+    def on_prof(signum: int, frame: FrameType | None) -> None:
+        counts[_phase(frame)] += 1
+
+    profiling = hasattr(signal, "SIGPROF")
     with tempfile.TemporaryDirectory() as tmp:
         cfg = in_process(opts, seed, Path(tmp), seconds=seconds)
         sampler = threading.Thread(target=sample, daemon=True)
         t0 = time.perf_counter()
-        sampler.start()
+        if profiling:
+            before = signal.signal(signal.SIGPROF, on_prof)
+            signal.setitimer(signal.ITIMER_PROF, period, period)
+        else:  # no profiling timer (Windows): a thread, biased towards calls that release the lock
+            sampler.start()
         campaign_module.check = timed
         campaign_module._RECALL = Recall()  # each configuration as its own campaign process starts
         try:
@@ -142,8 +161,12 @@ def measure(name: str, opts: tuple[tuple[str, str], ...], seconds: float, seed: 
         finally:
             campaign_module.check = check
         wall = time.perf_counter() - t0
-        done.set()
-        sampler.join()
+        if profiling:
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            signal.signal(signal.SIGPROF, before)
+        else:
+            done.set()
+            sampler.join()
     total = sum(counts.values()) or 1
     split = "  ".join(f"{p} {100 * counts[p] / total:.0f}%" for p in PHASES if counts[p])
     print(
@@ -168,7 +191,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--only", default=",".join(CONFIGS), help=f"configurations ({', '.join(CONFIGS)})")
-    ap.add_argument("--period", type=float, default=0.005, help="seconds between stack samples")
+    ap.add_argument("--period", type=float, default=0.005, help="CPU seconds between stack samples")
     args = ap.parse_args()
     for name in args.only.split(","):
         if name not in CONFIGS:
