@@ -5,7 +5,7 @@ Each configuration runs `pmfuzz run` in this process (fixed seed, empty corpus, 
 reads the campaign thread's stack and files each sample under the phase it is in (a sampling
 thread, as before, could only look when the campaign thread let go of the interpreter lock -- a
 numpy call on a large array, a lock wait -- and filed a tenth of a campaign under one binary
-search); generation, execution, schedules (parallel
+search; where there is no SIGPROF, no split is printed); generation, execution, schedules (parallel
 groups' interleavings and serial orders), reference (the allowed values of a crash point),
 enumeration (crash states), images (digests, patching), recovery (mount), oracles, minimizing,
 bookkeeping (the rest: corpus, reports, statistics). The first line also says what share of the
@@ -26,9 +26,7 @@ from __future__ import annotations
 import argparse
 import collections
 import signal
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -121,8 +119,6 @@ def _kind(w: Workload) -> str:
 
 def measure(name: str, opts: tuple[tuple[str, str], ...], seconds: float, seed: int, period: float) -> None:
     counts: collections.Counter[str] = collections.Counter()
-    main = threading.get_ident()
-    done = threading.Event()
     kinds: dict[str, list[float]] = {k: [0, 0.0, 0] for k in ("plain", "race", "huge")}
     recalled = [0]
     check = campaign_module.check
@@ -137,23 +133,16 @@ def measure(name: str, opts: tuple[tuple[str, str], ...], seconds: float, seed: 
         recalled[0] += v.stats.recalled
         return v
 
-    def sample() -> None:
-        while not done.wait(period):
-            counts[_phase(sys._current_frames().get(main))] += 1
-
     def on_prof(signum: int, frame: FrameType | None) -> None:
         counts[_phase(frame)] += 1
 
     profiling = hasattr(signal, "SIGPROF")
     with tempfile.TemporaryDirectory() as tmp:
         cfg = in_process(opts, seed, Path(tmp), seconds=seconds)
-        sampler = threading.Thread(target=sample, daemon=True)
         t0 = time.perf_counter()
         if profiling:
             before = signal.signal(signal.SIGPROF, on_prof)
             signal.setitimer(signal.ITIMER_PROF, period, period)
-        else:  # no profiling timer (Windows): a thread, biased towards calls that release the lock
-            sampler.start()
         campaign_module.check = timed
         campaign_module._RECALL = Recall()  # each configuration as its own campaign process starts
         try:
@@ -164,9 +153,6 @@ def measure(name: str, opts: tuple[tuple[str, str], ...], seconds: float, seed: 
         if profiling:
             signal.setitimer(signal.ITIMER_PROF, 0)
             signal.signal(signal.SIGPROF, before)
-        else:
-            done.set()
-            sampler.join()
     total = sum(counts.values()) or 1
     split = "  ".join(f"{p} {100 * counts[p] / total:.0f}%" for p in PHASES if counts[p])
     print(
@@ -175,7 +161,7 @@ def measure(name: str, opts: tuple[tuple[str, str], ...], seconds: float, seed: 
         " from an earlier schedule, not judged again)",
         flush=True,
     )
-    print(f"{'':10} {split}", flush=True)
+    print(f"{'':10} {split if profiling else 'no split: this platform has no profiling timer (SIGPROF)'}", flush=True)
     spent = sum(k[1] for k in kinds.values()) or 1.0
     states = sum(k[2] for k in kinds.values()) or 1
     by_kind = "  ".join(

@@ -13,7 +13,7 @@ from pmfuzz.lang.workload import parse
 from pmfuzz.reference.expect import Expectation
 from pmfuzz.target import TargetSpec, make_target
 
-ASKED = ("may_exist", "must_exist", "existed_before", "sizes", "held_sizes", "incarnations")
+ASKED = ("start", "may_exist", "must_exist", "existed_before", "sizes", "held_sizes", "incarnations")
 
 WORKLOADS = [
     "create f1\nwrite f1 0 4096\ncreate f0\nwrite f0 0 5000\nfsync f0\ntruncate f0 100\n"

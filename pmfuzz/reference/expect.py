@@ -93,7 +93,6 @@ class Expectation:
         self.upper = upper
         self.durable = durable
         self.synchronous = synchronous
-        self._start: dict[str, int] = {}
         self._stacks: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._whole: dict[tuple[str, int, bytes], tuple[WordVerdict, np.ndarray]] = {}
         self._whole_bytes = 0
@@ -102,11 +101,9 @@ class Expectation:
 
     # -- windows -----------------------------------------------------------------
 
+    @_per_name
     def start(self, name: str) -> int:
         """The boundary where `name`'s window starts (its last durability point)."""
-        hit = self._start.get(name)
-        if hit is not None:
-            return hit
         d = 0
         if self.synchronous:
             d = self.completed
@@ -115,7 +112,6 @@ class Expectation:
                 dn = self.h.effects[j].durable_names
                 if dn is None or name in dn:
                     d = j + 1
-        self._start[name] = d
         return d
 
     def window(self, name: str) -> range:
