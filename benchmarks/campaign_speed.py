@@ -19,6 +19,7 @@ campaign gets.
 
     python benchmarks/campaign_speed.py --seconds 60
     python benchmarks/campaign_speed.py --seconds 30 --only default,cow-remap
+    python benchmarks/campaign_speed.py --strategy 256    # states a crash point, as `pmfuzz run --strategy`
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import collections
 import signal
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
@@ -117,7 +119,9 @@ def _kind(w: Workload) -> str:
     return "race" if any(isinstance(o, Parallel) for o in w.ops) else "plain"
 
 
-def measure(name: str, opts: tuple[tuple[str, str], ...], seconds: float, seed: int, period: float) -> None:
+def measure(
+    name: str, opts: tuple[tuple[str, str], ...], seconds: float, seed: int, period: float, strategy: int | None = None
+) -> None:
     counts: collections.Counter[str] = collections.Counter()
     kinds: dict[str, list[float]] = {k: [0, 0.0, 0] for k in ("plain", "race", "huge")}
     recalled = [0]
@@ -139,6 +143,8 @@ def measure(name: str, opts: tuple[tuple[str, str], ...], seconds: float, seed: 
     profiling = hasattr(signal, "SIGPROF")
     with tempfile.TemporaryDirectory() as tmp:
         cfg = in_process(opts, seed, Path(tmp), seconds=seconds)
+        if strategy is not None:
+            cfg = replace(cfg, max_states=strategy)
         t0 = time.perf_counter()
         if profiling:
             before = signal.signal(signal.SIGPROF, on_prof)
@@ -178,11 +184,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--only", default=",".join(CONFIGS), help=f"configurations ({', '.join(CONFIGS)})")
     ap.add_argument("--period", type=float, default=0.005, help="CPU seconds between stack samples")
+    ap.add_argument("--strategy", type=int, help="crash states judged a crash point (default: the campaign's)")
     args = ap.parse_args()
+    if args.strategy is not None and args.strategy < 1:
+        ap.error(f"--strategy must be at least 1, got {args.strategy}")
     for name in args.only.split(","):
         if name not in CONFIGS:
             ap.error(f"unknown configuration {name!r} (known: {', '.join(CONFIGS)})")
-        measure(name, CONFIGS[name], args.seconds, args.seed, args.period)
+        measure(name, CONFIGS[name], args.seconds, args.seed, args.period, args.strategy)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ for the same wall time and must find nothing. (FuzzBench/Magma: median of seeds.
     python benchmarks/time_to_bug.py                   # all bugs, 5 seeds, 300 s cap each
     python benchmarks/time_to_bug.py --bugs no-zero --seeds 3 --cap 60
     python benchmarks/time_to_bug.py --bugs "" --wall 120       # only the correct designs
+    python benchmarks/time_to_bug.py --strategy 256             # 256 states a crash point (`pmfuzz run --strategy`)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from pmfuzz.fs import BUG_ORACLE, Bug
@@ -28,7 +30,9 @@ from pmfuzz.target import TargetSpec
 DESIGN_OF = {Bug.CONVERT_BEFORE_PERSIST: "unwritten"}
 
 
-def one(bug: Bug | None, design: str, seed: int, cap: float) -> tuple[float | None, int | None, int]:
+def one(
+    bug: Bug | None, design: str, seed: int, cap: float, strategy: int | None = None
+) -> tuple[float | None, int | None, int]:
     opts = (("design", design),) + ((("bugs", bug.value),) if bug else ())
     with tempfile.TemporaryDirectory() as tmp:
         cfg = CampaignConfig(
@@ -41,6 +45,8 @@ def one(bug: Bug | None, design: str, seed: int, cap: float) -> tuple[float | No
             stop_on=BUG_ORACLE[bug] if bug else None,
             pictures=False,
         )
+        if strategy is not None:
+            cfg = replace(cfg, max_states=strategy)
         s = run_campaign(cfg)
         if bug is None:
             return None, None, len(s.findings)
@@ -65,14 +71,17 @@ def main() -> None:
     ap.add_argument("--cap", type=float, default=300.0, help="seconds per campaign before giving up")
     ap.add_argument("--wall", type=float, help="seconds per correct design (default: the longest time to a bug)")
     ap.add_argument("--each", action="store_true", help="also print every seed's time")
+    ap.add_argument("--strategy", type=int, help="crash states judged a crash point (default: the campaign's)")
     args = ap.parse_args()
+    if args.strategy is not None and args.strategy < 1:
+        ap.error(f"--strategy must be at least 1, got {args.strategy}")
     bugs = [Bug(b) for b in args.bugs.split(",") if b]
     print(f"{'bug':30} {'oracle':15} {'found':>5} {'median s':>9} {'max s':>8} {'ops':>7}")
     longest = 0.0
     for bug in bugs:
         times, opsn = [], []
         for seed in range(1, args.seeds + 1):
-            t, n, _ = one(bug, DESIGN_OF.get(bug, "zero"), seed, args.cap)
+            t, n, _ = one(bug, DESIGN_OF.get(bug, "zero"), seed, args.cap, args.strategy)
             if args.each:
                 print(f"  {bug.value} seed {seed}: {'not found' if t is None else f'{t:.1f} s'}", flush=True)
             if t is not None:
@@ -89,7 +98,7 @@ def main() -> None:
     print(f"\ncorrect designs, {wall:.0f} s each{why}:")
     for design in ("zero", "unwritten", "cow-remap"):
         t0 = time.time()
-        _, _, n = one(None, design, 1, wall)
+        _, _, n = one(None, design, 1, wall, args.strategy)
         print(f"  {design:10} {n} findings in {time.time() - t0:.0f} s", flush=True)
 
 

@@ -371,14 +371,19 @@ def test_a_bug_reproducer_with_more_ops_after_it_says_what_it_says_alone(path: P
 def test_a_store_keeps_whole_points_of_few_states_and_forgets_the_oldest(monkeypatch: pytest.MonkeyPatch) -> None:
     import pmfuzz.judging.recall as recall_module
 
-    monkeypatch.setattr(recall_module, "POINT_CAP", 3)
-    r = Recall()
     small = PointRecall(1, bytes(16), None)
+    monkeypatch.setattr(recall_module, "POINT_BYTES", 3 * (16 + recall_module.POINT_OVERHEAD))
+    r = Recall()
     r.add_point(b"big", PointRecall(recall_module.POINT_STATES + 1, bytes(16), None))
     assert r.point(b"big") is None
     for k in range(5):
         r.add_point(bytes([k]), small)
     assert [r.point(bytes([k])) for k in range(5)] == [None, None, small, small, small]
+    wide = PointRecall(2, bytes(32), None)
+    r.add_point(b"wide", wide)
+    assert [r.point(k) for k in (b"\x02", b"\x03", b"\x04", b"wide")] == [None, None, small, wide], (
+        "the budget is in bytes: a point twice as wide pushes out two"
+    )
 
 
 def test_a_store_filled_without_state_logs_serves_a_judge_that_logs_them() -> None:

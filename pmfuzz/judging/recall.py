@@ -29,8 +29,13 @@ CAP = 1 << 18
 campaign's process keeps for its life holds its memory flat."""
 
 
-POINT_CAP = 1 << 14
-"""Whole crash points a `Recall` keeps (under 1 KiB each at a campaign's 48 states a point)."""
+POINT_BYTES = 1 << 24
+"""Bytes of whole crash points a `Recall` keeps (a point costs its digests, 16 bytes a state, and
+`POINT_OVERHEAD`): a budget in bytes, not points, so that a campaign judging more states a point
+keeps its memory flat all the same."""
+
+POINT_OVERHEAD = 200
+"""What a kept point costs beyond its digests (its key, its record, the dictionary's slot)."""
 
 POINT_STATES = 1 << 12
 """States from which a point is not kept whole (its digests would take 64 KiB)."""
@@ -56,7 +61,7 @@ class Recall:
     """The keys (`window_key` ^ image digest) of crash states judged clean, and whole crash points
     (`point_key`) all of whose states were, oldest forgotten first."""
 
-    __slots__ = ("_keys", "_order", "_point_order", "_points", "cap")
+    __slots__ = ("_keys", "_order", "_point_bytes", "_point_order", "_points", "cap")
 
     def __init__(self, cap: int | None = None) -> None:
         self.cap = CAP if cap is None else cap
@@ -64,6 +69,7 @@ class Recall:
         self._order: deque[int] = deque()
         self._points: dict[bytes, PointRecall] = {}
         self._point_order: deque[bytes] = deque()
+        self._point_bytes = 0
 
     def point(self, key: bytes) -> PointRecall | None:
         return self._points.get(key)
@@ -72,10 +78,12 @@ class Recall:
         points = self._points
         if key in points or point.states > POINT_STATES:
             return
-        if len(points) >= min(POINT_CAP, self.cap):
-            del points[self._point_order.popleft()]
+        cost = _cost(point)
+        while points and (self._point_bytes + cost > POINT_BYTES or len(points) >= self.cap):
+            self._point_bytes -= _cost(points.pop(self._point_order.popleft()))
         points[key] = point
         self._point_order.append(key)
+        self._point_bytes += cost
 
     def __contains__(self, key: int) -> bool:
         return key in self._keys
@@ -90,6 +98,10 @@ class Recall:
             self._keys.discard(self._order.popleft())
         self._keys.add(key)
         self._order.append(key)
+
+
+def _cost(point: PointRecall) -> int:
+    return len(point.digests) + POINT_OVERHEAD + (0 if point.ids is None else 60 * len(point.ids))
 
 
 def scope(target: Target, opts: Options, oracles: list[str]) -> bytes:
