@@ -37,6 +37,9 @@ keeps its memory flat all the same."""
 POINT_OVERHEAD = 200
 """What a kept point costs beyond its digests (its key, its record, the dictionary's slot)."""
 
+ID_BYTES = 60
+"""What one kept state id costs (a short string), for a judge that logs every state."""
+
 POINT_STATES = 1 << 12
 """States from which a point is not kept whole (its digests would take 64 KiB)."""
 
@@ -101,7 +104,8 @@ class Recall:
 
 
 def _cost(point: PointRecall) -> int:
-    return len(point.digests) + POINT_OVERHEAD + (0 if point.ids is None else 60 * len(point.ids))
+    """A kept point's share of `POINT_BYTES`: about what it holds in memory."""
+    return len(point.digests) + POINT_OVERHEAD + (0 if point.ids is None else ID_BYTES * len(point.ids))
 
 
 def scope(target: Target, opts: Options, oracles: list[str]) -> bytes:
