@@ -94,6 +94,8 @@ def serial_order(
         return changing, early
 
     actual = {f: fs.read(f, 0, fs.size(f) or 0) for f in fs.files()}
+    seen: dict[tuple[str, int, int], Result] = {}
+    """The target's mapping reads, asked once for every order (the target does not change between them)."""
     fitting: list[tuple[tuple[int, ...], Reference]] = []
     signals: set[str] = set()
     misread: Unexplained | None = None
@@ -108,7 +110,7 @@ def serial_order(
         want, r2, states = ran
         for k, live in enumerate(states):
             hist.add_state(start + k + 1, live)
-        fit = _fits(want, got, r2, fs, idx)
+        fit = _fits(want, got, r2, fs, idx, seen)
         if fit is True:
             fitting.append((order, r2))
         else:
@@ -173,7 +175,12 @@ def _misread(ops: Sequence[Op], idx: list[int], want: dict[int, Result], got: di
 
 
 def _fits(
-    want: dict[int, Result], got: dict[int, Result], r2: Reference, fs: MountedFS, idx: list[int]
+    want: dict[int, Result],
+    got: dict[int, Result],
+    r2: Reference,
+    fs: MountedFS,
+    idx: list[int],
+    seen: dict[tuple[str, int, int], Result] | None = None,
 ) -> bool | WrongRead | str:
     """True if this order gives the target's results, files, sizes and mappings; else False, or,
     when only a mapping differs, the first word it shows that the order does not leave, or the
@@ -182,11 +189,13 @@ def _fits(
         return False
     if not all(fs.size(f) == r2.size(f) for f in r2.files()):
         return False
-    misfit = _maps_misfit(r2, fs)
+    misfit = _maps_misfit(r2, fs, seen)
     return True if misfit is None else misfit
 
 
-def _maps_misfit(r2: Reference, fs: MountedFS) -> WrongRead | bool | str | None:
+def _maps_misfit(
+    r2: Reference, fs: MountedFS, seen: dict[tuple[str, int, int], Result] | None = None
+) -> WrongRead | bool | str | None:
     """Every live mapping shows what this order leaves past EOF (and faults where it does).
 
     Inside EOF a mapping is the file, whose bytes may mix orders (judged by `_explain`); past EOF,
@@ -198,14 +207,23 @@ def _maps_misfit(r2: Reference, fs: MountedFS) -> WrongRead | bool | str | None:
     None when every mapping fits; else False, or, when a mapping shows bytes past EOF that this
     order does not leave, the first such word as a read of the mapped file (bytes nobody wrote,
     past EOF, are why no order explains a group as much as a read of them would be), or the signal
-    a load wanted where the target maps a page this order leaves wholly past EOF.
+    a load wanted where the target maps a page this order leaves wholly past EOF. `seen`: the
+    target's mapping reads so far, kept for the group's next order (a 4 MiB mapping is 1,024 reads).
     """
+    reads = {} if seen is None else seen
+
+    def target_read(m: str, pos: int, k: int) -> Result:
+        got = reads.get((m, pos, k))
+        if got is None:
+            got = reads[m, pos, k] = fs.read_mapping(m, pos, k)
+        return got
+
     for m, mp in r2.maps.items():
         size = mp.file.size
         start = 0
         # The pages this order leaves readable, read whole: past EOF they must agree byte for byte.
         readable = min(mp.length, max(0, -(-(size - mp.off) // PAGE_SIZE) * PAGE_SIZE))
-        got = fs.read_mapping(m, 0, readable) if readable else None
+        got = target_read(m, 0, readable) if readable else None
         if got is not None and got.ok:
             want = r2.read_mapping(m, 0, readable)
             gv, wv = got.value, want.value
@@ -220,7 +238,7 @@ def _maps_misfit(r2: Reference, fs: MountedFS) -> WrongRead | bool | str | None:
             start = readable
         for pos, k in page_pieces(start, mp.length - start):
             want = r2.read_mapping(m, pos, k)
-            got = fs.read_mapping(m, pos, k)
+            got = target_read(m, pos, k)
             if not (want.ok and got.ok):
                 if want != got:
                     return str(want) if got.ok and str(want).startswith("SIG") else False
