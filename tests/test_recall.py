@@ -128,3 +128,33 @@ def test_an_exploration_remembers_at_most_its_cap_and_judges_the_rest(monkeypatc
     log, findings, feats, distinct, recalled = _said("daxfs cil=eager", STORES_TO_A_COPY, opts)
     assert (log, findings, feats, distinct) == whole[:4]
     assert 0 < recalled < full
+
+
+@pytest.mark.parametrize("bug", [None, Bug.COW_EDGES_UNFLUSHED], ids=["correct", "cow-edges-unflushed"])
+def test_a_crash_point_after_a_group_recurs_whole_in_schedules_that_reach_it_alike(
+    monkeypatch: pytest.MonkeyPatch, bug: Bug | None
+) -> None:
+    """Schedules that reach a crash point after the group with the same media and the same stores in
+    flight: its states are recalled without enumerating them, and the verdict is judging's afresh."""
+    import pmfuzz.judging.judge as judge_module
+
+    enumerated: list[str] = []
+    states = judge_module._states
+
+    def counted(point, opts):
+        enumerated.append(point.id)
+        return states(point, opts)
+
+    monkeypatch.setattr(judge_module, "_states", counted)
+    spec = "daxfs cil=eager" + (f" bugs={bug.value}" if bug is not None else "")
+    opts = Options(preemption_bound=1, max_states=8, features=True)
+
+    def said(o: Options) -> tuple:
+        v = check(make_target(spec), STORES_TO_A_COPY, o)
+        return sorted(map(repr, v.findings)), sorted(v.features), v.stats.states, v.stats.distinct
+
+    fresh = said(replace(opts, recall_clean=False))
+    judged = len(enumerated)
+    enumerated.clear()
+    assert said(opts) == fresh
+    assert len(enumerated) < judged

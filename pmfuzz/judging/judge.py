@@ -416,11 +416,16 @@ class _Judge:
         return False
 
     def _point_key(self, point: CrashPoint, wkey: int) -> bytes | None:
-        """A crash point's key for `Recall.point`, if the ops up to it decide it: not the end, and
-        before any parallel group (whose crash points also depend on the schedule)."""
-        if self._ops is None or point.kind is PointKind.END or not 0 <= point.op < self._serial_until:
+        """A crash point's key for `Recall.point`. Before any parallel group the ops up to the point
+        decide it; after one (or at the end) its contents do: the media as of the point and the
+        groups in flight, the same in every schedule that reaches it alike."""
+        if self._ops is None:
             return None
-        return point_key(wkey, self._ops[point.op], point.id, self.opts)
+        if point.kind is not PointKind.END and 0 <= point.op < self._serial_until:
+            return point_key(wkey, self._ops[point.op], point.id, self.opts)
+        # A sampled point draws by its id, and a logged state's id names its point.
+        named = self.opts.strategy is StateChoice.SAMPLE or self.opts.log_states
+        return point_key(wkey, b"content" + point.content(), point.id if named else "", self.opts)
 
     def _recalled_point(self, point: CrashPoint, known: PointRecall, completed: int, upper: int) -> None:
         """Count a crash point every state of which an earlier run judged clean, as judging it would."""

@@ -8,8 +8,10 @@ a workload, or in another workload whose ops before the crash are the same (a ca
 keep their parent's first ops, and with them its first crash points).
 
 A crash point before any parallel group is a function of the ops up to the one it falls in (the
-target and the reference run them alike), so a point whose every state was clean is remembered
-whole (`PointRecall`): where it recurs, its states are recalled without enumerating them.
+target and the reference run them alike), and any crash point a function of its contents (the media
+as of it and the stores in flight: `CrashPoint.content`), so a point whose every state was clean is
+remembered whole (`PointRecall`): where it recurs -- after the same ops, or after a parallel group
+that another schedule ended alike -- its states are recalled without enumerating them.
 """
 
 from __future__ import annotations
@@ -144,8 +146,9 @@ def ops_prefixes(ops: Sequence[object]) -> list[bytes]:
 
 
 def point_key(window: int, ops: bytes, point_id: str, opts: Options) -> bytes:
-    """A crash point's key: its window's key, the ops up to it, its id, how its states are chosen, and
-    whether their ids were kept (a judge that logs every state needs them)."""
+    """A crash point's key: its window's key, the ops up to it (or its contents), its id (where it
+    matters), how its states are chosen, and whether their ids were kept (a judge that logs every
+    state needs them)."""
     said = (
         point_id,
         str(opts.eadr_points),

@@ -10,6 +10,7 @@ the groups that kept less than everything; it parses back to the same state.
 from __future__ import annotations
 
 import enum
+import hashlib
 import itertools
 import random
 from collections.abc import Iterable, Iterator, Sequence
@@ -320,6 +321,15 @@ class CrashPoint:
         rng = random.Random(f"{seed}/{self.id}")
         for _ in range(8 * n + 16):
             yield tuple(g.random_choice(rng.random) for g in self.groups)
+
+    def content(self) -> bytes:
+        """A digest of what decides this point's states: the media as of the point and the groups in
+        flight. Two points of equal contents enumerate the same states, with the same images, under
+        the same strategy (a sampled one also draws by the point's id)."""
+        h = hashlib.blake2b(self.timeline._snapshot(self.spec.log_len).delta.to_bytes(16, "little"), digest_size=16)
+        for g in self.groups:
+            h.update(g.content)
+        return h.digest()
 
     @cached
     def none_choices(self) -> tuple[int, ...]:

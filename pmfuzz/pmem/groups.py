@@ -9,6 +9,7 @@ bit mask over the group's units in program order, printed as `x<hex>`.
 from __future__ import annotations
 
 import bisect
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -141,6 +142,16 @@ class Group:
     @property
     def none(self) -> int:
         return 0
+
+    @cached
+    def content(self) -> bytes:
+        """A digest of what the group is: its name, whether it tears, and its pieces in order. Two
+        groups with equal contents over equal media have the same choices and the same outcomes."""
+        h = hashlib.blake2b(f"{self.spec.name}/{int(self.spec.tear)}".encode(), digest_size=16)
+        for p in self.spec.pieces:
+            h.update(b"%d %d %d;" % (p.addr, p.nt, len(p.data)))
+            h.update(p.data)
+        return h.digest()
 
     @cached
     def lines(self) -> tuple[int, ...]:
