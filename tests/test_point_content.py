@@ -11,7 +11,9 @@ from tests.test_pmem_outcomes import _run, traces
 
 
 def _states(point) -> list[tuple[tuple, int, bytes]]:
-    return [(s.state_id.deviations, s.digest, s.image().to_bytes()) for s in point.states(Strategy.EXHAUSTIVE, limit=64)]
+    return [
+        (s.state_id.deviations, s.digest, s.image().to_bytes()) for s in point.states(Strategy.EXHAUSTIVE, limit=64)
+    ]
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
