@@ -423,6 +423,8 @@ class _Judge:
             return None
         if point.kind is not PointKind.END and 0 <= point.op < self._serial_until:
             return point_key(wkey, self._ops[point.op], point.id, self.opts)
+        if point.spec.width > _CONTENT_WIDTH:
+            return None
         # A sampled point draws by its id, and a logged state's id names its point.
         named = self.opts.strategy is StateChoice.SAMPLE or self.opts.log_states
         return point_key(wkey, b"content" + point.content(), point.id if named else "", self.opts)
@@ -516,6 +518,10 @@ def _held_by(expect: Expectation, name: str) -> Callable[[int, bytes], bool]:
 
 _V = tuple  # (oracle, message, evidence, traceback): a violation before it becomes a finding
 _Judged = tuple  # (violation, (cause, what it blames) if it is to be kept, else None)
+
+_CONTENT_WIDTH = 1024
+"""Groups in flight past which a crash point is not keyed by its contents: a 2 MiB zeroing's 32,768
+groups cost more to digest at every point than recalling such a rare point whole saves."""
 
 _CAUSE_TRIES = 16
 """Violations per signature and run past its first whose cause is worked out: a second bug's cause
