@@ -222,7 +222,7 @@ def _target_device_size(spec) -> int:
 @click.option(
     "--strategy",
     type=click.IntRange(min=1),
-    default=48,
+    default=256,
     show_default=True,
     help="Crash states judged per crash point (exhaustive up to this many, else bounded).",
 )

@@ -38,7 +38,7 @@ class CampaignConfig:
     workers: int = 1
     corpus: Path | None = Path("corpora/seeds")
     crashes: Path = Path("crashes")
-    max_states: int = 48
+    max_states: int = 256
     max_ops: int = 10
     minimize_checks: int = 300
     minimize_seconds: float = 120.0
