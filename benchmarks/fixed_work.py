@@ -13,6 +13,7 @@ its executions and distinct runs.
 
     python benchmarks/fixed_work.py --seed 3 --execs 300 --save /tmp/ws3.json
     python benchmarks/fixed_work.py --load /tmp/ws3.json --kind race
+    python benchmarks/fixed_work.py --load /tmp/ws3.json --strategy 48   # 48 states a point (`pmfuzz run --strategy`)
 
 Timing on a shared host moves more than a small change does; instruction counts do not. For an
 A/B of a few per cent, count both versions' instructions on the first workloads of a recording:
@@ -29,6 +30,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pmfuzz.fuzzing.campaign as campaign_module
@@ -143,12 +145,15 @@ def main() -> None:
     ap.add_argument("--load", type=Path, help="replay a recording instead of recording")
     ap.add_argument("--kind", default=",".join(KINDS), help=f"kinds to replay ({', '.join(KINDS)})")
     ap.add_argument("--first", type=int, help="replay only the first N recorded workloads")
+    ap.add_argument("--strategy", type=int, help="crash states judged a crash point (default: the campaign's)")
     args = ap.parse_args()
     kinds = tuple(args.kind.split(","))
     if bad := [k for k in kinds if k not in KINDS]:
         ap.error(f"unknown kind {bad[0]!r} (known: {', '.join(KINDS)})")
     if args.first is not None and args.first < 1:
         ap.error(f"--first must be at least 1, got {args.first}")
+    if args.strategy is not None and args.strategy < 1:
+        ap.error(f"--strategy must be at least 1, got {args.strategy}")
     try:
         if args.load:
             seed, recorded = load(args.load)
@@ -156,7 +161,10 @@ def main() -> None:
             seed, recorded = args.seed, record(args.seed, args.execs)
             if args.save:
                 args.save.write_text(json.dumps({"seed": seed, "execs": args.execs, "workloads": recorded}))
-        replay(recorded[: args.first], options(seed), kinds)
+        opts = options(seed)
+        if args.strategy is not None:
+            opts = replace(opts, max_states=args.strategy, exhaustive_upto=args.strategy)
+        replay(recorded[: args.first], opts, kinds)
     except (ValueError, PmfuzzError) as e:
         ap.exit(2, f"fixed_work.py: error: {e}\n")
 
