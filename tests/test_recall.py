@@ -130,12 +130,8 @@ def test_an_exploration_remembers_at_most_its_cap_and_judges_the_rest(monkeypatc
     assert 0 < recalled < full
 
 
-@pytest.mark.parametrize("bug", [None, Bug.COW_EDGES_UNFLUSHED], ids=["correct", "cow-edges-unflushed"])
-def test_a_crash_point_after_a_group_recurs_whole_in_schedules_that_reach_it_alike(
-    monkeypatch: pytest.MonkeyPatch, bug: Bug | None
-) -> None:
-    """Schedules that reach a crash point after the group with the same media and the same stores in
-    flight: its states are recalled without enumerating them, and the verdict is judging's afresh."""
+def enumerations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the crash points the judge enumerates from now on (a point recalled whole is not)."""
     import pmfuzz.judging.judge as judge_module
 
     enumerated: list[str] = []
@@ -146,6 +142,16 @@ def test_a_crash_point_after_a_group_recurs_whole_in_schedules_that_reach_it_ali
         return states(point, opts)
 
     monkeypatch.setattr(judge_module, "_states", counted)
+    return enumerated
+
+
+@pytest.mark.parametrize("bug", [None, Bug.COW_EDGES_UNFLUSHED], ids=["correct", "cow-edges-unflushed"])
+def test_a_crash_point_after_a_group_recurs_whole_in_schedules_that_reach_it_alike(
+    monkeypatch: pytest.MonkeyPatch, bug: Bug | None
+) -> None:
+    """Schedules that reach a crash point after the group with the same media and the same stores in
+    flight: its states are recalled without enumerating them, and the verdict is judging's afresh."""
+    enumerated = enumerations(monkeypatch)
     spec = "daxfs cil=eager" + (f" bugs={bug.value}" if bug is not None else "")
     opts = Options(preemption_bound=1, max_states=8, features=True)
 

@@ -31,6 +31,7 @@ from pmfuzz.reference import History
 from pmfuzz.reference.effects import FileVersion
 from pmfuzz.target import make_target, parse_target_spec
 from tests.test_races import RACE_BUGS
+from tests.test_recall import enumerations
 
 BUGS = [
     Bug.FSYNC_NO_FLUSH,
@@ -314,16 +315,7 @@ def test_a_file_versions_digest_tells_apart_contents_of_one_length(words: int) -
 def test_a_childs_crash_points_in_its_parents_ops_are_recalled_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     """The child's points in the ops it shares with its parent (not its end, nor any in a parallel
     group) are neither enumerated nor judged, and it says what it says judged alone."""
-    import pmfuzz.judging.judge as judge_module
-
-    enumerated: list[str] = []
-    states = judge_module._states
-
-    def counted(point, opts):
-        enumerated.append(point.id)
-        return states(point, opts)
-
-    monkeypatch.setattr(judge_module, "_states", counted)
+    enumerated = enumerations(monkeypatch)
     spec = _spec(None)
     parent = parse("create f1\nwrite f1 0 5000\nfsync f1\ncreate f2\nwrite f2 0 100\nfsync f2\n")
     child = parse(str_ops(parent.ops[:5]) + "truncate f1 100\nfsync f1\n")
