@@ -6,8 +6,8 @@ from __future__ import annotations
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, given, settings
 
-from pmfuzz.pmem import Strategy
-from tests.test_pmem_outcomes import _run, traces
+from pmfuzz.pmem import PMem, Strategy
+from tests.test_pmem_outcomes import SIZE, _run, traces
 
 
 def _states(point) -> list[tuple[tuple, int, bytes]]:
@@ -16,14 +16,30 @@ def _states(point) -> list[tuple[tuple, int, bytes]]:
     ]
 
 
+def _eadr(ops: list[tuple]) -> PMem:
+    """The trace on an eADR device: a crash point at every cached store, its store torn (the `T` group)."""
+    pm = PMem(SIZE, "eadr")
+    pm.initialize(0, bytes([0xEE]) * SIZE)
+    for kind, *args in ops:
+        if kind in ("clwb", "clflush"):
+            getattr(pm, kind)(args[0], min(args[1], SIZE - args[0]))
+        else:
+            getattr(pm, kind)(*args)
+    return pm
+
+
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(traces(), traces(), st.integers(0, 12))
-def test_points_of_equal_contents_have_equal_states(ops: list[tuple], other: list[tuple], keep: int) -> None:
+@given(traces(), traces(), st.integers(0, 12), st.sampled_from(["adr", "eadr"]))
+def test_points_of_equal_contents_have_equal_states(
+    ops: list[tuple], other: list[tuple], keep: int, domain: str
+) -> None:
     """Two traces that share their first ops: the points in those ops have equal contents, and
     wherever two points' contents are equal (in one trace or across both) so are their states."""
-    a = _run(ops).crash_points()
-    b = _run(ops[:keep] + other).crash_points()
-    shared = sum(1 for op in ops[:keep] if op[0] in ("sfence", "clflush"))
+    run = _run if domain == "adr" else _eadr
+    a = run(ops).crash_points()
+    b = run(ops[:keep] + other).crash_points()
+    ends = ("sfence", "clflush") if domain == "adr" else ("sfence", "store")
+    shared = sum(1 for op in ops[:keep] if op[0] in ends)
     for p, q in zip(a[:shared], b[:shared], strict=True):
         assert p.content() == q.content(), p.id
     by_content: dict[bytes, list[tuple[tuple, int, bytes]]] = {}
